@@ -1,0 +1,181 @@
+//! Profiles: the sites of a scenario and the directed link between every ordered pair of them.
+//!
+//! A profile is a TOML file (see `profiles/*.toml` for the shipped ones, and
+//! `docs/PROFILES.md` for every key). [`Profile::parse`] reads and validates it, reporting
+//! every problem with its file, line and key; after that every ordered site pair, the
+//! same-site pair included, has exactly one [`LinkSpec`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::{ProfileError, ProfileErrors};
+use crate::link::LinkModel;
+use crate::schedule::OutageSchedule;
+
+/// Index of a site in [`Profile::sites`] (file order).
+pub type SiteId = usize;
+
+/// A place where racks stand: a region on Earth, a lunar base, a satellite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    /// Unique name, used by nodes (`--site moon`) and in reports.
+    pub name: String,
+    /// Free text for humans.
+    pub description: String,
+}
+
+/// Statistical shape of the per-datagram jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JitterDist {
+    /// Uniform in [0, 2·amount] minus amount, i.e. ±amount.
+    Uniform,
+    /// Normal with standard deviation `amount`.
+    Normal,
+    /// Pareto tail (shape 3) scaled so its mean is `amount`; always adds delay.
+    Pareto,
+}
+
+/// Per-datagram variation of the propagation delay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Jitter {
+    /// The distribution drawn from.
+    pub dist: JitterDist,
+    /// Its scale (see [`JitterDist`]).
+    pub amount: Duration,
+    /// May a datagram overtake the one sent before it? `false` keeps FIFO order, as on a
+    /// single physical path; `true` lets jitter reorder, as netem does.
+    pub reorder: bool,
+}
+
+/// How datagrams are lost at random (outages and queue overflow are separate causes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LossModel {
+    /// No random loss.
+    None,
+    /// Each datagram lost independently with probability `p`.
+    Bernoulli { p: f64 },
+    /// Two-state Gilbert-Elliott bursts, as in netem: `p` good→bad, `r` bad→good per datagram;
+    /// a datagram is lost with probability `1 - k` in the good state and `1 - h` in the bad one.
+    GilbertElliott { p: f64, r: f64, h: f64, k: f64 },
+}
+
+/// One direction of one link: everything a datagram from site A to site B goes through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkSpec {
+    /// One-way propagation delay (light time plus fixed processing).
+    pub delay: Duration,
+    /// Per-datagram jitter on top of `delay`, if any.
+    pub jitter: Option<Jitter>,
+    /// Random loss.
+    pub loss: LossModel,
+    /// Probability that a delivered datagram is delivered twice.
+    pub duplicate: f64,
+    /// Serialisation rate in bit/s; `None` means unlimited (no queueing).
+    pub rate_bps: Option<u64>,
+    /// Bytes that may wait for serialisation before tail drop.
+    pub queue_limit_bytes: u64,
+    /// When the link is down.
+    pub outages: OutageSchedule,
+}
+
+impl LinkSpec {
+    /// A link with only a fixed delay: no loss, no rate limit, always up.
+    pub fn ideal(delay: Duration) -> Self {
+        Self {
+            delay,
+            jitter: None,
+            loss: LossModel::None,
+            duplicate: 0.0,
+            rate_bps: None,
+            queue_limit_bytes: u64::MAX,
+            outages: OutageSchedule::always_up(),
+        }
+    }
+
+    /// One-way propagation delay at `t` since the scenario epoch (constant today; geometry
+    /// derived delays vary with `t`).
+    pub fn delay_at(&self, _t: Duration) -> Duration {
+        self.delay
+    }
+
+    /// Bandwidth-delay product in bytes for a round trip of `rtt`, at this link's rate
+    /// (`None` when the rate is unlimited).
+    pub fn bdp_bytes(&self, rtt: Duration) -> Option<u64> {
+        self.rate_bps
+            .map(|bps| (bps as f64 / 8.0 * rtt.as_secs_f64()).ceil() as u64)
+    }
+}
+
+/// A validated scenario: sites, links between every ordered pair, seed and time scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Short name (`earth-moon`).
+    pub name: String,
+    /// Free text for humans.
+    pub description: String,
+    /// Seed of every random draw of every link.
+    pub seed: u64,
+    /// Scenario seconds per emulated second for orbital motion and outage schedules
+    /// (1 = real time; 60 = an hour of orbit per minute). Light delay is never scaled.
+    pub time_scale: f64,
+    /// Sites in file order; [`SiteId`] indexes this.
+    pub sites: Vec<Site>,
+    /// `links[from * sites.len() + to]`.
+    pub(crate) links: Vec<LinkSpec>,
+}
+
+impl Profile {
+    /// Parses and validates a profile from TOML text; `origin` (usually the file path) is
+    /// used in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ProfileErrors> {
+        crate::profile_toml::parse(text, origin)
+    }
+
+    /// Reads and validates a profile file.
+    pub fn from_file(path: &Path) -> Result<Self, ProfileErrors> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ProfileErrors(vec![ProfileError {
+                origin: origin.clone(),
+                line: 0,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }])
+        })?;
+        Self::parse(&text, &origin)
+    }
+
+    /// The id of the site called `name`.
+    pub fn site_id(&self, name: &str) -> Option<SiteId> {
+        self.sites.iter().position(|s| s.name == name)
+    }
+
+    /// The link from site `from` to site `to` (the same id for the link inside a site).
+    ///
+    /// # Panics
+    /// If either id is out of range: ids come from [`Profile::site_id`] or `0..sites.len()`.
+    pub fn link(&self, from: SiteId, to: SiteId) -> &LinkSpec {
+        &self.links[from * self.sites.len() + to]
+    }
+
+    /// A fresh state machine for the link `from → to`, seeded from (profile seed, from, to):
+    /// every process that builds it gets the same verdict sequence.
+    pub fn link_model(&self, from: SiteId, to: SiteId) -> LinkModel {
+        let seed = crate::rng::link_seed(self.seed, &self.sites[from].name, &self.sites[to].name);
+        LinkModel::new(self.link(from, to).clone(), seed)
+    }
+
+    /// Round-trip propagation delay between two sites at `t` (both directions' delays).
+    pub fn rtt(&self, a: SiteId, b: SiteId, t: Duration) -> Duration {
+        self.link(a, b).delay_at(t) + self.link(b, a).delay_at(t)
+    }
+
+    /// The longest single outage any link has, in emulated time (for idle timeouts).
+    pub fn longest_outage(&self) -> Duration {
+        self.links
+            .iter()
+            .map(|l| l.outages.longest_outage())
+            .max()
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,1 @@
+//! spacefabric-node: one process of the emulated cluster.
