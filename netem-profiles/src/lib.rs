@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod link;
+pub mod orbit;
 pub mod profile;
 mod profile_toml;
 pub mod rng;
