@@ -201,11 +201,15 @@ impl LinkGeometry {
     /// Range and visibility at `jd`. With networks, the pair of members that is up with the
     /// largest margin (or, when none is up, the largest margin) is used.
     pub fn sample(&self, jd: JulianDay) -> Result<GeometrySample, OrbitError> {
-        let sky = Sky::new(jd);
+        self.sample_in(&Sky::new(jd))
+    }
+
+    /// [`Self::sample`] in a given sky (several links at one instant share the Moon).
+    pub fn sample_in(&self, sky: &Sky) -> Result<GeometrySample, OrbitError> {
         let mut best: Option<(GeometrySample, f64)> = None;
         for pa in places(&self.a) {
             for pb in places(&self.b) {
-                let (s, margin) = between_places(pa, pb, &sky, &self.options)?;
+                let (s, margin) = between_places(pa, pb, sky, &self.options)?;
                 let better = match &best {
                     None => true,
                     Some((bs, bm)) => (s.up, margin) > (bs.up, *bm),

@@ -15,6 +15,7 @@
 //! - [`leo`]: LEO satellites from TLEs through SGP4, Earth blocking between satellites;
 //! - [`escape`]: satellites leaving the Moon on hyperbolic escape (the mass-driver swarm);
 //! - [`endpoint`]: one enum over all of the above, and the link geometry between two of them;
+//! - [`scenario`]: an epoch and named endpoints; tables of paths through them (relays);
 //! - [`schedule`]: precomputed per-link tables (delay, up/down) cheap enough for the packet path.
 //!
 //! Frame: every position is geocentric, in kilometres, in the mean equator and equinox of
@@ -28,6 +29,7 @@ pub mod escape;
 pub mod leo;
 pub mod lunar;
 pub mod moon;
+pub mod scenario;
 pub mod schedule;
 pub mod time;
 pub mod vector;
@@ -67,6 +69,9 @@ pub enum OrbitError {
         /// What is wrong.
         why: String,
     },
+    /// A geometry path names an endpoint that does not exist (or repeats one).
+    #[error("unknown geometry endpoint `{0}`")]
+    UnknownEndpoint(String),
     /// A two-line element set the SGP4 parser or initialiser refused.
     #[error("invalid TLE for `{name}`: {why}")]
     Tle {
