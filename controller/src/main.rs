@@ -1,1 +1,95 @@
-fn main() {}
+//! spacefabric-controller: the command line. A thin clap dispatcher; the work lives in the
+//! library (`spacefabric_controller::*`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use spacefabric_controller::profile_report;
+
+/// The spacefabric controller and its profile tools.
+#[derive(Debug, Parser)]
+#[command(name = "spacefabric-controller", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check, show and plot link profiles (netem-profiles TOML files).
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProfileCommand {
+    /// Validate profile files: `ok FILE` for each valid one; otherwise one line per problem
+    /// (`file:line: key `k`: message`) and exit status 2.
+    Check {
+        /// Profile files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Sites, and per directed link: delay, RTT, rate, BDP, loss, jitter, queue, next outages.
+    Show {
+        /// The profile file.
+        #[arg(env = "SPACEFABRIC_PROFILE")]
+        file: PathBuf,
+    },
+    /// Up/down windows and delay range of every link over the first hours of a run.
+    Timeline {
+        /// The profile file.
+        #[arg(env = "SPACEFABRIC_PROFILE")]
+        file: PathBuf,
+        /// Hours of emulated time to cover.
+        #[arg(long, env = "SPACEFABRIC_TIMELINE_HOURS", default_value_t = 24.0)]
+        hours: f64,
+        /// Seconds per column of the strip chart (default: hours/60).
+        #[arg(long, env = "SPACEFABRIC_TIMELINE_STEP")]
+        step: Option<f64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Profile(cmd) => run_profile(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_profile(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ProfileCommand::Check { files } => {
+            let report = profile_report::check_files(&files);
+            for line in &report.ok_lines {
+                println!("{line}");
+            }
+            for line in &report.error_lines {
+                eprintln!("{line}");
+            }
+            Ok(if report.all_valid() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        ProfileCommand::Show { file } => {
+            let profile = profile_report::load(&file)?;
+            print!("{}", profile_report::show(&profile));
+            Ok(ExitCode::SUCCESS)
+        }
+        ProfileCommand::Timeline { file, hours, step } => {
+            let profile = profile_report::load(&file)?;
+            print!("{}", profile_report::timeline(&profile, hours, step)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -31,3 +31,9 @@ pub const SPEED_OF_LIGHT_KM_S: f64 = 299_792.458;
 /// Bytes of IPv4 + UDP header counted on the wire for each datagram when serialising at a
 /// link's rate (QUIC payload length + 28).
 pub const UDP_IP_OVERHEAD_BYTES: usize = 28;
+
+/// The directory of the profiles shipped with this crate (`netem-profiles/profiles`), as an
+/// absolute path fixed at build time: for tests and tools run from a source checkout.
+pub fn shipped_profiles_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles")
+}

@@ -106,13 +106,12 @@ impl LinkModel {
         if self.lose() {
             return Verdict::Drop(DropCause::Loss);
         }
-        let departure = match self.serialise(now, len) {
-            Some(t) => t,
-            None => return Verdict::Drop(DropCause::Queue),
+        let Some(departure) = self.serialise(now, len) else {
+            return Verdict::Drop(DropCause::Queue);
         };
-        let mut at = departure + self.spec.delay_at(now);
+        let mut at = departure.saturating_add(self.spec.delay_at(now));
         if let Some(jitter) = self.spec.jitter {
-            at = self.jittered(at, jitter.dist, jitter.amount);
+            at = self.jittered(departure, at, jitter.dist, jitter.amount);
             if !jitter.reorder {
                 at = at.max(self.last_arrival);
             }
@@ -159,20 +158,29 @@ impl LinkModel {
         ))
     }
 
-    fn jittered(&mut self, at: Duration, dist: JitterDist, amount: Duration) -> Duration {
-        let a = amount.as_secs_f64();
-        let offset = match dist {
+    /// `at` moved by one draw of the jitter distribution, but never before `departure`:
+    /// a datagram cannot arrive before its last bit has left.
+    fn jittered(
+        &mut self,
+        departure: Duration,
+        at: Duration,
+        dist: JitterDist,
+        amount: Duration,
+    ) -> Duration {
+        let a = amount.as_nanos() as f64;
+        let offset_ns = match dist {
             JitterDist::Uniform => (self.rng.next_f64() * 2.0 - 1.0) * a,
             JitterDist::Normal => self.rng.next_normal() * a,
             JitterDist::Pareto => {
-                // Pareto with shape 3 and mean `a`: scale x_m = a·2/3.
+                // Pareto with shape 3 and mean `a`: scale x_m = a·2/3; u in (0, 1].
                 let u = 1.0 - self.rng.next_f64();
                 a * (2.0 / 3.0) * u.powf(-1.0 / 3.0)
             }
         };
-        let t = at.as_secs_f64() + offset;
-        // Never before it was sent: jitter cannot beat light.
-        Duration::from_secs_f64(t.max(0.0)).max(at.saturating_sub(amount.saturating_mul(8)))
+        // `as` saturates (and maps NaN to 0), so no draw can overflow.
+        let ns = (at.as_nanos() as i128).saturating_add(offset_ns as i128);
+        let ns = ns.clamp(departure.as_nanos() as i128, i128::from(u64::MAX));
+        Duration::from_nanos(ns as u64)
     }
 }
 

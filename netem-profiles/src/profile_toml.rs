@@ -1,13 +1,1002 @@
-//! TOML front end of [`Profile`](crate::Profile): parsing and validation with line-precise errors.
+//! TOML front end of [`Profile`](crate::Profile): parsing and validation with line-precise
+//! errors.
+//!
+//! The document is parsed with `toml`'s span-keeping tree ([`DeTable`]) and walked by hand
+//! rather than through `serde` derive, so that validation never stops at the first problem:
+//! every unknown key, bad value and missing link is reported, each with the origin, the 1-based
+//! line and the dotted key (`links[1].loss.p`, array indices 0-based). The format itself is
+//! documented key by key in `docs/PROFILES.md`.
+//!
+//! Scenario-time values (outage periods, phases, windows) are divided by the profile's
+//! `time_scale` into emulated time here; light delay is never scaled.
 
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::SPEED_OF_LIGHT_KM_S;
 use crate::error::{ProfileError, ProfileErrors};
-use crate::profile::Profile;
+use crate::profile::{Jitter, JitterDist, LinkSpec, LossModel, Profile, Site};
+use crate::schedule::{OutageSchedule, PeriodicOutage, Window};
 
-pub(crate) fn parse(_text: &str, origin: &str) -> Result<Profile, ProfileErrors> {
-    Err(ProfileErrors(vec![ProfileError {
-        origin: origin.to_string(),
-        line: 0,
-        key: String::new(),
-        message: "profile parser under construction".to_string(),
-    }]))
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Keys of the document root.
+const ROOT_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "seed",
+    "time_scale",
+    "sites",
+    "links",
+];
+/// Keys of a `[sites.<name>]` table.
+const SITE_KEYS: &[&str] = &["description"];
+/// Keys that describe one direction of a link (allowed in `[[links]]` and `[links.reverse]`).
+const DIRECTION_KEYS: &[&str] = &[
+    "delay_ms",
+    "distance_km",
+    "jitter",
+    "loss",
+    "duplicate",
+    "rate_mbps",
+    "rate_bps",
+    "queue_bytes",
+    "outages",
+];
+/// Keys only a `[[links]]` entry has.
+const LINK_ONLY_KEYS: &[&str] = &["from", "to", "description", "reverse"];
+const JITTER_KEYS: &[&str] = &["dist", "ms", "reorder"];
+const BERNOULLI_KEYS: &[&str] = &["model", "p"];
+const GILBERT_ELLIOTT_KEYS: &[&str] = &["model", "p", "r", "h", "k"];
+const OUTAGES_KEYS: &[&str] = &["periodic", "windows"];
+const PERIODIC_KEYS: &[&str] = &["period_s", "duration_s", "phase_s"];
+const WINDOW_KEYS: &[&str] = &["start_s", "end_s"];
+
+/// Largest jitter scale accepted, in ms (one hour): keeps every arrival time far from
+/// `Duration` overflow.
+const MAX_JITTER_MS: f64 = 3_600_000.0;
+/// Largest delay or scenario time accepted, in seconds (about 31.7 years).
+const MAX_SECONDS: f64 = 1.0e9;
+/// Smallest default queue, in bytes: a few full-size datagrams always fit.
+pub(crate) const MIN_DEFAULT_QUEUE_BYTES: u64 = 64 * 1024;
+/// The default queue holds this much time at the link's rate (capped by one round trip).
+pub(crate) const DEFAULT_QUEUE_TIME: Duration = Duration::from_millis(100);
+
+/// Parses and validates a profile; `origin` names the source in error messages.
+pub(crate) fn parse(text: &str, origin: &str) -> Result<Profile, ProfileErrors> {
+    let mut cx = Context::new(text, origin);
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        for e in syntax_errors {
+            let span = e.span().unwrap_or(0..0);
+            cx.error(span, "", format!("TOML syntax: {}", e.message().trim_end()));
+        }
+        return Err(ProfileErrors(cx.errors));
+    }
+    let profile = read_profile(&mut cx, root.get_ref(), root.span());
+    cx.errors.sort_by_key(|e| e.line);
+    match profile {
+        Some(p) if cx.errors.is_empty() => Ok(p),
+        _ => {
+            if cx.errors.is_empty() {
+                cx.error(0..0, "", "invalid profile");
+            }
+            Err(ProfileErrors(cx.errors))
+        }
+    }
+}
+
+/// Where errors go, and how byte offsets become lines.
+struct Context<'a> {
+    origin: &'a str,
+    /// Byte offset of the start of each line.
+    line_starts: Vec<usize>,
+    errors: Vec<ProfileError>,
+}
+
+impl<'a> Context<'a> {
+    fn new(text: &str, origin: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self {
+            origin,
+            line_starts,
+            errors: Vec::new(),
+        }
+    }
+
+    /// 1-based line of byte offset `at`.
+    fn line(&self, at: usize) -> usize {
+        self.line_starts
+            .partition_point(|&start| start <= at)
+            .max(1)
+    }
+
+    fn error(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        self.errors.push(ProfileError {
+            origin: self.origin.to_string(),
+            line: self.line(span.start),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Reports every key of `table` not in `allowed`.
+    fn deny_unknown(&mut self, table: &DeTable<'_>, path: &str, allowed: &[&str]) {
+        for (k, _) in table.iter() {
+            if !allowed.contains(&k.get_ref().as_ref()) {
+                let msg = match closest(k.get_ref(), allowed) {
+                    Some(near) => format!("unknown key; did you mean `{near}`?"),
+                    None => format!("unknown key; expected one of: {}", allowed.join(", ")),
+                };
+                self.error(k.span(), &join(path, k.get_ref()), msg);
+            }
+        }
+    }
+
+    fn as_table<'t, 'i>(&mut self, v: &'t Value<'i>, path: &str) -> Option<&'t DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                let msg = format!("expected a table, found {}", other.type_str());
+                self.error(v.span(), path, msg);
+                None
+            }
+        }
+    }
+
+    fn as_str<'t>(&mut self, v: &'t Value<'_>, path: &str) -> Option<&'t str> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.as_ref()),
+            other => {
+                let msg = format!("expected a string, found {}", other.type_str());
+                self.error(v.span(), path, msg);
+                None
+            }
+        }
+    }
+
+    fn as_bool(&mut self, v: &Value<'_>, path: &str) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                let msg = format!("expected true or false, found {}", other.type_str());
+                self.error(v.span(), path, msg);
+                None
+            }
+        }
+    }
+
+    /// A finite number (integer or float).
+    fn as_number(&mut self, v: &Value<'_>, path: &str) -> Option<f64> {
+        let parsed = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|x| x as f64),
+            DeValue::Float(f) => parse_float(f.as_str()),
+            other => {
+                let msg = format!("expected a number, found {}", other.type_str());
+                self.error(v.span(), path, msg);
+                return None;
+            }
+        };
+        match parsed {
+            Some(x) if x.is_finite() => Some(x),
+            Some(x) => {
+                self.error(
+                    v.span(),
+                    path,
+                    format!("must be a finite number, found {x}"),
+                );
+                None
+            }
+            None => {
+                self.error(v.span(), path, "not a valid number");
+                None
+            }
+        }
+    }
+
+    /// A non-negative integer.
+    fn as_u64(&mut self, v: &Value<'_>, path: &str) -> Option<u64> {
+        match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(x) if x >= 0 => Some(x as u64),
+                Ok(x) => {
+                    self.error(v.span(), path, format!("must not be negative, found {x}"));
+                    None
+                }
+                Err(_) => {
+                    self.error(v.span(), path, "not a valid integer");
+                    None
+                }
+            },
+            other => {
+                let msg = format!("expected a whole number, found {}", other.type_str());
+                self.error(v.span(), path, msg);
+                None
+            }
+        }
+    }
+
+    fn non_negative(&mut self, v: &Value<'_>, path: &str, max: f64) -> Option<f64> {
+        let x = self.as_number(v, path)?;
+        if x < 0.0 {
+            self.error(v.span(), path, format!("must not be negative, found {x}"));
+            return None;
+        }
+        if x > max {
+            self.error(
+                v.span(),
+                path,
+                format!("must be at most {max:e}, found {x}"),
+            );
+            return None;
+        }
+        Some(x)
+    }
+
+    fn probability(&mut self, v: &Value<'_>, path: &str) -> Option<f64> {
+        let x = self.as_number(v, path)?;
+        if !(0.0..=1.0).contains(&x) {
+            let msg = format!("must be a probability between 0 and 1, found {x}");
+            self.error(v.span(), path, msg);
+            return None;
+        }
+        Some(x)
+    }
+
+    /// A number > 0 (and ≤ `max`).
+    fn positive(&mut self, v: &Value<'_>, path: &str, max: f64) -> Option<f64> {
+        let x = self.as_number(v, path)?;
+        if x <= 0.0 {
+            self.error(v.span(), path, format!("must be greater than 0, found {x}"));
+            return None;
+        }
+        if x > max {
+            self.error(
+                v.span(),
+                path,
+                format!("must be at most {max:e}, found {x}"),
+            );
+            return None;
+        }
+        Some(x)
+    }
+
+    /// Required key: reports it missing at `at` when absent.
+    fn require<'t, 'i>(
+        &mut self,
+        table: &'t DeTable<'i>,
+        key: &str,
+        path: &str,
+        at: Range<usize>,
+    ) -> Option<&'t Value<'i>> {
+        let v = table.get(key);
+        if v.is_none() {
+            self.error(at, &join(path, key), "missing required key");
+        }
+        v
+    }
+}
+
+/// Parses a TOML float literal (sign, digits, exponent, `inf`, `nan`).
+fn parse_float(s: &str) -> Option<f64> {
+    let unsigned = s.trim_start_matches(['+', '-']);
+    match unsigned {
+        "nan" => Some(f64::NAN),
+        "inf" if s.starts_with('-') => Some(f64::NEG_INFINITY),
+        "inf" => Some(f64::INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+/// The allowed key within edit distance 2 of `key`, if there is one.
+fn closest<'k>(key: &str, allowed: &[&'k str]) -> Option<&'k str> {
+    allowed
+        .iter()
+        .map(|a| (edit_distance(key, a), *a))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+/// Levenshtein distance over chars (keys are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Seconds (already validated finite, ≥ 0 and ≤ [`MAX_SECONDS`] × scale) to a `Duration`,
+/// rounded to the nearest nanosecond.
+fn seconds(x: f64) -> Duration {
+    let ns = (x * 1e9).round();
+    Duration::from_nanos(if ns <= 0.0 { 0 } else { ns as u64 })
+}
+
+/// A site name usable on command lines and in `--site-by-ordinal earth=0-3` lists.
+fn valid_site_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn read_profile(
+    cx: &mut Context<'_>,
+    root: &DeTable<'_>,
+    root_span: Range<usize>,
+) -> Option<Profile> {
+    cx.deny_unknown(root, "", ROOT_KEYS);
+    let at_start = root_span.start..root_span.start;
+
+    let name = cx
+        .require(root, "name", "", at_start.clone())
+        .and_then(|v| {
+            let s = cx.as_str(v, "name")?;
+            if s.trim().is_empty() {
+                cx.error(v.span(), "name", "must not be empty");
+                return None;
+            }
+            Some(s.to_string())
+        });
+    let description = match root.get("description") {
+        Some(v) => cx.as_str(v, "description").map(str::to_string),
+        None => Some(String::new()),
+    };
+    let seed = match root.get("seed") {
+        Some(v) => cx.as_u64(v, "seed"),
+        None => Some(0),
+    };
+    let time_scale = match root.get("time_scale") {
+        Some(v) => cx.positive(v, "time_scale", 1.0e9),
+        None => Some(1.0),
+    };
+
+    let sites = read_sites(cx, root, at_start.clone());
+    let scale = time_scale.unwrap_or(1.0);
+    let links = match (&sites, root.get("links")) {
+        (Some(sites), Some(v)) => read_links(cx, v, sites, scale),
+        (Some(sites), None) if !sites.is_empty() => {
+            cx.error(
+                at_start,
+                "links",
+                "missing: every pair of sites (and each site with itself) needs a [[links]] entry",
+            );
+            None
+        }
+        _ => None,
+    };
+
+    Some(Profile {
+        name: name?,
+        description: description?,
+        seed: seed?,
+        time_scale: time_scale?,
+        sites: sites?.into_iter().map(|(site, _)| site).collect(),
+        links: links?,
+    })
+}
+
+/// The sites in file order, each with the span of its name.
+fn read_sites(
+    cx: &mut Context<'_>,
+    root: &DeTable<'_>,
+    at: Range<usize>,
+) -> Option<Vec<(Site, Range<usize>)>> {
+    let v = cx.require(root, "sites", "", at)?;
+    let table = cx.as_table(v, "sites")?;
+    if table.is_empty() {
+        cx.error(
+            v.span(),
+            "sites",
+            "no sites: a profile needs at least one [sites.<name>]",
+        );
+        return None;
+    }
+    let mut entries: Vec<_> = table.iter().collect();
+    // The map is sorted by name; file order is the order of the names' positions.
+    entries.sort_by_key(|(k, _)| k.span().start);
+    let mut ok = true;
+    let mut sites = Vec::new();
+    for (k, v) in entries {
+        let name = k.get_ref().as_ref();
+        let path = join("sites", name);
+        if !valid_site_name(name) {
+            cx.error(
+                k.span(),
+                &path,
+                "site names are 1 to 64 characters from A-Z a-z 0-9 - _ .",
+            );
+            ok = false;
+        }
+        let Some(t) = cx.as_table(v, &path) else {
+            ok = false;
+            continue;
+        };
+        cx.deny_unknown(t, &path, SITE_KEYS);
+        let description = match t.get("description") {
+            Some(d) => cx
+                .as_str(d, &join(&path, "description"))
+                .map(str::to_string),
+            None => Some(String::new()),
+        };
+        match description {
+            Some(description) => sites.push((
+                Site {
+                    name: name.to_string(),
+                    description,
+                },
+                k.span(),
+            )),
+            None => ok = false,
+        }
+    }
+    ok.then_some(sites)
+}
+
+/// One direction's settings as written; `None` = not given here.
+#[derive(Debug, Clone, Default)]
+struct DirectionKeys {
+    delay: Option<Duration>,
+    jitter: Option<Jitter>,
+    loss: Option<LossModel>,
+    duplicate: Option<f64>,
+    rate_bps: Option<u64>,
+    queue_bytes: Option<u64>,
+    outages: Option<OutageSchedule>,
+}
+
+impl DirectionKeys {
+    /// `self` with every key `over` sets replaced by `over`'s value.
+    fn overlaid(&self, over: &Self) -> Self {
+        Self {
+            delay: over.delay.or(self.delay),
+            jitter: over.jitter.or(self.jitter),
+            loss: over.loss.or(self.loss),
+            duplicate: over.duplicate.or(self.duplicate),
+            rate_bps: over.rate_bps.or(self.rate_bps),
+            queue_bytes: over.queue_bytes.or(self.queue_bytes),
+            outages: over.outages.clone().or_else(|| self.outages.clone()),
+        }
+    }
+
+    /// The final spec, given the round trip used for the default queue.
+    fn resolve(&self, delay: Duration, rtt: Duration) -> LinkSpec {
+        let rate_bps = self.rate_bps.filter(|&r| r > 0);
+        let queue_limit_bytes = match (self.queue_bytes, rate_bps) {
+            (Some(q), _) => q,
+            (None, Some(bps)) => default_queue_bytes(bps, rtt),
+            (None, None) => u64::MAX,
+        };
+        LinkSpec {
+            delay,
+            jitter: self.jitter.filter(|j| !j.amount.is_zero()),
+            loss: self.loss.unwrap_or(LossModel::None),
+            duplicate: self.duplicate.unwrap_or(0.0),
+            rate_bps,
+            queue_limit_bytes,
+            outages: self.outages.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The default queue limit: the bytes the link serialises in `min(rtt, 100 ms)`, at least
+/// 64 KiB.
+pub(crate) fn default_queue_bytes(rate_bps: u64, rtt: Duration) -> u64 {
+    let t = rtt.min(DEFAULT_QUEUE_TIME);
+    let bytes = u128::from(rate_bps) * t.as_nanos() / 8 / 1_000_000_000;
+    (bytes.min(u128::from(u64::MAX)) as u64).max(MIN_DEFAULT_QUEUE_BYTES)
+}
+
+/// Reads the keys of one direction; `delay_required` when the link has no other source of
+/// delay (the forward direction).
+fn read_direction(cx: &mut Context<'_>, t: &DeTable<'_>, path: &str, scale: f64) -> DirectionKeys {
+    let mut keys = DirectionKeys::default();
+
+    match (t.get("delay_ms"), t.get("distance_km")) {
+        (Some(_), Some(d)) => cx.error(
+            d.span(),
+            &join(path, "distance_km"),
+            "give either delay_ms or distance_km, not both",
+        ),
+        (Some(v), None) => {
+            keys.delay = cx
+                .non_negative(v, &join(path, "delay_ms"), MAX_SECONDS * 1e3)
+                .map(|ms| seconds(ms / 1e3));
+        }
+        (None, Some(v)) => {
+            keys.delay = cx
+                .non_negative(
+                    v,
+                    &join(path, "distance_km"),
+                    MAX_SECONDS * SPEED_OF_LIGHT_KM_S,
+                )
+                .map(|km| seconds(km / SPEED_OF_LIGHT_KM_S));
+        }
+        (None, None) => {}
+    }
+
+    if let Some(v) = t.get("jitter") {
+        keys.jitter = read_jitter(cx, v, &join(path, "jitter"));
+    }
+    if let Some(v) = t.get("loss") {
+        keys.loss = read_loss(cx, v, &join(path, "loss"));
+    }
+    if let Some(v) = t.get("duplicate") {
+        keys.duplicate = cx.probability(v, &join(path, "duplicate"));
+    }
+
+    match (t.get("rate_mbps"), t.get("rate_bps")) {
+        (Some(_), Some(b)) => cx.error(
+            b.span(),
+            &join(path, "rate_bps"),
+            "give either rate_mbps or rate_bps, not both",
+        ),
+        (Some(v), None) => {
+            keys.rate_bps = cx
+                .positive(v, &join(path, "rate_mbps"), 1.0e9)
+                .map(|m| (m * 1e6).round() as u64);
+        }
+        (None, Some(v)) => {
+            let p = join(path, "rate_bps");
+            keys.rate_bps = match cx.as_u64(v, &p) {
+                Some(0) => {
+                    cx.error(
+                        v.span(),
+                        &p,
+                        "must be greater than 0 (omit it for no limit)",
+                    );
+                    None
+                }
+                other => other,
+            };
+        }
+        (None, None) => {}
+    }
+
+    if let Some(v) = t.get("queue_bytes") {
+        let p = join(path, "queue_bytes");
+        keys.queue_bytes = match cx.as_u64(v, &p) {
+            Some(0) => {
+                cx.error(v.span(), &p, "must be greater than 0");
+                None
+            }
+            other => other,
+        };
+    }
+
+    if let Some(v) = t.get("outages") {
+        keys.outages = read_outages(cx, v, &join(path, "outages"), scale);
+    }
+    keys
+}
+
+fn read_jitter(cx: &mut Context<'_>, v: &Value<'_>, path: &str) -> Option<Jitter> {
+    let t = cx.as_table(v, path)?;
+    cx.deny_unknown(t, path, JITTER_KEYS);
+    let dist = cx.require(t, "dist", path, v.span()).and_then(|d| {
+        let p = join(path, "dist");
+        match cx.as_str(d, &p)? {
+            "uniform" => Some(JitterDist::Uniform),
+            "normal" => Some(JitterDist::Normal),
+            "pareto" => Some(JitterDist::Pareto),
+            other => {
+                let msg =
+                    format!("unknown distribution `{other}`; expected uniform, normal or pareto");
+                cx.error(d.span(), &p, msg);
+                None
+            }
+        }
+    });
+    let amount = cx
+        .require(t, "ms", path, v.span())
+        .and_then(|m| cx.non_negative(m, &join(path, "ms"), MAX_JITTER_MS))
+        .map(|ms| seconds(ms / 1e3));
+    let reorder = match t.get("reorder") {
+        Some(r) => cx.as_bool(r, &join(path, "reorder")),
+        None => Some(false),
+    };
+    Some(Jitter {
+        dist: dist?,
+        amount: amount?,
+        reorder: reorder?,
+    })
+}
+
+fn read_loss(cx: &mut Context<'_>, v: &Value<'_>, path: &str) -> Option<LossModel> {
+    let t = cx.as_table(v, path)?;
+    let model_v = cx.require(t, "model", path, v.span())?;
+    let model_path = join(path, "model");
+    let model = cx.as_str(model_v, &model_path)?;
+    let prob = |cx: &mut Context<'_>, key: &str, default: Option<f64>| -> Option<f64> {
+        match t.get(key) {
+            Some(x) => cx.probability(x, &join(path, key)),
+            None if default.is_some() => default,
+            None => {
+                cx.error(v.span(), &join(path, key), "missing required key");
+                None
+            }
+        }
+    };
+    match model {
+        "bernoulli" => {
+            cx.deny_unknown(t, path, BERNOULLI_KEYS);
+            let p = prob(cx, "p", None)?;
+            Some(LossModel::Bernoulli { p })
+        }
+        "gilbert-elliott" => {
+            cx.deny_unknown(t, path, GILBERT_ELLIOTT_KEYS);
+            let p = prob(cx, "p", None);
+            let r = prob(cx, "r", None);
+            let h = prob(cx, "h", Some(0.0));
+            let k = prob(cx, "k", Some(1.0));
+            Some(LossModel::GilbertElliott {
+                p: p?,
+                r: r?,
+                h: h?,
+                k: k?,
+            })
+        }
+        other => {
+            let msg =
+                format!("unknown loss model `{other}`; expected bernoulli or gilbert-elliott");
+            cx.error(model_v.span(), &model_path, msg);
+            None
+        }
+    }
+}
+
+/// An array of tables at `path`, each element with its own dotted path.
+fn table_array<'t, 'i>(
+    cx: &mut Context<'_>,
+    v: &'t Value<'i>,
+    path: &str,
+) -> Option<Vec<(String, &'t Value<'i>, &'t DeTable<'i>)>> {
+    let DeValue::Array(items) = v.get_ref() else {
+        let msg = format!(
+            "expected an array of tables, found {}",
+            v.get_ref().type_str()
+        );
+        cx.error(v.span(), path, msg);
+        return None;
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        match cx.as_table(item, &p) {
+            Some(t) => out.push((p, item, t)),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn read_outages(
+    cx: &mut Context<'_>,
+    v: &Value<'_>,
+    path: &str,
+    scale: f64,
+) -> Option<OutageSchedule> {
+    let t = cx.as_table(v, path)?;
+    cx.deny_unknown(t, path, OUTAGES_KEYS);
+    let max_s = MAX_SECONDS * scale;
+    let mut ok = true;
+    let mut sched = OutageSchedule::default();
+
+    if let Some(pv) = t.get("periodic") {
+        match table_array(cx, pv, &join(path, "periodic")) {
+            Some(items) => {
+                for (p, item, pt) in items {
+                    cx.deny_unknown(pt, &p, PERIODIC_KEYS);
+                    let period = cx
+                        .require(pt, "period_s", &p, item.span())
+                        .and_then(|x| cx.positive(x, &join(&p, "period_s"), max_s));
+                    let duration = cx
+                        .require(pt, "duration_s", &p, item.span())
+                        .and_then(|x| cx.non_negative(x, &join(&p, "duration_s"), max_s));
+                    let phase = match pt.get("phase_s") {
+                        Some(x) => cx.non_negative(x, &join(&p, "phase_s"), max_s),
+                        None => Some(0.0),
+                    };
+                    let (Some(period), Some(duration), Some(phase)) = (period, duration, phase)
+                    else {
+                        ok = false;
+                        continue;
+                    };
+                    if duration > period {
+                        let at = pt.get("duration_s").map_or(item.span(), Spanned::span);
+                        let msg = format!(
+                            "outage of {duration} s is longer than its period of {period} s"
+                        );
+                        cx.error(at, &join(&p, "duration_s"), msg);
+                        ok = false;
+                        continue;
+                    }
+                    if phase >= period {
+                        let at = pt.get("phase_s").map_or(item.span(), Spanned::span);
+                        let msg = format!(
+                            "phase of {phase} s must be less than the period of {period} s"
+                        );
+                        cx.error(at, &join(&p, "phase_s"), msg);
+                        ok = false;
+                        continue;
+                    }
+                    let period = seconds(period / scale);
+                    if period.is_zero() {
+                        let at = pt.get("period_s").map_or(item.span(), Spanned::span);
+                        cx.error(
+                            at,
+                            &join(&p, "period_s"),
+                            "period is shorter than 1 ns of emulated time after time_scale",
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    let duration = seconds(duration / scale).min(period);
+                    let phase = seconds(phase / scale);
+                    sched.periodic.push(PeriodicOutage {
+                        period,
+                        duration,
+                        phase: if phase >= period {
+                            Duration::ZERO
+                        } else {
+                            phase
+                        },
+                    });
+                }
+            }
+            None => ok = false,
+        }
+    }
+
+    if let Some(wv) = t.get("windows") {
+        match table_array(cx, wv, &join(path, "windows")) {
+            Some(items) => {
+                for (p, item, wt) in items {
+                    cx.deny_unknown(wt, &p, WINDOW_KEYS);
+                    let start = cx
+                        .require(wt, "start_s", &p, item.span())
+                        .and_then(|x| cx.non_negative(x, &join(&p, "start_s"), max_s));
+                    let end = cx
+                        .require(wt, "end_s", &p, item.span())
+                        .and_then(|x| cx.non_negative(x, &join(&p, "end_s"), max_s));
+                    let (Some(start), Some(end)) = (start, end) else {
+                        ok = false;
+                        continue;
+                    };
+                    if end <= start {
+                        let at = wt.get("end_s").map_or(item.span(), Spanned::span);
+                        let msg = format!("end_s ({end}) must be after start_s ({start})");
+                        cx.error(at, &join(&p, "end_s"), msg);
+                        ok = false;
+                        continue;
+                    }
+                    sched.windows.push(Window {
+                        start: seconds(start / scale),
+                        end: seconds(end / scale),
+                    });
+                }
+            }
+            None => ok = false,
+        }
+    }
+    sched.windows.sort();
+    ok.then_some(sched)
+}
+
+/// Reads `[[links]]` into the `from * n + to` matrix, reporting missing and duplicated pairs.
+fn read_links(
+    cx: &mut Context<'_>,
+    v: &Value<'_>,
+    sites: &[(Site, Range<usize>)],
+    scale: f64,
+) -> Option<Vec<LinkSpec>> {
+    let n = sites.len();
+    let items = table_array(cx, v, "links")?;
+    let site_id = |name: &str| sites.iter().position(|(s, _)| s.name == name);
+    let mut allowed: Vec<&str> = LINK_ONLY_KEYS.to_vec();
+    allowed.extend_from_slice(DIRECTION_KEYS);
+
+    // matrix[from * n + to]: the spec; covered[..]: index of the [[links]] entry naming it
+    let mut matrix: Vec<Option<LinkSpec>> = vec![None; n * n];
+    let mut covered: Vec<Option<usize>> = vec![None; n * n];
+    // line of the entry defining each unordered pair, for duplicate messages
+    let mut entry_lines: Vec<usize> = Vec::with_capacity(items.len());
+    let mut ok = true;
+
+    for (idx, (p, item, t)) in items.iter().enumerate() {
+        entry_lines.push(cx.line(item.span().start));
+        cx.deny_unknown(t, p, &allowed);
+        let endpoint = |cx: &mut Context<'_>, key: &str| -> Option<usize> {
+            let ev = cx.require(t, key, p, item.span())?;
+            let kp = join(p, key);
+            let name = cx.as_str(ev, &kp)?;
+            let id = site_id(name);
+            if id.is_none() {
+                let known: Vec<&str> = sites.iter().map(|(s, _)| s.name.as_str()).collect();
+                let msg = format!("unknown site `{name}`; the sites are: {}", known.join(", "));
+                cx.error(ev.span(), &kp, msg);
+            }
+            id
+        };
+        let from = endpoint(cx, "from");
+        let to = endpoint(cx, "to");
+        if let Some(d) = t.get("description") {
+            cx.as_str(d, &join(p, "description"));
+        }
+
+        let forward = read_direction(cx, t, p, scale);
+        let reverse_keys = match t.get("reverse") {
+            Some(rv) => {
+                let rp = join(p, "reverse");
+                match cx.as_table(rv, &rp) {
+                    Some(rt) => {
+                        cx.deny_unknown(rt, &rp, DIRECTION_KEYS);
+                        if from.is_some() && from == to {
+                            cx.error(
+                                rv.span(),
+                                &rp,
+                                "a link inside a site has one direction: remove `reverse`",
+                            );
+                        }
+                        Some(read_direction(cx, rt, &rp, scale))
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        let backward = match &reverse_keys {
+            Some(r) => forward.overlaid(r),
+            None => forward.clone(),
+        };
+        let (Some(from), Some(to)) = (from, to) else {
+            ok = false;
+            continue;
+        };
+        // The pair counts as covered even if the entry has other errors, so one bad value
+        // does not also produce a "no link" error.
+        let (a, b) = (from * n + to, to * n + from);
+        if let Some(first) = covered[a] {
+            let at = t.get("from").map_or(item.span(), Spanned::span);
+            let msg = format!(
+                "duplicate link between `{}` and `{}`: already defined by links[{first}] at line {}",
+                sites[from].0.name, sites[to].0.name, entry_lines[first]
+            );
+            cx.error(at, &join(p, "from"), msg);
+            ok = false;
+            continue;
+        }
+        covered[a] = Some(idx);
+        covered[b] = Some(idx);
+
+        let Some(fwd_delay) = forward.delay else {
+            if !t.contains_key("delay_ms") && !t.contains_key("distance_km") {
+                cx.error(
+                    item.span(),
+                    &join(p, "delay_ms"),
+                    "missing: a link needs delay_ms or distance_km",
+                );
+            }
+            ok = false;
+            continue;
+        };
+        let Some(bwd_delay) = backward.delay else {
+            ok = false;
+            continue;
+        };
+        let rtt = fwd_delay + bwd_delay;
+        matrix[a] = Some(forward.resolve(fwd_delay, rtt));
+        if a != b {
+            matrix[b] = Some(backward.resolve(bwd_delay, rtt));
+        }
+    }
+
+    // Every site pair needs a link; one error per unordered pair.
+    for i in 0..n {
+        for j in i..n {
+            if covered[i * n + j].is_none() {
+                let (si, span) = &sites[i];
+                let sj = &sites[j].0;
+                let msg = if i == j {
+                    format!(
+                        "no link inside site `{}`: add [[links]] with from = \"{0}\", to = \"{0}\"",
+                        si.name
+                    )
+                } else {
+                    format!(
+                        "no link between sites `{}` and `{}`: add [[links]] with from = \"{0}\", to = \"{1}\"",
+                        si.name, sj.name
+                    )
+                };
+                cx.error(span.clone(), "links", msg);
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    matrix.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "two"
+[sites.a]
+[sites.b]
+[[links]]
+from = "a"
+to = "a"
+delay_ms = 0.1
+[[links]]
+from = "b"
+to = "b"
+delay_ms = 0.1
+[[links]]
+from = "a"
+to = "b"
+distance_km = 384400
+rate_mbps = 100
+[links.reverse]
+rate_mbps = 20
+"#;
+
+    #[test]
+    fn minimal_profile_parses_in_file_order() {
+        let p = Profile::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(p.sites[0].name, "a");
+        assert_eq!(p.sites[1].name, "b");
+        let ab = p.link(0, 1);
+        assert_eq!(ab.rate_bps, Some(100_000_000));
+        assert_eq!(p.link(1, 0).rate_bps, Some(20_000_000));
+        assert_eq!(ab.delay.as_millis(), 1282);
+        // 100 ms at 100 Mbit/s
+        assert_eq!(ab.queue_limit_bytes, 1_250_000);
+        assert_eq!(p.link(0, 0).rate_bps, None);
+    }
+
+    #[test]
+    fn lines_are_one_based() {
+        let cx = Context::new("a\nb\nc", "x");
+        assert_eq!(cx.line(0), 1);
+        assert_eq!(cx.line(1), 1);
+        assert_eq!(cx.line(2), 2);
+        assert_eq!(cx.line(4), 3);
+    }
+
+    #[test]
+    fn floats_parse_with_specials() {
+        assert!(parse_float("nan").unwrap().is_nan());
+        assert!(parse_float("-nan").unwrap().is_nan());
+        assert_eq!(parse_float("-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_float("+1.5e3"), Some(1500.0));
+    }
 }
