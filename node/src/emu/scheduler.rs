@@ -1,0 +1,317 @@
+//! The delivery scheduler: holds datagrams until their delivery time, then writes them to
+//! the real socket.
+//!
+//! One binary heap ordered by (due instant, sequence number), so datagrams due at the same
+//! instant leave in the order they were handed in. Two drivers:
+//!
+//! * [`SchedulerMode::Precise`] — one OS thread per process (shared by every socket):
+//!   waits on a condition variable until [`SPIN_WINDOW`] before the earliest deadline,
+//!   then spins (`yield_now`) until it is due, and writes through a `std` clone of the
+//!   sending socket. Sub-millisecond; costs CPU only while a deadline is less than
+//!   `SPIN_WINDOW` away.
+//! * [`SchedulerMode::TokioTimer`] — a tokio task per link table sleeping with
+//!   `tokio::time::sleep_until`. Tokio's timer wheel has 1 ms granularity (deliveries are up
+//!   to ~1 ms late), but it follows tokio's paused clock, which the precise thread cannot
+//!   read — so tests with `start_paused` use it.
+//!
+//! [`SchedulerMode::Auto`] picks `TokioTimer` when tokio's clock is paused at bind time and
+//! `Precise` otherwise.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::link_table::{Counters, EmuDropCause, Link};
+
+/// How long before a deadline the precise thread stops sleeping and starts spinning.
+/// Measured on the 2-core development VM: a condvar timed wait overshoots by 50–100 µs
+/// (timer slack plus wake-up), so 200 µs leaves margin without spinning long.
+pub const SPIN_WINDOW: Duration = Duration::from_micros(200);
+
+/// At most this many due datagrams are sent per lock acquisition.
+const BATCH: usize = 64;
+
+/// How held datagrams are timed; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedulerMode {
+    /// `TokioTimer` when tokio's clock is paused at bind time, else `Precise`.
+    #[default]
+    Auto,
+    /// The process-wide OS thread: sleep, then spin to the deadline.
+    Precise,
+    /// A tokio task with `sleep_until` (1 ms granularity; follows a paused clock).
+    TokioTimer,
+}
+
+/// Where a held datagram goes out: the sending socket's `std` clone and its counters.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) socket: StdUdpSocket,
+    pub(crate) counters: Counters,
+}
+
+/// A datagram waiting for its delivery time.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) due: Instant,
+    pub(crate) dest: SocketAddr,
+    pub(crate) data: Box<[u8]>,
+    pub(crate) out: Arc<Outbound>,
+    pub(crate) link: Arc<Link>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    held: Held,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == CmpOrdering::Equal
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    /// Reversed: the earliest (due, seq) is the greatest, for a max-heap.
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (other.held.due, other.seq).cmp(&(self.held.due, self.seq))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    heap: BinaryHeap<Entry>,
+    next_seq: u64,
+}
+
+/// Counters of the scheduler itself (for benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SchedulerStats {
+    /// Datagrams written when due.
+    pub delivered: u64,
+    /// Times the driver woke up to deliver.
+    pub wakeups: u64,
+    /// Nanoseconds spent spinning just before deadlines (precise mode).
+    pub spin_nanos: u64,
+    /// Sum of lateness (delivery instant − due instant) in nanoseconds, as seen by the
+    /// driver just before writing.
+    pub late_nanos_sum: u64,
+    /// Largest lateness seen, in nanoseconds.
+    pub late_nanos_max: u64,
+}
+
+#[derive(Debug, Default)]
+struct StatCells {
+    delivered: AtomicU64,
+    wakeups: AtomicU64,
+    spin_nanos: AtomicU64,
+    late_nanos_sum: AtomicU64,
+    late_nanos_max: AtomicU64,
+}
+
+/// The delay line of one process (precise) or one link table (tokio timer).
+#[derive(Debug)]
+pub(crate) struct Scheduler {
+    queue: Mutex<Queue>,
+    /// Precise driver: woken when a new earliest deadline arrives.
+    wake: Condvar,
+    head_changed: AtomicBool,
+    /// Tokio driver: same role.
+    notify: tokio::sync::Notify,
+    stats: StatCells,
+}
+
+impl Scheduler {
+    fn new() -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            head_changed: AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
+            stats: StatCells::default(),
+        }
+    }
+
+    /// The process-wide precise scheduler, its thread started on first use.
+    pub(crate) fn precise() -> std::io::Result<Arc<Self>> {
+        static PRECISE: OnceLock<Arc<Scheduler>> = OnceLock::new();
+        if let Some(s) = PRECISE.get() {
+            return Ok(s.clone());
+        }
+        let candidate = Arc::new(Self::new());
+        let mut started = false;
+        let s = PRECISE.get_or_init(|| {
+            started = true;
+            candidate.clone()
+        });
+        if started {
+            let driver = s.clone();
+            std::thread::Builder::new()
+                .name("spacefabric-emu-scheduler".into())
+                .spawn(move || driver.run_precise())?;
+        }
+        Ok(s.clone())
+    }
+
+    /// A scheduler driven by a tokio task on the current runtime.
+    pub(crate) fn tokio_timer() -> Arc<Self> {
+        let s = Arc::new(Self::new());
+        tokio::spawn(Arc::clone(&s).run_tokio());
+        s
+    }
+
+    pub(crate) fn stats(&self) -> SchedulerStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SchedulerStats {
+            delivered: l(&self.stats.delivered),
+            wakeups: l(&self.stats.wakeups),
+            spin_nanos: l(&self.stats.spin_nanos),
+            late_nanos_sum: l(&self.stats.late_nanos_sum),
+            late_nanos_max: l(&self.stats.late_nanos_max),
+        }
+    }
+
+    /// Queues a datagram for delivery at `held.due`.
+    pub(crate) fn push(&self, held: Held) {
+        let earliest = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let seq = q.next_seq;
+            q.next_seq += 1;
+            q.heap.push(Entry { seq, held });
+            q.heap.peek().is_some_and(|e| e.seq == seq)
+        };
+        if earliest {
+            self.head_changed.store(true, Ordering::Release);
+            self.wake.notify_one();
+            self.notify.notify_one();
+        }
+    }
+
+    /// Pops the entries due at `now` (at most `BATCH`) into `batch`; returns the next
+    /// deadline still waiting.
+    fn take_due(&self, q: &mut Queue, now: Instant, batch: &mut Vec<Held>) -> Option<Instant> {
+        while batch.len() < BATCH {
+            match q.heap.peek() {
+                Some(e) if e.held.due <= now => {
+                    if let Some(e) = q.heap.pop() {
+                        batch.push(e.held);
+                    }
+                }
+                _ => break,
+            }
+        }
+        q.heap.peek().map(|e| e.held.due)
+    }
+
+    fn deliver(&self, batch: &mut Vec<Held>, now: Instant) {
+        self.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+        for held in batch.drain(..) {
+            let late = now.saturating_duration_since(held.due).as_nanos() as u64;
+            self.stats.late_nanos_sum.fetch_add(late, Ordering::Relaxed);
+            self.stats.late_nanos_max.fetch_max(late, Ordering::Relaxed);
+            self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            send_now(&held.out, &held.link, held.dest, &held.data);
+            held.link.counters.release(held.data.len());
+            held.out.counters.release(held.data.len());
+            held.link.record_held_gauge();
+        }
+    }
+
+    fn run_precise(self: Arc<Self>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            let next = self.take_due(&mut q, now, &mut batch);
+            if !batch.is_empty() {
+                drop(q);
+                self.deliver(&mut batch, now);
+                q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            let Some(due) = next else {
+                q = self.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            let wait = due.saturating_duration_since(now);
+            if wait > SPIN_WINDOW {
+                q = self
+                    .wake
+                    .wait_timeout(q, wait - SPIN_WINDOW)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
+            }
+            // Spin to the deadline, without the lock, unless an earlier one arrives.
+            self.head_changed.store(false, Ordering::Release);
+            drop(q);
+            let spin_start = Instant::now();
+            while Instant::now() < due && !self.head_changed.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            self.stats
+                .spin_nanos
+                .fetch_add(spin_start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    async fn run_tokio(self: Arc<Self>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let notified = self.notify.notified();
+            let now = tokio::time::Instant::now().into_std();
+            let next = {
+                let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                self.take_due(&mut q, now, &mut batch)
+            };
+            if !batch.is_empty() {
+                self.deliver(&mut batch, now);
+                continue;
+            }
+            match next {
+                None => notified.await,
+                Some(due) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due.into()) => {}
+                        _ = notified => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes one datagram to the real socket now, counting it as sent or dropped.
+pub(crate) fn send_now(out: &Outbound, link: &Link, dest: SocketAddr, data: &[u8]) {
+    match out.socket.send_to(data, dest) {
+        Ok(_) => {
+            out.counters.sent(data.len());
+            link.record_sent(data.len());
+        }
+        Err(e) => {
+            tracing::debug!(link = %link.label, %dest, error = %e, "emulated link: real socket refused a due datagram");
+            out.counters.dropped(EmuDropCause::SendError);
+            link.record_drop(EmuDropCause::SendError);
+        }
+    }
+}
+
+/// Is tokio's clock paused? Compares it against a short spin of the wall clock.
+pub(crate) fn tokio_clock_is_paused() -> bool {
+    let t0 = tokio::time::Instant::now();
+    let spin = Instant::now();
+    while spin.elapsed() < Duration::from_micros(50) {
+        std::hint::spin_loop();
+    }
+    tokio::time::Instant::now() == t0
+}

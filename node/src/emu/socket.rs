@@ -1,0 +1,338 @@
+//! [`EmulatedSocket`]: quinn's `AsyncUdpSocket` over a real tokio UDP socket, with every
+//! outgoing datagram passed through the link to its destination.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use netem_profiles::Verdict;
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, UdpPoller};
+
+use super::MAX_UDP_PAYLOAD;
+use super::link_table::{Counters, EmuDropCause, Link, LinkTable, TrafficStats};
+use super::scheduler::{
+    Held, Outbound, Scheduler, SchedulerMode, SchedulerStats, send_now, tokio_clock_is_paused,
+};
+
+/// Socket buffer size asked of the kernel (it caps it at `net.core.{r,w}mem_max`).
+const SOCKET_BUFFER_BYTES: usize = 8 << 20;
+
+/// What happened to one datagram handed to [`EmulatedSocket::send_traced`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Written to the real socket at once (no link, passthrough, or due immediately).
+    SentNow,
+    /// Held by the link; due at `at` (emulated time), a duplicate at `duplicate_at`.
+    Held {
+        /// Delivery time the link model assigned.
+        at: Duration,
+        /// Delivery time of the duplicate, if any.
+        duplicate_at: Option<Duration>,
+    },
+    /// Dropped, with the cause.
+    Dropped(EmuDropCause),
+}
+
+/// Counters of one socket: outgoing traffic after emulation, plus what it received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EmuStats {
+    /// Outgoing traffic (all links together).
+    pub traffic: TrafficStats,
+    /// Datagrams sent to destinations that have no link in the table (not emulated).
+    pub unmapped_datagrams: u64,
+    /// Datagrams received.
+    pub received_datagrams: u64,
+    /// Bytes received.
+    pub received_bytes: u64,
+}
+
+/// A UDP socket whose outgoing datagrams cross emulated links; see the [module docs](super).
+pub struct EmulatedSocket {
+    io: tokio::net::UdpSocket,
+    out: Arc<Outbound>,
+    links: Arc<LinkTable>,
+    scheduler: OnceLock<Arc<Scheduler>>,
+    mode: SchedulerMode,
+    local: SocketAddr,
+    unmapped: AtomicU64,
+    warned_unmapped: AtomicBool,
+    received_datagrams: AtomicU64,
+    received_bytes: AtomicU64,
+}
+
+impl fmt::Debug for EmulatedSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatedSocket")
+            .field("local", &self.local)
+            .field("passthrough", &self.links.is_passthrough())
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmulatedSocket {
+    /// Binds a real UDP socket on `addr` and emulates its outgoing traffic with `links`.
+    /// Must be called inside a tokio runtime.
+    pub fn bind(addr: SocketAddr, links: Arc<LinkTable>) -> io::Result<Arc<Self>> {
+        let domain = socket2::Domain::for_address(addr);
+        let sock =
+            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        if addr.is_ipv6() {
+            // Accept IPv4 peers on a [::] socket as well.
+            let _ = sock.set_only_v6(false);
+        }
+        // Best effort: the kernel caps these; a smaller buffer only means earlier drops.
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+        let std_sock: std::net::UdpSocket = sock.into();
+        let sender = std_sock.try_clone()?;
+        let io = tokio::net::UdpSocket::from_std(std_sock)?;
+        let local = io.local_addr()?;
+        let mode = match links.scheduler_mode() {
+            SchedulerMode::Auto if tokio_clock_is_paused() => SchedulerMode::TokioTimer,
+            SchedulerMode::Auto => SchedulerMode::Precise,
+            m => m,
+        };
+        let scheduler = OnceLock::new();
+        if !links.is_passthrough() {
+            let s = match mode {
+                SchedulerMode::TokioTimer => Scheduler::tokio_timer(),
+                _ => Scheduler::precise()?,
+            };
+            let _ = scheduler.set(s);
+        }
+        tracing::debug!(%local, ?mode, passthrough = links.is_passthrough(), "emulated socket bound");
+        Ok(Arc::new(Self {
+            io,
+            out: Arc::new(Outbound {
+                socket: sender,
+                counters: Counters::default(),
+            }),
+            links,
+            scheduler,
+            mode,
+            local,
+            unmapped: AtomicU64::new(0),
+            warned_unmapped: AtomicBool::new(false),
+            received_datagrams: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
+        }))
+    }
+
+    /// The link table this socket emulates.
+    pub fn links(&self) -> &Arc<LinkTable> {
+        &self.links
+    }
+
+    /// The scheduler mode actually in use (`Auto` resolved at bind time).
+    pub fn scheduler_mode(&self) -> SchedulerMode {
+        self.mode
+    }
+
+    /// This socket's counters.
+    pub fn stats(&self) -> EmuStats {
+        EmuStats {
+            traffic: self.out.counters.snapshot(),
+            unmapped_datagrams: self.unmapped.load(Ordering::Relaxed),
+            received_datagrams: self.received_datagrams.load(Ordering::Relaxed),
+            received_bytes: self.received_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counters of the scheduler this socket uses (shared with every socket on it).
+    pub fn scheduler_stats(&self) -> Option<SchedulerStats> {
+        self.scheduler.get().map(|s| s.stats())
+    }
+
+    /// Sends one datagram through the link to `dest` and says what became of it. Never
+    /// blocks; a full real socket on an immediate send is `WouldBlock`.
+    pub fn send_traced(&self, dest: SocketAddr, contents: &[u8]) -> io::Result<Fate> {
+        let Some(scheduler) = self.scheduler.get() else {
+            // Passthrough: exactly a plain UDP socket.
+            self.out.counters.offered(contents.len());
+            self.out.socket.send_to(contents, dest)?;
+            self.out.counters.sent(contents.len());
+            return Ok(Fate::SentNow);
+        };
+        let Some(link) = self.links.get(dest) else {
+            self.out.counters.offered(contents.len());
+            self.unmapped.fetch_add(1, Ordering::Relaxed);
+            if !self.warned_unmapped.swap(true, Ordering::Relaxed) {
+                tracing::warn!(local = %self.local, %dest, "no emulated link to this destination: sending unemulated");
+            }
+            self.out.socket.send_to(contents, dest)?;
+            self.out.counters.sent(contents.len());
+            return Ok(Fate::SentNow);
+        };
+        self.out.counters.offered(contents.len());
+        link.counters.offered(contents.len());
+        if contents.len() > MAX_UDP_PAYLOAD {
+            return Ok(self.drop_with(&link, EmuDropCause::Oversize));
+        }
+        let clock = self.links.clock();
+        let now = clock.now();
+        let (at, duplicate_at) = match link.verdict(now, contents.len()) {
+            Verdict::Drop(cause) => return Ok(self.drop_with(&link, EmuDropCause::Link(cause))),
+            Verdict::Deliver { at, duplicate_at } => (at, duplicate_at),
+        };
+        if at <= now && duplicate_at.is_none() && link.counters.held_datagrams() == 0 {
+            // Due now and nothing ahead of it on this link: no need to queue.
+            send_now(&self.out, &link, dest, contents);
+            return Ok(Fate::SentNow);
+        }
+        for (i, due) in std::iter::once(at).chain(duplicate_at).enumerate() {
+            if link.counters.held_bytes() + contents.len() as u64 > link.hold_limit_bytes {
+                return Ok(self.drop_with(&link, EmuDropCause::HoldLimit));
+            }
+            if i > 0 {
+                link.counters.duplicated();
+                self.out.counters.duplicated();
+            }
+            link.counters.hold(contents.len());
+            self.out.counters.hold(contents.len());
+            link.record_held_gauge();
+            scheduler.push(Held {
+                due: clock.instant_at(due).into_std(),
+                dest,
+                data: contents.into(),
+                out: self.out.clone(),
+                link: link.clone(),
+            });
+        }
+        Ok(Fate::Held { at, duplicate_at })
+    }
+
+    /// Receives one datagram (for callers that use the socket without quinn).
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let r = self.io.recv_from(buf).await?;
+        self.received_datagrams.fetch_add(1, Ordering::Relaxed);
+        self.received_bytes.fetch_add(r.0 as u64, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    fn drop_with(&self, link: &Link, cause: EmuDropCause) -> Fate {
+        self.out.counters.dropped(cause);
+        link.record_drop(cause);
+        Fate::Dropped(cause)
+    }
+}
+
+impl AsyncUdpSocket for EmulatedSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        Box::pin(WritablePoller {
+            socket: self,
+            waiting: None,
+        })
+    }
+
+    /// Splits a GSO batch (never produced, since `max_transmit_segments` is 1, but honoured)
+    /// and sends each datagram through its link. Drops are not errors: quinn sees them as
+    /// loss, as on a real path.
+    fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        let segment = match transmit.segment_size {
+            Some(s) if s > 0 => s,
+            _ => transmit.contents.len().max(1),
+        };
+        for datagram in transmit.contents.chunks(segment) {
+            self.send_traced(transmit.destination, datagram)?;
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let max = bufs.len().min(meta.len());
+        if max == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        loop {
+            ready!(self.io.poll_recv_ready(cx))?;
+            let mut count = 0;
+            while count < max {
+                match self.io.try_recv_from(&mut bufs[count]) {
+                    Ok((len, addr)) => {
+                        meta[count] = RecvMeta {
+                            addr,
+                            len,
+                            stride: len,
+                            ecn: None,
+                            dst_ip: None,
+                        };
+                        self.received_datagrams.fetch_add(1, Ordering::Relaxed);
+                        self.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                        count += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if count == 0 => return Poll::Ready(Err(e)),
+                    Err(_) => break,
+                }
+            }
+            if count > 0 {
+                return Poll::Ready(Ok(count));
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    /// One datagram per `try_send`: the link model decides per datagram anyway.
+    fn max_transmit_segments(&self) -> usize {
+        1
+    }
+
+    /// The inner socket has no GRO: one datagram per buffer, `stride == len`.
+    fn max_receive_segments(&self) -> usize {
+        1
+    }
+
+    /// The emulated path never fragments: quinn's path-MTU discovery runs, up to
+    /// [`MAX_UDP_PAYLOAD`] (larger datagrams are dropped as `oversize`).
+    fn may_fragment(&self) -> bool {
+        false
+    }
+}
+
+/// Ready unless the real socket's send buffer is full (only immediate sends can see that).
+struct WritablePoller {
+    socket: Arc<EmulatedSocket>,
+    waiting: Option<Pin<Box<dyn Future<Output = io::Result<()>> + Send + Sync>>>,
+}
+
+impl fmt::Debug for WritablePoller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WritablePoller")
+            .field("local", &self.socket.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UdpPoller for WritablePoller {
+    fn poll_writable(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.waiting.is_none() {
+            let socket = self.socket.clone();
+            self.waiting = Some(Box::pin(async move { socket.io.writable().await }));
+        }
+        let result = match self.waiting.as_mut() {
+            Some(fut) => ready!(fut.as_mut().poll(cx)),
+            None => Ok(()),
+        };
+        self.waiting = None;
+        Poll::Ready(result)
+    }
+}
