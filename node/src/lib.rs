@@ -1,6 +1,8 @@
 //! spacefabric-node: one process of the emulated cluster.
 //!
-//! Modules, each a room with a one-way door down: [`emu`] (the emulated socket quinn runs
+//! Modules, each a room with a one-way door down: [`collective`] (all-reduce & co. as
+//! schedules over any point-to-point exchange) → [`emu`] (the emulated socket quinn runs
 //! on).
 
+pub mod collective;
 pub mod emu;

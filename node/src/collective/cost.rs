@@ -1,0 +1,437 @@
+//! The cost model: a schedule's predicted completion time over a profile's links, and the
+//! reference bound reports compare against.
+//!
+//! Links are those of the emulator: every ordered pair of ranks (a, b) has its own link with
+//! the one-way delay and rate of the profile's link between their sites. A message of `n`
+//! bytes from `a` to `b` issued at `t` starts serialising when the link `a → b` is free (the
+//! link serialises its messages in issue order), leaves after `n·8/rate` and arrives
+//! `delay(a→b)` later, plus an optional fixed per-message overhead. A rank issues a step's
+//! sends when the step starts and starts its next step when the step's receives have all
+//! arrived (the executor's semantics, see [`super::schedule`]). The completion time is the
+//! latest finish over ranks: the critical path through the schedule's dependency graph.
+//!
+//! On uniform links (delay α, β = 8/rate s/byte) this gives the textbook α-β formulas: ring
+//! all-reduce `2(p−1)α + 2(p−1)/p·nβ`, Rabenseifner `2 lg p·α + 2(p−1)/p·nβ` (p = 2^k),
+//! binary tree `2⌊lg p⌋(α + nβ)` (a parent talks to its two children over two links at once).
+//!
+//! Pure: no I/O, no clock; time is a parameter (delay at `t` since the scenario epoch).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+
+use netem_profiles::{Profile, SiteId};
+use thiserror::Error;
+
+use super::schedule::{Collective, Concrete, Rank, Schedule, ScheduleError, shard_span};
+
+/// Delay and rate of one directed link, as the cost model sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkCost {
+    /// One-way delay, seconds.
+    pub delay_s: f64,
+    /// Rate in bit/s; `None` = unlimited.
+    pub rate_bps: Option<f64>,
+}
+
+impl LinkCost {
+    /// Seconds to serialise `bytes` on this link.
+    pub fn serialise_s(&self, bytes: f64) -> f64 {
+        match self.rate_bps {
+            Some(r) if r > 0.0 => bytes * 8.0 / r,
+            _ => 0.0,
+        }
+    }
+}
+
+/// A problem building a cost model.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CostError {
+    /// A rank's site is not a site of the profile.
+    #[error("rank {rank} is placed on site {site}, but profile '{profile}' has {sites} sites")]
+    UnknownSite {
+        /// The rank.
+        rank: Rank,
+        /// Its site id.
+        site: SiteId,
+        /// The profile's name.
+        profile: String,
+        /// How many sites the profile has.
+        sites: usize,
+    },
+    /// The schedules to predict do not belong together.
+    #[error("schedule for {got} ranks, the cost model has {world}")]
+    WorldMismatch {
+        /// Ranks of the schedule.
+        got: usize,
+        /// Ranks of the model.
+        world: usize,
+    },
+    /// Building a schedule failed.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+}
+
+/// What the model predicts for a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Completion time of the slowest rank, seconds.
+    pub total_s: f64,
+    /// Finish time per rank, seconds.
+    pub finish_s: Vec<f64>,
+    /// Bytes carried per (source site, destination site) class.
+    pub bytes_by_class: HashMap<(SiteId, SiteId), u64>,
+}
+
+/// The reference bound of a collective on these links, and what it is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bound {
+    /// The bound, seconds.
+    pub total_s: f64,
+    /// Its latency part, seconds.
+    pub latency_s: f64,
+    /// Its bandwidth part, seconds.
+    pub bandwidth_s: f64,
+    /// Which formula was used, for report headers.
+    pub formula: &'static str,
+}
+
+/// Per-link delays and rates for a placement of ranks on sites.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostModel {
+    site_of_rank: Vec<SiteId>,
+    site_names: Vec<String>,
+    nsites: usize,
+    /// `links[from_site * nsites + to_site]`.
+    links: Vec<LinkCost>,
+    /// Fixed cost added to every message's arrival (framing, stream setup), seconds.
+    pub per_message_overhead_s: f64,
+}
+
+impl CostModel {
+    /// The links of `profile` at `t` since the scenario epoch, for ranks placed on the sites
+    /// `site_of_rank`.
+    pub fn from_profile(
+        profile: &Profile,
+        site_of_rank: Vec<SiteId>,
+        t: Duration,
+    ) -> Result<Self, CostError> {
+        let nsites = profile.sites.len();
+        if let Some((rank, &site)) = site_of_rank.iter().enumerate().find(|(_, s)| **s >= nsites) {
+            return Err(CostError::UnknownSite {
+                rank,
+                site,
+                profile: profile.name.clone(),
+                sites: nsites,
+            });
+        }
+        let mut links = Vec::with_capacity(nsites * nsites);
+        for a in 0..nsites {
+            for b in 0..nsites {
+                let spec = profile.link(a, b);
+                links.push(LinkCost {
+                    delay_s: spec.delay_at(t).as_secs_f64(),
+                    rate_bps: spec.rate_bps.map(|r| r as f64),
+                });
+            }
+        }
+        Ok(Self {
+            site_of_rank,
+            site_names: profile.sites.iter().map(|s| s.name.clone()).collect(),
+            nsites,
+            links,
+            per_message_overhead_s: 0.0,
+        })
+    }
+
+    /// `world` ranks on one site, every link with the same `delay` and `rate_bps`.
+    pub fn uniform(world: usize, delay: Duration, rate_bps: Option<u64>) -> Self {
+        Self::sites(
+            vec![0; world],
+            vec![LinkCost {
+                delay_s: delay.as_secs_f64(),
+                rate_bps: rate_bps.map(|r| r as f64),
+            }],
+        )
+    }
+
+    /// Ranks placed by `site_of_rank` over `links.len().isqrt()` sites with the given
+    /// `links[from * nsites + to]` (for tests and what-if questions).
+    ///
+    /// # Panics
+    /// If `links.len()` is not a square or a site id is out of range (programming errors).
+    pub fn sites(site_of_rank: Vec<SiteId>, links: Vec<LinkCost>) -> Self {
+        let nsites = links.len().isqrt();
+        assert_eq!(
+            nsites * nsites,
+            links.len(),
+            "links must be nsites × nsites"
+        );
+        assert!(
+            site_of_rank.iter().all(|&s| s < nsites),
+            "site id out of range"
+        );
+        Self {
+            site_of_rank,
+            site_names: (0..nsites).map(|s| format!("site{s}")).collect(),
+            nsites,
+            links,
+            per_message_overhead_s: 0.0,
+        }
+    }
+
+    /// Number of ranks.
+    pub fn world(&self) -> usize {
+        self.site_of_rank.len()
+    }
+
+    /// The site of every rank.
+    pub fn site_of_rank(&self) -> &[SiteId] {
+        &self.site_of_rank
+    }
+
+    /// Name of site `s`.
+    pub fn site_name(&self, s: SiteId) -> &str {
+        self.site_names.get(s).map(String::as_str).unwrap_or("?")
+    }
+
+    /// Number of distinct sites that hold at least one rank.
+    pub fn populated_sites(&self) -> Vec<SiteId> {
+        let mut s: Vec<SiteId> = self.site_of_rank.clone();
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
+
+    /// The link between two sites.
+    pub fn site_link(&self, from: SiteId, to: SiteId) -> LinkCost {
+        self.links[from * self.nsites + to]
+    }
+
+    /// The link from rank `a` to rank `b`.
+    pub fn link(&self, a: Rank, b: Rank) -> LinkCost {
+        self.site_link(self.site_of_rank[a], self.site_of_rank[b])
+    }
+
+    /// Predicted completion of `lanes`: schedules run side by side on the same ranks (each
+    /// over its own slice of the vector) and sharing the links.
+    pub fn predict(&self, lanes: &[Schedule]) -> Result<Prediction, CostError> {
+        let world = self.world();
+        for s in lanes {
+            if s.world != world {
+                return Err(CostError::WorldMismatch {
+                    got: s.world,
+                    world,
+                });
+            }
+        }
+        #[derive(PartialEq)]
+        struct Ready(f64, usize, Rank);
+        impl Eq for Ready {}
+        impl PartialOrd for Ready {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for Ready {
+            fn cmp(&self, other: &Self) -> Ordering {
+                // Min-heap on time, ties broken by (lane, rank) for determinism.
+                other
+                    .0
+                    .total_cmp(&self.0)
+                    .then_with(|| other.1.cmp(&self.1))
+                    .then_with(|| other.2.cmp(&self.2))
+            }
+        }
+        let nl = lanes.len();
+        let mut arrival: Vec<Vec<Option<f64>>> =
+            lanes.iter().map(|s| vec![None; s.messages.len()]).collect();
+        let mut pc = vec![vec![0usize; world]; nl];
+        // Start time of the current step of (lane, rank) once its sends are issued.
+        let mut issued_at: Vec<Vec<Option<f64>>> = vec![vec![None; world]; nl];
+        let mut finish = vec![0.0f64; world];
+        let mut link_free: HashMap<(Rank, Rank), f64> = HashMap::new();
+        let mut bytes_by_class: HashMap<(SiteId, SiteId), u64> = HashMap::new();
+        let mut heap = BinaryHeap::new();
+        for (l, sched) in lanes.iter().enumerate() {
+            for r in 0..world {
+                if !sched.steps[r].is_empty() {
+                    heap.push(Ready(0.0, l, r));
+                }
+            }
+        }
+        while let Some(Ready(t, l, r)) = heap.pop() {
+            let sched = &lanes[l];
+            let step = &sched.steps[r][pc[l][r]];
+            issued_at[l][r] = Some(t);
+            let mut touched = vec![r];
+            for &m in &step.sends {
+                let msg = sched.messages[m];
+                let link = self.link(msg.from, msg.to);
+                let free = link_free.entry((msg.from, msg.to)).or_insert(0.0);
+                let begin = free.max(t);
+                *free = begin + link.serialise_s(msg.bytes() as f64);
+                arrival[l][m] = Some(*free + link.delay_s + self.per_message_overhead_s);
+                *bytes_by_class
+                    .entry((self.site_of_rank[msg.from], self.site_of_rank[msg.to]))
+                    .or_insert(0) += msg.bytes() as u64;
+                touched.push(msg.to);
+            }
+            for x in touched {
+                // A rank whose current step is issued and whose receives have all been
+                // sent finishes that step when the last one arrives, and starts the next.
+                let Some(began) = issued_at[l][x] else {
+                    continue;
+                };
+                let step = &sched.steps[x][pc[l][x]];
+                let mut end = began;
+                let mut all = true;
+                for &m in &step.recvs {
+                    match arrival[l][m] {
+                        Some(a) => end = end.max(a),
+                        None => all = false,
+                    }
+                }
+                if !all {
+                    continue;
+                }
+                issued_at[l][x] = None;
+                pc[l][x] += 1;
+                finish[x] = finish[x].max(end);
+                if pc[l][x] < sched.steps[x].len() {
+                    heap.push(Ready(end, l, x));
+                }
+            }
+        }
+        for (l, sched) in lanes.iter().enumerate() {
+            if let Some(r) = (0..world).find(|&r| pc[l][r] < sched.steps[r].len()) {
+                let blocked = vec![r];
+                return Err(CostError::Schedule(ScheduleError::Deadlock { blocked }));
+            }
+        }
+        let total_s = finish.iter().copied().fold(0.0, f64::max);
+        Ok(Prediction {
+            total_s,
+            finish_s: finish,
+            bytes_by_class,
+        })
+    }
+
+    /// Predicted time of `collective` with `algorithm` on `count` f32 split into `lanes`
+    /// (see [`lane_spans`]).
+    pub fn predict_collective(
+        &self,
+        collective: Collective,
+        algorithm: Concrete,
+        count: usize,
+        lanes: usize,
+    ) -> Result<Prediction, CostError> {
+        let schedules = lane_spans(count, lanes)
+            .into_iter()
+            .map(|span| {
+                Schedule::build(
+                    collective,
+                    algorithm,
+                    self.world(),
+                    span.len,
+                    Some(&self.site_of_rank),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.predict(&schedules)
+    }
+
+    /// The algorithm with the smallest predicted time for `collective` on `count` f32
+    /// (hierarchical only considered when the ranks span more than one site). Ties go to the
+    /// first in [`Concrete::ALL`] order.
+    pub fn choose(
+        &self,
+        collective: Collective,
+        count: usize,
+        lanes: usize,
+    ) -> Result<Concrete, CostError> {
+        let multi_site = self.populated_sites().len() > 1;
+        let mut best: Option<(f64, Concrete)> = None;
+        for algo in Concrete::ALL {
+            if algo == Concrete::Hierarchical && !multi_site {
+                continue;
+            }
+            let t = self
+                .predict_collective(collective, algo, count, lanes)?
+                .total_s;
+            if best.is_none_or(|(bt, _)| t < bt) {
+                best = Some((t, algo));
+            }
+        }
+        Ok(best.map(|(_, a)| a).unwrap_or(Concrete::Ring))
+    }
+
+    /// The reference bound for an all-reduce of `bytes` per rank, the number reports put
+    /// beside the measured time (eff % = bound / time).
+    ///
+    /// - Ranks on two or more sites (the cut bound): `α_g + n·8/B_min`, with `α_g` the largest
+    ///   one-way delay between two populated sites and `B_min` the smallest rate of a link
+    ///   between two populated sites: each site must learn the other sites' n-byte partial
+    ///   sum across the slow link, and the last byte to leave arrives one delay later.
+    /// - Ranks on one site: `max(α, 2(p−1)/p·n·8/B)` with α and B the site's link: the
+    ///   first result cannot arrive before one message crossed a link, and a rank with one
+    ///   port of rate B must move 2(p−1)/p·n bytes (the bus-bandwidth bound nccl-tests'
+    ///   busbw refers to).
+    ///
+    /// Both assume each rank has one port of the link's rate. The emulator gives every node
+    /// pair its own link, so an algorithm spreading traffic over parallel pairs (hierarchical
+    /// sends 1/k of the vector over each of k cross-site pairs) can beat it: eff > 100 %
+    /// then says "faster than one link per rank could", not "faster than physics".
+    pub fn all_reduce_bound(&self, bytes: f64) -> Bound {
+        let sites = self.populated_sites();
+        let p = self.world().max(1) as f64;
+        if sites.len() > 1 {
+            let mut alpha: f64 = 0.0;
+            let mut rate: Option<f64> = None;
+            for &a in &sites {
+                for &b in &sites {
+                    if a == b {
+                        continue;
+                    }
+                    let l = self.site_link(a, b);
+                    alpha = alpha.max(l.delay_s);
+                    if let Some(r) = l.rate_bps.filter(|r| *r > 0.0) {
+                        rate = Some(rate.map_or(r, |x: f64| x.min(r)));
+                    }
+                }
+            }
+            let bw = rate.map_or(0.0, |r| bytes * 8.0 / r);
+            Bound {
+                total_s: alpha + bw,
+                latency_s: alpha,
+                bandwidth_s: bw,
+                formula: "two-site cut: alpha_g + n*8/B_min(cross-site)",
+            }
+        } else {
+            let site = sites.first().copied().unwrap_or(0);
+            let l = self.site_link(site, site);
+            let bw = l.serialise_s(2.0 * (p - 1.0) / p * bytes);
+            let alpha = if self.world() > 1 { l.delay_s } else { 0.0 };
+            Bound {
+                total_s: alpha.max(bw),
+                latency_s: alpha,
+                bandwidth_s: bw,
+                formula: "one site: max(alpha, 2(p-1)/p*n*8/B)",
+            }
+        }
+    }
+}
+
+/// How a vector of `count` elements is split into at most `lanes` lanes run side by side
+/// (each lane its own schedule over its slice, on its own streams). Lanes are never smaller
+/// than [`MIN_LANE_ELEMS`] elements, so small vectors use one lane.
+pub fn lane_spans(count: usize, lanes: usize) -> Vec<super::schedule::Span> {
+    let n = lanes
+        .clamp(1, 255)
+        .min(count.div_ceil(MIN_LANE_ELEMS))
+        .max(1);
+    (0..n).map(|i| shard_span(count, n, i)).collect()
+}
+
+/// Smallest lane, in f32 elements (64 KiB).
+pub const MIN_LANE_ELEMS: usize = 16 * 1024;

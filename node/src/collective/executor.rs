@@ -1,0 +1,166 @@
+//! The executor: runs one rank's part of any [`Schedule`] over an [`Exchange`].
+//!
+//! The vector is split into lanes ([`super::cost::lane_spans`]); every lane runs its own
+//! schedule over its own slice, all lanes at once, so a collective keeps several transfers
+//! (QUIC streams) in flight per link and successive lanes pipeline through multi-hop
+//! algorithms. Within a lane a rank walks its steps in order: it copies the payload of each
+//! send of the step (sends then proceed in the background), waits for the step's receives,
+//! combining each as it arrives, then moves on. Every message's tag is unique per
+//! (call, lane, message): see [`tag`].
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use thiserror::Error;
+
+use super::exchange::{Exchange, ExchangeError};
+use super::schedule::{Combine, Rank, Schedule, ScheduleError};
+
+/// Why a collective failed on this rank.
+#[derive(Debug, Error)]
+pub enum CollectiveError {
+    /// Sending a message failed.
+    #[error("rank {rank}: sending {bytes} bytes to rank {to} (tag {tag:#018x}) failed: {source}")]
+    Send {
+        /// This rank.
+        rank: Rank,
+        /// Destination.
+        to: Rank,
+        /// Tag of the message.
+        tag: u64,
+        /// Payload size.
+        bytes: usize,
+        /// The transport's error.
+        source: ExchangeError,
+    },
+    /// Receiving a message failed.
+    #[error("rank {rank}: receiving from rank {from} (tag {tag:#018x}) failed: {source}")]
+    Recv {
+        /// This rank.
+        rank: Rank,
+        /// Expected sender.
+        from: Rank,
+        /// Tag of the message.
+        tag: u64,
+        /// The transport's error.
+        source: ExchangeError,
+    },
+    /// A peer sent a payload of the wrong size.
+    #[error(
+        "rank {rank}: message from rank {from} (tag {tag:#018x}) has {got} bytes, expected {expected}"
+    )]
+    PayloadSize {
+        /// This rank.
+        rank: Rank,
+        /// Sender.
+        from: Rank,
+        /// Tag of the message.
+        tag: u64,
+        /// Bytes received.
+        got: usize,
+        /// Bytes the schedule says.
+        expected: usize,
+    },
+    /// The schedule could not be built.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    /// The cost model could not be evaluated.
+    #[error(transparent)]
+    Cost(#[from] super::cost::CostError),
+    /// The exchange and the communicator disagree on the world.
+    #[error("rank {rank} is not in a world of {world}")]
+    BadRank {
+        /// The exchange's rank.
+        rank: Rank,
+        /// The world size.
+        world: usize,
+    },
+}
+
+/// The tag of message `msg` of lane `lane` of collective call `call`:
+/// `call` in the top 32 bits, `lane` in the next 8, `msg` in the low 24.
+pub fn tag(call: u32, lane: usize, msg: usize) -> u64 {
+    (u64::from(call) << 32) | (((lane & 0xff) as u64) << 24) | (msg as u64 & 0xff_ffff)
+}
+
+fn encode(values: &[f32]) -> Bytes {
+    let mut out = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    Bytes::from(out)
+}
+
+fn combine(dst: &mut [f32], payload: &[u8], how: Combine) {
+    let src = payload
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    match how {
+        Combine::Sum => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
+        Combine::Copy => dst.iter_mut().zip(src).for_each(|(d, s)| *d = s),
+    }
+}
+
+/// Runs this rank's steps of one lane's `schedule` on `data` (the lane's slice).
+pub(crate) async fn run_lane<E: Exchange>(
+    ex: &E,
+    schedule: &Schedule,
+    call: u32,
+    lane: usize,
+    data: &mut [f32],
+) -> Result<(), CollectiveError> {
+    let me = ex.rank();
+    let Some(steps) = schedule.steps.get(me) else {
+        return Err(CollectiveError::BadRank {
+            rank: me,
+            world: schedule.world,
+        });
+    };
+    let mut sends = FuturesUnordered::new();
+    for step in steps {
+        for &m in &step.sends {
+            let msg = schedule.messages[m];
+            let t = tag(call, lane, m);
+            let payload = encode(&data[msg.span.as_range()]);
+            let bytes = payload.len();
+            sends.push(async move {
+                ex.send(msg.to, t, payload)
+                    .await
+                    .map_err(|source| CollectiveError::Send {
+                        rank: me,
+                        to: msg.to,
+                        tag: t,
+                        bytes,
+                        source,
+                    })
+            });
+        }
+        let mut recvs = FuturesUnordered::new();
+        for &m in &step.recvs {
+            let msg = schedule.messages[m];
+            let t = tag(call, lane, m);
+            recvs.push(async move {
+                let r = ex.recv(msg.from, t).await;
+                (msg, t, r)
+            });
+        }
+        while !recvs.is_empty() {
+            tokio::select! {
+                Some((msg, t, r)) = recvs.next() => {
+                    let payload = r.map_err(|source| CollectiveError::Recv { rank: me, from: msg.from, tag: t, source })?;
+                    if payload.len() != msg.bytes() {
+                        return Err(CollectiveError::PayloadSize {
+                            rank: me, from: msg.from, tag: t, got: payload.len(), expected: msg.bytes(),
+                        });
+                    }
+                    combine(&mut data[msg.span.as_range()], &payload, msg.combine);
+                }
+                Some(r) = sends.next(), if !sends.is_empty() => r?,
+            }
+        }
+    }
+    while let Some(r) = sends.next().await {
+        r?;
+    }
+    Ok(())
+}
