@@ -1,1 +1,43 @@
-fn main() {}
+//! spacefabric-bench: cluster sweeps with nccl-tests-style reports. This file only
+//! dispatches subcommands; each benchmark lives in its own module.
+
+mod allreduce;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// spacefabric's benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "spacefabric-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// All-reduce sweep (nccl-tests all_reduce_perf layout): every algorithm against the bound.
+    Allreduce(allreduce::AllreduceArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Allreduce(args) => allreduce::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("spacefabric-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

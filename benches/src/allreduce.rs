@@ -1,0 +1,356 @@
+//! `spacefabric-bench allreduce`: an nccl-tests-style all-reduce sweep over the emulated
+//! fabric, every algorithm side by side with the cost model's prediction and the reference
+//! bound.
+//!
+//! For every algorithm and every size: `-w` warm-up iterations, `-n` timed iterations (all
+//! ranks start together; an iteration's time is until the last rank finishes), then one
+//! checked iteration on inputs whose sums are exact (see
+//! `spacefabric_node::collective::verify`); any wrong element fails the run (exit code 1).
+//! The table on stdout follows nccl-tests' layout so existing scrapers work; progress goes to
+//! stderr; `--json`, `--csv`, `--hdr-dir` and `--plot` write the same results as files.
+
+mod fabric;
+mod plot;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use netem_profiles::Profile;
+use spacefabric_node::collective::verify;
+use spacefabric_node::collective::{
+    Algorithm, Collective, Communicator, Concrete, CostModel, Exchange, all_reduce,
+};
+
+pub(crate) use report::{SizeResult, Sweep};
+
+/// Flags of `spacefabric-bench allreduce`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AllreduceArgs {
+    /// Profile: a TOML file, or the name of a shipped profile (lan, earth-moon, ...).
+    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
+    profile: String,
+    /// Number of nodes (ranks). They are placed on the profile's sites in file order, in
+    /// equal blocks (8 nodes on earth-moon: ranks 0-3 on Earth, 4-7 on the Moon).
+    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = 8)]
+    nodes: usize,
+    /// Algorithms, comma-separated: ring, hd, tree, hier, auto.
+    #[arg(
+        long,
+        env = "SPACEFABRIC_ALGO",
+        value_delimiter = ',',
+        default_value = "ring,hd,tree,hier,auto"
+    )]
+    algo: Vec<Algorithm>,
+    /// Smallest size in bytes per rank (suffixes K, M, G = 2^10, 2^20, 2^30).
+    #[arg(short = 'b', long = "minbytes", env = "SPACEFABRIC_MINBYTES", default_value = "1K", value_parser = parse_size)]
+    min_bytes: u64,
+    /// Largest size in bytes per rank.
+    #[arg(short = 'e', long = "maxbytes", env = "SPACEFABRIC_MAXBYTES", default_value = "1M", value_parser = parse_size)]
+    max_bytes: u64,
+    /// Multiplicative step between sizes.
+    #[arg(
+        short = 'f',
+        long = "stepfactor",
+        env = "SPACEFABRIC_STEPFACTOR",
+        default_value_t = 4
+    )]
+    step_factor: u64,
+    /// Timed iterations per size.
+    #[arg(
+        short = 'n',
+        long = "iters",
+        env = "SPACEFABRIC_ITERS",
+        default_value_t = 5
+    )]
+    iters: usize,
+    /// Warm-up iterations per size (not timed).
+    #[arg(
+        short = 'w',
+        long = "warmup_iters",
+        env = "SPACEFABRIC_WARMUP_ITERS",
+        default_value_t = 1
+    )]
+    warmup: usize,
+    /// Turn the link emulation off (same code, links pass through): the overhead baseline.
+    #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
+    no_emulation: bool,
+    /// Lanes each vector is split into (concurrent streams per hop).
+    #[arg(long, env = "SPACEFABRIC_LANES", default_value_t = 4)]
+    lanes: usize,
+    /// Seed of the checked iteration's inputs.
+    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Fabric of the local cluster: `quic` (real QUIC over emulated links) or `memory`
+    /// (in-process mailboxes, no links: for testing the harness).
+    #[arg(long, env = "SPACEFABRIC_FABRIC", default_value = "quic")]
+    fabric: fabric::FabricKind,
+    /// Attach to a running cluster's controller instead of starting a local one.
+    #[arg(long, env = "SPACEFABRIC_CONTROLLER")]
+    controller: Option<String>,
+    /// Write every result (per-iteration times, percentiles, bytes per link class, links,
+    /// transport settings) as JSON to this file.
+    #[arg(long, env = "SPACEFABRIC_JSON")]
+    json: Option<PathBuf>,
+    /// Write one CSV row per (algorithm, size) to this file.
+    #[arg(long, env = "SPACEFABRIC_CSV")]
+    csv: Option<PathBuf>,
+    /// Write an HDR histogram interval log (V2) of iteration times per (algorithm, size) here.
+    #[arg(long, env = "SPACEFABRIC_HDR_DIR")]
+    hdr_dir: Option<PathBuf>,
+    /// Write an SVG plot of time and bus bandwidth against size per algorithm, with the bound.
+    #[arg(long, env = "SPACEFABRIC_PLOT")]
+    plot: Option<PathBuf>,
+}
+
+/// Parses `1024`, `1K`, `16M`, `1G` (binary multiples) into bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (expected e.g. 1024, 1K, 16M, 1G)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+/// The sizes of the sweep: `min`, `min·f`, ... up to `max`, each rounded down to whole f32.
+fn sizes(min: u64, max: u64, factor: u64) -> anyhow::Result<Vec<u64>> {
+    if min > max {
+        bail!("-b {min} is larger than -e {max}");
+    }
+    if factor < 2 && min != max {
+        bail!("-f must be at least 2 (got {factor})");
+    }
+    let mut out = Vec::new();
+    let mut s = min.max(4);
+    while s <= max {
+        out.push(s / 4 * 4);
+        if factor < 2 {
+            break;
+        }
+        s = s.saturating_mul(factor);
+    }
+    Ok(out)
+}
+
+/// Finds the profile: a file path, or a shipped profile's name.
+fn load_profile(spec: &str) -> anyhow::Result<Profile> {
+    let path = PathBuf::from(spec);
+    let path = if path.exists() {
+        path
+    } else {
+        let shipped = netem_profiles::shipped_profiles_dir().join(format!("{spec}.toml"));
+        if !shipped.exists() {
+            bail!(
+                "--profile {spec}: no such file, and no shipped profile of that name in {}",
+                netem_profiles::shipped_profiles_dir().display()
+            );
+        }
+        shipped
+    };
+    Profile::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Rank r's site: the profile's sites in file order, in equal blocks.
+fn placement(profile: &Profile, nodes: usize) -> Vec<usize> {
+    let nsites = profile.sites.len().max(1);
+    (0..nodes).map(|r| r * nsites / nodes.max(1)).collect()
+}
+
+/// Runs the sweep; the exit code is 1 when any element was wrong.
+pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.controller {
+        bail!(
+            "--controller {url}: submitting the all-reduce as a controller job is not implemented yet; \
+             run without --controller to start a local cluster in this process"
+        );
+    }
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    if args.iters == 0 {
+        bail!("-n must be at least 1");
+    }
+    if args.lanes == 0 || args.lanes > 255 {
+        bail!("--lanes must be between 1 and 255 (got {})", args.lanes);
+    }
+    let sizes = sizes(args.min_bytes, args.max_bytes, args.step_factor)?;
+    let profile = load_profile(&args.profile)?;
+    let sites = placement(&profile, args.nodes);
+    let cost = CostModel::from_profile(&profile, sites.clone(), Duration::ZERO)?;
+    tracing::info!(seed = args.seed, profile = %profile.name, nodes = args.nodes, "all-reduce sweep");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let fabric = fabric::LocalFabric::start(args.fabric, &profile, &sites, !args.no_emulation)
+            .await
+            .context("starting the local cluster")?;
+        let sweep = match &fabric {
+            fabric::LocalFabric::Memory(eps) => {
+                sweep(&args, &profile, &cost, &sizes, eps.clone(), &fabric).await?
+            }
+        };
+        fabric.shutdown().await;
+        report::write_files(&sweep, &args)?;
+        Ok(if sweep.failed() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+/// The whole sweep over one set of endpoints.
+async fn sweep<E: Exchange + 'static>(
+    args: &AllreduceArgs,
+    profile: &Profile,
+    cost: &CostModel,
+    sizes: &[u64],
+    endpoints: Vec<E>,
+    fabric: &fabric::LocalFabric,
+) -> anyhow::Result<Sweep> {
+    let config = spacefabric_node::collective::CollectiveConfig { lanes: args.lanes };
+    let comms: Vec<Arc<Communicator<E>>> = endpoints
+        .into_iter()
+        .map(|ex| {
+            Ok(Arc::new(
+                Communicator::new(ex)
+                    .with_cost_model(cost.clone())?
+                    .with_config(config),
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut sweep = Sweep::new(args, profile, cost, fabric);
+    report::print_header(&sweep);
+    let total = args.algo.len() * sizes.len();
+    let mut done = 0;
+    for &algo in &args.algo {
+        report::print_table_start(&sweep, algo);
+        for &bytes in sizes {
+            done += 1;
+            let result = measure(&comms, cost, algo, bytes, args, done, total).await?;
+            report::print_row(&sweep, &result);
+            sweep.results.push(result);
+        }
+    }
+    report::progress_done();
+    report::print_footer(&sweep);
+    Ok(sweep)
+}
+
+/// Runs one all-reduce on every rank at once; returns each rank's time and the algorithm
+/// used.
+async fn one_iteration<E: Exchange + 'static>(
+    comms: &[Arc<Communicator<E>>],
+    algo: Algorithm,
+    buffers: &mut [Vec<f32>],
+) -> anyhow::Result<(Duration, Concrete)> {
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(comms.len());
+    for (comm, buf) in comms.iter().zip(buffers.iter_mut()) {
+        let comm = Arc::clone(comm);
+        let mut data = std::mem::take(buf);
+        tasks.push(tokio::spawn(async move {
+            let r = all_reduce(&comm, algo, &mut data).await;
+            (data, r, tokio::time::Instant::now())
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    let mut used = Concrete::Ring;
+    let mut first_err = None;
+    for (rank, (task, buf)) in tasks.into_iter().zip(buffers.iter_mut()).enumerate() {
+        let (data, r, end) = task.await.with_context(|| format!("rank {rank}'s task"))?;
+        *buf = data;
+        slowest = slowest.max(end - start);
+        match r {
+            Ok(c) => used = c,
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e.into());
+    }
+    Ok((slowest, used))
+}
+
+async fn measure<E: Exchange + 'static>(
+    comms: &[Arc<Communicator<E>>],
+    cost: &CostModel,
+    algo: Algorithm,
+    bytes: u64,
+    args: &AllreduceArgs,
+    done: usize,
+    total: usize,
+) -> anyhow::Result<SizeResult> {
+    let p = comms.len();
+    let count = (bytes / 4) as usize;
+    let mut buffers: Vec<Vec<f32>> = (0..p).map(|_| vec![0.0f32; count]).collect();
+    let mut times = Vec::with_capacity(args.iters);
+    let mut used = Concrete::Ring;
+    for i in 0..args.warmup + args.iters {
+        let timed = i >= args.warmup;
+        report::progress(done, total, algo, bytes, i, args.warmup + args.iters);
+        // Small values so repeated sums stay finite; refilled outside the timed region.
+        for b in &mut buffers {
+            b.fill(1.0);
+        }
+        let (t, c) = one_iteration(comms, algo, &mut buffers)
+            .await
+            .with_context(|| format!("{algo} all-reduce of {bytes} bytes"))?;
+        used = c;
+        if timed {
+            times.push(t);
+        }
+    }
+    // The checked iteration.
+    let collective = Collective::AllReduce;
+    for (r, b) in buffers.iter_mut().enumerate() {
+        *b = verify::input(collective, args.seed, p, r, count);
+    }
+    one_iteration(comms, algo, &mut buffers)
+        .await
+        .with_context(|| format!("checked {algo} all-reduce of {bytes} bytes"))?;
+    let expected = verify::expected(collective, args.seed, p, count);
+    let wrong: usize = buffers
+        .iter()
+        .enumerate()
+        .map(|(r, b)| verify::count_wrong_against(collective, p, r, b, &expected))
+        .sum();
+    let bound = cost.all_reduce_bound(bytes as f64);
+    let predicted = cost.predict_collective(collective, used, count, args.lanes)?;
+    Ok(SizeResult::new(
+        algo, used, bytes, count, p, times, wrong, bound, predicted,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_nccl_tests_steps() {
+        assert_eq!(parse_size("1K"), Ok(1024));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert!(parse_size("12Q").is_err());
+        assert_eq!(
+            sizes(1024, 16384, 2).ok(),
+            Some(vec![1024, 2048, 4096, 8192, 16384])
+        );
+        assert_eq!(sizes(1000, 1000, 1).ok(), Some(vec![1000]));
+        assert!(sizes(2048, 1024, 2).is_err());
+    }
+}

@@ -1,0 +1,289 @@
+//! A hand-written SVG of the sweep: time against size (left) and bus bandwidth against size
+//! (right), one line per algorithm, the reference bound dashed. Both axes logarithmic.
+
+use std::fmt::Write as _;
+
+use super::report::{SizeResult, Sweep};
+
+const W: f64 = 1100.0;
+const H: f64 = 460.0;
+const PANEL_W: f64 = 470.0;
+const PANEL_H: f64 = 340.0;
+const TOP: f64 = 50.0;
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
+
+/// One line of a panel: label, colour, dashed?, points (x, y).
+type Series<'a> = Vec<(String, &'a str, bool, Vec<(f64, f64)>)>;
+
+struct Axis {
+    lo: f64,
+    hi: f64,
+}
+
+impl Axis {
+    fn fit(values: impl Iterator<Item = f64>) -> Self {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for v in values.filter(|v| *v > 0.0 && v.is_finite()) {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if !lo.is_finite() {
+            return Self { lo: 0.0, hi: 1.0 };
+        }
+        let (lo, hi) = (lo.log10().floor(), hi.log10().ceil());
+        Self {
+            lo,
+            hi: if hi <= lo { lo + 1.0 } else { hi },
+        }
+    }
+    /// Position of `v` in [0, 1].
+    fn frac(&self, v: f64) -> f64 {
+        ((v.max(1e-300).log10() - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0)
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn fmt_bytes(b: f64) -> String {
+    if b >= (1u64 << 30) as f64 {
+        format!("{}G", b / (1u64 << 30) as f64)
+    } else if b >= (1 << 20) as f64 {
+        format!("{}M", b / (1 << 20) as f64)
+    } else if b >= 1024.0 {
+        format!("{}K", b / 1024.0)
+    } else {
+        format!("{b}")
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn panel(
+    out: &mut String,
+    x0: f64,
+    title: &str,
+    ylabel: &str,
+    xs: &Axis,
+    ys: &Axis,
+    series: &Series<'_>,
+) {
+    let px = |x: f64| x0 + 60.0 + xs.frac(x) * (PANEL_W - 70.0);
+    let py = |y: f64| TOP + PANEL_H - ys.frac(y) * PANEL_H;
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>"#,
+        x0 + PANEL_W / 2.0,
+        TOP - 15.0,
+        esc(title)
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect x="{}" y="{TOP}" width="{}" height="{PANEL_H}" fill="none" stroke="#444"/>"##,
+        x0 + 60.0,
+        PANEL_W - 70.0
+    );
+    let mut e = xs.lo;
+    while e <= xs.hi {
+        let v = 10f64.powf(e);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x}" y1="{TOP}" x2="{x}" y2="{}" stroke="#ddd"/><text x="{x}" y="{}" font-size="11" text-anchor="middle">{}</text>"##,
+            TOP + PANEL_H,
+            TOP + PANEL_H + 15.0,
+            fmt_bytes(v),
+            x = px(v)
+        );
+        e += 1.0;
+    }
+    let mut e = ys.lo;
+    while e <= ys.hi {
+        let v = 10f64.powf(e);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" font-size="11" text-anchor="end">1e{e}</text>"##,
+            x0 + 60.0,
+            x0 + PANEL_W - 10.0,
+            x0 + 55.0,
+            py(v) + 4.0,
+            y = py(v)
+        );
+        e += 1.0;
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">size per rank (bytes)</text>"#,
+        x0 + PANEL_W / 2.0 + 30.0,
+        TOP + PANEL_H + 35.0
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" font-size="12" text-anchor="middle" transform="rotate(-90 {} {})">{}</text>"#,
+        x0 + 12.0,
+        TOP + PANEL_H / 2.0,
+        x0 + 12.0,
+        TOP + PANEL_H / 2.0,
+        esc(ylabel)
+    );
+    for (label, color, dashed, pts) in series {
+        let path: Vec<String> = pts
+            .iter()
+            .filter(|(_, y)| *y > 0.0)
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .collect();
+        if path.is_empty() {
+            continue;
+        }
+        let dash = if *dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}><title>{}</title></polyline>"#,
+            path.join(" "),
+            esc(label)
+        );
+        if !dashed {
+            for p in &path {
+                let mut it = p.split(',');
+                if let (Some(x), Some(y)) = (it.next(), it.next()) {
+                    let _ = writeln!(out, r#"<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>"#);
+                }
+            }
+        }
+    }
+}
+
+/// The SVG document.
+pub(crate) fn svg(s: &Sweep) -> String {
+    let mut algos: Vec<String> = Vec::new();
+    for r in &s.results {
+        let l = r.algo.short_name().to_string();
+        if !algos.contains(&l) {
+            algos.push(l);
+        }
+    }
+    let of = |a: &str| -> Vec<&SizeResult> {
+        s.results
+            .iter()
+            .filter(|r| r.algo.short_name() == a)
+            .collect()
+    };
+    let mut bound: Vec<(f64, f64, f64)> = s
+        .results
+        .iter()
+        .map(|r| {
+            (
+                r.bytes as f64,
+                r.bound_us(),
+                r.bytes as f64 / 1e9 / r.bound.total_s.max(1e-12) * factor(r),
+            )
+        })
+        .collect();
+    bound.sort_by(|a, b| a.0.total_cmp(&b.0));
+    bound.dedup_by(|a, b| a.0 == b.0);
+    let mut time_series: Series<'_> = Vec::new();
+    let mut bw_series: Series<'_> = Vec::new();
+    for (i, a) in algos.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let rs = of(a);
+        time_series.push((
+            a.clone(),
+            color,
+            false,
+            rs.iter().map(|r| (r.bytes as f64, r.mean_us())).collect(),
+        ));
+        bw_series.push((
+            a.clone(),
+            color,
+            false,
+            rs.iter().map(|r| (r.bytes as f64, r.busbw())).collect(),
+        ));
+    }
+    time_series.push((
+        "bound".to_string(),
+        "#000",
+        true,
+        bound.iter().map(|b| (b.0, b.1)).collect(),
+    ));
+    bw_series.push((
+        "bound".to_string(),
+        "#000",
+        true,
+        bound.iter().map(|b| (b.0, b.2)).collect(),
+    ));
+    let xs = Axis::fit(s.results.iter().map(|r| r.bytes as f64));
+    let yt = Axis::fit(
+        time_series
+            .iter()
+            .flat_map(|(_, _, _, p)| p.iter().map(|(_, y)| *y)),
+    );
+    let yb = Axis::fit(
+        bw_series
+            .iter()
+            .flat_map(|(_, _, _, p)| p.iter().map(|(_, y)| *y)),
+    );
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(out, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="18" font-size="15" text-anchor="middle">all-reduce on {} ({} nodes, {}){}</text>"#,
+        W / 2.0,
+        esc(&s.profile),
+        s.nodes,
+        esc(&s.placement),
+        if s.emulated { "" } else { " - emulation off" }
+    );
+    panel(
+        &mut out,
+        10.0,
+        "time per all-reduce",
+        "time (us)",
+        &xs,
+        &yt,
+        &time_series,
+    );
+    panel(
+        &mut out,
+        20.0 + PANEL_W + 40.0,
+        "bus bandwidth",
+        "busbw (GB/s)",
+        &xs,
+        &yb,
+        &bw_series,
+    );
+    let mut lx = 80.0;
+    let ly = H - 22.0;
+    for (label, color, dashed, _) in &time_series {
+        let dash = if *dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}" font-size="12">{}</text>"#,
+            lx + 25.0,
+            lx + 30.0,
+            ly + 4.0,
+            esc(label)
+        );
+        lx += 40.0 + 8.0 * label.len() as f64;
+    }
+    let _ = writeln!(out, "</svg>");
+    out
+}
+
+fn factor(r: &SizeResult) -> f64 {
+    spacefabric_node::collective::Collective::AllReduce.bus_factor(r.world)
+}
