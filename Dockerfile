@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# One image for every spacefabric role: spacefabric-controller, spacefabric-node and
+# spacefabric-bench, plus the shipped link profiles under /etc/spacefabric/profiles.
+# The link emulation runs inside the node process, so the image needs no tc, no iproute2 and
+# no capabilities: it runs as an unprivileged numeric user (10001), which Kubernetes'
+# runAsNonRoot can verify without resolving a user name.
+#
+#   docker build -t spacefabric:dev .
+#   docker run --rm spacefabric:dev spacefabric-controller profile check /etc/spacefabric/profiles/*.toml
+#
+# See docs/KUBERNETES.md for loading the image into kind or minikube.
+
+# ---- builder: the Rust workspace, release profile, exactly the committed Cargo.lock ----
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+COPY . .
+# Cache mounts keep the crate registry and target/ between builds (BuildKit); the binaries are
+# copied out of the cached target/ because cache mounts are not part of the image layer.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+        --bin spacefabric-controller --bin spacefabric-node --bin spacefabric-bench \
+ && install -D -m 0755 -t /out/bin \
+        target/release/spacefabric-controller \
+        target/release/spacefabric-node \
+        target/release/spacefabric-bench
+
+# ---- runtime: glibc matches the builder (both Debian bookworm) ----
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 spacefabric \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+        --home-dir /var/lib/spacefabric --shell /usr/sbin/nologin spacefabric \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/spacefabric
+COPY --from=builder /out/bin/ /usr/local/bin/
+COPY netem-profiles/profiles/ /etc/spacefabric/profiles/
+USER 10001:10001
+WORKDIR /var/lib/spacefabric
+# controller gRPC, controller metrics, node QUIC, node metrics
+EXPOSE 7400/tcp 9400/tcp 7500/udp 9500/tcp
+ENV RUST_LOG=info
+# No ENTRYPOINT: the pod (or `docker run IMAGE <binary> ...`) names the binary to run.
+CMD ["spacefabric-controller", "--help"]
