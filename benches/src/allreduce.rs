@@ -23,7 +23,7 @@ use clap::Args;
 use netem_profiles::Profile;
 use spacefabric_node::collective::verify;
 use spacefabric_node::collective::{
-    Algorithm, Collective, Communicator, Concrete, CostModel, Exchange, all_reduce,
+    Algorithm, Collective, Communicator, Concrete, Corruption, CostModel, Exchange, all_reduce,
 };
 
 pub(crate) use report::{SizeResult, Sweep};
@@ -89,6 +89,10 @@ pub(crate) struct AllreduceArgs {
     /// (in-process mailboxes, no links: for testing the harness).
     #[arg(long, env = "SPACEFABRIC_FABRIC", default_value = "quic")]
     fabric: fabric::FabricKind,
+    /// Test hook (memory fabric only): corrupt the first element of the n-th message from
+    /// rank A to rank B, given as `A:B:n`, to check that wrong results fail the run.
+    #[arg(long, hide = true, value_parser = parse_corruption)]
+    corrupt: Option<Corruption>,
     /// Attach to a running cluster's controller instead of starting a local one.
     #[arg(long, env = "SPACEFABRIC_CONTROLLER")]
     controller: Option<String>,
@@ -105,6 +109,23 @@ pub(crate) struct AllreduceArgs {
     /// Write an SVG plot of time and bus bandwidth against size per algorithm, with the bound.
     #[arg(long, env = "SPACEFABRIC_PLOT")]
     plot: Option<PathBuf>,
+}
+
+/// Parses `A:B:n` into a corruption of the n-th message from A to B.
+fn parse_corruption(s: &str) -> Result<Corruption, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [from, to, nth] = parts.as_slice() else {
+        return Err(format!("'{s}' is not FROM:TO:N"));
+    };
+    let num = |x: &str| {
+        x.parse::<usize>()
+            .map_err(|_| format!("'{x}' in '{s}' is not a number"))
+    };
+    Ok(Corruption {
+        from: num(from)?,
+        to: num(to)?,
+        nth: num(nth)?,
+    })
 }
 
 /// Parses `1024`, `1K`, `16M`, `1G` (binary multiples) into bytes.
@@ -194,9 +215,15 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let fabric = fabric::LocalFabric::start(args.fabric, &profile, &sites, !args.no_emulation)
-            .await
-            .context("starting the local cluster")?;
+        let fabric = fabric::LocalFabric::start(
+            args.fabric,
+            &profile,
+            &sites,
+            !args.no_emulation,
+            args.corrupt,
+        )
+        .await
+        .context("starting the local cluster")?;
         let sweep = match &fabric {
             fabric::LocalFabric::Memory(eps) => {
                 sweep(&args, &profile, &cost, &sizes, eps.clone(), &fabric).await?

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use netem_profiles::Profile;
-use spacefabric_node::collective::{MemoryExchange, MemoryFabric};
+use spacefabric_node::collective::{Corruption, MemoryExchange, MemoryFabric};
 
 /// Which fabric the local endpoints use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +52,19 @@ impl LocalFabric {
         _profile: &Profile,
         sites: &[usize],
         _emulate: bool,
+        corrupt: Option<Corruption>,
     ) -> anyhow::Result<Self> {
+        if corrupt.is_some() && kind != FabricKind::Memory {
+            anyhow::bail!("--corrupt works with --fabric memory only");
+        }
         match kind {
-            FabricKind::Memory => Ok(Self::Memory(MemoryFabric::new(sites.len()).endpoints())),
+            FabricKind::Memory => {
+                let mut fabric = MemoryFabric::new(sites.len());
+                if let Some(c) = corrupt {
+                    fabric = fabric.corrupt(c);
+                }
+                Ok(Self::Memory(fabric.endpoints()))
+            }
             FabricKind::Quic => anyhow::bail!(
                 "--fabric quic: the QUIC mesh is not wired into this benchmark yet; use --fabric memory"
             ),
