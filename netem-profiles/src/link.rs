@@ -63,8 +63,21 @@ pub struct LinkModel {
     rng: LinkRng,
     /// Gilbert-Elliott: currently in the bad state?
     ge_bad: bool,
-    /// When the serialiser is free, in ns × bit/s (0 when the link has no rate).
-    busy_until_scaled: u128,
+    /// When the serialiser is free: `busy_ns + busy_rem / rate` ns since the epoch, kept as
+    /// whole nanoseconds plus a remainder in (ns × bit/s) units (`busy_rem < rate`), so
+    /// serialisation times add up exactly.
+    busy_ns: u64,
+    busy_rem: u64,
+    /// Serialisation time of the last datagram size seen (`wire_len` bytes on the wire):
+    /// `ser_ns + ser_rem / rate` ns. Datagrams mostly share a size, so this saves a division.
+    ser_wire_len: u64,
+    ser_ns: u64,
+    ser_rem: u64,
+    /// The link's up/down state is known to be `state_up` for every `t` in
+    /// `[state_from, state_until)`: the schedule is consulted only when it can change.
+    state_from: Duration,
+    state_until: Duration,
+    state_up: bool,
     /// Latest arrival handed out, for FIFO order.
     last_arrival: Duration,
 }
@@ -78,7 +91,14 @@ impl LinkModel {
             spec,
             rng: LinkRng::new(seed),
             ge_bad: false,
-            busy_until_scaled: 0,
+            busy_ns: 0,
+            busy_rem: 0,
+            ser_wire_len: u64::MAX,
+            ser_ns: 0,
+            ser_rem: 0,
+            state_from: Duration::ZERO,
+            state_until: Duration::ZERO,
+            state_up: true,
             last_arrival: Duration::ZERO,
         }
     }
@@ -88,19 +108,21 @@ impl LinkModel {
         &self.spec
     }
 
-    /// Bytes waiting for (or in) serialisation at `now`.
+    /// Bytes waiting for (or in) serialisation at `now` (a byte partly sent counts).
     pub fn queued_bytes(&self, now: Duration) -> u64 {
-        let Some(bps) = self.spec.rate_bps.filter(|&r| r > 0) else {
+        let Some(bps) = self.rate() else {
             return 0;
         };
-        let now_scaled = now.as_nanos() * u128::from(bps);
-        let backlog_bits_e9 = self.busy_until_scaled.saturating_sub(now_scaled);
-        (backlog_bits_e9 / (8 * NANOS_PER_SEC)) as u64
+        let (start_ns, start_rem) = self.start_at(now);
+        let backlog = backlog_scaled(start_ns, start_rem, now_ns(now), bps);
+        backlog
+            .div_ceil(8 * NANOS_PER_SEC)
+            .min(u128::from(u64::MAX)) as u64
     }
 
     /// Decides the fate of a datagram of `len` payload bytes handed to the link at `now`.
     pub fn on_packet(&mut self, now: Duration, len: usize) -> Verdict {
-        if !self.spec.outages.is_up(now) {
+        if !self.is_up(now) {
             return Verdict::Drop(DropCause::Outage);
         }
         if self.lose() {
@@ -119,6 +141,33 @@ impl LinkModel {
         self.last_arrival = self.last_arrival.max(at);
         let duplicate_at = self.rng.chance(self.spec.duplicate).then_some(at);
         Verdict::Deliver { at, duplicate_at }
+    }
+
+    /// The schedule's state at `now`, consulting it only when the cached interval does not
+    /// cover `now`.
+    fn is_up(&mut self, now: Duration) -> bool {
+        if self.state_from <= now && now < self.state_until {
+            return self.state_up;
+        }
+        let sched = &self.spec.outages;
+        self.state_up = sched.is_up(now);
+        self.state_from = now;
+        self.state_until = sched.next_change(now).unwrap_or(Duration::MAX);
+        self.state_up
+    }
+
+    fn rate(&self) -> Option<u64> {
+        self.spec.rate_bps.filter(|&r| r > 0)
+    }
+
+    /// When serialisation of a datagram handed over at `now` can start.
+    fn start_at(&self, now: Duration) -> (u64, u64) {
+        let now = now_ns(now);
+        if now > self.busy_ns || (now == self.busy_ns && self.busy_rem == 0) {
+            (now, 0)
+        } else {
+            (self.busy_ns, self.busy_rem)
+        }
     }
 
     fn lose(&mut self) -> bool {
@@ -140,22 +189,38 @@ impl LinkModel {
 
     /// Time the last bit leaves the sender, or `None` on tail drop.
     fn serialise(&mut self, now: Duration, len: usize) -> Option<Duration> {
-        let Some(bps) = self.spec.rate_bps.filter(|&r| r > 0) else {
+        let Some(bps) = self.rate() else {
             return Some(now);
         };
-        let bps = u128::from(bps);
-        let wire_bytes = (len + UDP_IP_OVERHEAD_BYTES) as u128;
-        let now_scaled = now.as_nanos() * bps;
-        let start = self.busy_until_scaled.max(now_scaled);
-        let backlog_bytes = (start - now_scaled) / (8 * NANOS_PER_SEC);
-        if backlog_bytes + wire_bytes > u128::from(self.spec.queue_limit_bytes) {
+        let wire = (len as u64).saturating_add(UDP_IP_OVERHEAD_BYTES as u64);
+        let limit = self.spec.queue_limit_bytes;
+        if wire > limit {
             return None;
         }
-        self.busy_until_scaled = start + wire_bytes * 8 * NANOS_PER_SEC;
-        let done_ns = self.busy_until_scaled.div_ceil(bps);
-        Some(Duration::from_nanos(
-            done_ns.min(u128::from(u64::MAX)) as u64
-        ))
+        let (start_ns, start_rem) = self.start_at(now);
+        // Tail drop iff ceil(backlog bytes) + wire > limit, i.e. iff the backlog in
+        // (bit × 1e9) units exceeds (limit - wire) bytes' worth: no division needed.
+        let backlog = backlog_scaled(start_ns, start_rem, now_ns(now), bps);
+        if backlog > u128::from(limit - wire) * 8 * NANOS_PER_SEC {
+            return None;
+        }
+        if wire != self.ser_wire_len {
+            let scaled = u128::from(wire) * 8 * NANOS_PER_SEC;
+            let bps = u128::from(bps);
+            self.ser_ns = (scaled / bps).min(u128::from(u64::MAX)) as u64;
+            self.ser_rem = (scaled % bps) as u64;
+            self.ser_wire_len = wire;
+        }
+        let mut ns = start_ns.saturating_add(self.ser_ns);
+        let mut rem = start_rem + self.ser_rem;
+        if rem >= bps {
+            rem -= bps;
+            ns = ns.saturating_add(1);
+        }
+        self.busy_ns = ns;
+        self.busy_rem = rem;
+        // The last bit has left at the first whole nanosecond not before the exact instant.
+        Some(Duration::from_nanos(ns.saturating_add(u64::from(rem > 0))))
     }
 
     /// `at` moved by one draw of the jitter distribution, but never before `departure`:
@@ -182,6 +247,16 @@ impl LinkModel {
         let ns = ns.clamp(departure.as_nanos() as i128, i128::from(u64::MAX));
         Duration::from_nanos(ns as u64)
     }
+}
+
+/// `t` in whole nanoseconds (saturating after ~584 years).
+fn now_ns(t: Duration) -> u64 {
+    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Bits waiting at `now` × 1e9, from a serialiser that starts at `start_ns + start_rem/bps`.
+fn backlog_scaled(start_ns: u64, start_rem: u64, now: u64, bps: u64) -> u128 {
+    u128::from(start_ns.saturating_sub(now)) * u128::from(bps) + u128::from(start_rem)
 }
 
 #[cfg(test)]
@@ -264,5 +339,59 @@ mod tests {
         let mut l = LinkModel::new(spec, 1);
         assert_eq!(l.on_packet(ms(55), 100), Verdict::Drop(DropCause::Outage));
         assert!(matches!(l.on_packet(ms(60), 100), Verdict::Deliver { .. }));
+    }
+
+    /// The serialiser as first written: one u128 in (ns × bit/s), divisions everywhere.
+    /// The fast one must agree with it exactly.
+    struct ReferenceSerialiser {
+        bps: u128,
+        limit: u128,
+        busy_scaled: u128,
+    }
+
+    impl ReferenceSerialiser {
+        fn serialise(&mut self, now: Duration, len: usize) -> Option<Duration> {
+            let wire = (len + UDP_IP_OVERHEAD_BYTES) as u128;
+            let now_scaled = now.as_nanos() * self.bps;
+            let start = self.busy_scaled.max(now_scaled);
+            let backlog = (start - now_scaled).div_ceil(8 * NANOS_PER_SEC);
+            if backlog + wire > self.limit {
+                return None;
+            }
+            self.busy_scaled = start + wire * 8 * NANOS_PER_SEC;
+            Some(Duration::from_nanos(
+                self.busy_scaled.div_ceil(self.bps) as u64
+            ))
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_serialiser_matches_the_reference(
+            bps in 1u64..100_000_000_000,
+            limit in 1u64..10_000_000,
+            sends in proptest::collection::vec((0u64..2_000_000, 0usize..9000), 1..200),
+        ) {
+            let mut spec = LinkSpec::ideal(Duration::ZERO);
+            spec.rate_bps = Some(bps);
+            spec.queue_limit_bytes = limit;
+            let mut fast = LinkModel::new(spec, 1);
+            let mut reference = ReferenceSerialiser {
+                bps: u128::from(bps),
+                limit: u128::from(limit),
+                busy_scaled: 0,
+            };
+            let mut now = Duration::ZERO;
+            for (gap, len) in sends {
+                now += Duration::from_nanos(gap);
+                let want = reference.serialise(now, len);
+                proptest::prop_assert_eq!(fast.serialise(now, len), want);
+                let queued = reference.busy_scaled.saturating_sub(now.as_nanos() * u128::from(bps));
+                proptest::prop_assert_eq!(
+                    u128::from(fast.queued_bytes(now)),
+                    queued.div_ceil(8 * NANOS_PER_SEC)
+                );
+            }
+        }
     }
 }

@@ -28,6 +28,8 @@ fn splitmix64(state: &mut u64) -> u64 {
 #[derive(Debug, Clone)]
 pub struct LinkRng {
     s: [u64; 4],
+    /// The second normal of the last Box-Muller pair, if not yet used.
+    spare_normal: Option<f64>,
 }
 
 impl LinkRng {
@@ -41,6 +43,7 @@ impl LinkRng {
                 splitmix64(&mut sm),
                 splitmix64(&mut sm),
             ],
+            spare_normal: None,
         }
     }
 
@@ -77,11 +80,18 @@ impl LinkRng {
         }
     }
 
-    /// Standard normal (Box-Muller; one of the pair is discarded to keep the stream simple).
+    /// Standard normal (Box-Muller: each pair of uniforms gives two normals; the second is
+    /// kept for the next call).
     pub fn next_normal(&mut self) -> f64 {
+        if let Some(z) = self.spare_normal.take() {
+            return z;
+        }
         let u1 = 1.0 - self.next_f64(); // (0, 1]
         let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        let radius = (-2.0 * u1.ln()).sqrt();
+        let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+        self.spare_normal = Some(radius * sin);
+        radius * cos
     }
 }
 
@@ -99,6 +109,17 @@ mod tests {
         assert_ne!(link_seed(1, "earth", "moon"), link_seed(1, "moon", "earth"));
         assert_ne!(link_seed(1, "earth", "moon"), link_seed(2, "earth", "moon"));
         assert_ne!(link_seed(1, "ab", "c"), link_seed(1, "a", "bc"));
+    }
+
+    #[test]
+    fn normal_has_unit_variance() {
+        let mut r = LinkRng::new(3);
+        let n = 100_000;
+        let xs: Vec<f64> = (0..n).map(|_| r.next_normal()).collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        assert!(mean.abs() < 0.02, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.03, "variance {var}");
     }
 
     #[test]
