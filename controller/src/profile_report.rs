@@ -184,7 +184,8 @@ pub fn timeline(profile: &Profile, hours: f64, step_s: Option<f64>) -> Result<St
         });
     }
     let steps = (steps_f as u64).max(1);
-    let step = Duration::from_secs_f64(step_s);
+    // A step longer than the span is one column covering it all.
+    let step = Duration::from_secs_f64(step_s.min(hours * 3600.0));
     if step.is_zero() {
         return Err(ReportError::BadStep(step_s));
     }
@@ -552,6 +553,31 @@ mod tests {
         assert_eq!(fmt_rate(10_000_000_000), "10 Gbit/s");
         assert_eq!(fmt_bytes(64_100_000), "64.1 MB");
         assert_eq!(fmt_clock(Duration::from_secs(90_061)), "1d 1h01m01s");
+    }
+
+    #[test]
+    fn timeline_refuses_bad_spans_and_steps_without_panicking() {
+        let profile = Profile::from_file(
+            &netem_profiles::shipped_profiles_dir().join("lunar-farside-relay.toml"),
+        )
+        .unwrap();
+        for (hours, step) in [
+            (f64::NAN, None),
+            (-1.0, None),
+            (0.0, None),
+            (f64::INFINITY, None),
+            (1.0, Some(0.0)),
+            (1.0, Some(-5.0)),
+            (1.0, Some(f64::NAN)),
+            (1000.0, Some(0.001)),
+        ] {
+            assert!(timeline(&profile, hours, step).is_err(), "{hours} {step:?}");
+        }
+        let one_column = timeline(&profile, 1.0, Some(1e300)).unwrap();
+        assert!(one_column.contains("earth -> farside"));
+        let t = timeline(&profile, 4.0, Some(60.0)).unwrap();
+        // 46 min down from 1h12m: exact edges in the window table
+        assert!(t.contains("down   1h12m00s  1h58m00s  0h46m00s"), "{t}");
     }
 
     #[test]

@@ -6,12 +6,19 @@
 //! 2. random loss — Bernoulli or Gilbert-Elliott;
 //! 3. rate — it waits behind the datagrams already queued and is serialised at the link's
 //!    rate; if the bytes waiting would exceed the queue limit it is tail-dropped;
-//! 4. delay — propagation delay at `now`, plus jitter; FIFO order kept unless the jitter
-//!    allows reordering;
+//! 4. delay — propagation delay at `now`, plus jitter; jitter never makes a datagram arrive
+//!    before its last bit left (the departure); FIFO order kept unless the jitter allows
+//!    reordering;
 //! 5. duplication — a delivered datagram may be delivered twice.
 //!
-//! Serialisation is tracked in exact integer units (nanoseconds × bit/s), so `N` bytes at `R`
-//! bit/s leave exactly `N·8/R` after the first with no rounding drift.
+//! Serialisation is tracked exactly (whole nanoseconds plus a remainder in ns × bit/s), so
+//! `N` bytes at `R` bit/s leave exactly `N·8/R` after the first with no rounding drift; a
+//! departure is rounded up to the next whole nanosecond. A byte partly serialised still
+//! counts against the queue limit.
+//!
+//! Cost: the verdict path has no heap allocation and no 128-bit division; the outage
+//! schedule is consulted only when the cached up/down interval ends. See
+//! `benches/verdict.rs` and `docs/BENCHMARKS.md`.
 
 use std::time::Duration;
 
