@@ -15,15 +15,16 @@ mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use netem_profiles::Profile;
-use spacefabric_node::collective::verify;
+use spacefabric_node::collective::sweep::{SweepPoint, SweepSpec, run_sweep};
 use spacefabric_node::collective::{
-    Algorithm, Collective, Communicator, Concrete, Corruption, CostModel, Exchange, all_reduce,
+    Algorithm, Collective, Communicator, Corruption, CostModel, Exchange,
 };
 
 pub(crate) use report::{SizeResult, Sweep};
@@ -239,7 +240,10 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The whole sweep over one set of endpoints.
+/// The whole sweep over one set of endpoints: every rank runs the node-side sweep
+/// (`spacefabric_node::collective::sweep`) as its own task, as a node of a real cluster
+/// does; points are combined (slowest rank per iteration, #wrong summed) and printed as soon
+/// as every rank has measured them.
 async fn sweep<E: Exchange + 'static>(
     args: &AllreduceArgs,
     profile: &Profile,
@@ -259,108 +263,124 @@ async fn sweep<E: Exchange + 'static>(
             ))
         })
         .collect::<anyhow::Result<_>>()?;
+    let p = comms.len();
+    let spec = SweepSpec {
+        sizes: sizes.to_vec(),
+        algorithms: args
+            .algo
+            .iter()
+            .map(|a| a.short_name().to_string())
+            .collect(),
+        iterations: args.iters,
+        warmup: args.warmup,
+        check: true,
+        seed: args.seed,
+    };
     let mut sweep = Sweep::new(args, profile, cost, fabric);
     report::print_header(&sweep);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SweepPoint>();
+    let mut tasks = tokio::task::JoinSet::new();
+    for comm in &comms {
+        let comm = Arc::clone(comm);
+        let spec = spec.clone();
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            let rank = comm.rank();
+            run_sweep(&comm, &spec, |point| {
+                // The receiver only goes away when the sweep is being abandoned.
+                let _ = tx.send(point.clone());
+            })
+            .await
+            .with_context(|| format!("rank {rank}"))
+        });
+    }
+    drop(tx);
     let total = args.algo.len() * sizes.len();
-    let mut done = 0;
-    for &algo in &args.algo {
-        report::print_table_start(&sweep, algo);
-        for &bytes in sizes {
-            done += 1;
-            let result = measure(&comms, cost, algo, bytes, args, done, total).await?;
-            report::print_row(&sweep, &result);
-            sweep.results.push(result);
+    let mut pending: Vec<Vec<SweepPoint>> = vec![Vec::new(); total];
+    let mut next = 0;
+    report::progress(next, total, args.algo[0], sizes[0]);
+    while next < total {
+        tokio::select! {
+            point = rx.recv() => {
+                let Some(point) = point else { break };
+                let Some(slot) = pending.get_mut(point.index) else {
+                    bail!("rank {} reported point {} of a sweep of {total}", point.rank, point.index);
+                };
+                slot.push(point);
+                while next < total && pending[next].len() == p {
+                    let points = std::mem::take(&mut pending[next]);
+                    if next % sizes.len() == 0 {
+                        report::print_table_start(&sweep, args.algo[next / sizes.len()]);
+                    }
+                    let result = combine(cost, args.lanes, p, &points)?;
+                    report::print_row(&sweep, &result);
+                    sweep.results.push(result);
+                    next += 1;
+                    if next < total {
+                        report::progress(next, total, args.algo[next / sizes.len()], sizes[next % sizes.len()]);
+                    }
+                }
+            }
+            Some(done) = tasks.join_next() => {
+                match done {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tasks.abort_all();
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        tasks.abort_all();
+                        bail!("a rank's task died: {e}");
+                    }
+                }
+            }
         }
+    }
+    if next < total {
+        bail!("the ranks stopped after {next} of {total} points");
     }
     report::progress_done();
     report::print_footer(&sweep);
     Ok(sweep)
 }
 
-/// Runs one all-reduce on every rank at once; returns each rank's time and the algorithm
-/// used.
-async fn one_iteration<E: Exchange + 'static>(
-    comms: &[Arc<Communicator<E>>],
-    algo: Algorithm,
-    buffers: &mut [Vec<f32>],
-) -> anyhow::Result<(Duration, Concrete)> {
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::with_capacity(comms.len());
-    for (comm, buf) in comms.iter().zip(buffers.iter_mut()) {
-        let comm = Arc::clone(comm);
-        let mut data = std::mem::take(buf);
-        tasks.push(tokio::spawn(async move {
-            let r = all_reduce(&comm, algo, &mut data).await;
-            (data, r, tokio::time::Instant::now())
-        }));
-    }
-    let mut slowest = Duration::ZERO;
-    let mut used = Concrete::Ring;
-    let mut first_err = None;
-    for (rank, (task, buf)) in tasks.into_iter().zip(buffers.iter_mut()).enumerate() {
-        let (data, r, end) = task.await.with_context(|| format!("rank {rank}'s task"))?;
-        *buf = data;
-        slowest = slowest.max(end - start);
-        match r {
-            Ok(c) => used = c,
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e.into());
-    }
-    Ok((slowest, used))
-}
-
-async fn measure<E: Exchange + 'static>(
-    comms: &[Arc<Communicator<E>>],
+/// Combines every rank's measurement of one point: an iteration's time is the slowest
+/// rank's; #wrong is summed over ranks.
+fn combine(
     cost: &CostModel,
-    algo: Algorithm,
-    bytes: u64,
-    args: &AllreduceArgs,
-    done: usize,
-    total: usize,
+    lanes: usize,
+    p: usize,
+    points: &[SweepPoint],
 ) -> anyhow::Result<SizeResult> {
-    let p = comms.len();
-    let count = (bytes / 4) as usize;
-    let mut buffers: Vec<Vec<f32>> = (0..p).map(|_| vec![0.0f32; count]).collect();
-    let mut times = Vec::with_capacity(args.iters);
-    let mut used = Concrete::Ring;
-    for i in 0..args.warmup + args.iters {
-        let timed = i >= args.warmup;
-        report::progress(done, total, algo, bytes, i, args.warmup + args.iters);
-        // Small values so repeated sums stay finite; refilled outside the timed region.
-        for b in &mut buffers {
-            b.fill(1.0);
-        }
-        let (t, c) = one_iteration(comms, algo, &mut buffers)
-            .await
-            .with_context(|| format!("{algo} all-reduce of {bytes} bytes"))?;
-        used = c;
-        if timed {
-            times.push(t);
-        }
-    }
-    // The checked iteration.
-    let collective = Collective::AllReduce;
-    for (r, b) in buffers.iter_mut().enumerate() {
-        *b = verify::input(collective, args.seed, p, r, count);
-    }
-    one_iteration(comms, algo, &mut buffers)
-        .await
-        .with_context(|| format!("checked {algo} all-reduce of {bytes} bytes"))?;
-    let expected = verify::expected(collective, args.seed, p, count);
-    let wrong: usize = buffers
-        .iter()
-        .enumerate()
-        .map(|(r, b)| verify::count_wrong_against(collective, p, r, b, &expected))
-        .sum();
-    let bound = cost.all_reduce_bound(bytes as f64);
-    let predicted = cost.predict_collective(collective, used, count, args.lanes)?;
+    let first = points.first().context("no points to combine")?;
+    let iters = first.times_us.len();
+    let times: Vec<Duration> = (0..iters)
+        .map(|i| {
+            let slowest = points
+                .iter()
+                .filter_map(|pt| pt.times_us.get(i))
+                .copied()
+                .fold(0.0, f64::max);
+            Duration::from_secs_f64(slowest / 1e6)
+        })
+        .collect();
+    let wrong = points.iter().map(|pt| pt.wrong.unwrap_or(0)).sum();
+    let algo: Algorithm = first.algorithm.parse()?;
+    let used = Algorithm::from_str(&first.used)?
+        .concrete()
+        .context("the sweep reported 'auto' as the algorithm it ran")?;
+    let bound = cost.all_reduce_bound(first.bytes as f64);
+    let predicted = cost.predict_collective(Collective::AllReduce, used, first.count, lanes)?;
     Ok(SizeResult::new(
-        algo, used, bytes, count, p, times, wrong, bound, predicted,
+        algo,
+        used,
+        first.bytes,
+        first.count,
+        p,
+        times,
+        wrong,
+        bound,
+        predicted,
     ))
 }
 

@@ -338,28 +338,23 @@ pub(crate) fn print_footer(s: &Sweep) {
     let _ = std::io::stdout().flush();
 }
 
-/// A progress line on stderr (redrawn in place on a terminal, one line per size otherwise).
-pub(crate) fn progress(
-    done: usize,
-    total: usize,
-    algo: Algorithm,
-    bytes: u64,
-    iter: usize,
-    iters: usize,
-) {
+/// A progress line on stderr (redrawn in place on a terminal, one line per point otherwise).
+pub(crate) fn progress(done: usize, total: usize, algo: Algorithm, bytes: u64) {
     let mut err = std::io::stderr();
     if err.is_terminal() {
         let width = 30;
-        let filled = (done - 1) * width / total.max(1);
+        let filled = done * width / total.max(1);
         let _ = write!(
             err,
-            "\r[{}{}] {done}/{total} {algo} {bytes} B iteration {}/{iters}   ",
+            "\r[{}{}] {done}/{total} running {algo} {bytes} B   ",
             "#".repeat(filled),
             "-".repeat(width - filled),
-            iter + 1
         );
-    } else if iter == 0 {
-        let _ = writeln!(err, "progress: {done}/{total} {algo} {bytes} B");
+    } else {
+        let _ = writeln!(
+            err,
+            "progress: {done}/{total} done, running {algo} {bytes} B"
+        );
     }
     let _ = err.flush();
 }

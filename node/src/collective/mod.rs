@@ -16,6 +16,7 @@ pub mod cost;
 pub mod exchange;
 pub mod executor;
 pub mod schedule;
+pub mod sweep;
 pub mod verify;
 
 use std::fmt;

@@ -1,0 +1,129 @@
+//! One rank's part of an all-reduce benchmark sweep (nccl-tests' all_reduce_perf loop):
+//! for every algorithm and size, warm-up iterations, timed iterations, then one checked
+//! iteration on exact inputs. Every rank of the world runs [`run_sweep`] with the same spec;
+//! the results of all ranks are combined by whoever collects them (the benchmark binary, or
+//! the controller for a job): an iteration's time is the slowest rank's, #wrong is the sum.
+//!
+//! The ranks do not synchronise between iterations (as nccl-tests): a rank starts its next
+//! iteration as soon as it finished the previous one, so a timed iteration measures the
+//! throughput of back-to-back all-reduces as each rank sees it.
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::executor::CollectiveError;
+use super::schedule::Collective;
+use super::verify;
+use super::{Algorithm, Communicator, Exchange, all_reduce};
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepSpec {
+    /// Sizes in bytes per rank (each rounded down to whole f32).
+    pub sizes: Vec<u64>,
+    /// Algorithms, in order.
+    pub algorithms: Vec<String>,
+    /// Timed iterations per size.
+    pub iterations: usize,
+    /// Untimed warm-up iterations per size.
+    pub warmup: usize,
+    /// Run the checked iteration.
+    pub check: bool,
+    /// Seed of the checked iteration's inputs.
+    pub seed: u64,
+}
+
+/// One rank's measurement of one (algorithm, size).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// Index of this point in the sweep (algorithm-major).
+    pub index: usize,
+    /// The rank that measured it.
+    pub rank: usize,
+    /// Algorithm asked for (`ring`, ..., `auto`).
+    pub algorithm: String,
+    /// Algorithm run (what `auto` chose).
+    pub used: String,
+    /// Bytes per rank.
+    pub bytes: u64,
+    /// Elements per rank.
+    pub count: usize,
+    /// This rank's time of each timed iteration, µs.
+    pub times_us: Vec<f64>,
+    /// Wrong elements in this rank's checked result (`None` when not checked).
+    pub wrong: Option<usize>,
+}
+
+/// Parses the spec's algorithm names.
+pub fn algorithms(spec: &SweepSpec) -> Result<Vec<Algorithm>, super::UnknownAlgorithm> {
+    spec.algorithms.iter().map(|a| a.parse()).collect()
+}
+
+/// Runs the sweep on this rank; `on_point` gets every point as soon as it is measured.
+pub async fn run_sweep<E: Exchange>(
+    comm: &Communicator<E>,
+    spec: &SweepSpec,
+    mut on_point: impl FnMut(&SweepPoint),
+) -> Result<Vec<SweepPoint>, SweepError> {
+    let algos = algorithms(spec)?;
+    let rank = comm.rank();
+    let world = comm.world_size();
+    let mut points = Vec::with_capacity(algos.len() * spec.sizes.len());
+    for &algo in &algos {
+        for &bytes in &spec.sizes {
+            let count = (bytes / 4) as usize;
+            let mut data = vec![0.0f32; count];
+            let mut times_us = Vec::with_capacity(spec.iterations);
+            let mut used = algo.concrete();
+            for i in 0..spec.warmup + spec.iterations {
+                // Small values so repeated sums stay finite; refilled outside the timed part.
+                data.fill(1.0);
+                let start = Instant::now();
+                let c = all_reduce(comm, algo, &mut data).await?;
+                let t = start.elapsed();
+                used = Some(c);
+                if i >= spec.warmup {
+                    times_us.push(t.as_secs_f64() * 1e6);
+                }
+            }
+            let wrong = if spec.check {
+                let collective = Collective::AllReduce;
+                data = verify::input(collective, spec.seed, world, rank, count);
+                let c = all_reduce(comm, algo, &mut data).await?;
+                used = Some(c);
+                Some(verify::count_wrong(
+                    collective, spec.seed, world, rank, &data,
+                ))
+            } else {
+                None
+            };
+            let point = SweepPoint {
+                index: points.len(),
+                rank,
+                algorithm: algo.short_name().to_string(),
+                used: used.map_or_else(
+                    || algo.short_name().to_string(),
+                    |c| c.short_name().to_string(),
+                ),
+                bytes,
+                count,
+                times_us,
+                wrong,
+            };
+            on_point(&point);
+            points.push(point);
+        }
+    }
+    Ok(points)
+}
+
+/// Why a sweep failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// A name in `algorithms` is not an algorithm.
+    #[error("sweep spec: {0}")]
+    Algorithm(#[from] super::UnknownAlgorithm),
+    /// A collective failed.
+    #[error(transparent)]
+    Collective(#[from] CollectiveError),
+}
