@@ -36,6 +36,11 @@ RUN apt-get update \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/spacefabric
 COPY --from=builder /out/bin/ /usr/local/bin/
 COPY netem-profiles/profiles/ /etc/spacefabric/profiles/
+# Tools that take a shipped profile by name (`spacefabric-bench allreduce --profile earth-moon`)
+# look in the source checkout's netem-profiles/profiles, a path fixed at build time (/src/...):
+# point it at the copy above.
+RUN mkdir -p /src/netem-profiles \
+ && ln -s /etc/spacefabric/profiles /src/netem-profiles/profiles
 USER 10001:10001
 WORKDIR /var/lib/spacefabric
 # controller gRPC, controller metrics, node QUIC, node metrics

