@@ -1,8 +1,9 @@
 //! spacefabric-node: one process of the emulated cluster.
 //!
 //! Modules, each a room with a one-way door down: [`collective`] (all-reduce & co. as
-//! schedules over any point-to-point exchange) → [`emu`] (the emulated socket quinn runs
-//! on).
+//! schedules over any point-to-point exchange) → [`transport`] (the QUIC mesh between nodes,
+//! mutual TLS, per-link tuning) → [`emu`] (the emulated socket quinn runs on).
 
 pub mod collective;
 pub mod emu;
+pub mod transport;

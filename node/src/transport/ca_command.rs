@@ -1,0 +1,67 @@
+//! `spacefabric-node ca ...`: create a dev cluster CA and node identities on disk, until the
+//! controller (the cluster CA of a running cluster) signs node certificates itself.
+
+use std::path::PathBuf;
+
+use crate::transport::tls::{DevCa, TlsError};
+
+/// The `ca` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CaCommand {
+    /// Create a new cluster CA: writes ca.pem and ca.key (mode 0600) into --out.
+    Init {
+        /// Directory to write the CA into (created if missing).
+        #[arg(long, env = "SPACEFABRIC_CA_OUT")]
+        out: PathBuf,
+        /// Overwrite an existing CA in --out.
+        #[arg(long, env = "SPACEFABRIC_CA_FORCE", default_value_t = false)]
+        force: bool,
+    },
+    /// Issue a node identity signed by the CA: writes ca.pem, node.pem and node.key into --out.
+    Issue {
+        /// Directory of the CA made by `ca init`.
+        #[arg(long, env = "SPACEFABRIC_CA_DIR")]
+        ca: PathBuf,
+        /// Node name (the certificate's DNS name; a-z, 0-9, '-', '.').
+        #[arg(long, env = "SPACEFABRIC_NODE_NAME")]
+        name: String,
+        /// Directory to write the identity into (created if missing).
+        #[arg(long, env = "SPACEFABRIC_IDENTITY_OUT")]
+        out: PathBuf,
+    },
+}
+
+/// Why a `ca` subcommand failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaCommandError {
+    /// The CA or identity operation failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// `ca init` would overwrite an existing CA.
+    #[error("{0} already holds a CA (ca.key); pass --force to replace it")]
+    Exists(PathBuf),
+}
+
+/// Runs a `ca` subcommand; returns what to tell the user.
+pub fn run(command: &CaCommand) -> Result<String, CaCommandError> {
+    match command {
+        CaCommand::Init { out, force } => {
+            if out.join("ca.key").exists() && !force {
+                return Err(CaCommandError::Exists(out.clone()));
+            }
+            DevCa::generate()?.save(out)?;
+            Ok(format!(
+                "cluster CA written to {} (ca.pem, ca.key)",
+                out.display()
+            ))
+        }
+        CaCommand::Issue { ca, name, out } => {
+            let ca = DevCa::load(ca)?;
+            ca.issue(name)?.save(out)?;
+            Ok(format!(
+                "identity for {name} written to {} (ca.pem, node.pem, node.key)",
+                out.display()
+            ))
+        }
+    }
+}
