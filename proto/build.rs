@@ -2,7 +2,10 @@
 //! and generates prost messages plus tonic client and server stubs.
 use prost::Message;
 
-const PROTOS: &[&str] = &["spacefabric/v1/controller.proto"];
+const PROTOS: &[&str] = &[
+    "spacefabric/v1/controller.proto",
+    "spacefabric/v1/fabric.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

@@ -1,7 +1,15 @@
 //! The QUIC fabric between nodes: mutual TLS with the cluster CA ([`tls`]), quinn transport
-//! tuned per link from the profile ([`config`]), the framing of transfers ([`frame`]) and the
-//! peer mesh the collectives run on ([`mesh`]).
+//! tuned per link from the profile ([`config`]), the contact plan that keeps senders out of
+//! scheduled outages ([`contact`]), the framing of transfers ([`frame`]) and the peer mesh the
+//! collectives run on ([`mesh`]).
 
 pub mod ca_command;
 pub mod config;
+pub mod contact;
+pub mod frame;
+pub mod mesh;
 pub mod tls;
+
+pub use config::CcChoice;
+pub use mesh::{Mesh, MeshConfig, MeshStats, PeerInfo, SocketKind, TransportError};
+pub use tls::{DevCa, NodeIdentity};
