@@ -12,8 +12,9 @@
 //!   windows must reach the BDP; far above it slow start overshoots the link queue, and the
 //!   burst loss leaves more than 1024 holes in a stream's reassembly buffer, which quinn
 //!   answers by killing the connection ("too many gaps in stream buffer"). The BDP counts
-//!   `RTT + ACK_SLACK` (delayed ACKs and pacing) and is in QUIC-packet bytes (the link's rate
-//!   is on-the-wire bytes, 28 bytes of IP/UDP per datagram more). Receive windows follow the
+//!   `RTT + slack` (a quarter of the RTT within 2–50 ms: delayed ACKs, pacing) and is in QUIC-packet bytes (the link's rate
+//!   is on-the-wire bytes, 28 bytes of IP/UDP per datagram more). Windows never go below
+//!   [`MIN_WINDOW`], nor above the propagation BDP + half the link's queue. Receive windows follow the
 //!   peer → us direction (what the peer sends us), send window and congestion window the
 //!   us → peer direction. A link without a rate limit gets fixed windows
 //!   ([`UNLIMITED_WINDOW`]).
@@ -39,13 +40,17 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 
 /// UDP payload size of every fabric datagram (quinn's `initial_mtu`; discovery is off).
 pub const FABRIC_MTU: u16 = 1452;
-/// Extra time counted on top of the propagation RTT when sizing windows: quinn's delayed
-/// ACKs (up to 25 ms each way) and pacing bursts.
+/// Most extra time counted on top of the propagation RTT when sizing windows: quinn's
+/// delayed ACKs (up to 25 ms each way) and pacing bursts. The slack is a quarter of the RTT
+/// within [`MIN_ACK_SLACK`, `ACK_SLACK`].
 pub const ACK_SLACK: Duration = Duration::from_millis(50);
+/// Least extra time counted on top of the propagation RTT (scheduling on a busy host).
+pub const MIN_ACK_SLACK: Duration = Duration::from_millis(2);
 /// Windows used on a link with no rate limit (in-process or LAN runs, CPU-bound).
 pub const UNLIMITED_WINDOW: u64 = 16 * 1024 * 1024;
-/// Smallest window we ever set (a few dozen packets), whatever the link.
-pub const MIN_WINDOW: u64 = 64 * 1024;
+/// Smallest window we ever set, whatever the link: quinn's default stream window is
+/// 1.25 MB; below ~2 MiB a low-delay link is window-bound by the host's scheduling delays.
+pub const MIN_WINDOW: u64 = 2 * 1024 * 1024;
 /// Lower bound of the idle timeout.
 pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Concurrent uni streams a peer may open (collectives pipeline many chunks).
@@ -131,7 +136,7 @@ pub struct LinkTuning {
 
 /// Bytes of QUIC packets in flight that keep a link of `rate_bps` busy for `rtt`.
 fn bdp_bytes(rate_bps: u64, rtt: Duration, mtu: u16) -> u64 {
-    let wire_bytes = rate_bps as f64 / 8.0 * (rtt + ACK_SLACK).as_secs_f64();
+    let wire_bytes = rate_bps as f64 / 8.0 * rtt.as_secs_f64();
     let quic_share = f64::from(mtu) / (f64::from(mtu) + UDP_IP_OVERHEAD_BYTES as f64);
     (wire_bytes * quic_share).ceil() as u64
 }
@@ -157,22 +162,26 @@ pub fn tune(
     let mtu = FABRIC_MTU;
     let rtt = out.delay_at(t) + back.delay_at(t);
     let initial_rtt = (rtt + rtt / 10 + Duration::from_millis(10)).max(Duration::from_millis(20));
-    let send_bdp = out.rate_bps.map(|r| bdp_bytes(r, rtt, mtu));
-    let recv_bdp = back.rate_bps.map(|r| bdp_bytes(r, rtt, mtu));
+    let sizing_rtt = rtt + (rtt / 4).clamp(MIN_ACK_SLACK, ACK_SLACK);
+    let send_bdp = out.rate_bps.map(|r| bdp_bytes(r, sizing_rtt, mtu));
+    let recv_bdp = back.rate_bps.map(|r| bdp_bytes(r, sizing_rtt, mtu));
+    // The queue cap counts from the propagation-only BDP.
+    let send_cap = out.rate_bps.map(|r| bdp_bytes(r, rtt, mtu)).unwrap_or(0);
+    let recv_cap = back.rate_bps.map(|r| bdp_bytes(r, rtt, mtu)).unwrap_or(0);
 
     // What we send: congestion window ≈ BDP, send window a quarter above (data ready to go
     // when ACKs free the window), both within the queue's tolerance.
     let (cc_window, send_window) = match send_bdp {
         Some(bdp) => (
-            queue_capped(bdp, bdp, out.queue_limit_bytes),
-            queue_capped(bdp + bdp / 4, bdp, out.queue_limit_bytes),
+            queue_capped(bdp, send_cap, out.queue_limit_bytes),
+            queue_capped(bdp + bdp / 4, send_cap, out.queue_limit_bytes),
         ),
         None => (UNLIMITED_WINDOW, UNLIMITED_WINDOW),
     };
     // What the peer sends us: a quarter above the BDP leaves room for window updates in
     // flight (quinn grants credit as the application reads).
     let stream_receive_window = match recv_bdp {
-        Some(bdp) => queue_capped(bdp + bdp / 4, bdp, back.queue_limit_bytes),
+        Some(bdp) => queue_capped(bdp + bdp / 4, recv_cap, back.queue_limit_bytes),
         None => UNLIMITED_WINDOW,
     };
     let idle_timeout = (longest_outage * 2 + rtt * 8).max(MIN_IDLE_TIMEOUT);
@@ -312,6 +321,16 @@ mod tests {
         // 100 Mbit/s × 2.61 s = 32.6 MB on the wire, 98 % of it QUIC packets.
         let bdp = t.send_bdp.unwrap();
         assert!((31_500_000..32_700_000).contains(&bdp), "{bdp}");
+        // A LAN's window never drops below the floor.
+        let lan = link(0, Some(10_000), 125_000);
+        let t_lan = tune(
+            &lan,
+            &lan,
+            Duration::ZERO,
+            CcChoice::LinkAware,
+            Duration::ZERO,
+        );
+        assert_eq!(t_lan.cc_window, MIN_WINDOW);
         assert_eq!(t.cc_window, bdp);
         assert!(t.send_window > bdp && t.send_window <= bdp + bdp / 4);
         assert!(t.stream_receive_window >= bdp && t.stream_receive_window <= bdp + bdp / 4);
@@ -335,9 +354,11 @@ mod tests {
     fn a_small_queue_caps_the_window_excess() {
         let l = link(1280, Some(100), 1_000_000);
         let t = tune(&l, &l, Duration::ZERO, CcChoice::LinkAware, Duration::ZERO);
-        let bdp = t.send_bdp.unwrap();
-        assert_eq!(t.send_window, bdp + 500_000);
-        assert_eq!(t.stream_receive_window, bdp + 500_000);
+        // Propagation-only BDP: 100 Mbit/s × 2.56 s, QUIC share.
+        let prop_bdp = bdp_bytes(100_000_000, Duration::from_millis(2560), FABRIC_MTU);
+        assert_eq!(t.send_window, prop_bdp + 500_000);
+        assert_eq!(t.stream_receive_window, prop_bdp + 500_000);
+        assert_eq!(t.cc_window, prop_bdp + 500_000);
     }
 
     #[test]

@@ -694,11 +694,13 @@ impl Mesh {
     /// Closes the connection to `peer` as a fault would (it is dialled again and unfinished
     /// transfers resume). For fault-injection tests and benchmarks.
     pub fn inject_connection_fault(&self, peer: usize) {
-        if let Some(Some(slot)) = self.inner.peers.get(peer) {
-            if let Some(conn) = slot.link.borrow().conn.clone() {
-                warn!(parent: &self.inner.span, peer, "injecting a connection fault");
-                conn.close(close_code::FAULT.into(), b"injected fault");
-            }
+        let conn = match self.inner.peers.get(peer) {
+            Some(Some(slot)) => slot.link.borrow().conn.clone(),
+            _ => None,
+        };
+        if let Some(conn) = conn {
+            warn!(parent: &self.inner.span, peer, "injecting a connection fault");
+            conn.close(close_code::FAULT.into(), b"injected fault");
         }
     }
 
@@ -777,10 +779,10 @@ impl Mesh {
             if inner.shutdown.is_cancelled() {
                 return Err(TransportError::Closed);
             }
-            if let Some(Some(slot)) = inner.peers.get(from) {
-                if let Some(reason) = slot.link.borrow().failed.clone() {
-                    return Err(unreachable(slot, reason));
-                }
+            if let Some(Some(slot)) = inner.peers.get(from)
+                && let Some(reason) = slot.link.borrow().failed.clone()
+            {
+                return Err(unreachable(slot, reason));
             }
             tokio::select! {
                 _ = notified => {}
@@ -995,9 +997,8 @@ async fn write_transfer(
     let offset = header.offset as usize;
     let first_len = payload.len().saturating_sub(offset).min(CHUNK);
     wait_for_contact(inner, slot, first_len + MAX_HEADER_LEN).await?;
-    let mut stream = match conn.open_uni().await {
-        Ok(s) => s,
-        Err(_) => return Ok(Attempt::ConnectionLost),
+    let Ok(mut stream) = conn.open_uni().await else {
+        return Ok(Attempt::ConnectionLost);
     };
     let classify = |e: quinn::WriteError| match e {
         quinn::WriteError::Stopped(code)
