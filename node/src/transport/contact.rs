@@ -238,12 +238,12 @@ mod tests {
         let mut clock = SendClock::new(Some(8_000_000), 1452);
         let t = clock.serialisation_time(1_000_000);
         assert!(t > s(1) && t < Duration::from_millis(1100), "{t:?}");
-        // Contact until 9 s (ack path closes at 10 - 1). Seven chunks fit from t = 0.
+        // Contact until 9 s (ack path closes at 10 - 1). Eight chunks (8.4 s) fit from t = 0.
         let mut admitted = 0;
         while clock.admit(&plan, Duration::ZERO, 1_000_000) == Admit::Now {
             admitted += 1;
         }
-        assert_eq!(admitted, 7);
+        assert_eq!(admitted, 8);
         assert_eq!(
             clock.admit(&plan, Duration::ZERO, 1_000_000),
             Admit::WaitUntil(s(9))
