@@ -21,7 +21,7 @@ pub mod rng;
 pub mod schedule;
 
 pub use error::{ProfileError, ProfileErrors};
-pub use link::{DropCause, LinkModel, Verdict};
+pub use link::{DropCause, JITTER_CAP, LinkModel, Verdict};
 pub use profile::{Jitter, JitterDist, LinkSpec, LossModel, Profile, Site, SiteId};
 pub use schedule::{OutageSchedule, PeriodicOutage, Window};
 

@@ -292,6 +292,27 @@ fn jitter_never_arrives_before_departure_and_keeps_fifo_unless_reorder() {
     let mean_ms = sum / n as f64 * 1e3;
     // normal jitter is centred on the delay: σ/√n ≈ 0.014 ms
     assert!((mean_ms - 10.0).abs() < 0.06, "mean one-way {mean_ms} ms");
+
+    // Every draw is capped at ±8·ms: a heavy Pareto tail never holds a datagram longer.
+    let profile = two_sites(
+        4,
+        "delay_ms = 10\njitter = { dist = \"pareto\", ms = 1, reorder = true }",
+    );
+    let mut link = ab(&profile);
+    let cap =
+        Duration::from_millis(10) + Duration::from_millis(1) * netem_profiles::JITTER_CAP as u32;
+    let worst = (0..200_000u64)
+        .map(|i| {
+            let now = Duration::from_micros(i);
+            arrival(link.on_packet(now, 100)) - now
+        })
+        .max()
+        .unwrap();
+    assert!(worst <= cap, "worst {worst:?} above the cap {cap:?}");
+    assert!(
+        worst > Duration::from_millis(15),
+        "the tail is exercised ({worst:?})"
+    );
 }
 
 #[test]
