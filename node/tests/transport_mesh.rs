@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use netem_profiles::Profile;
 use prost::Message;
+use spacefabric_node::emu::EmuClock;
 use spacefabric_node::transport::frame::{FabricHello, ReceiverState, TransferHeader};
 use spacefabric_node::transport::tls::{DevCa, NodeIdentity};
 use spacefabric_node::transport::{Mesh, MeshConfig, PeerInfo, TransportError};
@@ -60,7 +61,7 @@ struct Cluster {
     peers: Vec<PeerInfo>,
     identities: Vec<NodeIdentity>,
     profile: Arc<Profile>,
-    epoch: Instant,
+    clock: EmuClock,
 }
 
 fn cluster(profile: &str, sites: &[&str]) -> Cluster {
@@ -82,7 +83,7 @@ fn cluster(profile: &str, sites: &[&str]) -> Cluster {
         peers,
         identities,
         profile: Arc::new(Profile::parse(profile, "test profile").unwrap()),
-        epoch: Instant::now(),
+        clock: EmuClock::new(Instant::now()),
     }
 }
 
@@ -93,7 +94,7 @@ impl Cluster {
             self.peers.clone(),
             self.profile.clone(),
             self.identities[rank].clone(),
-            self.epoch,
+            self.clock,
         )
     }
 
@@ -345,17 +346,18 @@ async fn transfer_across_a_scheduled_outage_waits_for_the_contact() {
     let c = cluster(TWO_SITES_WITH_OUTAGE, &["a", "b"]);
     let meshes = c.connect_all().await;
     let (m0, m1) = (&meshes[0], &meshes[1]);
-    // Start 5 s before the contact ends (at 20 s - 0.1 s one-way): 80 Mbit/s × 5 s = 50 MB
-    // fit, so 80 MB must wait for the link to come back at 50 s.
-    tokio::time::sleep_until(c.epoch + Duration::from_secs(15)).await;
+    let s = Duration::from_secs;
+    // Start 5 s before the outage: 80 Mbit/s x ~4.8 s of contact = ~46 MB go before it,
+    // the rest of 80 MB must wait for the link to come back at 50 s.
+    tokio::time::sleep_until(c.clock.instant_at(s(15))).await;
     let payload = pattern(80 << 20, 4);
     let mut progress = m1.received_bytes();
-    let epoch = c.epoch;
+    let clock = c.clock;
     let watcher = tokio::spawn(async move {
-        // Record the emulated time of every progress step.
+        // The emulated time of every progress step at the receiver.
         let mut steps = Vec::new();
         while progress.changed().await.is_ok() {
-            steps.push((Instant::now() - epoch, *progress.borrow()));
+            steps.push((clock.now(), *progress.borrow()));
             if *progress.borrow() >= 80 << 20 {
                 break;
             }
@@ -364,14 +366,34 @@ async fn transfer_across_a_scheduled_outage_waits_for_the_contact() {
     });
     let (sent, got) = tokio::join!(m0.send(1, 1, payload.clone()), m1.recv(0, 1));
     sent.unwrap();
-    assert_eq!(got.unwrap(), payload);
+    assert_eq!(got.unwrap(), payload, "payload intact");
     let steps = watcher.await.unwrap();
+    let before = steps.iter().filter(|(t, _)| *t < s(20)).count();
     let inside: Vec<_> = steps
         .iter()
-        .filter(|(t, _)| *t >= Duration::from_secs(20) && *t < Duration::from_secs(50))
+        .filter(|(t, _)| *t >= s(20) && *t < s(50))
         .collect();
-    assert!(inside.is_empty(), "bytes sent into the outage: {inside:?}");
-    assert!(steps.iter().any(|(t, _)| *t < Duration::from_secs(20)));
-    assert!(steps.iter().any(|(t, _)| *t >= Duration::from_secs(50)));
+    assert!(
+        before > 0 && inside.is_empty(),
+        "bytes arrived during the outage: {inside:?}"
+    );
+    // Resume: the first new bytes arrive one one-way delay (100 ms) after the link is back,
+    // well within 1 RTT + 50 ms.
+    let first_after = steps.iter().find(|(t, _)| *t >= s(50)).unwrap().0;
+    assert!(
+        first_after <= s(50) + Duration::from_millis(250),
+        "first data after the outage at {first_after:?}"
+    );
     assert!(m0.stats().contact_waits >= 1);
+    // No data was poured into the outage: at most a few control packets (an ACK of the
+    // peer's last window update) met it, in either direction.
+    for m in [m0, m1] {
+        let traffic = m.emulated_socket().unwrap().stats().traffic;
+        assert!(traffic.dropped_outage <= 4, "{traffic:?}");
+        assert_eq!(
+            traffic.dropped_total(),
+            traffic.dropped_outage,
+            "{traffic:?}"
+        );
+    }
 }

@@ -36,16 +36,20 @@ pub enum Contact {
 pub struct ContactPlan {
     out: OutageSchedule,
     back: OutageSchedule,
-    out_delay: Duration,
+    /// One-way delay ours → peer plus the guard: how long before the acknowledgement path
+    /// goes down the last byte must leave.
+    ack_lead: Duration,
 }
 
 impl ContactPlan {
-    /// The plan for sending on `out` (ours → peer) with acknowledgements on `back`.
-    pub fn new(out: &LinkSpec, back: &LinkSpec) -> Self {
+    /// The plan for sending on `out` (ours → peer) with acknowledgements on `back`; the last
+    /// byte of a contact leaves `guard` before the peer's acknowledgement of it would meet
+    /// the outage (room for delayed ACKs and queueing).
+    pub fn new(out: &LinkSpec, back: &LinkSpec, guard: Duration) -> Self {
         Self {
             out: out.outages.clone(),
             back: back.outages.clone(),
-            out_delay: out.delay,
+            ack_lead: out.delay + guard,
         }
     }
 
@@ -55,7 +59,7 @@ impl ContactPlan {
     }
 
     fn open(&self, t: Duration) -> bool {
-        self.out.is_up(t) && self.back.is_up(t + self.out_delay)
+        self.out.is_up(t) && self.back.is_up(t + self.ack_lead)
     }
 
     /// The first instant after `t` where either schedule changes.
@@ -63,8 +67,8 @@ impl ContactPlan {
         let out = self.out.next_change(t);
         let back = self
             .back
-            .next_change(t + self.out_delay)
-            .map(|c| c.saturating_sub(self.out_delay));
+            .next_change(t + self.ack_lead)
+            .map(|c| c.saturating_sub(self.ack_lead));
         match (out, back) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -196,7 +200,7 @@ mod tests {
     #[test]
     fn always_up_is_always_open() {
         let l = link(s(1), &[]);
-        let plan = ContactPlan::new(&l, &l);
+        let plan = ContactPlan::new(&l, &l, Duration::ZERO);
         assert!(plan.is_always_open());
         assert_eq!(plan.at(s(5)), Contact::Open { until: None });
     }
@@ -205,7 +209,7 @@ mod tests {
     fn contact_ends_one_delay_before_the_ack_path_goes_down() {
         // Both directions down during [100, 160); one-way delay 2 s.
         let l = link(s(2), &[(100, 160)]);
-        let plan = ContactPlan::new(&l, &l);
+        let plan = ContactPlan::new(&l, &l, Duration::ZERO);
         assert_eq!(plan.at(s(10)), Contact::Open { until: Some(s(98)) });
         // From 98 on, data would arrive while acknowledgements cannot leave.
         assert_eq!(
@@ -226,14 +230,14 @@ mod tests {
     #[test]
     fn a_link_that_never_comes_back_has_no_contact() {
         let l = link(s(1), &[(10, u64::MAX / 2_000_000_000)]);
-        let plan = ContactPlan::new(&l, &l);
+        let plan = ContactPlan::new(&l, &l, Duration::ZERO);
         assert!(matches!(plan.at(s(20)), Contact::Closed { .. }));
     }
 
     #[test]
     fn send_clock_keeps_chunks_inside_the_contact() {
         let l = link(s(1), &[(10, 20)]);
-        let plan = ContactPlan::new(&l, &l);
+        let plan = ContactPlan::new(&l, &l, Duration::ZERO);
         // 8 Mbit/s: a 1 MB chunk takes a little over 1 s.
         let mut clock = SendClock::new(Some(8_000_000), 1452);
         let t = clock.serialisation_time(1_000_000);
@@ -256,7 +260,7 @@ mod tests {
     fn unlimited_rate_costs_no_time() {
         let mut clock = SendClock::new(None, 1452);
         let l = link(s(0), &[]);
-        let plan = ContactPlan::new(&l, &l);
+        let plan = ContactPlan::new(&l, &l, Duration::ZERO);
         for _ in 0..1000 {
             assert_eq!(clock.admit(&plan, Duration::ZERO, 1 << 30), Admit::Now);
         }

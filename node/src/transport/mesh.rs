@@ -18,6 +18,8 @@
 //!   ([`ContactPlan`]) at emulated time whether the bytes will reach the peer (and its
 //!   acknowledgements come back) before a scheduled outage; if not it waits for the next
 //!   contact instead of pouring data into the outage.
+//! * **Socket.** quinn runs on an [`EmulatedSocket`] whose links are the profile's links
+//!   from our site to each peer's ([`SocketKind`]; passthrough and plain UDP for baselines).
 //! * **Bad input.** A malformed header or control message, a wrong rank, a stream that ends
 //!   early close that stream (or that connection) with an error code and a log line; the
 //!   process and the other connections carry on.
@@ -36,6 +38,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::emu::{EmuClock, EmulatedSocket, LinkTable};
 use crate::transport::config::{CcChoice, LinkTuning, tune};
 use crate::transport::contact::{Admit, ContactPlan, SendClock};
 use crate::transport::frame::{
@@ -83,9 +86,14 @@ pub struct PeerInfo {
 /// How the mesh's UDP socket is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SocketKind {
-    /// A plain UDP socket: no emulation (delays, rates and outages are not applied; the
-    /// contact plan still is).
+    /// An [`EmulatedSocket`]: every datagram to a peer crosses the profile's link from our
+    /// site to the peer's (delay, rate, loss, outages).
     #[default]
+    Emulated,
+    /// The same emulated socket with its links off ([`LinkTable::passthrough`]): the
+    /// overhead baseline.
+    Passthrough,
+    /// quinn's own UDP socket, no emulation layer at all.
     PlainUdp,
 }
 
@@ -106,8 +114,8 @@ pub struct MeshConfig {
     pub listen: Option<SocketAddr>,
     /// How the socket is built (default: plain UDP).
     pub socket: SocketKind,
-    /// Scenario epoch: emulated time 0 (outage schedules count from here).
-    pub epoch: Instant,
+    /// Scenario clock: emulated time 0 is its epoch (outage schedules count from there).
+    pub clock: EmuClock,
     /// How long [`Mesh::connect`] waits for every peer (default: 30 s + 4 RTT of the
     /// slowest link).
     pub connect_timeout: Option<Duration>,
@@ -127,7 +135,7 @@ impl MeshConfig {
         peers: Vec<PeerInfo>,
         profile: Arc<Profile>,
         identity: NodeIdentity,
-        epoch: Instant,
+        clock: EmuClock,
     ) -> Self {
         Self {
             rank,
@@ -137,7 +145,7 @@ impl MeshConfig {
             cc: CcChoice::default(),
             listen: None,
             socket: SocketKind::default(),
-            epoch,
+            clock,
             connect_timeout: None,
             give_up_after: None,
             max_transfer_bytes: 4 << 30,
@@ -400,7 +408,8 @@ struct Inner {
     mailboxes: Mutex<HashMap<(usize, u64), Mailbox>>,
     /// Woken whenever a mailbox gains a transfer or a peer fails.
     delivered: Notify,
-    epoch: Instant,
+    clock: EmuClock,
+    emulated: Option<Arc<EmulatedSocket>>,
     contact_aware: bool,
     max_transfer_bytes: u64,
     give_up_after: Duration,
@@ -433,15 +442,36 @@ impl Drop for Mesh {
     }
 }
 
+/// The socket quinn runs on, and the emulated socket behind it if there is one.
+type BuiltSocket = (Arc<dyn quinn::AsyncUdpSocket>, Option<Arc<EmulatedSocket>>);
+
+/// The socket seam: builds the socket quinn runs on. `links` are (peer address, link
+/// model from our site to the peer's, label) for the emulated kinds.
 fn build_socket(
     kind: SocketKind,
     addr: SocketAddr,
-) -> Result<Arc<dyn quinn::AsyncUdpSocket>, TransportError> {
+    clock: EmuClock,
+    links: Vec<(SocketAddr, netem_profiles::LinkModel, String)>,
+) -> Result<BuiltSocket, TransportError> {
     let socket_err = |source| TransportError::Socket { addr, source };
     match kind {
         SocketKind::PlainUdp => {
             let socket = std::net::UdpSocket::bind(addr).map_err(socket_err)?;
-            quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket).map_err(socket_err)
+            let socket = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket)
+                .map_err(socket_err)?;
+            Ok((socket, None))
+        }
+        SocketKind::Emulated | SocketKind::Passthrough => {
+            let table = if kind == SocketKind::Passthrough {
+                LinkTable::passthrough()
+            } else {
+                LinkTable::new(clock)
+            };
+            for (peer, model, label) in links {
+                table.set_peer_labelled(peer, model, label);
+            }
+            let socket = EmulatedSocket::bind(addr, Arc::new(table)).map_err(socket_err)?;
+            Ok((socket.clone(), Some(socket)))
         }
     }
 }
@@ -506,6 +536,7 @@ impl Mesh {
         );
         let mut peers = Vec::with_capacity(world_size);
         let mut by_addr = HashMap::new();
+        let mut emulated_links = Vec::new();
         let mut slowest_rtt = Duration::ZERO;
         for (rank, p) in by_rank.iter().enumerate() {
             let Some(p) = p else {
@@ -519,6 +550,11 @@ impl Mesh {
                 continue;
             }
             let their_site = site_id(p)?;
+            emulated_links.push((
+                p.addr,
+                profile.link_model(my_site, their_site),
+                format!("{}/{}->{}/{}", me.site, config.rank, p.site, rank),
+            ));
             let out = profile.link(my_site, their_site);
             let back = profile.link(their_site, my_site);
             let tuning = tune(out, back, longest_outage, config.cc, Duration::ZERO);
@@ -536,7 +572,7 @@ impl Mesh {
             }
             peers.push(Some(PeerSlot {
                 info: (*p).clone(),
-                plan: ContactPlan::new(out, back),
+                plan: ContactPlan::new(out, back, contact_guard(tuning.rtt)),
                 send_clock: Mutex::new(SendClock::new(out.rate_bps, tuning.mtu)),
                 tuning,
                 client_config,
@@ -548,7 +584,7 @@ impl Mesh {
         }
 
         let listen = config.listen.unwrap_or(me.addr);
-        let socket = build_socket(config.socket, listen)?;
+        let (socket, emulated) = build_socket(config.socket, listen, config.clock, emulated_links)?;
         // Incoming connections get their peer's transport config in `accept_with`; this
         // default only serves connections from unknown addresses until they are refused.
         let default_server = quinn::ServerConfig::with_crypto(server_crypto);
@@ -579,7 +615,8 @@ impl Mesh {
             by_addr,
             mailboxes: Mutex::new(HashMap::new()),
             delivered: Notify::new(),
-            epoch: config.epoch,
+            clock: config.clock,
+            emulated,
             contact_aware: config.contact_aware,
             max_transfer_bytes: config.max_transfer_bytes,
             give_up_after,
@@ -666,6 +703,16 @@ impl Mesh {
     pub fn connection(&self, peer: usize) -> Option<quinn::Connection> {
         let slot = self.inner.peers.get(peer)?.as_ref()?;
         slot.link.borrow().conn.clone()
+    }
+
+    /// The emulated socket, when the mesh runs on one (its per-link traffic and drops).
+    pub fn emulated_socket(&self) -> Option<&Arc<EmulatedSocket>> {
+        self.inner.emulated.as_ref()
+    }
+
+    /// The scenario clock.
+    pub fn clock(&self) -> &EmuClock {
+        &self.inner.clock
     }
 
     /// Counters since connect.
@@ -792,6 +839,11 @@ impl Mesh {
     }
 }
 
+/// Margin at the end of a contact: quinn's delayed ACK (25 ms) plus an eighth of the RTT.
+fn contact_guard(rtt: Duration) -> Duration {
+    Duration::from_millis(25) + rtt / 8
+}
+
 fn unreachable(slot: &PeerSlot, reason: String) -> TransportError {
     TransportError::PeerUnreachable {
         rank: slot.info.rank,
@@ -813,7 +865,7 @@ fn peer_slot(inner: &Inner, rank: usize) -> Result<&PeerSlot, TransportError> {
 
 /// Emulated time now (since the scenario epoch).
 fn emu_now(inner: &Inner) -> Duration {
-    Instant::now().saturating_duration_since(inner.epoch)
+    inner.clock.now()
 }
 
 fn deliver_local(inner: &Inner, tag: u64, payload: Bytes) {
@@ -979,7 +1031,7 @@ async fn wait_for_contact(
                 bump(&inner.stats.contact_waits, 1);
                 debug!(peer = slot.info.rank, wait_until = ?t, "waiting for the link's next contact");
                 tokio::select! {
-                    _ = tokio::time::sleep_until(inner.epoch + t) => {}
+                    _ = tokio::time::sleep_until(inner.clock.instant_at(t)) => {}
                     _ = inner.shutdown.cancelled() => return Err(TransportError::Closed),
                 }
             }
