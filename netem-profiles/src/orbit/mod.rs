@@ -16,6 +16,7 @@
 //! - [`escape`]: satellites leaving the Moon on hyperbolic escape (the mass-driver swarm);
 //! - [`endpoint`]: one enum over all of the above, and the link geometry between two of them;
 //! - [`scenario`]: an epoch and named endpoints; tables of paths through them (relays);
+//! - [`contact_plan`]: a profile's schedule as ION `a contact` / `a range` lines;
 //! - [`schedule`]: precomputed per-link tables (delay, up/down) cheap enough for the packet path.
 //!
 //! Frame: every position is geocentric, in kilometres, in the mean equator and equinox of
@@ -23,6 +24,7 @@
 //! taken as that frame (they differ by the equation of the equinoxes, under 1.2 s of time,
 //! i.e. under 0.5 km at LEO radius). See `docs/ORBITS.md` for what the model ignores.
 
+pub mod contact_plan;
 pub mod earth;
 pub mod endpoint;
 pub mod escape;
