@@ -1,4 +1,5 @@
 //! spacefabric-controller: admits nodes, plans jobs, detects failures, keeps results; and the
-//! profile tools (`profile check|show|timeline`).
+//! profile tools (`profile check|show|timeline|contact-plan`).
 
 pub mod profile_report;
+pub mod timeline_plot;

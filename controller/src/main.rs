@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spacefabric_controller::profile_report;
+use spacefabric_controller::{profile_report, timeline_plot};
 
 /// The spacefabric controller and its profile tools.
 #[derive(Debug, Parser)]
@@ -48,6 +48,19 @@ enum ProfileCommand {
         /// Seconds per column of the strip chart (default: hours/60).
         #[arg(long, env = "SPACEFABRIC_TIMELINE_STEP")]
         step: Option<f64>,
+        /// Also write an SVG chart (up/down bars per link, one-way delay over time) here.
+        #[arg(long, env = "SPACEFABRIC_TIMELINE_PLOT")]
+        plot: Option<PathBuf>,
+    },
+    /// Export the links' up windows and light times as an ION contact plan (`a contact`,
+    /// `a range` lines) for DTN tools.
+    ContactPlan {
+        /// The profile file.
+        #[arg(env = "SPACEFABRIC_PROFILE")]
+        file: PathBuf,
+        /// Hours of emulated time to cover.
+        #[arg(long, env = "SPACEFABRIC_CONTACT_PLAN_HOURS", default_value_t = 24.0)]
+        hours: f64,
     },
 }
 
@@ -86,9 +99,32 @@ fn run_profile(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
             print!("{}", profile_report::show(&profile));
             Ok(ExitCode::SUCCESS)
         }
-        ProfileCommand::Timeline { file, hours, step } => {
+        ProfileCommand::Timeline {
+            file,
+            hours,
+            step,
+            plot,
+        } => {
             let profile = profile_report::load(&file)?;
             print!("{}", profile_report::timeline(&profile, hours, step)?);
+            if let Some(path) = plot {
+                let svg = timeline_plot::timeline_svg(&profile, hours);
+                std::fs::write(&path, svg)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ProfileCommand::ContactPlan { file, hours } => {
+            if !(hours.is_finite() && hours > 0.0 && hours <= 24.0 * 366.0) {
+                anyhow::bail!("--hours must be a number of hours in (0, 8784], got {hours}");
+            }
+            let profile = profile_report::load(&file)?;
+            let horizon = std::time::Duration::from_secs_f64(hours * 3600.0);
+            print!(
+                "{}",
+                netem_profiles::orbit::contact_plan::contact_plan(&profile, horizon)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

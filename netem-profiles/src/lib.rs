@@ -22,7 +22,7 @@ pub mod schedule;
 
 pub use error::{ProfileError, ProfileErrors};
 pub use link::{DropCause, JITTER_CAP, LinkModel, Verdict};
-pub use profile::{Jitter, JitterDist, LinkSpec, LossModel, Profile, Site, SiteId};
+pub use profile::{GeometryDelay, Jitter, JitterDist, LinkSpec, LossModel, Profile, Site, SiteId};
 pub use schedule::{OutageSchedule, PeriodicOutage, Window};
 
 /// Speed of light in vacuum, km/s: turns a distance into a one-way light time.

@@ -6,10 +6,12 @@
 //! same-site pair included, has exactly one [`LinkSpec`].
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{ProfileError, ProfileErrors};
 use crate::link::LinkModel;
+use crate::orbit::GeometryTable;
 use crate::schedule::OutageSchedule;
 
 /// Index of a site in [`Profile::sites`] (file order).
@@ -62,7 +64,9 @@ pub enum LossModel {
 /// One direction of one link: everything a datagram from site A to site B goes through.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkSpec {
-    /// One-way propagation delay (light time plus fixed processing).
+    /// One-way propagation delay (light time plus fixed processing). For a geometry-derived
+    /// link (`geometry` set) this is the largest delay over the precomputed horizon — a safe
+    /// bound for sizing buffers; [`LinkSpec::delay_at`] gives the delay at an instant.
     pub delay: Duration,
     /// Per-datagram jitter on top of `delay`, if any.
     pub jitter: Option<Jitter>,
@@ -74,8 +78,21 @@ pub struct LinkSpec {
     pub rate_bps: Option<u64>,
     /// Bytes that may wait for serialisation before tail drop.
     pub queue_limit_bytes: u64,
-    /// When the link is down.
+    /// When the link is down (for a geometry-derived link, its visibility outages over the
+    /// horizon are among the explicit windows).
     pub outages: OutageSchedule,
+    /// Delay derived from orbital geometry, if any (see `docs/ORBITS.md`).
+    pub geometry: Option<GeometryDelay>,
+}
+
+/// A link delay that follows orbital geometry: a precomputed light-time table plus a fixed
+/// part (processing, e.g. a profile's `delay_ms` next to `geometry`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeometryDelay {
+    /// Light time (and outages) along the link's geometry path; shared by both directions.
+    pub table: Arc<GeometryTable>,
+    /// Added to the light time.
+    pub extra: Duration,
 }
 
 impl LinkSpec {
@@ -89,13 +106,18 @@ impl LinkSpec {
             rate_bps: None,
             queue_limit_bytes: u64::MAX,
             outages: OutageSchedule::always_up(),
+            geometry: None,
         }
     }
 
-    /// One-way propagation delay at `t` since the scenario epoch (constant today; geometry
-    /// derived delays vary with `t`).
-    pub fn delay_at(&self, _t: Duration) -> Duration {
-        self.delay
+    /// One-way propagation delay at `t` since the scenario epoch: `delay`, or for a
+    /// geometry-derived link the fixed part plus the light time interpolated from its table.
+    #[inline]
+    pub fn delay_at(&self, t: Duration) -> Duration {
+        match &self.geometry {
+            None => self.delay,
+            Some(g) => g.extra + g.table.delay_at(t),
+        }
     }
 
     /// Bandwidth-delay product in bytes for a round trip of `rtt`, at this link's rate

@@ -23,12 +23,15 @@ use crate::schedule::{OutageSchedule, PeriodicOutage, Window};
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
+mod geometry;
+
 /// Keys of the document root.
 const ROOT_KEYS: &[&str] = &[
     "name",
     "description",
     "seed",
     "time_scale",
+    "geometry",
     "sites",
     "links",
 ];
@@ -45,6 +48,7 @@ const DIRECTION_KEYS: &[&str] = &[
     "rate_bps",
     "queue_bytes",
     "outages",
+    "geometry",
 ];
 /// Keys only a `[[links]]` entry has.
 const LINK_ONLY_KEYS: &[&str] = &["from", "to", "description", "reverse"];
@@ -95,6 +99,8 @@ struct Context<'a> {
     /// Byte offset of the start of each line.
     line_starts: Vec<usize>,
     errors: Vec<ProfileError>,
+    /// The `[geometry]` section, once read (links' `geometry` paths use it).
+    geometry: geometry::GeometryState,
 }
 
 impl<'a> Context<'a> {
@@ -106,6 +112,7 @@ impl<'a> Context<'a> {
             origin,
             line_starts,
             errors: Vec::new(),
+            geometry: geometry::GeometryState::default(),
         }
     }
 
@@ -377,6 +384,9 @@ fn read_profile(
 
     let sites = read_sites(cx, root, at_start.clone());
     let scale = time_scale.unwrap_or(1.0);
+    if let Some(v) = root.get("geometry") {
+        cx.geometry = geometry::read_section(cx, v, scale);
+    }
     let links = match (&sites, root.get("links")) {
         (Some(sites), Some(v)) => read_links(cx, v, sites, scale),
         (Some(sites), None) if !sites.is_empty() => {
@@ -467,6 +477,7 @@ struct DirectionKeys {
     rate_bps: Option<u64>,
     queue_bytes: Option<u64>,
     outages: Option<OutageSchedule>,
+    geometry: Option<std::sync::Arc<crate::orbit::GeometryTable>>,
 }
 
 impl DirectionKeys {
@@ -480,6 +491,7 @@ impl DirectionKeys {
             rate_bps: over.rate_bps.or(self.rate_bps),
             queue_bytes: over.queue_bytes.or(self.queue_bytes),
             outages: over.outages.clone().or_else(|| self.outages.clone()),
+            geometry: over.geometry.clone().or_else(|| self.geometry.clone()),
         }
     }
 
@@ -491,6 +503,11 @@ impl DirectionKeys {
             (None, Some(bps)) => default_queue_bytes(bps, rtt),
             (None, None) => u64::MAX,
         };
+        let (delay, geometry, outages) = geometry::apply(
+            self.geometry.as_ref(),
+            delay,
+            self.outages.clone().unwrap_or_default(),
+        );
         LinkSpec {
             delay,
             jitter: self.jitter.filter(|j| !j.amount.is_zero()),
@@ -498,7 +515,8 @@ impl DirectionKeys {
             duplicate: self.duplicate.unwrap_or(0.0),
             rate_bps,
             queue_limit_bytes,
-            outages: self.outages.clone().unwrap_or_default(),
+            outages,
+            geometry,
         }
     }
 }
@@ -590,6 +608,9 @@ fn read_direction(cx: &mut Context<'_>, t: &DeTable<'_>, path: &str, scale: f64)
 
     if let Some(v) = t.get("outages") {
         keys.outages = read_outages(cx, v, &join(path, "outages"), scale);
+    }
+    if t.contains_key("geometry") {
+        keys.geometry = geometry::read_link_key(cx, t, path);
     }
     keys
 }
@@ -894,22 +915,28 @@ fn read_links(
         covered[a] = Some(idx);
         covered[b] = Some(idx);
 
-        let Some(fwd_delay) = forward.delay else {
-            if !t.contains_key("delay_ms") && !t.contains_key("distance_km") {
+        // With `geometry`, delay_ms (optional) is a fixed part added to the light time.
+        let fixed = |k: &DirectionKeys| k.delay.or(k.geometry.as_ref().map(|_| Duration::ZERO));
+        let Some(fwd_delay) = fixed(&forward) else {
+            if !["delay_ms", "distance_km", "geometry"]
+                .iter()
+                .any(|k| t.contains_key(*k))
+            {
                 cx.error(
                     item.span(),
                     &join(p, "delay_ms"),
-                    "missing: a link needs delay_ms or distance_km",
+                    "missing: a link needs delay_ms, distance_km or geometry",
                 );
             }
             ok = false;
             continue;
         };
-        let Some(bwd_delay) = backward.delay else {
+        let Some(bwd_delay) = fixed(&backward) else {
             ok = false;
             continue;
         };
-        let rtt = fwd_delay + bwd_delay;
+        let rtt = geometry::max_delay(forward.geometry.as_ref(), fwd_delay)
+            + geometry::max_delay(backward.geometry.as_ref(), bwd_delay);
         matrix[a] = Some(forward.resolve(fwd_delay, rtt));
         if a != b {
             matrix[b] = Some(backward.resolve(bwd_delay, rtt));

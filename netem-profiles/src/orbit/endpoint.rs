@@ -88,9 +88,22 @@ impl Sky {
         }
     }
 
+    /// The sky at `jd` with the Moon's frame already known (e.g. from a cache).
+    pub fn with_moon(jd: JulianDay, moon: MoonFrame) -> Self {
+        Self {
+            jd,
+            moon: OnceCell::from(moon),
+        }
+    }
+
     /// The Moon's frame (computed on first use).
     pub fn moon(&self) -> &MoonFrame {
         self.moon.get_or_init(|| MoonFrame::at(self.jd))
+    }
+
+    /// The Moon's frame if something already needed it.
+    pub fn moon_if_computed(&self) -> Option<&MoonFrame> {
+        self.moon.get()
     }
 }
 
@@ -138,13 +151,11 @@ fn horizon_margin(place: Place<'_>, me: Vec3, other: Vec3, sky: &Sky) -> f64 {
 
 /// Geometry between two single places: (sample, margin used to pick a network member).
 fn between_places(
-    a: Place<'_>,
-    b: Place<'_>,
+    (a, pa): (Place<'_>, Vec3),
+    (b, pb): (Place<'_>, Vec3),
     sky: &Sky,
     opts: &GeometryOptions,
-) -> Result<(GeometrySample, f64), OrbitError> {
-    let pa = a.position(sky)?;
-    let pb = b.position(sky)?;
+) -> (GeometrySample, f64) {
     let margin = horizon_margin(a, pa, pb, sky).min(horizon_margin(b, pb, pa, sky));
     let mut up = margin >= 0.0;
     let a_surface = matches!(a, Place::Station(_) | Place::LunarSite(_));
@@ -156,13 +167,21 @@ fn between_places(
     if up && !on_moon && (a.moon_occults() || b.moon_occults()) && !(a_surface && b_surface) {
         up = !blocked_by_moon(pa, pb, sky.moon());
     }
-    Ok((
+    (
         GeometrySample {
             range_km: (pa - pb).norm(),
             up,
         },
         margin,
-    ))
+    )
+}
+
+/// Each place of `e` with its position at `sky` (computed once per sample).
+fn located<'e>(e: &'e Endpoint, sky: &Sky) -> Result<Vec<(Place<'e>, Vec3)>, OrbitError> {
+    places(e)
+        .into_iter()
+        .map(|p| Ok((p, p.position(sky)?)))
+        .collect()
 }
 
 fn places(e: &Endpoint) -> Vec<Place<'_>> {
@@ -207,9 +226,11 @@ impl LinkGeometry {
     /// [`Self::sample`] in a given sky (several links at one instant share the Moon).
     pub fn sample_in(&self, sky: &Sky) -> Result<GeometrySample, OrbitError> {
         let mut best: Option<(GeometrySample, f64)> = None;
-        for pa in places(&self.a) {
-            for pb in places(&self.b) {
-                let (s, margin) = between_places(pa, pb, sky, &self.options)?;
+        // Each place's position once (a network's members meet one satellite position).
+        let (la, lb) = (located(&self.a, sky)?, located(&self.b, sky)?);
+        for &pa in &la {
+            for &pb in &lb {
+                let (s, margin) = between_places(pa, pb, sky, &self.options);
                 let better = match &best {
                     None => true,
                     Some((bs, bm)) => (s.up, margin) > (bs.up, *bm),

@@ -5,9 +5,11 @@
 //! sum over its legs, and it is up when every leg is up at the same instant (a bent-pipe
 //! relay: no store-and-forward inside the path).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use super::endpoint::{Endpoint, GeometryOptions, LinkGeometry, Sky};
+use super::lunar::MoonFrame;
 use super::schedule::{GeometrySample, GeometryTable};
 use super::time::JulianDay;
 use super::{OrbitError, check_range};
@@ -30,6 +32,10 @@ pub struct Scenario {
     pub options: GeometryOptions,
     /// Named endpoints.
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// The Moon's frame at scenario seconds already evaluated (keyed by the bits of the
+    /// f64): every table of a scenario samples the same grid, so the lunar series runs once
+    /// per grid point, not once per link.
+    moon_cache: RefCell<HashMap<u64, MoonFrame>>,
 }
 
 impl Scenario {
@@ -41,6 +47,7 @@ impl Scenario {
             step_s: DEFAULT_STEP_S,
             options: GeometryOptions::default(),
             endpoints: BTreeMap::new(),
+            moon_cache: RefCell::new(HashMap::new()),
         }
     }
 
@@ -81,12 +88,13 @@ impl Scenario {
     }
 
     /// Geometry of `legs` at scenario second `s`.
-    pub fn sample_path(
-        legs: &[LinkGeometry],
-        epoch: JulianDay,
-        s: f64,
-    ) -> Result<GeometrySample, OrbitError> {
-        let sky = Sky::new(epoch.plus_seconds(s));
+    pub fn sample_path(&self, legs: &[LinkGeometry], s: f64) -> Result<GeometrySample, OrbitError> {
+        let jd = self.epoch.plus_seconds(s);
+        let cached = self.moon_cache.borrow().get(&s.to_bits()).copied();
+        let sky = match cached {
+            Some(frame) => Sky::with_moon(jd, frame),
+            None => Sky::new(jd),
+        };
         let mut total = GeometrySample {
             range_km: 0.0,
             up: true,
@@ -95,6 +103,11 @@ impl Scenario {
             let g = leg.sample_in(&sky)?;
             total.range_km += g.range_km;
             total.up &= g.up;
+        }
+        if cached.is_none() {
+            if let Some(frame) = sky.moon_if_computed() {
+                self.moon_cache.borrow_mut().insert(s.to_bits(), *frame);
+            }
         }
         Ok(total)
     }
@@ -109,7 +122,7 @@ impl Scenario {
         )?;
         let legs = self.legs(path)?;
         GeometryTable::build(self.horizon_s, self.step_s, time_scale, |s| {
-            Self::sample_path(&legs, self.epoch, s)
+            self.sample_path(&legs, s)
         })
     }
 }

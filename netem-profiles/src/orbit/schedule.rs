@@ -32,6 +32,9 @@ pub struct GeometrySample {
     pub up: bool,
 }
 
+/// Most samples one table may hold (8 MB of delays): e.g. 115 days at a 10 s step.
+pub const MAX_SAMPLES: usize = 1_000_000;
+
 /// Bisection stops when the bracket is this short, in scenario seconds.
 const EDGE_RESOLUTION_S: f64 = 1e-3;
 
@@ -68,6 +71,13 @@ impl GeometryTable {
         super::check_range("geometry step (s)", step_s, 0.001, 3600.0)?;
         super::check_range("time_scale", time_scale, 1e-6, 1e6)?;
         let n = (horizon_s / step_s).ceil() as usize + 1;
+        if n > MAX_SAMPLES {
+            return Err(OrbitError::Invalid {
+                what: "geometry horizon / step (samples per table)".to_string(),
+                value: n as f64,
+                why: "at most 1,000,000 samples per table: shorten the horizon or lengthen the step",
+            });
+        }
         let horizon_s = (n - 1) as f64 * step_s;
         let mut delay_s = Vec::with_capacity(n);
         let mut outages = Vec::new();
@@ -280,6 +290,8 @@ mod tests {
         assert!(GeometryTable::build(0.0, 10.0, 1.0, synthetic).is_err());
         assert!(GeometryTable::build(100.0, 0.0, 1.0, synthetic).is_err());
         assert!(GeometryTable::build(100.0, 10.0, f64::NAN, synthetic).is_err());
+        let e = GeometryTable::build(86_400.0 * 365.0, 1.0, 1.0, synthetic).unwrap_err();
+        assert!(e.to_string().contains("at most 1,000,000 samples"), "{e}");
     }
 
     /// Time scale 60 gives the windows of scale 1 compressed 60×, and the same delays at
