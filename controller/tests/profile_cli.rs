@@ -106,6 +106,8 @@ fn show_prints_delay_rtt_rate_and_bdp() {
 
 #[test]
 fn timeline_lists_the_dsn_windows() {
+    // Geometry-derived (docs/ORBITS.md): the Moon rises above Goldstone's 10° mask at
+    // 08:27:11.9 UTC on 2026-12-01 and sets at 19:28:13.2.
     let out = controller(&[
         "profile",
         "timeline",
@@ -119,9 +121,53 @@ fn timeline_lists_the_dsn_windows() {
     let s = String::from_utf8(out.stdout).unwrap();
     assert!(
         s.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
-            == ["down", "12h25m00s", "1d", "0h50m00s", "12h25m00s"]),
+            == ["up", "8h27m11.862s", "19h28m13.239s", "11h01m01.377s"]),
         "{s}"
     );
     let out = controller(&["profile", "timeline", &shipped("lan"), "--hours", "-1"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn contact_plan_and_timeline_plot() {
+    let out = controller(&[
+        "profile",
+        "contact-plan",
+        &shipped("lunar-farside-relay"),
+        "--hours",
+        "48",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(s.contains("# node 2 = farside"));
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("a contact +2423 +31931 1 2 12500000")),
+        "{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("a range +2423 +31931 1 2 1")),
+        "{s}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("t.svg");
+    let out = controller(&[
+        "profile",
+        "timeline",
+        &shipped("earth-moon-dsn"),
+        "--hours",
+        "48",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("earth → moon"));
+    // Three outages over 48 h per direction.
+    assert_eq!(text.matches("<title>down").count(), 6);
+
+    let out = controller(&["profile", "contact-plan", &shipped("lan"), "--hours", "0"]);
     assert_eq!(out.status.code(), Some(2));
 }

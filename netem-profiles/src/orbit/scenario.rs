@@ -104,10 +104,10 @@ impl Scenario {
             total.range_km += g.range_km;
             total.up &= g.up;
         }
-        if cached.is_none() {
-            if let Some(frame) = sky.moon_if_computed() {
-                self.moon_cache.borrow_mut().insert(s.to_bits(), *frame);
-            }
+        if cached.is_none()
+            && let Some(frame) = sky.moon_if_computed()
+        {
+            self.moon_cache.borrow_mut().insert(s.to_bits(), *frame);
         }
         Ok(total)
     }
