@@ -450,6 +450,7 @@ mod properties {
                     rate_bps,
                     queue_limit_bytes: queue,
                     outages,
+                    geometry: None,
                 },
             )
     }
