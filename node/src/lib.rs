@@ -1,9 +1,11 @@
 //! spacefabric-node: one process of the emulated cluster.
 //!
-//! Modules, each a room with a one-way door down: [`collective`] (all-reduce & co. as
-//! schedules over any point-to-point exchange) → [`transport`] (the QUIC mesh between nodes,
-//! mutual TLS, per-link tuning) → [`emu`] (the emulated socket quinn runs on).
+//! Modules, each a room with a one-way door down: [`train`] (model, optimisers, strategies)
+//! → [`collective`] (all-reduce & co. as schedules over any point-to-point exchange) →
+//! [`transport`] (the QUIC mesh between nodes, mutual TLS, per-link tuning) → [`emu`] (the
+//! emulated socket quinn runs on).
 
 pub mod collective;
 pub mod emu;
+pub mod train;
 pub mod transport;

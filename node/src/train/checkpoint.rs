@@ -1,0 +1,289 @@
+//! Committed training state: the step, the synchronised parameters and the optimiser state,
+//! taken at every outer step (DiLoCo, hierarchical) or every K steps (sync, sharded).
+//!
+//! A [`Checkpoint`] encodes to a small self-describing binary blob (magic, version, then
+//! length-prefixed little-endian vectors) so the agent can persist it or serve it to a peer
+//! that replaces a dead node; decoding checks every length and says what is wrong. A
+//! [`CommitSink`] receives each commit: [`MemoryCommits`] keeps the latest per rank,
+//! [`DirCommits`] writes `rank-<r>.ckpt` files atomically (temp file + rename).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::TrainError;
+use super::optim::OptimizerState;
+
+const MAGIC: &[u8; 4] = b"SFCK";
+const VERSION: u32 = 1;
+
+/// One rank's committed state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Steps completed (the next step to run).
+    pub step: u64,
+    /// The synchronised model (DiLoCo: the global parameters).
+    pub params: Vec<f32>,
+    /// Inner optimiser state (sharded: this rank's shard only).
+    pub inner: OptimizerState,
+    /// Outer optimiser state (DiLoCo and hierarchical).
+    pub outer: Option<OptimizerState>,
+}
+
+fn put_vec(out: &mut Vec<u8>, v: &[f32]) {
+    out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+fn put_state(out: &mut Vec<u8>, s: &OptimizerState) {
+    out.extend_from_slice(&s.t.to_le_bytes());
+    put_vec(out, &s.first);
+    put_vec(out, &s.second);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], TrainError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(TrainError::Checkpoint(format!(
+                "truncated at byte {} reading {what} ({n} bytes wanted, {} left)",
+                self.at,
+                self.bytes.len() - self.at
+            )));
+        };
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, TrainError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn vec(&mut self, what: &str) -> Result<Vec<f32>, TrainError> {
+        let len = self.u64(what)?;
+        let bytes = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_mul(4))
+            .ok_or_else(|| TrainError::Checkpoint(format!("{what}: length {len} too large")))?;
+        let raw = self.take(bytes, what)?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    fn state(&mut self, what: &str) -> Result<OptimizerState, TrainError> {
+        Ok(OptimizerState {
+            t: self.u64(what)?,
+            first: self.vec(what)?,
+            second: self.vec(what)?,
+        })
+    }
+}
+
+impl Checkpoint {
+    /// The binary encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + 4 * self.params.len() * 3);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.step.to_le_bytes());
+        put_vec(&mut out, &self.params);
+        put_state(&mut out, &self.inner);
+        match &self.outer {
+            Some(s) => {
+                out.push(1);
+                put_state(&mut out, s);
+            }
+            None => out.push(0),
+        }
+        out
+    }
+
+    /// Decodes [`Checkpoint::to_bytes`]; any malformed input is an error naming the field.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TrainError> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(4, "magic")? != MAGIC {
+            return Err(TrainError::Checkpoint(
+                "not a checkpoint (bad magic)".into(),
+            ));
+        }
+        let v = r.take(4, "version")?;
+        let version = u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+        if version != VERSION {
+            return Err(TrainError::Checkpoint(format!(
+                "version {version}, this build reads {VERSION}"
+            )));
+        }
+        let step = r.u64("step")?;
+        let params = r.vec("params")?;
+        let inner = r.state("inner optimizer")?;
+        let outer = match r.take(1, "outer flag")?[0] {
+            0 => None,
+            1 => Some(r.state("outer optimizer")?),
+            f => {
+                return Err(TrainError::Checkpoint(format!(
+                    "outer flag {f}, expected 0 or 1"
+                )));
+            }
+        };
+        if r.at != bytes.len() {
+            return Err(TrainError::Checkpoint(format!(
+                "{} trailing bytes",
+                bytes.len() - r.at
+            )));
+        }
+        Ok(Self {
+            step,
+            params,
+            inner,
+            outer,
+        })
+    }
+}
+
+/// Where a rank's commits go.
+pub trait CommitSink: Send + Sync {
+    /// Records `ckpt` as the latest committed state of `rank`.
+    fn commit(&self, rank: usize, ckpt: &Checkpoint) -> Result<(), TrainError>;
+}
+
+/// Keeps the latest commit of every rank in memory (in-process clusters, tests).
+#[derive(Debug, Default)]
+pub struct MemoryCommits {
+    latest: Mutex<BTreeMap<usize, Checkpoint>>,
+}
+
+impl MemoryCommits {
+    /// The latest commit of `rank`.
+    pub fn latest(&self, rank: usize) -> Option<Checkpoint> {
+        self.latest.lock().ok().and_then(|m| m.get(&rank).cloned())
+    }
+}
+
+impl CommitSink for MemoryCommits {
+    fn commit(&self, rank: usize, ckpt: &Checkpoint) -> Result<(), TrainError> {
+        let mut map = self
+            .latest
+            .lock()
+            .map_err(|_| TrainError::Checkpoint("commit store lock poisoned".into()))?;
+        map.insert(rank, ckpt.clone());
+        Ok(())
+    }
+}
+
+/// Writes each commit to `<dir>/rank-<r>.ckpt` (temp file + rename, so a reader never sees
+/// half a checkpoint).
+#[derive(Debug, Clone)]
+pub struct DirCommits {
+    dir: PathBuf,
+}
+
+impl DirCommits {
+    /// Commits go into `dir` (created if missing).
+    pub fn new(dir: &Path) -> Result<Self, TrainError> {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Path of `rank`'s checkpoint.
+    pub fn path(&self, rank: usize) -> PathBuf {
+        self.dir.join(format!("rank-{rank}.ckpt"))
+    }
+
+    /// Reads `rank`'s latest commit, if there is one.
+    pub fn load(&self, rank: usize) -> Result<Option<Checkpoint>, TrainError> {
+        let path = self.path(rank);
+        match std::fs::read(&path) {
+            Ok(bytes) => Checkpoint::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(TrainError::Io { path, source }),
+        }
+    }
+}
+
+impl CommitSink for DirCommits {
+    fn commit(&self, rank: usize, ckpt: &Checkpoint) -> Result<(), TrainError> {
+        let path = self.path(rank);
+        let tmp = self.dir.join(format!("rank-{rank}.ckpt.tmp"));
+        std::fs::write(&tmp, ckpt.to_bytes()).map_err(|source| TrainError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, &path).map_err(|source| TrainError::Io { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            step: 42,
+            params: vec![1.0, -2.5, 3.25],
+            inner: OptimizerState {
+                t: 42,
+                first: vec![0.1, 0.2, 0.3],
+                second: vec![0.01, 0.02, 0.03],
+            },
+            outer: Some(OptimizerState {
+                t: 4,
+                first: vec![9.0, 8.0, 7.0],
+                second: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_damage() {
+        let ck = sample();
+        let bytes = ck.to_bytes();
+        assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), ck);
+        for cut in [0, 3, 8, 20, bytes.len() - 1] {
+            assert!(Checkpoint::from_bytes(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+        let mut bad = bytes.clone();
+        bad[0] = b'X';
+        assert!(Checkpoint::from_bytes(&bad).is_err());
+        let mut long = bytes;
+        long.push(0);
+        assert!(Checkpoint::from_bytes(&long).is_err());
+        // A huge declared length is an error, not an allocation.
+        let mut huge = b"SFCK".to_vec();
+        huge.extend_from_slice(&1u32.to_le_bytes());
+        huge.extend_from_slice(&7u64.to_le_bytes());
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Checkpoint::from_bytes(&huge).is_err());
+    }
+
+    #[test]
+    fn dir_commits_replace_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirCommits::new(dir.path()).unwrap();
+        assert_eq!(store.load(3).unwrap(), None);
+        let mut ck = sample();
+        store.commit(3, &ck).unwrap();
+        ck.step = 50;
+        store.commit(3, &ck).unwrap();
+        assert_eq!(store.load(3).unwrap().unwrap().step, 50);
+    }
+}

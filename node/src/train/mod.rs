@@ -1,0 +1,62 @@
+//! Training over the fabric: a real model, real gradients, real optimiser steps, and the
+//! strategies that keep the ranks of a job on one model (sync, sharded, DiLoCo, hierarchical).
+//!
+//! - [`model`]: an MLP with its parameters in one flat `Vec<f32>`, forward and backward passes.
+//! - [`data`]: the synthetic teacher task every node generates from (seed, its shard).
+//! - [`plan`]: data shards and parameter shards (pure arithmetic).
+//! - [`optim`]: SGD with momentum / Nesterov, AdamW.
+//! - [`strategy`]: the strategies over a [`strategy::GradientSync`] group, and the per-node
+//!   training loop with its report (loss curve, real vs declared compute, communication).
+//! - [`checkpoint`]: committed state and where it goes.
+
+pub mod checkpoint;
+pub mod data;
+pub mod model;
+pub mod optim;
+pub mod plan;
+pub mod strategy;
+
+pub use checkpoint::{Checkpoint, CommitSink, DirCommits, MemoryCommits};
+pub use data::{TaskSpec, Teacher};
+pub use model::{Activation, Mlp, MlpSpec};
+pub use optim::{Optimizer, OptimizerConfig};
+pub use strategy::{
+    GradientSync, Groups, LossPoint, NodeContext, NodeReport, StrategyConfig, StrategyKind,
+    TrafficMeter, TrainConfig, train_node,
+};
+
+/// Everything that can go wrong in training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A configuration value is impossible (names the value).
+    #[error("training configuration: {0}")]
+    Config(String),
+    /// Vectors of the wrong length met (names which).
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A collective operation failed.
+    #[error("collective {op} failed: {detail}")]
+    Collective {
+        /// all_reduce, reduce_scatter, all_gather or broadcast.
+        op: &'static str,
+        /// What the collective layer said.
+        detail: String,
+    },
+    /// A checkpoint could not be decoded or stored.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Reading or writing a checkpoint file failed.
+    #[error("checkpoint file {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The compute task on the blocking pool died.
+    #[error("compute task failed: {0}")]
+    Join(String),
+}
+
+#[cfg(test)]
+mod tests;

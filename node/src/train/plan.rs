@@ -1,0 +1,102 @@
+//! The training job's shard plan: which sample indices each rank trains on and which slice of
+//! the flat parameter vector each rank owns in the sharded strategy.
+//!
+//! Pure arithmetic with no I/O, so the controller's planner and the nodes compute the same
+//! answer from (total, world size, rank) and tests can check coverage exhaustively.
+
+use std::ops::Range;
+
+/// Splits `total` items into `parts` contiguous ranges that cover `0..total` exactly once,
+/// in order, with sizes differing by at most one (the first `total % parts` get the extra).
+/// `parts == 0` yields no ranges.
+pub fn even_split(total: u64, parts: usize) -> Vec<Range<u64>> {
+    if parts == 0 {
+        return Vec::new();
+    }
+    let parts_u = parts as u64;
+    let base = total / parts_u;
+    let extra = total % parts_u;
+    let mut start = 0;
+    (0..parts_u)
+        .map(|p| {
+            let len = base + u64::from(p < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
+}
+
+/// The data shard (range of training sample indices) of `rank` among `world` ranks.
+pub fn data_shard(total_samples: u64, world: usize, rank: usize) -> Range<u64> {
+    even_split(total_samples, world)
+        .get(rank)
+        .cloned()
+        .unwrap_or(0..0)
+}
+
+/// The slice of a `len`-element parameter vector that `rank` owns in the sharded strategy.
+pub fn param_shard(len: usize, world: usize, rank: usize) -> Range<usize> {
+    even_split(len as u64, world)
+        .get(rank)
+        .map(|r| r.start as usize..r.end as usize)
+        .unwrap_or(0..0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::data::{TaskSpec, Teacher};
+
+    #[test]
+    fn shards_cover_every_sample_exactly_once() {
+        for total in [0u64, 1, 7, 8, 9, 1000, 4097] {
+            for world in 1..=9 {
+                let mut seen = vec![0u32; total as usize];
+                for rank in 0..world {
+                    for i in data_shard(total, world, rank) {
+                        seen[i as usize] += 1;
+                    }
+                }
+                assert!(seen.iter().all(|&c| c == 1), "total {total} world {world}");
+                let sizes: Vec<u64> = even_split(total, world)
+                    .iter()
+                    .map(|r| r.end - r.start)
+                    .collect();
+                let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                assert!(max - min <= 1);
+            }
+        }
+        assert_eq!(data_shard(10, 3, 5), 0..0);
+    }
+
+    #[test]
+    fn one_epoch_of_batches_visits_each_sample_of_the_job_once() {
+        // 8 ranks, 8 samples per batch, 4 steps = one epoch over 256 samples: the union of
+        // every rank's batches is the whole data set, each index exactly once.
+        let teacher = Teacher::new(TaskSpec::default()).unwrap();
+        let (world, batch, total) = (8usize, 8usize, 256u64);
+        let mut seen = vec![0u32; total as usize];
+        for rank in 0..world {
+            let shard = teacher.shard(data_shard(total, world, rank)).unwrap();
+            for step in 0..(total / (world * batch) as u64) {
+                for i in shard.batch_indices(step, batch) {
+                    seen[i as usize] += 1;
+                }
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1));
+    }
+
+    #[test]
+    fn param_shards_tile_the_vector() {
+        let len = 10_001;
+        let mut next = 0;
+        for rank in 0..8 {
+            let r = param_shard(len, 8, rank);
+            assert_eq!(r.start, next);
+            next = r.end;
+        }
+        assert_eq!(next, len);
+    }
+}

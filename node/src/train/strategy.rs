@@ -1,0 +1,638 @@
+//! Training strategies: how the ranks of a job keep one model while each trains on its own
+//! data shard, and what they send each other to do it.
+//!
+//! - `sync`: every step, all-reduce (mean) the gradients, then every rank takes the same
+//!   optimiser step — data-parallel SGD/AdamW; one collective per step.
+//! - `sharded`: every step, reduce-scatter the gradients; each rank updates only its own
+//!   parameter shard (and keeps optimiser state only for it), then all-gather the parameters.
+//! - `diloco`: H local (inner, AdamW) steps, then all-reduce the parameter delta
+//!   `global − local` and take an outer Nesterov step on the global model (lr 0.7, μ 0.9 in
+//!   the DiLoCo papers); one collective per H steps.
+//! - `hierarchical`: sync inside a site every step (fast local links), DiLoCo across sites:
+//!   at each outer step the site leaders all-reduce their site's delta over the slow links and
+//!   broadcast it inside their site.
+//!
+//! Strategies talk to their peers only through [`GradientSync`], a group of ranks offering the
+//! four collectives they need; `collective_sync` adapts the collective module's `Exchange` to
+//! it. Compute runs on tokio's blocking pool so a node's network I/O is never starved by its
+//! matrix multiplications. `step_time` adds a *declared* compute time per step (a sleep on the
+//! tokio clock) on top of the real computation, so a run on a slow machine can stand for fast
+//! hardware; the report keeps real and declared compute apart.
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use super::TrainError;
+use super::checkpoint::{Checkpoint, CommitSink};
+use super::data::{Samples, TaskSpec, Teacher};
+use super::model::{Mlp, MlpSpec, Workspace};
+use super::optim::{Optimizer, OptimizerConfig};
+use super::plan;
+
+/// The collectives a strategy needs from a group of ranks. Every member of the group calls
+/// the same operations in the same order with vectors of the same length.
+pub trait GradientSync: Send + Sync {
+    /// This member's index in the group.
+    fn rank(&self) -> usize;
+    /// Members in the group.
+    fn world_size(&self) -> usize;
+    /// The slice of a `len`-element vector this member owns after
+    /// [`reduce_scatter_mean`](Self::reduce_scatter_mean) and contributes to
+    /// [`all_gather`](Self::all_gather).
+    fn shard_range(&self, len: usize) -> Range<usize> {
+        plan::param_shard(len, self.world_size(), self.rank())
+    }
+    /// Replaces `data` with the element-wise mean over the group.
+    fn all_reduce_mean(
+        &self,
+        data: &mut [f32],
+    ) -> impl Future<Output = Result<(), TrainError>> + Send;
+    /// Leaves the group mean of this member's [`shard_range`](Self::shard_range) in that
+    /// range of `data`; the rest of `data` is unspecified afterwards.
+    fn reduce_scatter_mean(
+        &self,
+        data: &mut [f32],
+    ) -> impl Future<Output = Result<(), TrainError>> + Send;
+    /// Each member contributes its shard range of `data`; afterwards every member holds all
+    /// of them.
+    fn all_gather(&self, data: &mut [f32]) -> impl Future<Output = Result<(), TrainError>> + Send;
+    /// Replaces `data` with member `root`'s.
+    fn broadcast(
+        &self,
+        root: usize,
+        data: &mut [f32],
+    ) -> impl Future<Output = Result<(), TrainError>> + Send;
+}
+
+/// Bytes sent so far per link class (e.g. `earth-moon`, `intra-earth`), for loss-vs-bytes.
+pub trait TrafficMeter: Send + Sync {
+    /// A snapshot of the counters, one entry per link class.
+    fn snapshot(&self) -> Vec<(String, u64)>;
+}
+
+/// Which strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StrategyKind {
+    /// All-reduce gradients every step.
+    Sync,
+    /// Reduce-scatter gradients, update own shard, all-gather parameters.
+    Sharded,
+    /// H inner steps, then an outer Nesterov step on the averaged parameter delta.
+    Diloco,
+    /// Sync inside a site, DiLoCo across sites.
+    Hierarchical,
+}
+
+impl StrategyKind {
+    /// Parses `sync`, `sharded`, `diloco`, `hier` / `hierarchical`.
+    pub fn parse(name: &str) -> Result<Self, TrainError> {
+        match name {
+            "sync" => Ok(Self::Sync),
+            "sharded" => Ok(Self::Sharded),
+            "diloco" => Ok(Self::Diloco),
+            "hier" | "hierarchical" => Ok(Self::Hierarchical),
+            other => Err(TrainError::Config(format!(
+                "unknown strategy {other:?}: expected sync, sharded, diloco or hier"
+            ))),
+        }
+    }
+
+    /// The short name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Sharded => "sharded",
+            Self::Diloco => "diloco",
+            Self::Hierarchical => "hier",
+        }
+    }
+
+    /// True for the strategies with an outer step (DiLoCo, hierarchical).
+    pub fn has_outer_step(self) -> bool {
+        matches!(self, Self::Diloco | Self::Hierarchical)
+    }
+}
+
+/// A strategy and its hyper-parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrategyConfig {
+    /// Which strategy.
+    pub kind: StrategyKind,
+    /// The per-step (inner) optimiser.
+    pub inner: OptimizerConfig,
+    /// H: inner steps per outer step (DiLoCo, hierarchical).
+    pub inner_steps: u64,
+    /// Outer Nesterov learning rate (DiLoCo: 0.7).
+    pub outer_lr: f32,
+    /// Outer Nesterov momentum (DiLoCo: 0.9).
+    pub outer_momentum: f32,
+    /// Sync and sharded commit their state every this many steps (outer strategies commit
+    /// at every outer step).
+    pub commit_every: u64,
+}
+
+impl StrategyConfig {
+    /// `kind` with AdamW(lr) inner steps and DiLoCo's outer defaults (H = 50, lr 0.7,
+    /// μ 0.9); commits every 10 steps for sync and sharded.
+    pub fn new(kind: StrategyKind, inner_lr: f32) -> Self {
+        Self {
+            kind,
+            inner: OptimizerConfig::adamw(inner_lr),
+            inner_steps: 50,
+            outer_lr: 0.7,
+            outer_momentum: 0.9,
+            commit_every: 10,
+        }
+    }
+}
+
+/// A training job as one node sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The student model.
+    pub model: MlpSpec,
+    /// The synthetic task (teacher, seed).
+    pub task: TaskSpec,
+    /// Samples per step on each node.
+    pub batch: usize,
+    /// Training samples in the whole job (split into data shards by [`plan::data_shard`]).
+    pub total_samples: u64,
+    /// Steps (inner steps for the outer strategies) to run.
+    pub steps: u64,
+    /// Strategy and hyper-parameters.
+    pub strategy: StrategyConfig,
+    /// Declared compute time added to every step (zero = real compute only).
+    pub step_time: Duration,
+    /// Sync and sharded evaluate every this many steps (outer strategies at every outer step).
+    pub eval_every: u64,
+    /// Held-out samples used for the evaluation loss.
+    pub eval_samples: usize,
+    /// Seed of the initial parameters (identical on every node).
+    pub init_seed: u64,
+}
+
+/// The groups one node belongs to.
+#[derive(Debug)]
+pub struct Groups<S> {
+    /// Every rank of the job.
+    pub world: S,
+    /// The ranks of this node's site (hierarchical only; this node's index in it must be 0
+    /// for the site leader).
+    pub site: Option<S>,
+    /// One rank per site, present only on site leaders (hierarchical only).
+    pub leaders: Option<S>,
+}
+
+/// What a node brings besides the job: where commits go, how bytes are counted, whether it
+/// evaluates, and the state to resume from.
+#[derive(Default)]
+pub struct NodeContext {
+    /// This node evaluates the held-out loss (one node per job is enough: the synchronised
+    /// model is the same everywhere).
+    pub evaluate: bool,
+    /// Receives this node's commits.
+    pub commits: Option<Arc<dyn CommitSink>>,
+    /// Counts bytes per link class.
+    pub meter: Option<Arc<dyn TrafficMeter>>,
+    /// Resume from this commit instead of step 0.
+    pub resume: Option<Checkpoint>,
+}
+
+impl std::fmt::Debug for NodeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeContext")
+            .field("evaluate", &self.evaluate)
+            .field("commits", &self.commits.is_some())
+            .field("meter", &self.meter.is_some())
+            .field("resume", &self.resume.as_ref().map(|c| c.step))
+            .finish()
+    }
+}
+
+/// One evaluation of the synchronised model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossPoint {
+    /// Steps completed.
+    pub step: u64,
+    /// Time since this node started training (tokio clock).
+    pub elapsed: Duration,
+    /// Held-out mean squared error.
+    pub loss: f64,
+    /// Bytes sent so far per link class (from the meter; empty without one).
+    pub bytes: Vec<(String, u64)>,
+}
+
+/// What one node measured.
+#[derive(Debug, Clone, Default)]
+pub struct NodeReport {
+    /// Steps completed (including resumed ones).
+    pub steps: u64,
+    /// Collective rounds this node took part in (all-reduces, reduce-scatter + all-gather
+    /// pairs, outer syncs).
+    pub syncs: u64,
+    /// Held-out loss curve (only on the evaluating node).
+    pub curve: Vec<LossPoint>,
+    /// Mean training loss over the last outer step / eval interval, per curve point.
+    pub train_loss: Vec<f64>,
+    /// Real computation (forward, backward, optimiser) on this machine.
+    pub real_compute: Duration,
+    /// Declared compute added by `step_time`.
+    pub declared_compute: Duration,
+    /// Time spent in collectives.
+    pub comm: Duration,
+    /// Time spent evaluating.
+    pub eval: Duration,
+    /// Total time of the run on this node.
+    pub wall: Duration,
+    /// The final synchronised parameters.
+    pub params: Vec<f32>,
+}
+
+impl NodeReport {
+    /// Time at which the held-out loss first reached `target`.
+    pub fn time_to(&self, target: f64) -> Option<Duration> {
+        self.curve
+            .iter()
+            .find(|p| p.loss <= target)
+            .map(|p| p.elapsed)
+    }
+
+    /// The last evaluated loss.
+    pub fn final_loss(&self) -> Option<f64> {
+        self.curve.last().map(|p| p.loss)
+    }
+}
+
+/// The state that moves between the async task and the blocking compute pool.
+#[derive(Debug)]
+struct Worker {
+    mlp: Mlp,
+    shard: Samples,
+    batch: usize,
+    params: Vec<f32>,
+    grad: Vec<f32>,
+    ws: Workspace,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    inner: Optimizer,
+    inner_range: Range<usize>,
+}
+
+impl Worker {
+    fn compute_grad(&mut self, step: u64) -> Result<f64, TrainError> {
+        self.shard
+            .batch_into(step, self.batch, &mut self.x, &mut self.y);
+        self.mlp.loss_and_grad(
+            &self.params,
+            &self.x,
+            &self.y,
+            self.batch,
+            &mut self.grad,
+            &mut self.ws,
+        )
+    }
+
+    fn apply_inner(&mut self) -> Result<(), TrainError> {
+        let r = self.inner_range.clone();
+        self.inner.step(&mut self.params[r.clone()], &self.grad[r])
+    }
+}
+
+async fn on_blocking<R, F>(worker: Box<Worker>, f: F) -> Result<(Box<Worker>, R), TrainError>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut Worker) -> R + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut worker = worker;
+        let r = f(&mut worker);
+        (worker, r)
+    })
+    .await
+    .map_err(|e| TrainError::Join(e.to_string()))
+}
+
+struct Evaluator {
+    mlp: Mlp,
+    set: Samples,
+    ws: Workspace,
+}
+
+impl Evaluator {
+    fn loss(&mut self, params: &[f32]) -> Result<f64, TrainError> {
+        let n = self.set.len();
+        self.mlp
+            .loss(params, &self.set.inputs, &self.set.targets, n, &mut self.ws)
+    }
+}
+
+/// Runs `cfg` on this node over `groups` until `cfg.steps` steps are done; returns what it
+/// measured. Every node of the job calls this with the same `cfg`.
+pub async fn train_node<S: GradientSync>(
+    cfg: &TrainConfig,
+    groups: &Groups<S>,
+    ctx: NodeContext,
+) -> Result<NodeReport, TrainError> {
+    let span = tracing::info_span!(
+        "train",
+        rank = groups.world.rank(),
+        strategy = cfg.strategy.kind.name()
+    );
+    train_node_inner(cfg, groups, ctx).instrument(span).await
+}
+
+async fn train_node_inner<S: GradientSync>(
+    cfg: &TrainConfig,
+    groups: &Groups<S>,
+    mut ctx: NodeContext,
+) -> Result<NodeReport, TrainError> {
+    let kind = cfg.strategy.kind;
+    let world = &groups.world;
+    let (rank, world_size) = (world.rank(), world.world_size());
+    if cfg.batch == 0 || (kind.has_outer_step() && cfg.strategy.inner_steps == 0) {
+        return Err(TrainError::Config(
+            "batch and inner_steps must be positive".into(),
+        ));
+    }
+    let site = match (kind, &groups.site) {
+        (StrategyKind::Hierarchical, Some(site)) => Some(site),
+        (StrategyKind::Hierarchical, None) => {
+            return Err(TrainError::Config(
+                "hierarchical strategy needs a site group".into(),
+            ));
+        }
+        _ => None,
+    };
+    tracing::info!(
+        seed = cfg.task.seed,
+        init_seed = cfg.init_seed,
+        world_size,
+        "training starts"
+    );
+
+    let mlp = Mlp::new(cfg.model.clone())?;
+    let len = mlp.param_count();
+    let teacher = Teacher::new(cfg.task.clone())?;
+    let shard = teacher.shard(plan::data_shard(cfg.total_samples, world_size, rank))?;
+    if shard.is_empty() {
+        return Err(TrainError::Config(format!(
+            "rank {rank}: empty data shard ({} samples over {world_size} ranks)",
+            cfg.total_samples
+        )));
+    }
+    let mut evaluator = if ctx.evaluate {
+        Some(Evaluator {
+            mlp: mlp.clone(),
+            set: teacher.eval_set(cfg.eval_samples)?,
+            ws: Workspace::default(),
+        })
+    } else {
+        None
+    };
+
+    let inner_range = if kind == StrategyKind::Sharded {
+        world.shard_range(len)
+    } else {
+        0..len
+    };
+    let outer_len = if kind.has_outer_step() { len } else { 0 };
+    let mut outer = Optimizer::new(
+        OptimizerConfig::nesterov(cfg.strategy.outer_lr, cfg.strategy.outer_momentum),
+        outer_len,
+    );
+    let mut inner = Optimizer::new(cfg.strategy.inner, inner_range.len());
+    let mut step = 0u64;
+    let params = match ctx.resume.take() {
+        Some(ck) => {
+            if ck.params.len() != len {
+                return Err(TrainError::Shape(format!(
+                    "resume: checkpoint has {} parameters, model {len}",
+                    ck.params.len()
+                )));
+            }
+            inner.restore(ck.inner)?;
+            if let Some(o) = ck.outer {
+                outer.restore(o)?;
+            }
+            step = ck.step;
+            tracing::info!(step, "resuming from commit");
+            ck.params
+        }
+        None => mlp.init_params(cfg.init_seed),
+    };
+    let mut global = if kind.has_outer_step() {
+        params.clone()
+    } else {
+        Vec::new()
+    };
+    let mut delta = vec![0.0f32; outer_len];
+    let mut worker = Box::new(Worker {
+        mlp,
+        shard,
+        batch: cfg.batch,
+        grad: vec![0.0; len],
+        params,
+        ws: Workspace::default(),
+        x: Vec::new(),
+        y: Vec::new(),
+        inner,
+        inner_range,
+    });
+
+    let mut report = NodeReport::default();
+    let start = tokio::time::Instant::now();
+    let mut train_losses = Vec::new();
+    // The curve starts with the model we start from.
+    evaluate(
+        &mut evaluator,
+        &mut report,
+        &ctx,
+        step,
+        start,
+        if kind.has_outer_step() {
+            &global
+        } else {
+            &worker.params
+        },
+        f64::NAN,
+    )?;
+
+    while step < cfg.steps {
+        let s = step;
+        let (w, (loss, real)) = on_blocking(worker, move |w| {
+            let t0 = std::time::Instant::now();
+            let loss = w.compute_grad(s);
+            (loss, t0.elapsed())
+        })
+        .await?;
+        worker = w;
+        train_losses.push(loss?);
+        report.real_compute += real;
+        if !cfg.step_time.is_zero() {
+            tokio::time::sleep(cfg.step_time).await;
+            report.declared_compute += cfg.step_time;
+        }
+        step += 1;
+
+        let mut outer_boundary = false;
+        match kind {
+            StrategyKind::Sync => {
+                let t0 = tokio::time::Instant::now();
+                world.all_reduce_mean(&mut worker.grad).await?;
+                report.comm += t0.elapsed();
+                report.syncs += 1;
+                worker = apply_inner(worker, &mut report).await?;
+            }
+            StrategyKind::Sharded => {
+                let t0 = tokio::time::Instant::now();
+                world.reduce_scatter_mean(&mut worker.grad).await?;
+                report.comm += t0.elapsed();
+                worker = apply_inner(worker, &mut report).await?;
+                let t0 = tokio::time::Instant::now();
+                world.all_gather(&mut worker.params).await?;
+                report.comm += t0.elapsed();
+                report.syncs += 1;
+            }
+            StrategyKind::Diloco | StrategyKind::Hierarchical => {
+                if let Some(site) = site {
+                    let t0 = tokio::time::Instant::now();
+                    site.all_reduce_mean(&mut worker.grad).await?;
+                    report.comm += t0.elapsed();
+                }
+                worker = apply_inner(worker, &mut report).await?;
+                if step % cfg.strategy.inner_steps == 0 || step == cfg.steps {
+                    outer_boundary = true;
+                    for ((d, g), l) in delta.iter_mut().zip(&global).zip(&worker.params) {
+                        *d = g - l;
+                    }
+                    let t0 = tokio::time::Instant::now();
+                    match site {
+                        None => world.all_reduce_mean(&mut delta).await?,
+                        Some(site) => {
+                            if let Some(leaders) = &groups.leaders {
+                                // Weight each site by its share of the ranks, so the result
+                                // is the mean over all ranks even with unequal sites.
+                                let w = (site.world_size() * leaders.world_size()) as f32
+                                    / world_size as f32;
+                                if w != 1.0 {
+                                    delta.iter_mut().for_each(|d| *d *= w);
+                                }
+                                leaders.all_reduce_mean(&mut delta).await?;
+                            }
+                            site.broadcast(0, &mut delta).await?;
+                        }
+                    }
+                    report.comm += t0.elapsed();
+                    report.syncs += 1;
+                    let t0 = std::time::Instant::now();
+                    outer.step(&mut global, &delta)?;
+                    worker.params.copy_from_slice(&global);
+                    report.real_compute += t0.elapsed();
+                }
+            }
+        }
+
+        let at_boundary = if kind.has_outer_step() {
+            outer_boundary
+        } else {
+            step % cfg.eval_every.max(1) == 0 || step == cfg.steps
+        };
+        if at_boundary {
+            let mean_train = train_losses.iter().sum::<f64>() / train_losses.len().max(1) as f64;
+            train_losses.clear();
+            let synced = if kind.has_outer_step() {
+                &global
+            } else {
+                &worker.params
+            };
+            evaluate(
+                &mut evaluator,
+                &mut report,
+                &ctx,
+                step,
+                start,
+                synced,
+                mean_train,
+            )?;
+        }
+        let commit_now = if kind.has_outer_step() {
+            outer_boundary
+        } else {
+            step % cfg.strategy.commit_every.max(1) == 0 || step == cfg.steps
+        };
+        if commit_now && let Some(sink) = &ctx.commits {
+            let ck = Checkpoint {
+                step,
+                params: if kind.has_outer_step() {
+                    global.clone()
+                } else {
+                    worker.params.clone()
+                },
+                inner: worker.inner.state().clone(),
+                outer: kind.has_outer_step().then(|| outer.state().clone()),
+            };
+            sink.commit(rank, &ck)?;
+        }
+    }
+
+    report.steps = step;
+    report.wall = start.elapsed();
+    report.params = if kind.has_outer_step() {
+        global
+    } else {
+        std::mem::take(&mut worker.params)
+    };
+    tracing::info!(
+        steps = report.steps,
+        final_loss = report.final_loss(),
+        wall_s = report.wall.as_secs_f64(),
+        "training done"
+    );
+    Ok(report)
+}
+
+async fn apply_inner(
+    worker: Box<Worker>,
+    report: &mut NodeReport,
+) -> Result<Box<Worker>, TrainError> {
+    let (worker, (r, real)) = on_blocking(worker, |w| {
+        let t0 = std::time::Instant::now();
+        let r = w.apply_inner();
+        (r, t0.elapsed())
+    })
+    .await?;
+    r?;
+    report.real_compute += real;
+    Ok(worker)
+}
+
+fn evaluate(
+    evaluator: &mut Option<Evaluator>,
+    report: &mut NodeReport,
+    ctx: &NodeContext,
+    step: u64,
+    start: tokio::time::Instant,
+    params: &[f32],
+    train_loss: f64,
+) -> Result<(), TrainError> {
+    let Some(ev) = evaluator else {
+        return Ok(());
+    };
+    let t0 = std::time::Instant::now();
+    let loss = ev.loss(params)?;
+    report.eval += t0.elapsed();
+    let bytes = ctx.meter.as_ref().map(|m| m.snapshot()).unwrap_or_default();
+    tracing::debug!(step, loss, "eval");
+    report.curve.push(LossPoint {
+        step,
+        elapsed: start.elapsed(),
+        loss,
+        bytes,
+    });
+    report.train_loss.push(train_loss);
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! Strategy tests over an in-memory group (a rendezvous of N tasks in one process): the
+//! strategies' arithmetic, independent of any transport.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Barrier;
+
+use super::data::Teacher;
+use super::model::{Activation, Mlp, MlpSpec, Workspace};
+use super::optim::{Optimizer, OptimizerConfig};
+use super::plan;
+use super::*;
+
+/// N members meeting at a barrier; every member reduces the deposited vectors itself, in rank
+/// order, so all members get bit-identical results.
+struct Shared {
+    slots: Mutex<Vec<Vec<f32>>>,
+    barrier: Barrier,
+}
+
+struct LocalMember {
+    rank: usize,
+    n: usize,
+    shared: Arc<Shared>,
+}
+
+fn local_group(n: usize) -> Vec<LocalMember> {
+    let shared = Arc::new(Shared {
+        slots: Mutex::new(vec![Vec::new(); n]),
+        barrier: Barrier::new(n),
+    });
+    (0..n)
+        .map(|rank| LocalMember {
+            rank,
+            n,
+            shared: shared.clone(),
+        })
+        .collect()
+}
+
+impl LocalMember {
+    async fn deposit(&self, data: &[f32]) {
+        self.shared.slots.lock().unwrap()[self.rank] = data.to_vec();
+        self.shared.barrier.wait().await;
+    }
+    async fn done(&self) {
+        self.shared.barrier.wait().await;
+    }
+    fn mean_into(&self, data: &mut [f32], range: std::ops::Range<usize>) {
+        let slots = self.shared.slots.lock().unwrap();
+        for i in range {
+            let mut s = 0.0f32;
+            for slot in slots.iter() {
+                s += slot[i];
+            }
+            data[i] = s / self.n as f32;
+        }
+    }
+}
+
+impl GradientSync for LocalMember {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world_size(&self) -> usize {
+        self.n
+    }
+    async fn all_reduce_mean(&self, data: &mut [f32]) -> Result<(), TrainError> {
+        self.deposit(data).await;
+        self.mean_into(data, 0..data.len());
+        self.done().await;
+        Ok(())
+    }
+    async fn reduce_scatter_mean(&self, data: &mut [f32]) -> Result<(), TrainError> {
+        self.deposit(data).await;
+        let r = self.shard_range(data.len());
+        self.mean_into(data, r);
+        self.done().await;
+        Ok(())
+    }
+    async fn all_gather(&self, data: &mut [f32]) -> Result<(), TrainError> {
+        self.deposit(data).await;
+        {
+            let slots = self.shared.slots.lock().unwrap();
+            for (member, slot) in slots.iter().enumerate() {
+                let r = plan::param_shard(data.len(), self.n, member);
+                data[r.clone()].copy_from_slice(&slot[r]);
+            }
+        }
+        self.done().await;
+        Ok(())
+    }
+    async fn broadcast(&self, root: usize, data: &mut [f32]) -> Result<(), TrainError> {
+        self.deposit(data).await;
+        {
+            let slots = self.shared.slots.lock().unwrap();
+            data.copy_from_slice(&slots[root]);
+        }
+        self.done().await;
+        Ok(())
+    }
+}
+
+fn small_config(kind: StrategyKind, inner: OptimizerConfig, steps: u64) -> TrainConfig {
+    TrainConfig {
+        model: MlpSpec {
+            input: 8,
+            width: 16,
+            depth: 2,
+            output: 2,
+            activation: Activation::Tanh,
+        },
+        task: TaskSpec {
+            seed: 5,
+            input: 8,
+            output: 2,
+            teacher_width: 8,
+            teacher_depth: 1,
+            noise: 0.0,
+        },
+        batch: 4,
+        total_samples: 256,
+        steps,
+        strategy: StrategyConfig {
+            inner,
+            ..StrategyConfig::new(kind, 0.01)
+        },
+        step_time: Duration::ZERO,
+        eval_every: 5,
+        eval_samples: 64,
+        init_seed: 9,
+    }
+}
+
+/// Runs `cfg` on `n` in-memory nodes (flat world); returns every node's report.
+async fn run_flat(cfg: &TrainConfig, n: usize) -> Vec<NodeReport> {
+    let tasks: Vec<_> = local_group(n)
+        .into_iter()
+        .map(|member| {
+            let cfg = cfg.clone();
+            tokio::spawn(async move {
+                let ctx = NodeContext {
+                    evaluate: member.rank == 0,
+                    ..NodeContext::default()
+                };
+                let groups = Groups {
+                    world: member,
+                    site: None,
+                    leaders: None,
+                };
+                train_node(&cfg, &groups, ctx).await.unwrap()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Runs `cfg` hierarchically on `sites` sites of `per_site` in-memory nodes each.
+async fn run_hier(cfg: &TrainConfig, sites: usize, per_site: usize) -> Vec<NodeReport> {
+    let world = local_group(sites * per_site);
+    let mut site_groups: Vec<Vec<LocalMember>> =
+        (0..sites).map(|_| local_group(per_site)).collect();
+    let mut leaders = local_group(sites);
+    let mut tasks = Vec::new();
+    for (rank, member) in world.into_iter().enumerate().rev() {
+        let (s, i) = (rank / per_site, rank % per_site);
+        let site = site_groups[s].pop().unwrap();
+        assert_eq!(site.rank, i);
+        let leader = if i == 0 { leaders.pop() } else { None };
+        if let Some(l) = &leader {
+            assert_eq!(l.rank, s);
+        }
+        let cfg = cfg.clone();
+        tasks.push(tokio::spawn(async move {
+            let ctx = NodeContext {
+                evaluate: rank == 0,
+                ..NodeContext::default()
+            };
+            let groups = Groups {
+                world: member,
+                site: Some(site),
+                leaders: leader,
+            };
+            train_node(&cfg, &groups, ctx).await.unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks.into_iter().rev() {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[tokio::test]
+async fn sync_on_n_nodes_equals_one_node_on_the_combined_batch() {
+    let n = 4;
+    let cfg = small_config(StrategyKind::Sync, OptimizerConfig::sgd(0.05, 0.9), 12);
+    let reports = run_flat(&cfg, n).await;
+    // Every node ends with the same model.
+    for r in &reports[1..] {
+        assert_eq!(r.params, reports[0].params);
+    }
+
+    // The single-node reference: one model, each step's batch = the union of the nodes'
+    // batches of that step (4 × 4 samples), one optimiser.
+    let mlp = Mlp::new(cfg.model.clone()).unwrap();
+    let teacher = Teacher::new(cfg.task.clone()).unwrap();
+    let shards: Vec<_> = (0..n)
+        .map(|r| {
+            teacher
+                .shard(plan::data_shard(cfg.total_samples, n, r))
+                .unwrap()
+        })
+        .collect();
+    let mut params = mlp.init_params(cfg.init_seed);
+    let mut opt = Optimizer::new(cfg.strategy.inner, params.len());
+    let mut grad = vec![0.0; params.len()];
+    let mut ws = Workspace::default();
+    let (mut bx, mut by) = (Vec::new(), Vec::new());
+    for step in 0..cfg.steps {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for shard in &shards {
+            shard.batch_into(step, cfg.batch, &mut bx, &mut by);
+            x.extend_from_slice(&bx);
+            y.extend_from_slice(&by);
+        }
+        mlp.loss_and_grad(&params, &x, &y, cfg.batch * n, &mut grad, &mut ws)
+            .unwrap();
+        opt.step(&mut params, &grad).unwrap();
+    }
+    let diff = max_abs_diff(&params, &reports[0].params);
+    assert!(diff < 1e-5, "max |Δ| = {diff}");
+    // And training moved the model: the reference is not the initial point.
+    assert!(max_abs_diff(&params, &mlp.init_params(cfg.init_seed)) > 1e-2);
+}
+
+#[tokio::test]
+async fn diloco_with_h1_outer_lr1_no_momentum_equals_sync() {
+    let inner = OptimizerConfig::sgd(0.05, 0.0);
+    let sync = run_flat(&small_config(StrategyKind::Sync, inner, 10), 4).await;
+    let mut cfg = small_config(StrategyKind::Diloco, inner, 10);
+    cfg.strategy.inner_steps = 1;
+    cfg.strategy.outer_lr = 1.0;
+    cfg.strategy.outer_momentum = 0.0;
+    let diloco = run_flat(&cfg, 4).await;
+    let diff = max_abs_diff(&sync[0].params, &diloco[0].params);
+    assert!(diff < 1e-5, "max |Δ| = {diff}");
+    assert_eq!(diloco[0].syncs, 10);
+}
+
+#[tokio::test]
+async fn hierarchical_with_h1_outer_lr1_equals_sync() {
+    // Two sites of two: site mean, then the leaders' mean of site means = global mean.
+    let inner = OptimizerConfig::sgd(0.05, 0.0);
+    let sync = run_flat(&small_config(StrategyKind::Sync, inner, 8), 4).await;
+    let mut cfg = small_config(StrategyKind::Hierarchical, inner, 8);
+    cfg.strategy.inner_steps = 1;
+    cfg.strategy.outer_lr = 1.0;
+    cfg.strategy.outer_momentum = 0.0;
+    let hier = run_hier(&cfg, 2, 2).await;
+    for r in &hier {
+        let diff = max_abs_diff(&sync[0].params, &r.params);
+        assert!(diff < 1e-5, "max |Δ| = {diff}");
+    }
+}
+
+#[tokio::test]
+async fn sharded_equals_sync_with_adamw() {
+    let inner = OptimizerConfig::adamw(0.01);
+    let sync = run_flat(&small_config(StrategyKind::Sync, inner, 10), 4).await;
+    let sharded = run_flat(&small_config(StrategyKind::Sharded, inner, 10), 4).await;
+    for r in &sharded {
+        let diff = max_abs_diff(&sync[0].params, &r.params);
+        assert!(diff < 1e-6, "max |Δ| = {diff}");
+    }
+}
+
+#[tokio::test]
+async fn every_strategy_learns_the_task() {
+    for kind in [
+        StrategyKind::Sync,
+        StrategyKind::Sharded,
+        StrategyKind::Diloco,
+    ] {
+        let mut cfg = small_config(kind, OptimizerConfig::adamw(0.01), 120);
+        cfg.strategy.inner_steps = 10;
+        let r = run_flat(&cfg, 2).await;
+        let first = r[0].curve.first().unwrap().loss;
+        let last = r[0].final_loss().unwrap();
+        assert!(last < 0.6 * first, "{kind:?}: {first} → {last}");
+    }
+}
+
+#[tokio::test]
+async fn resuming_from_a_commit_reproduces_the_uninterrupted_run() {
+    for kind in [StrategyKind::Sync, StrategyKind::Diloco] {
+        let mut full = small_config(kind, OptimizerConfig::adamw(0.01), 20);
+        full.strategy.inner_steps = 5;
+        full.strategy.commit_every = 5;
+        let reference = run_flat(&full, 2).await;
+
+        // Run to step 10 committing, then restart both ranks from their commits.
+        let commits = Arc::new(MemoryCommits::default());
+        let mut first = full.clone();
+        first.steps = 10;
+        let tasks: Vec<_> = local_group(2)
+            .into_iter()
+            .map(|member| {
+                let (cfg, commits) = (first.clone(), commits.clone());
+                tokio::spawn(async move {
+                    let ctx = NodeContext {
+                        commits: Some(commits),
+                        ..NodeContext::default()
+                    };
+                    let groups = Groups {
+                        world: member,
+                        site: None,
+                        leaders: None,
+                    };
+                    train_node(&cfg, &groups, ctx).await.unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let tasks: Vec<_> = local_group(2)
+            .into_iter()
+            .map(|member| {
+                let cfg = full.clone();
+                let resume = commits.latest(member.rank).unwrap();
+                assert_eq!(resume.step, 10);
+                tokio::spawn(async move {
+                    let ctx = NodeContext {
+                        resume: Some(resume),
+                        ..NodeContext::default()
+                    };
+                    let groups = Groups {
+                        world: member,
+                        site: None,
+                        leaders: None,
+                    };
+                    train_node(&cfg, &groups, ctx).await.unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            let resumed = t.await.unwrap();
+            assert_eq!(resumed.steps, 20);
+            assert_eq!(resumed.params, reference[0].params, "{kind:?}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn declared_compute_is_added_and_reported_apart_from_real_compute() {
+    let mut cfg = small_config(StrategyKind::Sync, OptimizerConfig::sgd(0.01, 0.0), 4);
+    cfg.step_time = Duration::from_secs(3);
+    let r = run_flat(&cfg, 2).await;
+    assert_eq!(r[0].declared_compute, Duration::from_secs(12));
+    assert!(r[0].wall >= Duration::from_secs(12));
+    assert!(r[0].real_compute < Duration::from_secs(12));
+}
+
+#[tokio::test]
+async fn hierarchical_without_a_site_group_is_a_config_error() {
+    let cfg = small_config(StrategyKind::Hierarchical, OptimizerConfig::adamw(0.01), 2);
+    let member = local_group(1).pop().unwrap();
+    let groups = Groups {
+        world: member,
+        site: None,
+        leaders: None,
+    };
+    let err = train_node(&cfg, &groups, NodeContext::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TrainError::Config(_)), "{err}");
+}
