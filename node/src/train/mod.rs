@@ -8,9 +8,12 @@
 //! - [`strategy`]: the strategies over a [`strategy::GradientSync`] group, and the per-node
 //!   training loop with its report (loss curve, real vs declared compute, communication).
 //! - [`checkpoint`]: committed state and where it goes.
+//! - [`fabric`]: strategy groups over the collective module (sub-groups per site, byte
+//!   meters per link class).
 
 pub mod checkpoint;
 pub mod data;
+pub mod fabric;
 pub mod model;
 pub mod optim;
 pub mod plan;

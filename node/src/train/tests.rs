@@ -389,3 +389,131 @@ async fn hierarchical_without_a_site_group_is_a_config_error() {
         .unwrap_err();
     assert!(matches!(err, TrainError::Config(_)), "{err}");
 }
+
+mod over_collectives {
+    //! The same strategies over the collective module's schedules and an in-memory fabric.
+    use super::*;
+    use crate::collective::{Algorithm, MemoryFabric};
+    use crate::train::fabric::{LinkBytes, MeteredExchange, job_groups};
+    use netem_profiles::Profile;
+
+    const TWO_SITES: &str = r#"
+name = "two-sites"
+[sites.earth]
+[sites.moon]
+[[links]]
+from = "earth"
+to = "earth"
+delay_ms = 0.05
+[[links]]
+from = "moon"
+to = "moon"
+delay_ms = 0.05
+[[links]]
+from = "earth"
+to = "moon"
+delay_ms = 1280
+"#;
+
+    async fn run_fabric(
+        cfg: &TrainConfig,
+        sites: &[usize],
+        algorithm: Algorithm,
+    ) -> (Vec<NodeReport>, Arc<LinkBytes>) {
+        let profile = Arc::new(Profile::parse(TWO_SITES, "two-sites.toml").unwrap());
+        let names: Vec<String> = sites
+            .iter()
+            .map(|&s| profile.sites[s].name.clone())
+            .collect();
+        let meter = Arc::new(LinkBytes::new(&names));
+        let fabric = MemoryFabric::new(sites.len());
+        let hier = cfg.strategy.kind == StrategyKind::Hierarchical;
+        let tasks: Vec<_> = fabric
+            .endpoints()
+            .into_iter()
+            .map(|ep| {
+                let rank = ep.rank_for_test();
+                let ex = Arc::new(MeteredExchange::new(ep, meter.clone()));
+                let groups = job_groups(ex, &profile, sites, hier, algorithm).unwrap();
+                let (cfg, meter) = (cfg.clone(), meter.clone());
+                tokio::spawn(async move {
+                    let ctx = NodeContext {
+                        evaluate: rank == 0,
+                        meter: Some(meter),
+                        ..NodeContext::default()
+                    };
+                    train_node(&cfg, &groups, ctx).await.unwrap()
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        (out, meter)
+    }
+
+    trait RankForTest {
+        fn rank_for_test(&self) -> usize;
+    }
+    impl<E: crate::collective::Exchange> RankForTest for E {
+        fn rank_for_test(&self) -> usize {
+            self.rank()
+        }
+    }
+
+    #[tokio::test]
+    async fn every_strategy_over_real_schedules_matches_the_reference() {
+        let sites = [0, 0, 1, 1];
+        let inner = OptimizerConfig::sgd(0.05, 0.0);
+        let reference = run_flat(&small_config(StrategyKind::Sync, inner, 6), 4).await;
+        for algorithm in [Algorithm::Ring, Algorithm::Hierarchical, Algorithm::Auto] {
+            for kind in [
+                StrategyKind::Sync,
+                StrategyKind::Sharded,
+                StrategyKind::Diloco,
+                StrategyKind::Hierarchical,
+            ] {
+                let mut cfg = small_config(kind, inner, 6);
+                cfg.strategy.inner_steps = 1;
+                cfg.strategy.outer_lr = 1.0;
+                cfg.strategy.outer_momentum = 0.0;
+                let (reports, _) = run_fabric(&cfg, &sites, algorithm).await;
+                for r in &reports {
+                    let diff = max_abs_diff(&reference[0].params, &r.params);
+                    assert!(diff < 1e-5, "{kind:?} over {algorithm:?}: max |Δ| = {diff}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn diloco_crosses_the_slow_link_h_times_less_than_sync() {
+        let sites = [0, 0, 1, 1];
+        let inner = OptimizerConfig::adamw(0.01);
+        let (_, sync_bytes) = run_fabric(
+            &small_config(StrategyKind::Sync, inner, 20),
+            &sites,
+            Algorithm::Ring,
+        )
+        .await;
+        let mut cfg = small_config(StrategyKind::Diloco, inner, 20);
+        cfg.strategy.inner_steps = 10;
+        let (_, diloco_bytes) = run_fabric(&cfg, &sites, Algorithm::Ring).await;
+        let cross = |m: &LinkBytes| {
+            m.snapshot()
+                .into_iter()
+                .find(|(c, _)| c == "earth-moon")
+                .unwrap()
+                .1
+        };
+        assert!(cross(&sync_bytes) > 0);
+        assert_eq!(cross(&sync_bytes), 10 * cross(&diloco_bytes));
+        // Hierarchical: only the two leaders cross, once per outer step.
+        let mut cfg = small_config(StrategyKind::Hierarchical, inner, 20);
+        cfg.strategy.inner_steps = 10;
+        let (_, hier_bytes) = run_fabric(&cfg, &sites, Algorithm::Ring).await;
+        assert!(cross(&hier_bytes) < cross(&diloco_bytes));
+        assert!(cross(&hier_bytes) > 0);
+    }
+}
