@@ -9,7 +9,7 @@
 //! The table on stdout follows nccl-tests' layout so existing scrapers work; progress goes to
 //! stderr; `--json`, `--csv`, `--hdr-dir` and `--plot` write the same results as files.
 
-mod fabric;
+pub(crate) mod fabric;
 mod plot;
 mod report;
 

@@ -2,6 +2,7 @@
 //! dispatches subcommands; each benchmark lives in its own module.
 
 mod allreduce;
+mod train;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// All-reduce sweep (nccl-tests all_reduce_perf layout): every algorithm against the bound.
     Allreduce(allreduce::AllreduceArgs),
+    /// Training strategies compared (sync, sharded, DiLoCo, hierarchical): loss against time and bytes.
+    Train(train::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Allreduce(args) => allreduce::run(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(code) => code,

@@ -443,6 +443,9 @@ async fn train_node_inner<S: GradientSync>(
         inner_range,
     });
 
+    // Start together: data generation and setup take different times on different nodes,
+    // and that skew must not count as training time.
+    world.all_reduce_mean(&mut [0.0]).await?;
     let mut report = NodeReport::default();
     let start = tokio::time::Instant::now();
     let mut train_losses = Vec::new();

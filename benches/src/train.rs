@@ -1,0 +1,610 @@
+//! `spacefabric-bench train`: trains the same model with each strategy (sync, sharded,
+//! DiLoCo, hierarchical) on a local cluster and compares them: loss against wall time and
+//! against bytes per link class, time to a target loss, communication against compute.
+//!
+//! The cluster is N node endpoints in this process (the controller job path is not wired in
+//! yet; the header says which fabric ran). Every strategy gets a fresh cluster and the same
+//! job: same seed, same data shards, same initial model. `--step-time` adds a declared
+//! compute time per step so the run stands for fast hardware; the table keeps real and
+//! declared compute apart. Progress goes to stderr, the table to stdout, `--json` and
+//! `--plot` write the same results as files.
+
+mod plot;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use netem_profiles::Profile;
+use spacefabric_node::collective::{Algorithm, Exchange};
+use spacefabric_node::train::fabric::{LinkBytes, MeteredExchange, job_groups};
+use spacefabric_node::train::{
+    Activation, LossPoint, MlpSpec, NodeContext, NodeReport, OptimizerConfig, StrategyConfig,
+    StrategyKind, TaskSpec, TrafficMeter, TrainConfig, train_node,
+};
+
+use crate::allreduce::fabric::{FabricKind, LocalFabric};
+
+/// Flags of `spacefabric-bench train`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TrainArgs {
+    /// Profile: a TOML file, or the name of a shipped profile (lan, earth-moon, ...).
+    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
+    profile: String,
+    /// Number of nodes, placed on the profile's sites in file order in equal blocks (8 on
+    /// earth-moon: ranks 0-3 on Earth, 4-7 on the Moon).
+    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = 8)]
+    nodes: usize,
+    /// Strategies, comma-separated: sync, sharded, diloco, hier.
+    #[arg(
+        long,
+        env = "SPACEFABRIC_TRAIN_STRATEGY",
+        value_delimiter = ',',
+        default_value = "sync,sharded,diloco,hier"
+    )]
+    strategy: Vec<String>,
+    /// Steps per strategy (inner steps for diloco and hier).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_STEPS", default_value_t = 600)]
+    steps: u64,
+    /// Steps for the strategies that synchronise every step (sync, sharded), if different:
+    /// they are the slow ones over a 1.28 s link (default: --steps).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_SYNC_STEPS")]
+    sync_steps: Option<u64>,
+    /// Held-out loss the "time to target" column measures.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_TARGET_LOSS", default_value_t = 0.2)]
+    target_loss: f64,
+    /// Declared compute time per step in seconds, added on top of the real computation.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_STEP_TIME", default_value_t = 0.0)]
+    step_time: f64,
+    /// H: inner steps per outer step (diloco, hier).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_INNER_STEPS", default_value_t = 100)]
+    inner_steps: u64,
+    /// Inner (per-step) AdamW learning rate of diloco and hier.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_INNER_LR", default_value_t = 0.01)]
+    inner_lr: f32,
+    /// AdamW learning rate of sync and sharded.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_SYNC_LR", default_value_t = 0.01)]
+    sync_lr: f32,
+    /// Outer Nesterov learning rate (DiLoCo: 0.7).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_OUTER_LR", default_value_t = 0.7)]
+    outer_lr: f32,
+    /// Outer Nesterov momentum (DiLoCo: 0.9).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_OUTER_MOMENTUM", default_value_t = 0.9)]
+    outer_momentum: f32,
+    /// Samples per step on each node.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_BATCH", default_value_t = 32)]
+    batch: usize,
+    /// Student hidden width.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_WIDTH", default_value_t = 32)]
+    width: usize,
+    /// Student hidden layers.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_DEPTH", default_value_t = 2)]
+    depth: usize,
+    /// Student activation: relu or tanh.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_ACTIVATION", default_value = "relu")]
+    activation: String,
+    /// Input features of the task.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_INPUT", default_value_t = 32)]
+    input: usize,
+    /// Outputs of the task.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_OUTPUT", default_value_t = 8)]
+    output: usize,
+    /// Teacher hidden width.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_TEACHER_WIDTH", default_value_t = 32)]
+    teacher_width: usize,
+    /// Teacher hidden layers.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_TEACHER_DEPTH", default_value_t = 1)]
+    teacher_depth: usize,
+    /// Training samples in the whole job (split into one data shard per node).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_SAMPLES", default_value_t = 65_536)]
+    samples: u64,
+    /// Sync and sharded evaluate the held-out loss every this many steps (diloco and hier at
+    /// every outer step).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_EVAL_EVERY", default_value_t = 5)]
+    eval_every: u64,
+    /// Held-out samples per evaluation.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_EVAL_SAMPLES", default_value_t = 512)]
+    eval_samples: usize,
+    /// Job seed: teacher, data and initial model.
+    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Collective algorithm of the world group: ring, hd, tree, hier, auto.
+    #[arg(long, env = "SPACEFABRIC_ALGO", default_value = "auto")]
+    algo: Algorithm,
+    /// Turn the link emulation off (same code, links pass through).
+    #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
+    no_emulation: bool,
+    /// Fabric of the local cluster: `quic` (real QUIC over emulated links) or `memory`
+    /// (in-process mailboxes, no links: the strategies' convergence without any network).
+    #[arg(long, env = "SPACEFABRIC_FABRIC", default_value = "quic")]
+    fabric: FabricKind,
+    /// Write every result (loss curves with bytes per link class, times) as JSON here.
+    #[arg(long, env = "SPACEFABRIC_JSON")]
+    json: Option<PathBuf>,
+    /// Write an SVG plot: loss against wall time and against cross-site bytes.
+    #[arg(long, env = "SPACEFABRIC_PLOT")]
+    plot: Option<PathBuf>,
+}
+
+/// What one strategy measured on the whole cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct StrategyResult {
+    pub(crate) kind: StrategyKind,
+    pub(crate) steps: u64,
+    pub(crate) syncs: u64,
+    /// Rank 0's held-out loss curve (the synchronised model).
+    pub(crate) curve: Vec<LossPoint>,
+    pub(crate) final_loss: Option<f64>,
+    pub(crate) time_to_target: Option<Duration>,
+    /// Slowest node's run time.
+    pub(crate) wall: Duration,
+    /// Means over nodes.
+    pub(crate) real_compute: Duration,
+    pub(crate) declared_compute: Duration,
+    pub(crate) comm: Duration,
+    /// Payload bytes per link class, all nodes together.
+    pub(crate) bytes: Vec<(String, u64)>,
+    pub(crate) fabric: String,
+}
+
+impl StrategyResult {
+    /// Bytes inside sites and across sites.
+    pub(crate) fn intra_cross(bytes: &[(String, u64)]) -> (u64, u64) {
+        let intra = bytes
+            .iter()
+            .filter(|(c, _)| c.starts_with("intra-"))
+            .map(|(_, b)| b)
+            .sum();
+        let cross = bytes
+            .iter()
+            .filter(|(c, _)| !c.starts_with("intra-"))
+            .map(|(_, b)| b)
+            .sum();
+        (intra, cross)
+    }
+}
+
+/// Finds the profile: a file path, or a shipped profile's name.
+fn load_profile(spec: &str) -> anyhow::Result<Profile> {
+    let path = PathBuf::from(spec);
+    let path = if path.exists() {
+        path
+    } else {
+        let shipped = netem_profiles::shipped_profiles_dir().join(format!("{spec}.toml"));
+        if !shipped.exists() {
+            bail!(
+                "--profile {spec}: no such file, and no shipped profile of that name in {}",
+                netem_profiles::shipped_profiles_dir().display()
+            );
+        }
+        shipped
+    };
+    Profile::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn job_config(args: &TrainArgs, kind: StrategyKind) -> anyhow::Result<TrainConfig> {
+    let activation = Activation::parse(&args.activation)
+        .with_context(|| format!("--activation {}", args.activation))?;
+    let per_step = matches!(kind, StrategyKind::Sync | StrategyKind::Sharded);
+    let lr = if per_step {
+        args.sync_lr
+    } else {
+        args.inner_lr
+    };
+    Ok(TrainConfig {
+        model: MlpSpec {
+            input: args.input,
+            width: args.width,
+            depth: args.depth,
+            output: args.output,
+            activation,
+        },
+        task: TaskSpec {
+            seed: args.seed,
+            input: args.input,
+            output: args.output,
+            teacher_width: args.teacher_width,
+            teacher_depth: args.teacher_depth,
+            noise: 0.0,
+        },
+        batch: args.batch,
+        total_samples: args.samples,
+        steps: if per_step {
+            args.sync_steps.unwrap_or(args.steps)
+        } else {
+            args.steps
+        },
+        strategy: StrategyConfig {
+            kind,
+            inner: OptimizerConfig::adamw(lr),
+            inner_steps: args.inner_steps,
+            outer_lr: args.outer_lr,
+            outer_momentum: args.outer_momentum,
+            commit_every: 10,
+        },
+        step_time: Duration::from_secs_f64(args.step_time),
+        eval_every: args.eval_every,
+        eval_samples: args.eval_samples,
+        init_seed: args.seed.wrapping_add(0x5eed),
+    })
+}
+
+/// Runs the comparison; prints the table; writes the files.
+pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    if !(args.step_time.is_finite() && args.step_time >= 0.0) {
+        bail!(
+            "--step-time {} must be a non-negative number of seconds",
+            args.step_time
+        );
+    }
+    if args.inner_steps == 0 || args.batch == 0 || args.eval_every == 0 {
+        bail!("--inner-steps, --batch and --eval-every must be at least 1");
+    }
+    if args.samples < args.nodes as u64 {
+        bail!(
+            "--samples {} gives some of the {} nodes no data",
+            args.samples,
+            args.nodes
+        );
+    }
+    let kinds = args
+        .strategy
+        .iter()
+        .map(|s| StrategyKind::parse(s.trim()).with_context(|| format!("--strategy {s}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let profile = Arc::new(load_profile(&args.profile)?);
+    let nsites = profile.sites.len().max(1);
+    let sites: Vec<usize> = (0..args.nodes).map(|r| r * nsites / args.nodes).collect();
+    let params = spacefabric_node::train::Mlp::new(job_config(&args, StrategyKind::Sync)?.model)?
+        .param_count();
+    tracing::info!(seed = args.seed, profile = %profile.name, nodes = args.nodes, "train bench");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let mut results = Vec::new();
+    for &kind in &kinds {
+        let cfg = job_config(&args, kind)?;
+        eprintln!(
+            "# {}: {} steps on {} nodes ({} fabric) ...",
+            kind.name(),
+            cfg.steps,
+            args.nodes,
+            args.fabric
+        );
+        let r = rt.block_on(run_strategy(&args, &profile, &sites, cfg))?;
+        eprintln!(
+            "#   done in {:.1} s, final loss {}",
+            r.wall.as_secs_f64(),
+            r.final_loss.map_or("-".into(), |l| format!("{l:.4}"))
+        );
+        results.push(r);
+    }
+
+    let header = header_lines(&args, &profile, &sites, params, &results);
+    print!("{}", table(&header, &results, args.target_loss));
+    if let Some(path) = &args.json {
+        let json = to_json(&args, &profile, &sites, params, &results);
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing --json {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let svg = plot::svg(&header, &results, args.target_loss);
+        std::fs::write(path, svg).with_context(|| format!("writing --plot {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_strategy(
+    args: &TrainArgs,
+    profile: &Arc<Profile>,
+    sites: &[usize],
+    cfg: TrainConfig,
+) -> anyhow::Result<StrategyResult> {
+    let fabric = LocalFabric::start(args.fabric, profile, sites, !args.no_emulation, None).await?;
+    let describe = fabric.describe();
+    let outcome = match &fabric {
+        LocalFabric::Memory(eps) => run_on(eps.clone(), profile, sites, &cfg, args.algo).await,
+    };
+    fabric.shutdown().await;
+    let (reports, bytes) = outcome?;
+    summarise(cfg, reports, bytes, args.target_loss, describe)
+}
+
+/// Trains `cfg` on every endpoint at once; returns every node's report and the bytes per
+/// link class of the whole cluster.
+async fn run_on<E: Exchange + Clone + 'static>(
+    endpoints: Vec<E>,
+    profile: &Arc<Profile>,
+    sites: &[usize],
+    cfg: &TrainConfig,
+    algorithm: Algorithm,
+) -> anyhow::Result<(Vec<NodeReport>, Vec<(String, u64)>)> {
+    let names: Vec<String> = sites
+        .iter()
+        .map(|&s| {
+            profile
+                .sites
+                .get(s)
+                .map_or_else(|| format!("site{s}"), |x| x.name.clone())
+        })
+        .collect();
+    let meter = Arc::new(LinkBytes::new(&names));
+    let hier = cfg.strategy.kind == StrategyKind::Hierarchical;
+    let mut tasks = Vec::new();
+    for ep in endpoints {
+        let rank = ep.rank();
+        let ex = Arc::new(MeteredExchange::new(ep, meter.clone()));
+        let groups = job_groups(ex, profile, sites, hier, algorithm)
+            .with_context(|| format!("rank {rank}: building the strategy groups"))?;
+        let cfg = cfg.clone();
+        let meter = meter.clone();
+        tasks.push(tokio::spawn(async move {
+            let ctx = NodeContext {
+                evaluate: rank == 0,
+                meter: Some(meter),
+                ..NodeContext::default()
+            };
+            train_node(&cfg, &groups, ctx)
+                .await
+                .with_context(|| format!("rank {rank}"))
+        }));
+    }
+    let mut reports = Vec::new();
+    for t in tasks {
+        reports.push(t.await.context("a node task panicked")??);
+    }
+    Ok((reports, meter.snapshot()))
+}
+
+fn mean(ds: impl Iterator<Item = Duration>) -> Duration {
+    let v: Vec<Duration> = ds.collect();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.iter().sum::<Duration>() / v.len() as u32
+}
+
+fn summarise(
+    cfg: TrainConfig,
+    reports: Vec<NodeReport>,
+    bytes: Vec<(String, u64)>,
+    target: f64,
+    fabric: String,
+) -> anyhow::Result<StrategyResult> {
+    let Some(first) = reports.first() else {
+        bail!("no node reported");
+    };
+    Ok(StrategyResult {
+        kind: cfg.strategy.kind,
+        steps: first.steps,
+        syncs: first.syncs,
+        curve: first.curve.clone(),
+        final_loss: first.final_loss(),
+        time_to_target: first.time_to(target),
+        wall: reports.iter().map(|r| r.wall).max().unwrap_or_default(),
+        real_compute: mean(reports.iter().map(|r| r.real_compute)),
+        declared_compute: mean(reports.iter().map(|r| r.declared_compute)),
+        comm: mean(reports.iter().map(|r| r.comm)),
+        bytes,
+        fabric,
+    })
+}
+
+fn header_lines(
+    args: &TrainArgs,
+    profile: &Profile,
+    sites: &[usize],
+    params: usize,
+    results: &[StrategyResult],
+) -> Vec<String> {
+    let mut per_site: Vec<(String, usize)> = Vec::new();
+    for &s in sites {
+        let name = profile.sites.get(s).map_or("?", |x| x.name.as_str());
+        match per_site.iter_mut().find(|(n, _)| n == name) {
+            Some((_, c)) => *c += 1,
+            None => per_site.push((name.to_string(), 1)),
+        }
+    }
+    let placement: Vec<String> = per_site.iter().map(|(n, c)| format!("{n} {c}")).collect();
+    let mut lines = vec![
+        format!(
+            "spacefabric train: profile {}, {} nodes ({}), seed {}",
+            profile.name,
+            args.nodes,
+            placement.join(" + "),
+            args.seed
+        ),
+        format!(
+            "model: MLP {}→{}×{}→{} {} ({params} parameters, {} KiB); task: teacher {}→{}×{}→{} tanh; batch {}/node",
+            args.input,
+            args.width,
+            args.depth,
+            args.output,
+            args.activation,
+            params * 4 / 1024,
+            args.input,
+            args.teacher_width,
+            args.teacher_depth,
+            args.output,
+            args.batch
+        ),
+        format!(
+            "optimisers: sync/sharded AdamW lr {}; diloco/hier inner AdamW lr {}, H = {}, outer Nesterov lr {} μ {}; collective algorithm {}",
+            args.sync_lr,
+            args.inner_lr,
+            args.inner_steps,
+            args.outer_lr,
+            args.outer_momentum,
+            args.algo
+        ),
+        format!(
+            "compute: real (this machine) + declared --step-time {} s per step; target loss {}",
+            args.step_time, args.target_loss
+        ),
+    ];
+    if let Some(r) = results.first() {
+        lines.push(format!("fabric: {}", r.fabric));
+    }
+    lines.push("controller job path: not used (nodes are endpoints in this process)".to_string());
+    lines
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.2}", b as f64 / (1u64 << 20) as f64)
+}
+
+/// The stdout table.
+pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) -> String {
+    let mut out = String::new();
+    for h in header {
+        out.push_str(&format!("# {h}\n"));
+    }
+    out.push_str(&format!(
+        "#\n# {:>8} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8}\n",
+        "strategy",
+        "steps",
+        "syncs",
+        "final_loss",
+        "t_target_s",
+        "wall_s",
+        "real_s",
+        "decl_s",
+        "comm_s",
+        "comm%",
+        "intra_MiB",
+        "cross_MiB",
+        "speedup"
+    ));
+    let sync_t = results
+        .iter()
+        .find(|r| r.kind == StrategyKind::Sync)
+        .and_then(|r| r.time_to_target);
+    for r in results {
+        let (intra, cross) = StrategyResult::intra_cross(&r.bytes);
+        let comm_pct = if r.wall.is_zero() {
+            0.0
+        } else {
+            100.0 * r.comm.as_secs_f64() / r.wall.as_secs_f64()
+        };
+        let speedup = match (sync_t, r.time_to_target) {
+            (Some(s), Some(t)) if !t.is_zero() => {
+                format!("{:.1}x", s.as_secs_f64() / t.as_secs_f64())
+            }
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "  {:>8} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6.1} {:>10} {:>10} {:>8}\n",
+            r.kind.name(),
+            r.steps,
+            r.syncs,
+            r.final_loss.map_or("-".into(), |l| format!("{l:.4}")),
+            r.time_to_target.map_or("not reached".into(), secs),
+            secs(r.wall),
+            secs(r.real_compute),
+            secs(r.declared_compute),
+            secs(r.comm),
+            comm_pct,
+            mib(intra),
+            mib(cross),
+            speedup
+        ));
+    }
+    out.push_str(&format!(
+        "#\n# t_target_s: wall time until rank 0's held-out loss first ≤ {target}; speedup: sync's t_target / this one's.\n"
+    ));
+    out.push_str("# real_s / decl_s / comm_s: per-node means of real compute, declared compute (--step-time) and time in collectives.\n");
+    out.push_str("# intra/cross_MiB: collective payload bytes sent inside sites / across sites, all nodes.\n");
+    let sync = results.iter().find(|r| r.kind == StrategyKind::Sync);
+    let diloco = results.iter().find(|r| r.kind == StrategyKind::Diloco);
+    if let (Some(s), Some(d)) = (sync, diloco) {
+        let speed = match (s.time_to_target, d.time_to_target) {
+            (Some(a), Some(b)) if !b.is_zero() => {
+                format!("{:.1}x", a.as_secs_f64() / b.as_secs_f64())
+            }
+            _ => "n/a (target not reached by both)".into(),
+        };
+        let loss = match (s.final_loss, d.final_loss) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:+.1} %", 100.0 * (b - a) / a),
+            _ => "n/a".into(),
+        };
+        out.push_str(&format!(
+            "# diloco vs sync: time to target {speed} faster (target ≥ 20x); final loss {loss} vs sync's (target within 2 %)\n"
+        ));
+    }
+    out
+}
+
+fn round6(x: f32) -> f64 {
+    (f64::from(x) * 1e6).round() / 1e6
+}
+
+fn to_json(
+    args: &TrainArgs,
+    profile: &Profile,
+    sites: &[usize],
+    params: usize,
+    results: &[StrategyResult],
+) -> serde_json::Value {
+    let strategies: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let curve: Vec<serde_json::Value> = r
+                .curve
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "step": p.step,
+                        "t_s": p.elapsed.as_secs_f64(),
+                        "loss": p.loss,
+                        "bytes": p.bytes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "strategy": r.kind.name(),
+                "steps": r.steps,
+                "syncs": r.syncs,
+                "final_loss": r.final_loss,
+                "time_to_target_s": r.time_to_target.map(|d| d.as_secs_f64()),
+                "wall_s": r.wall.as_secs_f64(),
+                "real_compute_s": r.real_compute.as_secs_f64(),
+                "declared_compute_s": r.declared_compute.as_secs_f64(),
+                "comm_s": r.comm.as_secs_f64(),
+                "bytes": r.bytes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                "fabric": r.fabric,
+                "curve": curve,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "profile": profile.name,
+        "nodes": args.nodes,
+        "sites": sites.iter().map(|&s| profile.sites.get(s).map_or("?", |x| x.name.as_str())).collect::<Vec<_>>(),
+        "seed": args.seed,
+        "params": params,
+        "batch_per_node": args.batch,
+        "step_time_s": args.step_time,
+        "target_loss": args.target_loss,
+        "inner_steps": args.inner_steps,
+        "inner_lr": round6(args.inner_lr),
+        "sync_lr": round6(args.sync_lr),
+        "outer_lr": round6(args.outer_lr),
+        "outer_momentum": round6(args.outer_momentum),
+        "algorithm": args.algo.to_string(),
+        "emulation": !args.no_emulation && args.fabric == FabricKind::Quic,
+        "controller_job": false,
+        "strategies": strategies,
+    })
+}
