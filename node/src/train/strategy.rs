@@ -507,7 +507,7 @@ async fn train_node_inner<S: GradientSync>(
                     report.comm += t0.elapsed();
                 }
                 worker = apply_inner(worker, &mut report).await?;
-                if step % cfg.strategy.inner_steps == 0 || step == cfg.steps {
+                if step.is_multiple_of(cfg.strategy.inner_steps) || step == cfg.steps {
                     outer_boundary = true;
                     for ((d, g), l) in delta.iter_mut().zip(&global).zip(&worker.params) {
                         *d = g - l;
@@ -542,7 +542,7 @@ async fn train_node_inner<S: GradientSync>(
         let at_boundary = if kind.has_outer_step() {
             outer_boundary
         } else {
-            step % cfg.eval_every.max(1) == 0 || step == cfg.steps
+            step.is_multiple_of(cfg.eval_every.max(1)) || step == cfg.steps
         };
         if at_boundary {
             let mean_train = train_losses.iter().sum::<f64>() / train_losses.len().max(1) as f64;
@@ -565,7 +565,7 @@ async fn train_node_inner<S: GradientSync>(
         let commit_now = if kind.has_outer_step() {
             outer_boundary
         } else {
-            step % cfg.strategy.commit_every.max(1) == 0 || step == cfg.steps
+            step.is_multiple_of(cfg.strategy.commit_every.max(1)) || step == cfg.steps
         };
         if commit_now && let Some(sink) = &ctx.commits {
             let ck = Checkpoint {
