@@ -310,8 +310,14 @@ async fn run_strategy(
 ) -> anyhow::Result<StrategyResult> {
     let fabric = LocalFabric::start(args.fabric, profile, sites, !args.no_emulation, None).await?;
     let describe = fabric.describe();
+    // The wildcard keeps this compiling while fabrics are added to `LocalFabric`.
+    #[allow(unreachable_patterns)]
     let outcome = match &fabric {
         LocalFabric::Memory(eps) => run_on(eps.clone(), profile, sites, &cfg, args.algo).await,
+        _ => Err(anyhow::anyhow!(
+            "--fabric {}: this fabric is not wired into the train benchmark yet",
+            args.fabric
+        )),
     };
     fabric.shutdown().await;
     let (reports, bytes) = outcome?;
