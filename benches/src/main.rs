@@ -1,7 +1,9 @@
-//! spacefabric-bench: cluster sweeps with nccl-tests-style reports. This file only
-//! dispatches subcommands; each benchmark lives in its own module.
+//! spacefabric-bench: cluster sweeps with nccl-tests-style reports and the emulator's
+//! fidelity check. This file only dispatches subcommands; each benchmark lives in its own
+//! module.
 
 mod allreduce;
+mod fidelity;
 mod train;
 
 use std::process::ExitCode;
@@ -22,6 +24,8 @@ enum Command {
     Allreduce(allreduce::AllreduceArgs),
     /// Training strategies compared (sync, sharded, DiLoCo, hierarchical): loss against time and bytes.
     Train(train::TrainArgs),
+    /// Emulator fidelity: timestamped probes under load across every link class.
+    Fidelity(fidelity::FidelityArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Allreduce(args) => allreduce::run(args),
         Command::Train(args) => train::run(args),
+        Command::Fidelity(args) => fidelity::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

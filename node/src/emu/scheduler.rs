@@ -31,6 +31,23 @@ use super::link_table::{Counters, EmuDropCause, Link};
 /// (timer slack plus wake-up), so 200 µs leaves margin without spinning long.
 pub const SPIN_WINDOW: Duration = Duration::from_micros(200);
 
+/// The spin window in use, in nanoseconds (process-wide; see [`set_spin_window`]).
+static SPIN_WINDOW_NANOS: AtomicU64 = AtomicU64::new(SPIN_WINDOW.as_nanos() as u64);
+
+/// Changes how long before a deadline the precise scheduler starts spinning (process-wide;
+/// default [`SPIN_WINDOW`]). Larger: more precise on a loaded machine, more CPU.
+pub fn set_spin_window(window: Duration) {
+    SPIN_WINDOW_NANOS.store(
+        window.as_nanos().min(u128::from(u64::MAX)) as u64,
+        Ordering::Relaxed,
+    );
+}
+
+/// The spin window in use.
+pub fn spin_window() -> Duration {
+    Duration::from_nanos(SPIN_WINDOW_NANOS.load(Ordering::Relaxed))
+}
+
 /// At most this many due datagrams are sent per lock acquisition.
 const BATCH: usize = 64;
 
@@ -243,10 +260,11 @@ impl Scheduler {
                 continue;
             };
             let wait = due.saturating_duration_since(now);
-            if wait > SPIN_WINDOW {
+            let window = spin_window();
+            if wait > window {
                 q = self
                     .wake
-                    .wait_timeout(q, wait - SPIN_WINDOW)
+                    .wait_timeout(q, wait - window)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
                 continue;
@@ -256,7 +274,7 @@ impl Scheduler {
             drop(q);
             let spin_start = Instant::now();
             while Instant::now() < due && !self.head_changed.load(Ordering::Acquire) {
-                std::thread::yield_now();
+                std::hint::spin_loop();
             }
             self.stats
                 .spin_nanos

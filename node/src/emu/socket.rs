@@ -129,6 +129,11 @@ impl EmulatedSocket {
         }))
     }
 
+    /// The address the real socket is bound to (the port resolved if 0 was asked).
+    pub fn bound_addr(&self) -> SocketAddr {
+        self.local
+    }
+
     /// The link table this socket emulates.
     pub fn links(&self) -> &Arc<LinkTable> {
         &self.links
