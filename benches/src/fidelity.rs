@@ -31,6 +31,7 @@ use netem_profiles::{DropCause, LinkModel, LinkSpec, LossModel, PeriodicOutage, 
 use serde::Serialize;
 use spacefabric_node::emu::{
     EmuClock, EmuDropCause, EmulatedSocket, Fate, LinkTable, SchedulerMode, SchedulerStats,
+    TrafficStats,
 };
 
 const MAGIC: u32 = 0x5346_4944; // "SFID"
@@ -133,6 +134,8 @@ struct ClassReport {
     dropped_outage: u64,
     dropped_queue: u64,
     lost_after_release: u64,
+    /// All datagrams (probes and load) on the class's links, from the link counters.
+    link_traffic: TrafficStats,
     outages_scheduled: usize,
     outages_observed: usize,
     outage_edge_error_ms_max: Option<f64>,
@@ -411,7 +414,21 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
         _ => None,
     };
 
-    let classes = build_classes(&args, &profile, &links, &send_logs, &recv_logs);
+    let link_traffic = |i: usize, j: usize| {
+        sockets[i]
+            .links()
+            .link_stats(addrs[j])
+            .map(|l| l.traffic)
+            .unwrap_or_default()
+    };
+    let classes = build_classes(
+        &args,
+        &profile,
+        &links,
+        &send_logs,
+        &recv_logs,
+        &link_traffic,
+    );
     let report = Report {
         note: NOTE,
         profile: profile.name.clone(),
@@ -580,6 +597,7 @@ fn build_classes(
     links: &LinkSpecs,
     sends: &[SenderLog],
     recvs: &[ReceiverLog],
+    link_traffic: &dyn Fn(usize, usize) -> TrafficStats,
 ) -> Vec<ClassData> {
     let n = args.nodes;
     let k = profile.sites.len();
@@ -604,7 +622,20 @@ fn build_classes(
             let scheduled = spec.outages.outages_between(Duration::ZERO, duration);
             let mut observed_total = 0usize;
             let mut edge_err_max: Option<f64> = None;
+            let mut traffic = TrafficStats::default();
             for &(i, j) in &node_pairs {
+                let t = link_traffic(i, j);
+                traffic.offered_datagrams += t.offered_datagrams;
+                traffic.offered_bytes += t.offered_bytes;
+                traffic.sent_datagrams += t.sent_datagrams;
+                traffic.sent_bytes += t.sent_bytes;
+                traffic.duplicated += t.duplicated;
+                traffic.dropped_loss += t.dropped_loss;
+                traffic.dropped_outage += t.dropped_outage;
+                traffic.dropped_queue += t.dropped_queue;
+                traffic.dropped_hold_limit += t.dropped_hold_limit;
+                traffic.dropped_oversize += t.dropped_oversize;
+                traffic.dropped_send_error += t.dropped_send_error;
                 offered_bytes += sends[i].load_bytes.get(&j).copied().unwrap_or(0);
                 delivered_bytes += recvs[j].load_bytes.get(&i).copied().unwrap_or(0);
                 let arrivals: HashMap<u64, Duration> = recvs[j]
@@ -700,6 +731,7 @@ fn build_classes(
                 dropped_outage: outage,
                 dropped_queue: queue,
                 lost_after_release: lost_after,
+                link_traffic: traffic,
                 outages_scheduled: scheduled.len() * node_pairs.len(),
                 outages_observed: observed_total,
                 outage_edge_error_ms_max: edge_err_max,
@@ -739,7 +771,7 @@ fn print_table(r: &Report) {
         "# error = arrival − arrival time the link model assigned (scheduler + loopback + receiver wake-up)."
     );
     println!(
-        "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>8} {:>8} {:>6} {:>9} {:>12}",
+        "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>8} {:>8} {:>6} {:>9} {:>12} {:>20}",
         "link class",
         "pairs",
         "cfg ms",
@@ -757,11 +789,12 @@ fn print_table(r: &Report) {
         "loss %",
         "lost",
         "outages",
-        "edge err ms"
+        "edge err ms",
+        "link drops q/l/o/err"
     );
     for c in &r.classes {
         println!(
-            "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9.2} {:>9.2} {:>8.3} {:>8.3} {:>6} {:>9} {:>12}",
+            "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9.2} {:>9.2} {:>8.3} {:>8.3} {:>6} {:>9} {:>12} {:>20}",
             c.class,
             c.pairs,
             fmt_ms(c.configured_one_way_ms),
@@ -782,6 +815,13 @@ fn print_table(r: &Report) {
             format!("{}/{}", c.outages_observed, c.outages_scheduled),
             c.outage_edge_error_ms_max
                 .map_or("-".into(), |x| format!("{x:.2}")),
+            format!(
+                "{}/{}/{}/{}",
+                c.link_traffic.dropped_queue,
+                c.link_traffic.dropped_loss,
+                c.link_traffic.dropped_outage,
+                c.link_traffic.dropped_send_error + c.link_traffic.dropped_hold_limit
+            ),
         );
     }
     println!(
