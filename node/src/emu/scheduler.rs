@@ -6,7 +6,7 @@
 //!
 //! * [`SchedulerMode::Precise`] — one OS thread per process (shared by every socket):
 //!   waits on a condition variable until [`SPIN_WINDOW`] before the earliest deadline,
-//!   then spins (`yield_now`) until it is due, and writes through a `std` clone of the
+//!   then busy-waits (`std::hint::spin_loop`) until it is due, and writes through a `std` clone of the
 //!   sending socket. Sub-millisecond; costs CPU only while a deadline is less than
 //!   `SPIN_WINDOW` away.
 //! * [`SchedulerMode::TokioTimer`] — a tokio task per link table sleeping with
@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 use super::link_table::{Counters, EmuDropCause, Link};
 
 /// How long before a deadline the precise thread stops sleeping and starts spinning.
-/// Measured on the 2-core development VM: a condvar timed wait overshoots by 50–100 µs
-/// (timer slack plus wake-up), so 200 µs leaves margin without spinning long.
+/// It covers the usual overshoot of a timed futex wait (Linux timer slack is 50 µs) plus a
+/// wake-up. On the loaded 2-core development VM, 1000 µs measured no better than 200 µs: there
+/// the wait for a free core, not the timer, made deliveries late.
 pub const SPIN_WINDOW: Duration = Duration::from_micros(200);
 
 /// The spin window in use, in nanoseconds (process-wide; see [`set_spin_window`]).
