@@ -225,11 +225,15 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
         )
         .await
         .context("starting the local cluster")?;
-        let sweep = match &fabric {
+        let mut sweep = match &fabric {
             fabric::LocalFabric::Memory(eps) => {
                 sweep(&args, &profile, &cost, &sizes, eps.clone(), &fabric).await?
             }
+            fabric::LocalFabric::Quic { meshes, .. } => {
+                sweep(&args, &profile, &cost, &sizes, meshes.clone(), &fabric).await?
+            }
         };
+        sweep.transport_stats = fabric.transport_stats();
         fabric.shutdown().await;
         report::write_files(&sweep, &args)?;
         Ok(if sweep.failed() {

@@ -1,11 +1,18 @@
 //! The local cluster the sweep runs on when no controller is given: N node endpoints in
-//! this process.
+//! this process (one tokio runtime), each with its own QUIC endpoint on its own emulated
+//! UDP socket on 127.0.0.1, connected by a real QUIC mesh with mutual TLS from a fresh dev
+//! CA. Every datagram crosses the profile's link from the sender's site to the receiver's.
 
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::str::FromStr;
+use std::sync::Arc;
 
+use anyhow::Context;
 use netem_profiles::Profile;
 use spacefabric_node::collective::{Corruption, MemoryExchange, MemoryFabric};
+use spacefabric_node::emu::EmuClock;
+use spacefabric_node::transport::{DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
 
 /// Which fabric the local endpoints use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,15 +50,35 @@ impl fmt::Display for FabricKind {
 pub(crate) enum LocalFabric {
     /// In-process mailboxes.
     Memory(Vec<MemoryExchange>),
+    /// A QUIC mesh per rank.
+    Quic {
+        /// One mesh per rank.
+        meshes: Vec<Arc<Mesh>>,
+        /// Links applied?
+        emulated: bool,
+    },
+}
+
+/// Free loopback UDP ports, one per rank (bound then released: another process could take
+/// one in between, which `Mesh::connect` then reports as a socket error).
+fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let sockets = (0..n)
+        .map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .context("finding free UDP ports on 127.0.0.1")?;
+    sockets
+        .iter()
+        .map(|s| s.local_addr().context("reading a UDP socket's address"))
+        .collect()
 }
 
 impl LocalFabric {
     /// Starts one endpoint per rank (`sites[r]` is rank r's site in `profile`).
     pub(crate) async fn start(
         kind: FabricKind,
-        _profile: &Profile,
+        profile: &Profile,
         sites: &[usize],
-        _emulate: bool,
+        emulate: bool,
         corrupt: Option<Corruption>,
     ) -> anyhow::Result<Self> {
         if corrupt.is_some() && kind != FabricKind::Memory {
@@ -65,9 +92,53 @@ impl LocalFabric {
                 }
                 Ok(Self::Memory(fabric.endpoints()))
             }
-            FabricKind::Quic => anyhow::bail!(
-                "--fabric quic: the QUIC mesh is not wired into this benchmark yet; use --fabric memory"
-            ),
+            FabricKind::Quic => {
+                let ca = DevCa::generate().context("creating the dev CA")?;
+                let addrs = free_addrs(sites.len())?;
+                let peers: Vec<PeerInfo> = sites
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, &site)| PeerInfo {
+                        rank,
+                        name: format!("node-{rank}"),
+                        addr: addrs[rank],
+                        site: profile.sites[site].name.clone(),
+                    })
+                    .collect();
+                let profile = Arc::new(profile.clone());
+                let clock = EmuClock::new(tokio::time::Instant::now());
+                let mut tasks = Vec::new();
+                for peer in &peers {
+                    let identity = ca
+                        .issue(&peer.name)
+                        .with_context(|| format!("issuing a certificate for {}", peer.name))?;
+                    let mut config = MeshConfig::new(
+                        peer.rank,
+                        peers.clone(),
+                        Arc::clone(&profile),
+                        identity,
+                        clock,
+                    );
+                    config.socket = if emulate {
+                        SocketKind::Emulated
+                    } else {
+                        SocketKind::Passthrough
+                    };
+                    tasks.push(tokio::spawn(Mesh::connect(config)));
+                }
+                let mut meshes = Vec::new();
+                for (rank, t) in tasks.into_iter().enumerate() {
+                    let mesh = t
+                        .await
+                        .with_context(|| format!("rank {rank}'s connect task"))?
+                        .with_context(|| format!("connecting rank {rank}"))?;
+                    meshes.push(Arc::new(mesh));
+                }
+                Ok(Self::Quic {
+                    meshes,
+                    emulated: emulate,
+                })
+            }
         }
     }
 
@@ -78,13 +149,51 @@ impl LocalFabric {
                 "{} endpoints in this process over in-process mailboxes (no QUIC, no link emulation: harness test only)",
                 eps.len()
             ),
+            Self::Quic { meshes, emulated } => format!(
+                "local cluster: {} node endpoints in this process (one tokio runtime), real QUIC (quinn, mutual TLS) on 127.0.0.1 over {}",
+                meshes.len(),
+                if *emulated {
+                    "emulated sockets applying the profile's links"
+                } else {
+                    "emulated sockets with links off (--no-emulation)"
+                }
+            ),
         }
     }
 
-    /// Transport settings for the JSON report.
+    /// Transport settings for the JSON report: the tuning of every link of rank 0 and of
+    /// the last rank.
     pub(crate) fn transport_settings(&self) -> serde_json::Value {
         match self {
             Self::Memory(_) => serde_json::json!({ "fabric": "memory" }),
+            Self::Quic { meshes, emulated } => {
+                let mut links = Vec::new();
+                let n = meshes.len();
+                for from in [0, n.saturating_sub(1)] {
+                    for to in 0..n {
+                        if let Some(t) = meshes.get(from).and_then(|m| m.tuning(to)) {
+                            links.push(serde_json::json!({
+                                "from_rank": from, "to_rank": to,
+                                "tuning": format!("{t:?}"),
+                            }));
+                        }
+                    }
+                    if n == 1 {
+                        break;
+                    }
+                }
+                serde_json::json!({ "fabric": "quic", "emulated": emulated, "per_link": links })
+            }
+        }
+    }
+
+    /// Transport counters after the run (bytes, reconnections...), per rank.
+    pub(crate) fn transport_stats(&self) -> Vec<String> {
+        match self {
+            Self::Memory(_) => Vec::new(),
+            Self::Quic { meshes, .. } => {
+                meshes.iter().map(|m| format!("{:?}", m.stats())).collect()
+            }
         }
     }
 
@@ -92,9 +201,18 @@ impl LocalFabric {
     pub(crate) fn emulated(&self) -> bool {
         match self {
             Self::Memory(_) => false,
+            Self::Quic { emulated, .. } => *emulated,
         }
     }
 
     /// Closes every endpoint.
-    pub(crate) async fn shutdown(self) {}
+    pub(crate) async fn shutdown(self) {
+        if let Self::Quic { meshes, .. } = self {
+            let closing = meshes
+                .into_iter()
+                .filter_map(|m| Arc::try_unwrap(m).ok())
+                .map(Mesh::close);
+            futures::future::join_all(closing).await;
+        }
+    }
 }

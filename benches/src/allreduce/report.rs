@@ -135,6 +135,8 @@ pub(crate) struct Sweep {
     pub(crate) bound_formula: &'static str,
     pub(crate) site_names: Vec<String>,
     pub(crate) results: Vec<SizeResult>,
+    /// Transport counters per rank after the run.
+    pub(crate) transport_stats: Vec<String>,
 }
 
 impl Sweep {
@@ -198,6 +200,7 @@ impl Sweep {
             bound_formula,
             site_names: profile.sites.iter().map(|s| s.name.clone()).collect(),
             results: Vec::new(),
+            transport_stats: Vec::new(),
         }
     }
 
@@ -447,6 +450,7 @@ fn to_json(s: &Sweep) -> serde_json::Value {
         "fabric": s.fabric,
         "links": s.links,
         "transport": s.transport,
+        "transport_stats_per_rank": s.transport_stats,
         "config": {
             "minimum_bytes": s.min_bytes, "maximum_bytes": s.max_bytes, "step_factor": s.step_factor,
             "warmup_iters": s.warmup, "iterations": s.iters, "validation": 1, "lanes": s.lanes, "seed": s.seed,

@@ -15,6 +15,7 @@
 pub mod cost;
 pub mod exchange;
 pub mod executor;
+mod mesh_exchange;
 pub mod schedule;
 pub mod sweep;
 pub mod verify;

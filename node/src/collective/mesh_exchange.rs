@@ -1,0 +1,45 @@
+//! `impl Exchange for transport::Mesh`: collectives over the QUIC fabric.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use super::exchange::{Exchange, ExchangeError};
+use crate::transport::Mesh;
+
+impl Exchange for Mesh {
+    fn rank(&self) -> usize {
+        Mesh::rank(self)
+    }
+
+    fn world_size(&self) -> usize {
+        Mesh::world_size(self)
+    }
+
+    fn send(
+        &self,
+        to: usize,
+        tag: u64,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
+        let from = Mesh::rank(self);
+        async move {
+            Mesh::send(self, to, tag, payload).await.map_err(|e| {
+                ExchangeError::with_source(format!("QUIC send from rank {from} to rank {to}"), e)
+            })
+        }
+    }
+
+    fn recv(
+        &self,
+        from: usize,
+        tag: u64,
+    ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send {
+        let me = Mesh::rank(self);
+        async move {
+            Mesh::recv(self, from, tag).await.map_err(|e| {
+                ExchangeError::with_source(format!("QUIC receive at rank {me} from rank {from}"), e)
+            })
+        }
+    }
+}
