@@ -9,11 +9,11 @@ use crate::transport::Mesh;
 
 impl Exchange for Mesh {
     fn rank(&self) -> usize {
-        Mesh::rank(self)
+        Self::rank(self)
     }
 
     fn world_size(&self) -> usize {
-        Mesh::world_size(self)
+        Self::world_size(self)
     }
 
     fn send(
@@ -22,9 +22,9 @@ impl Exchange for Mesh {
         tag: u64,
         payload: Bytes,
     ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
-        let from = Mesh::rank(self);
+        let from = Self::rank(self);
         async move {
-            Mesh::send(self, to, tag, payload).await.map_err(|e| {
+            Self::send(self, to, tag, payload).await.map_err(|e| {
                 ExchangeError::with_source(format!("QUIC send from rank {from} to rank {to}"), e)
             })
         }
@@ -35,9 +35,9 @@ impl Exchange for Mesh {
         from: usize,
         tag: u64,
     ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send {
-        let me = Mesh::rank(self);
+        let me = Self::rank(self);
         async move {
-            Mesh::recv(self, from, tag).await.map_err(|e| {
+            Self::recv(self, from, tag).await.map_err(|e| {
                 ExchangeError::with_source(format!("QUIC receive at rank {me} from rank {from}"), e)
             })
         }
