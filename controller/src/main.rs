@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spacefabric_controller::{profile_report, timeline_plot};
+use spacefabric_controller::{cli, profile_report, timeline_plot};
 
 /// The spacefabric controller and its profile tools.
 #[derive(Debug, Parser)]
@@ -17,6 +17,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller: admit nodes, plan, detect failures, run jobs (gRPC 7400, /metrics 9400).
+    Serve(cli::ServeArgs),
+    /// Show the nodes, sites and jobs of a running controller.
+    Status(cli::StatusArgs),
     /// Check, show and plot link profiles (netem-profiles TOML files).
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -68,6 +72,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Profile(cmd) => run_profile(cmd),
+        Command::Serve(args) => run_async(cli::serve(args)),
+        Command::Status(args) => run_async(cli::status(args)),
     };
     match result {
         Ok(code) => code,
@@ -76,6 +82,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs an async command on a multi-threaded runtime, with logs on stderr.
+fn run_async(
+    command: impl Future<Output = Result<(), cli::CommandError>>,
+) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(command)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_profile(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {

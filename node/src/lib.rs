@@ -3,8 +3,10 @@
 //! Modules, each a room with a one-way door down: [`train`] (model, optimisers, strategies)
 //! → [`collective`] (all-reduce & co. as schedules over any point-to-point exchange) →
 //! [`transport`] (the QUIC mesh between nodes, mutual TLS, per-link tuning) → [`emu`] (the
-//! emulated socket quinn runs on).
+//! emulated socket quinn runs on). Beside them, [`agent`]: the node's side of the controller
+//! protocol (registration, heartbeats, control events, job dispatch).
 
+pub mod agent;
 pub mod collective;
 pub mod emu;
 pub mod train;

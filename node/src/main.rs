@@ -1,14 +1,27 @@
 //! spacefabric-node: one process of the emulated cluster. This file only parses the command
 //! line and dispatches to the library.
+//!
+//! Without a subcommand the node runs as an agent of the controller
+//! (`spacefabric-node --controller URL --join-token T [--site S] --listen ADDR --advertise ADDR`).
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use spacefabric_node::agent::{Agent, args::AgentArgs};
 use spacefabric_node::transport::ca_command::{self, CaCommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "spacefabric-node", version, about = "A spacefabric node")]
+#[command(
+    name = "spacefabric-node",
+    version,
+    about = "A spacefabric node",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    agent: AgentArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -18,19 +31,67 @@ enum Command {
     Ca(CaCommand),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Ca(cmd) => ca_command::run(cmd).map_err(anyhow::Error::from),
-    };
+    match &cli.command {
+        Some(Command::Ca(cmd)) => match ca_command::run(cmd) {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => run_agent(&cli.agent),
+    }
+}
+
+fn run_agent(args: &AgentArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = (|| -> anyhow::Result<()> {
+        let config = args.to_config()?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(args.metrics_listen)
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    &[0.001, 0.01, 0.1, 0.5, 1.0, 2.56, 5.0, 10.0, 60.0],
+                )?
+                .install()
+                .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
+            Agent::new(config).run(shutdown_signal()).await?;
+            anyhow::Ok(())
+        })
+    })();
     match result {
-        Ok(message) => {
-            println!("{message}");
-            std::process::ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
+            eprintln!("spacefabric-node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

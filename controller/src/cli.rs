@@ -1,0 +1,297 @@
+//! The `serve` and `status` commands: their flags (each also read from a `SPACEFABRIC_*`
+//! environment variable) and what they do. `main.rs` only dispatches to them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use netem_profiles::Profile;
+use spacefabric_proto::v1::controller_client::ControllerClient;
+use spacefabric_proto::v1::{ListJobsRequest, ListNodesRequest};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::core::CoreConfig;
+use crate::error::ControllerError;
+use crate::server::{DEFAULT_MAX_MESSAGE_BYTES, ServeError, ServerConfig, spawn_server};
+use crate::topology::Topology;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A flag or file is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// Reaching the controller failed.
+    #[error("cannot reach the controller at {url}: {message}")]
+    Connect {
+        /// Controller URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The controller answered with an error.
+    #[error("controller: {}: {}", .0.code(), .0.message())]
+    Rpc(#[from] tonic::Status),
+}
+
+/// `spacefabric-controller serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "SPACEFABRIC_LISTEN", default_value = "0.0.0.0:7400")]
+    pub listen: SocketAddr,
+    /// Prometheus /metrics listen address.
+    #[arg(
+        long,
+        env = "SPACEFABRIC_METRICS_LISTEN",
+        default_value = "0.0.0.0:9400"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Profile (TOML) the cluster runs.
+    #[arg(long, env = "SPACEFABRIC_PROFILE")]
+    pub profile: PathBuf,
+    /// Directory for members, plan, jobs, results and the cluster CA (in memory if absent).
+    #[arg(long, env = "SPACEFABRIC_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Token nodes and clients must present.
+    #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: String,
+    /// The controller's site (default: the profile's first site).
+    #[arg(long, env = "SPACEFABRIC_CONTROLLER_SITE")]
+    pub site: Option<String>,
+    /// Serve gRPC over TLS with a certificate from the cluster CA (`<state-dir>/ca.cert.pem`).
+    #[arg(long, env = "SPACEFABRIC_TLS")]
+    pub tls: bool,
+    /// Extra names (DNS or IP) for the TLS certificate, comma-separated; localhost,
+    /// 127.0.0.1, the listen IP and the host name are always included.
+    #[arg(long, env = "SPACEFABRIC_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+    /// Node heartbeat interval, ms.
+    #[arg(
+        long,
+        env = "SPACEFABRIC_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub heartbeat_interval_ms: u64,
+    /// Heartbeats a node may miss (beyond its light delay) before it is declared dead.
+    #[arg(long, env = "SPACEFABRIC_HEARTBEAT_MISSES", default_value_t = 3)]
+    pub heartbeat_misses: u32,
+    /// Do not delay controller↔node messages by the light delay between their sites.
+    #[arg(long, env = "SPACEFABRIC_NO_LIGHT_DELAY")]
+    pub no_light_delay: bool,
+    /// Largest request decoded, bytes.
+    #[arg(long, env = "SPACEFABRIC_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+}
+
+/// `spacefabric-controller status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    /// Controller URL (http:// or https://).
+    #[arg(
+        long,
+        env = "SPACEFABRIC_CONTROLLER",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    pub controller: String,
+    /// The cluster's join token.
+    #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: String,
+    /// CA certificate (PEM) to trust for an https:// controller.
+    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, env = "SPACEFABRIC_STATUS_JSON")]
+    pub json: bool,
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Runs the controller until SIGINT/SIGTERM.
+pub async fn serve(args: ServeArgs) -> Result<(), CommandError> {
+    let text = std::fs::read_to_string(&args.profile).map_err(|e| {
+        CommandError::Usage(format!(
+            "--profile {}: cannot read: {e}",
+            args.profile.display()
+        ))
+    })?;
+    let origin = args.profile.display().to_string();
+    let profile = Profile::parse(&text, &origin).map_err(|e| CommandError::Usage(e.to_string()))?;
+    let topology = Topology::from_profile(&profile, &text);
+    let controller_site =
+        match args.site {
+            Some(site) if topology.site_index(&site).is_some() => site,
+            Some(site) => {
+                return Err(CommandError::Usage(format!(
+                    "--site {site}: not a site of {} ({})",
+                    origin,
+                    topology.sites.join(", ")
+                )));
+            }
+            None => topology.sites.first().cloned().ok_or_else(|| {
+                CommandError::Usage(format!("{origin}: the profile has no sites"))
+            })?,
+        };
+    if args.heartbeat_interval_ms == 0 || args.heartbeat_misses == 0 {
+        return Err(CommandError::Usage(
+            "--heartbeat-interval-ms and --heartbeat-misses must be at least 1".into(),
+        ));
+    }
+    let tls_names = args.tls.then(|| {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if !args.listen.ip().is_unspecified() {
+            names.push(args.listen.ip().to_string());
+        }
+        names.extend(host_name());
+        names.extend(args.tls_names.iter().filter(|n| !n.is_empty()).cloned());
+        names.dedup();
+        names
+    });
+    if args.tls && args.state_dir.is_none() {
+        tracing::warn!(
+            "--tls without --state-dir: the CA lives in memory and clients cannot read its certificate"
+        );
+    }
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(args.metrics_listen)
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            &[0.001, 0.01, 0.1, 0.5, 1.0, 2.56, 5.0, 10.0, 60.0],
+        )
+        .map_err(|e| CommandError::Usage(format!("metrics: {e}")))?
+        .install()
+        .map_err(|e| {
+            CommandError::Usage(format!("--metrics-listen {}: {e}", args.metrics_listen))
+        })?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CommandError::Usage(format!("--listen {}: {e}", args.listen)))?;
+    let config = ServerConfig {
+        topology,
+        core: CoreConfig {
+            controller_site,
+            heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
+            heartbeat_misses: args.heartbeat_misses,
+        },
+        join_token: args.join_token,
+        state_dir: args.state_dir,
+        light_delay: !args.no_light_delay,
+        tls_names,
+        max_message_bytes: args.max_message_bytes,
+    };
+    let handle = spawn_server(config, listener).await?;
+    let trigger = handle.shutdown_trigger();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down");
+        let _ = trigger.send(true);
+    });
+    handle.wait().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A gRPC channel to a controller URL; `ca_pem` is trusted for https.
+pub async fn connect(url: &str, ca_pem: Option<&str>) -> Result<Channel, CommandError> {
+    let connect_err = |message: String| CommandError::Connect {
+        url: url.to_string(),
+        message,
+    };
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| connect_err(format!("not a URL: {e}")))?
+        .connect_timeout(Duration::from_secs(5));
+    if url.starts_with("https://") {
+        let ca = ca_pem.ok_or_else(|| {
+            connect_err("https needs --ca-cert (the controller's <state-dir>/ca.cert.pem)".into())
+        })?;
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+            .map_err(|e| connect_err(e.to_string()))?;
+    }
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| connect_err(format!("{e} ({})", source_chain(&e))))
+}
+
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
+}
+
+/// Prints nodes, sites and jobs of a controller.
+pub async fn status(args: StatusArgs) -> Result<(), CommandError> {
+    let ca = match &args.ca_cert {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| CommandError::Usage(format!("--ca-cert {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let channel = connect(&args.controller, ca.as_deref()).await?;
+    let mut client = ControllerClient::new(channel);
+    let nodes = client
+        .list_nodes(ListNodesRequest {
+            join_token: args.join_token.clone(),
+        })
+        .await?
+        .into_inner();
+    let jobs = client
+        .list_jobs(ListJobsRequest {
+            join_token: args.join_token.clone(),
+        })
+        .await?
+        .into_inner();
+    if args.json {
+        let value = serde_json::json!({ "nodes": nodes, "jobs": jobs.jobs });
+        let text = serde_json::to_string_pretty(&value)
+            .map_err(|e| CommandError::Usage(format!("json: {e}")))?;
+        println!("{text}");
+    } else {
+        print!(
+            "{}",
+            crate::status::render(&args.controller, &nodes, &jobs.jobs)
+        );
+    }
+    Ok(())
+}
+
+impl From<ControllerError> for CommandError {
+    fn from(e: ControllerError) -> Self {
+        Self::Serve(ServeError::Controller(e))
+    }
+}

@@ -1,0 +1,1092 @@
+//! The controller's core: membership, failure detection, the current plan and the jobs —
+//! without I/O and without a clock.
+//!
+//! Every operation takes the time as a parameter ([`Now`]: a monotonic offset for deadlines,
+//! unix milliseconds for timestamps users read) and leaves its consequences in an outbox of
+//! [`Effect`]s (control events for nodes, job changes for watchers) that the service layer
+//! delivers. [`Core::is_dirty`] tells the service when the persisted part
+//! ([`PersistedState`]) changed and must be written to the state dir.
+//!
+//! Failure detection: a node is declared dead when no heartbeat arrived for
+//! `interval × misses + one-way delay (node site → controller site)`; a Moon node's heartbeats
+//! are 1.28 s old when they arrive, so its deadline is that much longer.
+//!
+//! Jobs run one at a time over the whole plan. When a participant dies or leaves, the job is
+//! aborted and restarted on the new plan from its last committed step (the lowest step every
+//! rank reported as committed); with no live node left it waits as pending.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use spacefabric_proto::v1::{
+    ControlEvent, Job, JobAbort, JobSpec, JobStart, JobState, ListNodesResponse, NodeInfo,
+    NodeProgress, NodeResult, NodeState, PlanUpdate, SiteInfo, control_event,
+};
+
+use crate::error::ControllerError;
+use crate::plan::{MembershipPlan, PlanMember, assign_ranks, job_plan};
+use crate::topology::Topology;
+use crate::validate;
+
+type Result<T> = std::result::Result<T, ControllerError>;
+
+/// Version of the state-dir JSON format.
+pub const STATE_FORMAT: u32 = 1;
+
+/// The time, as the caller sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time since the controller process started (deadlines).
+    pub mono: Duration,
+    /// Wall-clock unix milliseconds (timestamps shown to users).
+    pub unix_ms: u64,
+}
+
+/// Settings of the core, with documented defaults in [`CoreConfig::default`].
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The site the controller runs on (delays and deadlines are measured from it).
+    pub controller_site: String,
+    /// How often nodes send heartbeats (default 1 s).
+    pub heartbeat_interval: Duration,
+    /// Heartbeats a node may miss before it is declared dead (default 3).
+    pub heartbeat_misses: u32,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            controller_site: String::new(),
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_misses: 3,
+        }
+    }
+}
+
+/// Whether a member counts in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberState {
+    /// In the plan.
+    Alive,
+    /// Heartbeats stopped; out of the plan until it registers again.
+    Dead,
+    /// Deregistered; out of the plan until it registers again.
+    Left,
+}
+
+/// A node the controller admitted once (persisted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Stable id handed out at the first registration.
+    pub node_id: String,
+    /// The identity key: registering again with this name gives the same id.
+    pub name: String,
+    /// Site in the profile.
+    pub site: String,
+    /// Where peers reach its QUIC endpoint.
+    pub advertise_addr: String,
+    /// Where its Prometheus endpoint is.
+    pub metrics_addr: String,
+    /// Alive, dead or left.
+    pub state: MemberState,
+    /// Join order (breaks rank ties inside a site).
+    pub ordinal: u64,
+    /// First registration, unix ms.
+    pub registered_unix_ms: u64,
+}
+
+/// One job and who runs its current attempt (persisted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job as clients see it.
+    pub job: Job,
+    /// Start only with at least this many live nodes.
+    pub min_nodes: u32,
+    /// Node ids running the current attempt, in rank order.
+    pub participants: Vec<String>,
+}
+
+/// Everything the controller writes to its state dir.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistedState {
+    /// [`STATE_FORMAT`].
+    pub format: u32,
+    /// Name of the profile the state was made with.
+    pub profile_name: String,
+    /// Scenario epoch, unix ms: fixed at the first start, kept across restarts.
+    pub scenario_epoch_unix_ms: u64,
+    /// Next join ordinal.
+    pub next_ordinal: u64,
+    /// Every node ever admitted.
+    pub members: Vec<Member>,
+    /// Bumped whenever the plan changes.
+    pub plan_version: u64,
+    /// The current plan.
+    pub plan: MembershipPlan,
+    /// Next job number.
+    pub next_job: u64,
+    /// Every job, oldest first.
+    pub jobs: Vec<JobRecord>,
+}
+
+impl PersistedState {
+    /// A fresh state for a first start.
+    pub fn new(profile_name: &str, now: Now) -> Self {
+        Self {
+            format: STATE_FORMAT,
+            profile_name: profile_name.to_string(),
+            scenario_epoch_unix_ms: now.unix_ms,
+            next_ordinal: 0,
+            members: Vec::new(),
+            plan_version: 0,
+            plan: MembershipPlan::default(),
+            next_job: 1,
+            jobs: Vec::new(),
+        }
+    }
+}
+
+/// A consequence of an operation that the service layer delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send this event on the node's WatchControl stream.
+    Control {
+        /// Recipient.
+        node_id: String,
+        /// The event.
+        event: ControlEvent,
+    },
+    /// The job changed: publish it to its watchers.
+    JobChanged(Job),
+}
+
+/// What a registration returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    /// The member after registration.
+    pub member: Member,
+    /// Its rank in the current plan.
+    pub rank: u32,
+    /// The current plan and its version.
+    pub plan: MembershipPlan,
+    /// Version of `plan`.
+    pub plan_version: u64,
+    /// True when the name was known (same identity handed out again).
+    pub reattached: bool,
+}
+
+/// Registration fields the core looks at (already authenticated).
+#[derive(Debug, Clone, Default)]
+pub struct RegisterFields {
+    /// Node name.
+    pub node_name: String,
+    /// Preferred site, or empty.
+    pub preferred_site: String,
+    /// QUIC address for peers.
+    pub advertise_addr: String,
+    /// Prometheus address.
+    pub metrics_addr: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Liveness {
+    /// Last heartbeat or registration.
+    last_heard: Option<Duration>,
+    /// Start of the deadline when nothing was heard (controller start or state load).
+    since: Duration,
+}
+
+/// Membership, plan and jobs.
+#[derive(Debug)]
+pub struct Core {
+    config: CoreConfig,
+    topology: Topology,
+    state: PersistedState,
+    liveness: HashMap<String, Liveness>,
+    outbox: Vec<Effect>,
+    dirty: bool,
+}
+
+fn is_terminal(state: i32) -> bool {
+    matches!(
+        JobState::try_from(state),
+        Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    )
+}
+
+impl Core {
+    /// A core over `topology`, resuming from `persisted` when given. Members that were alive
+    /// get a fresh deadline from `now` to re-attach.
+    pub fn new(
+        config: CoreConfig,
+        topology: Topology,
+        persisted: Option<PersistedState>,
+        now: Now,
+    ) -> Self {
+        let resumed = persisted.is_some();
+        let state = persisted.unwrap_or_else(|| PersistedState::new(&topology.profile_name, now));
+        let liveness = state
+            .members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .map(|m| {
+                (
+                    m.node_id.clone(),
+                    Liveness {
+                        last_heard: None,
+                        since: now.mono,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            config,
+            topology,
+            state,
+            liveness,
+            outbox: Vec::new(),
+            dirty: !resumed,
+        }
+    }
+
+    /// The topology the core plans over.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The persisted part, for writing to the state dir.
+    pub fn persisted(&self) -> &PersistedState {
+        &self.state
+    }
+
+    /// True when the persisted part changed since the last [`Core::mark_clean`].
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The persisted part was written.
+    pub fn mark_clean(&mut self) {
+        self.dirty = false;
+    }
+
+    /// Takes the pending effects.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// The current plan and its version.
+    pub fn plan(&self) -> (&MembershipPlan, u64) {
+        (&self.state.plan, self.state.plan_version)
+    }
+
+    /// A member by id.
+    pub fn member(&self, node_id: &str) -> Option<&Member> {
+        self.state.members.iter().find(|m| m.node_id == node_id)
+    }
+
+    /// Deadline for heartbeats from a node on `site`:
+    /// `interval × misses + one-way delay (site → controller site)`.
+    pub fn heartbeat_deadline(&self, site: &str) -> Duration {
+        self.config.heartbeat_interval * self.config.heartbeat_misses
+            + self.topology.one_way(site, &self.config.controller_site)
+    }
+
+    /// Admits a node, or re-attaches it when its name is known (same id). Re-plans if the
+    /// membership changed.
+    pub fn register(&mut self, fields: &RegisterFields, now: Now) -> Result<Registration> {
+        validate::node_name(&fields.node_name)?;
+        validate::advertise_addr(&fields.advertise_addr)?;
+        validate::preferred_site(&fields.preferred_site, &self.topology)?;
+        if fields.metrics_addr.len() > 256 {
+            return Err(ControllerError::invalid(
+                "metrics_addr",
+                "longer than 256 characters",
+            ));
+        }
+        let existing = self
+            .state
+            .members
+            .iter()
+            .position(|m| m.name == fields.node_name);
+        let reattached = existing.is_some();
+        let index = match existing {
+            Some(i) => {
+                let member = &mut self.state.members[i];
+                if !fields.preferred_site.is_empty() {
+                    member.site = fields.preferred_site.clone();
+                }
+                member.advertise_addr = fields.advertise_addr.clone();
+                member.metrics_addr = fields.metrics_addr.clone();
+                member.state = MemberState::Alive;
+                i
+            }
+            None => {
+                let site = if fields.preferred_site.is_empty() {
+                    self.least_loaded_site()
+                } else {
+                    fields.preferred_site.clone()
+                };
+                let ordinal = self.state.next_ordinal;
+                self.state.next_ordinal += 1;
+                self.state.members.push(Member {
+                    node_id: format!("n{ordinal}"),
+                    name: fields.node_name.clone(),
+                    site,
+                    advertise_addr: fields.advertise_addr.clone(),
+                    metrics_addr: fields.metrics_addr.clone(),
+                    state: MemberState::Alive,
+                    ordinal,
+                    registered_unix_ms: now.unix_ms,
+                });
+                self.state.members.len() - 1
+            }
+        };
+        let member = self.state.members[index].clone();
+        self.liveness.insert(
+            member.node_id.clone(),
+            Liveness {
+                last_heard: Some(now.mono),
+                since: now.mono,
+            },
+        );
+        self.dirty = true;
+        let reason = if reattached {
+            format!("{} re-attached", member.name)
+        } else {
+            format!("{} joined", member.name)
+        };
+        self.replan(&reason, now);
+        let rank =
+            self.state
+                .plan
+                .rank_of(&member.node_id)
+                .ok_or_else(|| ControllerError::State {
+                    path: "plan".into(),
+                    message: format!("{} missing from the plan after registering", member.name),
+                })?;
+        Ok(Registration {
+            member,
+            rank,
+            plan: self.state.plan.clone(),
+            plan_version: self.state.plan_version,
+            reattached,
+        })
+    }
+
+    fn least_loaded_site(&self) -> String {
+        let alive_on = |site: &str| {
+            self.state
+                .members
+                .iter()
+                .filter(|m| m.state == MemberState::Alive && m.site == site)
+                .count()
+        };
+        self.topology
+            .sites
+            .iter()
+            .min_by_key(|s| alive_on(s))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn alive_member(&self, node_id: &str) -> Result<&Member> {
+        match self.member(node_id) {
+            None => Err(ControllerError::UnknownNode(node_id.to_string())),
+            Some(m) if m.state != MemberState::Alive => {
+                Err(ControllerError::NodeNotMember(node_id.to_string()))
+            }
+            Some(m) => Ok(m),
+        }
+    }
+
+    /// Records a heartbeat; returns the current plan version.
+    pub fn heartbeat(&mut self, node_id: &str, now: Now) -> Result<u64> {
+        self.alive_member(node_id)?;
+        let entry = self
+            .liveness
+            .entry(node_id.to_string())
+            .or_insert(Liveness {
+                last_heard: None,
+                since: now.mono,
+            });
+        entry.last_heard = Some(now.mono);
+        Ok(self.state.plan_version)
+    }
+
+    /// A node leaves cleanly: out of the plan at once.
+    pub fn deregister(&mut self, node_id: &str, now: Now) -> Result<()> {
+        self.alive_member(node_id)?;
+        let name = self.set_state(node_id, MemberState::Left);
+        self.replan(&format!("{name} left"), now);
+        Ok(())
+    }
+
+    fn set_state(&mut self, node_id: &str, state: MemberState) -> String {
+        self.liveness.remove(node_id);
+        self.dirty = true;
+        match self.state.members.iter_mut().find(|m| m.node_id == node_id) {
+            Some(m) => {
+                m.state = state;
+                m.name.clone()
+            }
+            None => node_id.to_string(),
+        }
+    }
+
+    /// Declares dead every live node whose heartbeat deadline passed; re-plans if any did.
+    /// Returns the names of the nodes declared dead.
+    pub fn expire(&mut self, now: Now) -> Vec<String> {
+        let mut dead = Vec::new();
+        for member in &self.state.members {
+            if member.state != MemberState::Alive {
+                continue;
+            }
+            let heard = self
+                .liveness
+                .get(&member.node_id)
+                .map(|l| l.last_heard.unwrap_or(l.since))
+                .unwrap_or(now.mono);
+            if now.mono.saturating_sub(heard) > self.heartbeat_deadline(&member.site) {
+                dead.push((member.node_id.clone(), member.name.clone()));
+            }
+        }
+        if dead.is_empty() {
+            return Vec::new();
+        }
+        for (id, _) in &dead {
+            self.set_state(id, MemberState::Dead);
+        }
+        let names: Vec<String> = dead.into_iter().map(|(_, name)| name).collect();
+        self.replan(&format!("heartbeats stopped: {}", names.join(", ")), now);
+        names
+    }
+
+    fn replan(&mut self, reason: &str, now: Now) {
+        let members: Vec<PlanMember> = self
+            .state
+            .members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .map(|m| PlanMember {
+                node_id: m.node_id.clone(),
+                name: m.name.clone(),
+                site: m.site.clone(),
+                addr: m.advertise_addr.clone(),
+                ordinal: m.ordinal,
+            })
+            .collect();
+        let plan = assign_ranks(&members, &self.topology);
+        if plan == self.state.plan {
+            return;
+        }
+        self.state.plan = plan;
+        self.state.plan_version += 1;
+        self.dirty = true;
+        for peer in &self.state.plan.peers {
+            let event = self.plan_event(peer.rank, reason);
+            self.outbox.push(Effect::Control {
+                node_id: peer.node_id.clone(),
+                event,
+            });
+        }
+        self.on_plan_changed(reason, now);
+    }
+
+    fn plan_event(&self, rank: u32, reason: &str) -> ControlEvent {
+        ControlEvent {
+            event: Some(control_event::Event::Plan(PlanUpdate {
+                version: self.state.plan_version,
+                peers: self.state.plan.peers.clone(),
+                sites: self.state.plan.sites.clone(),
+                your_rank: rank,
+                reason: reason.to_string(),
+            })),
+        }
+    }
+
+    /// Restarts the running job if one of its participants left the plan or moved.
+    fn on_plan_changed(&mut self, reason: &str, now: Now) {
+        let plan = &self.state.plan;
+        let affected: Vec<usize> = self
+            .state
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.job.state == JobState::Running as i32)
+            .filter(|(_, r)| {
+                let old_peers = r
+                    .job
+                    .plan
+                    .as_ref()
+                    .map(|p| p.peers.as_slice())
+                    .unwrap_or(&[]);
+                old_peers.iter().any(|old| {
+                    !plan
+                        .peers
+                        .iter()
+                        .any(|p| p.node_id == old.node_id && p.addr == old.addr)
+                })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for index in affected {
+            self.restart_job(index, &format!("plan changed: {reason}"), now);
+        }
+        self.try_start(now);
+    }
+
+    /// Aborts the current attempt of job `index` and starts the next from the last committed
+    /// step (or leaves it pending if too few nodes are alive).
+    fn restart_job(&mut self, index: usize, reason: &str, now: Now) {
+        let record = &mut self.state.jobs[index];
+        let committed = if record.participants.is_empty() {
+            record.job.resume_from_step
+        } else {
+            record
+                .participants
+                .iter()
+                .map(|id| {
+                    record
+                        .job
+                        .progress
+                        .iter()
+                        .find(|p| &p.node_id == id)
+                        .map(|p| p.committed_step)
+                        .unwrap_or(record.job.resume_from_step)
+                })
+                .min()
+                .unwrap_or(0)
+        };
+        let abort = ControlEvent {
+            event: Some(control_event::Event::JobAbort(JobAbort {
+                job_id: record.job.job_id.clone(),
+                reason: reason.to_string(),
+                attempt: record.job.attempt,
+            })),
+        };
+        for id in &record.participants {
+            self.outbox.push(Effect::Control {
+                node_id: id.clone(),
+                event: abort.clone(),
+            });
+        }
+        record.job.resume_from_step = committed;
+        record.job.state = JobState::Pending as i32;
+        record.job.progress.clear();
+        record.job.results.clear();
+        record.participants.clear();
+        record.job.error = format!("restarting: {reason}");
+        self.dirty = true;
+        self.outbox.push(Effect::JobChanged(record.job.clone()));
+        self.try_start(now);
+    }
+
+    /// Starts the oldest pending job if no job runs and enough nodes are alive.
+    fn try_start(&mut self, _now: Now) {
+        if self
+            .state
+            .jobs
+            .iter()
+            .any(|r| r.job.state == JobState::Running as i32)
+        {
+            return;
+        }
+        let world = self.state.plan.world_size();
+        let Some(index) = self.state.jobs.iter().position(|r| {
+            r.job.state == JobState::Pending as i32 && world >= (r.min_nodes.max(1) as usize)
+        }) else {
+            return;
+        };
+        let plan_version = self.state.plan_version;
+        let record = &mut self.state.jobs[index];
+        let Some(spec) = record.job.spec.clone() else {
+            return;
+        };
+        let plan = job_plan(&self.state.plan, plan_version, &spec);
+        record.job.attempt += 1;
+        record.job.state = JobState::Running as i32;
+        record.job.error.clear();
+        record.participants = plan.peers.iter().map(|p| p.node_id.clone()).collect();
+        record.job.plan = Some(plan);
+        let start = Self::start_event(record);
+        for id in &record.participants {
+            self.outbox.push(Effect::Control {
+                node_id: id.clone(),
+                event: start.clone(),
+            });
+        }
+        self.outbox.push(Effect::JobChanged(record.job.clone()));
+        self.dirty = true;
+    }
+
+    fn start_event(record: &JobRecord) -> ControlEvent {
+        ControlEvent {
+            event: Some(control_event::Event::JobStart(JobStart {
+                job_id: record.job.job_id.clone(),
+                spec: record.job.spec.clone(),
+                plan: record.job.plan.clone(),
+                resume_from_step: record.job.resume_from_step,
+                attempt: record.job.attempt,
+            })),
+        }
+    }
+
+    /// What a node must know when it (re)subscribes to its control stream: the plan, and the
+    /// running jobs it takes part in.
+    pub fn control_snapshot(&self, node_id: &str) -> Result<Vec<ControlEvent>> {
+        self.alive_member(node_id)?;
+        let mut events = Vec::new();
+        if let Some(rank) = self.state.plan.rank_of(node_id) {
+            events.push(self.plan_event(rank, "current plan"));
+        }
+        for record in &self.state.jobs {
+            if record.job.state == JobState::Running as i32
+                && record.participants.iter().any(|p| p == node_id)
+            {
+                events.push(Self::start_event(record));
+            }
+        }
+        Ok(events)
+    }
+
+    /// Accepts a job (validated; the field is named on error) and starts it when possible.
+    pub fn submit(&mut self, spec: Option<&JobSpec>, min_nodes: u32, now: Now) -> Result<Job> {
+        let spec = validate::job_spec(spec)?.clone();
+        let job_id = format!("job-{}", self.state.next_job);
+        self.state.next_job += 1;
+        let job = Job {
+            job_id: job_id.clone(),
+            spec: Some(spec),
+            state: JobState::Pending as i32,
+            submitted_unix_ms: now.unix_ms,
+            ..Job::default()
+        };
+        self.state.jobs.push(JobRecord {
+            job,
+            min_nodes,
+            participants: Vec::new(),
+        });
+        self.dirty = true;
+        self.try_start(now);
+        self.job(&job_id)
+    }
+
+    /// A job by id.
+    pub fn job(&self, job_id: &str) -> Result<Job> {
+        self.record(job_id).map(|r| r.job.clone())
+    }
+
+    fn record(&self, job_id: &str) -> Result<&JobRecord> {
+        self.state
+            .jobs
+            .iter()
+            .find(|r| r.job.job_id == job_id)
+            .ok_or_else(|| ControllerError::UnknownJob(job_id.to_string()))
+    }
+
+    fn record_index(&self, job_id: &str) -> Result<usize> {
+        self.state
+            .jobs
+            .iter()
+            .position(|r| r.job.job_id == job_id)
+            .ok_or_else(|| ControllerError::UnknownJob(job_id.to_string()))
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.state.jobs.iter().map(|r| r.job.clone()).collect()
+    }
+
+    /// Cancels a job that has not ended (an ended job is returned unchanged).
+    pub fn cancel(&mut self, job_id: &str, now: Now) -> Result<Job> {
+        let index = self.record_index(job_id)?;
+        let record = &mut self.state.jobs[index];
+        if is_terminal(record.job.state) {
+            return Ok(record.job.clone());
+        }
+        let abort = ControlEvent {
+            event: Some(control_event::Event::JobAbort(JobAbort {
+                job_id: job_id.to_string(),
+                reason: "cancelled".into(),
+                attempt: record.job.attempt,
+            })),
+        };
+        for id in &record.participants {
+            self.outbox.push(Effect::Control {
+                node_id: id.clone(),
+                event: abort.clone(),
+            });
+        }
+        record.job.state = JobState::Cancelled as i32;
+        record.job.finished_unix_ms = now.unix_ms;
+        let job = record.job.clone();
+        self.outbox.push(Effect::JobChanged(job.clone()));
+        self.dirty = true;
+        self.try_start(now);
+        Ok(job)
+    }
+
+    /// The running record of `job_id` if `node_id` takes part in its attempt `attempt`;
+    /// `Ok(None)` for a stale report (an older attempt or an ended job).
+    fn participant(
+        &self,
+        node_id: &str,
+        job_id: &str,
+        attempt: u32,
+    ) -> Result<Option<(usize, u32)>> {
+        let index = self.record_index(job_id)?;
+        let record = &self.state.jobs[index];
+        if record.job.state != JobState::Running as i32 || record.job.attempt != attempt {
+            return Ok(None);
+        }
+        let Some(rank) = record.participants.iter().position(|p| p == node_id) else {
+            return Ok(None);
+        };
+        Ok(Some((index, rank as u32)))
+    }
+
+    /// A node's progress on a job. Returns false when the report was stale and ignored.
+    pub fn progress(
+        &mut self,
+        node_id: &str,
+        job_id: &str,
+        attempt: u32,
+        report: NodeProgress,
+    ) -> Result<bool> {
+        let Some((index, rank)) = self.participant(node_id, job_id, attempt)? else {
+            return Ok(false);
+        };
+        let record = &mut self.state.jobs[index];
+        let entry = NodeProgress {
+            rank,
+            node_id: node_id.to_string(),
+            ..report
+        };
+        match record
+            .job
+            .progress
+            .iter_mut()
+            .find(|p| p.node_id == node_id)
+        {
+            Some(old) => {
+                if entry.committed_step != old.committed_step {
+                    self.dirty = true;
+                }
+                *old = entry;
+            }
+            None => {
+                self.dirty = true;
+                record.job.progress.push(entry);
+                record.job.progress.sort_by_key(|p| p.rank);
+            }
+        }
+        self.outbox.push(Effect::JobChanged(record.job.clone()));
+        Ok(true)
+    }
+
+    /// A node's final result; the job ends when every participant reported. Returns false when
+    /// the report was stale and ignored.
+    pub fn result(
+        &mut self,
+        node_id: &str,
+        job_id: &str,
+        attempt: u32,
+        result: NodeResult,
+        now: Now,
+    ) -> Result<bool> {
+        let Some((index, rank)) = self.participant(node_id, job_id, attempt)? else {
+            return Ok(false);
+        };
+        let record = &mut self.state.jobs[index];
+        let entry = NodeResult {
+            rank,
+            node_id: node_id.to_string(),
+            ..result
+        };
+        match record.job.results.iter_mut().find(|r| r.node_id == node_id) {
+            Some(old) => *old = entry,
+            None => {
+                record.job.results.push(entry);
+                record.job.results.sort_by_key(|r| r.rank);
+            }
+        }
+        if record.job.results.len() == record.participants.len() {
+            let failed = record.job.results.iter().find(|r| !r.ok);
+            match failed {
+                Some(f) => {
+                    record.job.state = JobState::Failed as i32;
+                    record.job.error = format!("rank {}: {}", f.rank, f.error);
+                }
+                None => {
+                    record.job.state = JobState::Succeeded as i32;
+                    record.job.error.clear();
+                }
+            }
+            record.job.finished_unix_ms = now.unix_ms;
+        }
+        self.dirty = true;
+        self.outbox.push(Effect::JobChanged(record.job.clone()));
+        self.try_start(now);
+        Ok(true)
+    }
+
+    /// Nodes, sites and the plan, for `status`.
+    pub fn list_nodes(&self, now: Now) -> ListNodesResponse {
+        let controller_site = &self.config.controller_site;
+        let nodes = self
+            .state
+            .members
+            .iter()
+            .map(|m| {
+                let live = self.liveness.get(&m.node_id);
+                let state = match m.state {
+                    MemberState::Alive if live.is_some_and(|l| l.last_heard.is_none()) => {
+                        NodeState::Unknown
+                    }
+                    MemberState::Alive => NodeState::Alive,
+                    MemberState::Dead => NodeState::Dead,
+                    MemberState::Left => NodeState::Left,
+                };
+                NodeInfo {
+                    node_id: m.node_id.clone(),
+                    name: m.name.clone(),
+                    site: m.site.clone(),
+                    state: state as i32,
+                    rank: self.state.plan.rank_of(&m.node_id),
+                    advertise_addr: m.advertise_addr.clone(),
+                    metrics_addr: m.metrics_addr.clone(),
+                    last_heartbeat_age_ms: live
+                        .and_then(|l| l.last_heard)
+                        .map(|t| now.mono.saturating_sub(t).as_millis() as u64),
+                    heartbeat_deadline_ms: self.heartbeat_deadline(&m.site).as_millis() as u64,
+                    registered_unix_ms: m.registered_unix_ms,
+                }
+            })
+            .collect();
+        let sites = self
+            .topology
+            .sites
+            .iter()
+            .map(|s| {
+                let on_site = self.state.members.iter().filter(|m| &m.site == s);
+                SiteInfo {
+                    name: s.clone(),
+                    one_way_ms: self.topology.one_way(controller_site, s).as_secs_f64() * 1e3,
+                    alive: on_site
+                        .clone()
+                        .filter(|m| m.state == MemberState::Alive)
+                        .count() as u32,
+                    total: on_site.count() as u32,
+                }
+            })
+            .collect();
+        ListNodesResponse {
+            nodes,
+            sites,
+            plan_version: self.state.plan_version,
+            profile_name: self.topology.profile_name.clone(),
+            controller_site: controller_site.clone(),
+            scenario_epoch_unix_ms: self.state.scenario_epoch_unix_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spacefabric_proto::v1::{PingJob, job_spec};
+
+    fn topology() -> Topology {
+        Topology::new(
+            "earth-moon",
+            "",
+            7,
+            vec!["earth".into(), "moon".into()],
+            |a, b| {
+                if a == b {
+                    Duration::from_millis(1)
+                } else {
+                    Duration::from_millis(1280)
+                }
+            },
+        )
+    }
+
+    fn core() -> Core {
+        let config = CoreConfig {
+            controller_site: "earth".into(),
+            ..CoreConfig::default()
+        };
+        Core::new(config, topology(), None, at(0))
+    }
+
+    fn at(ms: u64) -> Now {
+        Now {
+            mono: Duration::from_millis(ms),
+            unix_ms: 1_000_000 + ms,
+        }
+    }
+
+    fn reg(core: &mut Core, name: &str, site: &str, t: u64) -> Registration {
+        core.register(
+            &RegisterFields {
+                node_name: name.into(),
+                preferred_site: site.into(),
+                advertise_addr: format!("127.0.0.1:{}", 7500 + name.len()),
+                metrics_addr: String::new(),
+            },
+            at(t),
+        )
+        .unwrap()
+    }
+
+    fn ping(iterations: u32) -> JobSpec {
+        JobSpec {
+            name: "ping".into(),
+            kind: Some(job_spec::Kind::Ping(PingJob { iterations })),
+        }
+    }
+
+    #[test]
+    fn registering_twice_keeps_the_identity() {
+        let mut core = core();
+        let a = reg(&mut core, "a", "earth", 0);
+        let b = reg(&mut core, "a", "earth", 10);
+        assert_eq!(a.member.node_id, b.member.node_id);
+        assert!(b.reattached);
+        assert_eq!(core.persisted().members.len(), 1);
+        assert_eq!(core.plan().0.world_size(), 1);
+    }
+
+    #[test]
+    fn the_moon_deadline_includes_the_light_delay() {
+        let mut core = core();
+        reg(&mut core, "e", "earth", 0);
+        reg(&mut core, "m", "moon", 0);
+        // 3 s + 1 ms for earth, 3 s + 1.28 s for the moon.
+        assert_eq!(core.expire(at(3_002)), vec!["e".to_string()]);
+        assert!(core.expire(at(4_000)).is_empty());
+        assert_eq!(core.expire(at(4_281)), vec!["m".to_string()]);
+        assert_eq!(core.plan().0.world_size(), 0);
+    }
+
+    #[test]
+    fn a_dead_participant_restarts_the_job_from_the_committed_step() {
+        let mut core = core();
+        let ids: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(|n| reg(&mut core, n, "earth", 0).member.node_id)
+            .collect();
+        let job = core.submit(Some(&ping(10)), 3, at(0)).unwrap();
+        assert_eq!(job.state, JobState::Running as i32);
+        core.take_effects();
+        for (i, id) in ids.iter().enumerate() {
+            let report = NodeProgress {
+                step: 5,
+                committed_step: 4 + i as u64,
+                ..NodeProgress::default()
+            };
+            assert!(core.progress(id, &job.job_id, 1, report).unwrap());
+        }
+        for id in &ids[..2] {
+            core.heartbeat(id, at(2_000)).unwrap();
+        }
+        assert_eq!(core.expire(at(3_500)), vec!["c".to_string()]);
+        let job = core.job(&job.job_id).unwrap();
+        // min_nodes 3 with two alive: pending, resuming from step 4.
+        assert_eq!(job.state, JobState::Pending as i32);
+        assert_eq!(job.resume_from_step, 4);
+        let effects = core.take_effects();
+        let aborts = effects
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Effect::Control {
+                        event: ControlEvent {
+                            event: Some(control_event::Event::JobAbort(_))
+                        },
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(aborts, 3);
+        let plans = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Control { event: ControlEvent { event: Some(control_event::Event::Plan(p)) }, .. } if p.peers.len() == 2))
+            .count();
+        assert_eq!(plans, 2);
+        // c comes back: the job starts again as attempt 2 from step 4.
+        reg(&mut core, "c", "earth", 3_600);
+        let job = core.job(&job.job_id).unwrap();
+        assert_eq!(job.state, JobState::Running as i32);
+        assert_eq!(job.attempt, 2);
+        // stale reports of attempt 1 are ignored
+        assert!(
+            !core
+                .progress(&ids[0], &job.job_id, 1, NodeProgress::default())
+                .unwrap()
+        );
+        for id in &ids {
+            assert!(
+                core.result(
+                    id,
+                    &job.job_id,
+                    2,
+                    NodeResult {
+                        ok: true,
+                        ..NodeResult::default()
+                    },
+                    at(4_000)
+                )
+                .unwrap()
+            );
+        }
+        assert_eq!(
+            core.job(&job.job_id).unwrap().state,
+            JobState::Succeeded as i32
+        );
+    }
+
+    #[test]
+    fn unknown_job_and_node_are_errors() {
+        let mut core = core();
+        assert!(matches!(
+            core.job("job-9"),
+            Err(ControllerError::UnknownJob(_))
+        ));
+        assert!(matches!(
+            core.heartbeat("n9", at(0)),
+            Err(ControllerError::UnknownNode(_))
+        ));
+        assert!(matches!(
+            core.cancel("job-9", at(0)),
+            Err(ControllerError::UnknownJob(_))
+        ));
+    }
+
+    #[test]
+    fn state_survives_a_json_round_trip_and_members_get_a_fresh_deadline() {
+        let mut core = core();
+        reg(&mut core, "a", "moon", 0);
+        core.submit(Some(&ping(3)), 0, at(0)).unwrap();
+        let text = serde_json::to_string(core.persisted()).unwrap();
+        let state: PersistedState = serde_json::from_str(&text).unwrap();
+        assert_eq!(&state, core.persisted());
+        let config = core.config().clone();
+        let mut again = Core::new(config, topology(), Some(state), at(100_000));
+        assert!(again.expire(at(100_000 + 4_000)).is_empty());
+        let nodes = again.list_nodes(at(100_001));
+        assert_eq!(nodes.nodes[0].state, NodeState::Unknown as i32);
+        let snapshot = again.control_snapshot("n0").unwrap();
+        assert_eq!(snapshot.len(), 2, "plan + running job");
+    }
+}

@@ -1,0 +1,542 @@
+//! Thin tonic handlers over the [`Core`]: check the join token, wait out the light delay,
+//! call the core under its lock, deliver its effects (control events to node streams, job
+//! snapshots to job watchers), persist the state when it changed, map errors with the one
+//! `From<ControllerError> for Status`.
+//!
+//! The core's lock is a plain mutex held only for the core call, the delivery of its effects
+//! (non-blocking sends) and the state-dir write (small JSON, only on membership, plan and job
+//! changes — never on a heartbeat), so a subscriber never misses an event between its
+//! snapshot and its first live event.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::Stream;
+use spacefabric_proto::v1::controller_server::Controller;
+use spacefabric_proto::v1::{
+    Ack, CancelJobRequest, ControlEvent, DeregisterRequest, DeregisterResponse, GetJobRequest,
+    HeartbeatRequest, HeartbeatResponse, Job, JobEvent, JobState, ListJobsRequest,
+    ListJobsResponse, ListNodesRequest, ListNodesResponse, NodeProgress, NodeResult,
+    ProgressReport, RegisterRequest, RegisterResponse, ResultReport, SubmitJobRequest,
+    WatchControlRequest, WatchJobRequest,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use crate::ca::ClusterCa;
+use crate::core::{Core, Effect, Now, RegisterFields};
+use crate::error::ControllerError;
+use crate::light_delay::{LightDelay, delay_line};
+use crate::store::StateDir;
+use crate::validate;
+
+/// Control events queued per node before its stream is dropped (it resubscribes and gets a
+/// fresh snapshot).
+const CONTROL_QUEUE: usize = 1024;
+
+/// State shared by the handlers and the failure detector.
+pub struct Shared {
+    core: Mutex<Core>,
+    store: Option<StateDir>,
+    ca: ClusterCa,
+    join_token: String,
+    delay: LightDelay,
+    started: Instant,
+    watchers: Mutex<HashMap<String, mpsc::Sender<(Instant, ControlEvent)>>>,
+    jobs: Mutex<HashMap<String, watch::Sender<Job>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a handler panicked mid-update; the data is still the best we have.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    /// Shared state over a core; `started` is the monotonic origin of [`Now::mono`].
+    pub fn new(
+        core: Core,
+        store: Option<StateDir>,
+        ca: ClusterCa,
+        join_token: String,
+        delay: LightDelay,
+        started: Instant,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            core: Mutex::new(core),
+            store,
+            ca,
+            join_token,
+            delay,
+            started,
+            watchers: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(HashMap::new()),
+            shutdown,
+        }
+    }
+
+    /// The time now.
+    pub fn now(&self) -> Now {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Now {
+            mono: self.started.elapsed(),
+            unix_ms,
+        }
+    }
+
+    /// The CA.
+    pub fn ca(&self) -> &ClusterCa {
+        &self.ca
+    }
+
+    /// Runs `f` on the core, then delivers its effects and persists the state if it changed.
+    pub fn with_core<R>(&self, f: impl FnOnce(&mut Core, Now) -> R) -> R {
+        let now = self.now();
+        let mut core = lock(&self.core);
+        let out = f(&mut core, now);
+        self.deliver(core.take_effects());
+        if core.is_dirty() {
+            match &self.store {
+                Some(store) => match store.save_state(core.persisted()) {
+                    Ok(()) => core.mark_clean(),
+                    Err(e) => {
+                        metrics::counter!("spacefabric_controller_state_write_errors_total")
+                            .increment(1);
+                        tracing::error!(error = %e, "cannot persist the controller state (will retry on the next change)");
+                    }
+                },
+                None => core.mark_clean(),
+            }
+        }
+        let (plan, version) = core.plan();
+        metrics::gauge!("spacefabric_controller_plan_version").set(version as f64);
+        metrics::gauge!("spacefabric_controller_nodes_in_plan").set(plan.world_size() as f64);
+        out
+    }
+
+    fn deliver(&self, effects: Vec<Effect>) {
+        if effects.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut watchers = lock(&self.watchers);
+        let jobs = lock(&self.jobs);
+        for effect in effects {
+            match effect {
+                Effect::Control { node_id, event } => {
+                    if let Some(tx) = watchers.get(&node_id)
+                        && tx.try_send((now, event)).is_err()
+                    {
+                        // Full or closed: drop the stream; the node resubscribes and gets a snapshot.
+                        watchers.remove(&node_id);
+                    }
+                }
+                Effect::JobChanged(job) => {
+                    if is_final(&job) {
+                        metrics::counter!(
+                            "spacefabric_controller_jobs_finished_total",
+                            "state" => job_state_name(job.state)
+                        )
+                        .increment(1);
+                    }
+                    if let Some(tx) = jobs.get(&job.job_id) {
+                        tx.send_replace(job);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Declares dead the nodes whose heartbeats stopped (called by the failure detector).
+    pub fn expire(&self) -> Vec<String> {
+        let dead = self.with_core(|core, now| core.expire(now));
+        for name in &dead {
+            metrics::counter!("spacefabric_controller_nodes_declared_dead_total").increment(1);
+            tracing::warn!(node = %name, "heartbeats stopped: node declared dead, re-planned");
+        }
+        dead
+    }
+
+    fn check_token(&self, token: &str) -> Result<(), Status> {
+        // Compare without an early exit so timing does not reveal a matching prefix.
+        let a = token.as_bytes();
+        let b = self.join_token.as_bytes();
+        let mut diff = a.len() ^ b.len();
+        for (i, byte) in b.iter().enumerate() {
+            diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ byte);
+        }
+        if diff == 0 && !b.is_empty() {
+            Ok(())
+        } else {
+            metrics::counter!("spacefabric_controller_unauthenticated_total").increment(1);
+            Err(ControllerError::Unauthenticated.into())
+        }
+    }
+
+    /// One-way delays (node → controller, controller → node) for `node_id`'s site.
+    fn node_delays(&self, node_id: &str) -> (Duration, Duration) {
+        let core = lock(&self.core);
+        let site = core
+            .member(node_id)
+            .map(|m| m.site.clone())
+            .unwrap_or_default();
+        Self::site_delays(&core, &site)
+    }
+
+    fn site_delays(core: &Core, site: &str) -> (Duration, Duration) {
+        let controller = &core.config().controller_site;
+        let topology = core.topology();
+        (
+            topology.one_way(site, controller),
+            topology.one_way(controller, site),
+        )
+    }
+
+    fn job_watch(&self, job: Job) -> watch::Receiver<Job> {
+        let mut jobs = lock(&self.jobs);
+        jobs.entry(job.job_id.clone())
+            .or_insert_with(|| watch::channel(job).0)
+            .subscribe()
+    }
+}
+
+fn is_final(job: &Job) -> bool {
+    matches!(
+        JobState::try_from(job.state),
+        Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    )
+}
+
+fn job_state_name(state: i32) -> &'static str {
+    match JobState::try_from(state) {
+        Ok(JobState::Pending) => "pending",
+        Ok(JobState::Running) => "running",
+        Ok(JobState::Succeeded) => "succeeded",
+        Ok(JobState::Failed) => "failed",
+        Ok(JobState::Cancelled) => "cancelled",
+        _ => "unspecified",
+    }
+}
+
+/// The `spacefabric.v1.Controller` service.
+#[derive(Debug, Clone)]
+pub struct ControllerService {
+    shared: Arc<Shared>,
+}
+
+impl ControllerService {
+    /// A service over shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn err(e: ControllerError) -> Status {
+    e.into()
+}
+
+#[tonic::async_trait]
+impl Controller for ControllerService {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let (up, down) = {
+            let core = lock(&s.core);
+            let site = if req.preferred_site.is_empty() {
+                core.persisted()
+                    .members
+                    .iter()
+                    .find(|m| m.name == req.node_name)
+                    .map(|m| m.site.clone())
+                    .unwrap_or_default()
+            } else {
+                req.preferred_site.clone()
+            };
+            Shared::site_delays(&core, &site)
+        };
+        s.delay.wait(up).await;
+        // Check what goes into the certificate before anything changes.
+        validate::node_name(&req.node_name).map_err(err)?;
+        let addr = validate::advertise_addr(&req.advertise_addr).map_err(err)?;
+        validate::csr(&req.csr_pem).map_err(err)?;
+        let certificate_pem = if req.csr_pem.is_empty() {
+            String::new()
+        } else {
+            s.ca.sign_node_csr(&req.csr_pem, &req.node_name, addr.ip())
+                .map_err(err)?
+        };
+        let fields = RegisterFields {
+            node_name: req.node_name.clone(),
+            preferred_site: req.preferred_site.clone(),
+            advertise_addr: req.advertise_addr.clone(),
+            metrics_addr: req.metrics_addr.clone(),
+        };
+        let (reg, response) = s
+            .with_core(|core, now| -> Result<_, ControllerError> {
+                let reg = core.register(&fields, now)?;
+                let state = core.persisted();
+                let response = RegisterResponse {
+                    node_id: reg.member.node_id.clone(),
+                    rank: reg.rank,
+                    site: reg.member.site.clone(),
+                    peers: reg.plan.peers.clone(),
+                    scenario_epoch_unix_ms: state.scenario_epoch_unix_ms,
+                    seed: core.topology().seed,
+                    profile_toml: core.topology().profile_toml.clone(),
+                    profile_name: core.topology().profile_name.clone(),
+                    certificate_pem,
+                    ca_certificate_pem: s.ca.cert_pem().to_string(),
+                    plan_version: reg.plan_version,
+                    heartbeat_interval_ms: core.config().heartbeat_interval.as_millis() as u32,
+                    controller_site: core.config().controller_site.clone(),
+                };
+                Ok((reg, response))
+            })
+            .map_err(err)?;
+        metrics::counter!("spacefabric_controller_registrations_total").increment(1);
+        tracing::info!(
+            node = %reg.member.name, node_id = %reg.member.node_id, site = %reg.member.site,
+            rank = reg.rank, reattached = reg.reattached, plan_version = reg.plan_version,
+            "node registered"
+        );
+        s.delay.wait(down).await;
+        Ok(Response::new(response))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let (up, down) = s.node_delays(&req.node_id);
+        s.delay.wait(up).await;
+        let result = s.with_core(|core, now| {
+            core.heartbeat(&req.node_id, now)
+                .map(|v| (v, core.config().heartbeat_interval))
+        });
+        metrics::counter!("spacefabric_controller_heartbeats_total").increment(1);
+        s.delay.wait(down).await;
+        let (plan_version, interval) = result.map_err(err)?;
+        Ok(Response::new(HeartbeatResponse {
+            plan_version,
+            heartbeat_interval_ms: interval.as_millis() as u32,
+        }))
+    }
+
+    async fn deregister(
+        &self,
+        request: Request<DeregisterRequest>,
+    ) -> Result<Response<DeregisterResponse>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let (up, down) = s.node_delays(&req.node_id);
+        s.delay.wait(up).await;
+        let result = s.with_core(|core, now| core.deregister(&req.node_id, now));
+        if result.is_ok() {
+            tracing::info!(node_id = %req.node_id, "node left");
+        }
+        s.delay.wait(down).await;
+        result.map_err(err)?;
+        Ok(Response::new(DeregisterResponse {}))
+    }
+
+    type WatchControlStream = EventStream<ControlEvent>;
+
+    async fn watch_control(
+        &self,
+        request: Request<WatchControlRequest>,
+    ) -> Result<Response<Self::WatchControlStream>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let (up, down) = s.node_delays(&req.node_id);
+        s.delay.wait(up).await;
+        let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+        // Subscribing is a sign of life too: it counts as a heartbeat.
+        s.with_core(|core, now| core.heartbeat(&req.node_id, now))
+            .map_err(err)?;
+        // Snapshot and subscription under the core lock: no event falls between them.
+        {
+            let core = lock(&s.core);
+            let snapshot = core.control_snapshot(&req.node_id).map_err(err)?;
+            let now = Instant::now();
+            for event in snapshot {
+                if tx.try_send((now, event)).is_err() {
+                    return Err(Status::resource_exhausted("control snapshot too large"));
+                }
+            }
+            lock(&s.watchers).insert(req.node_id.clone(), tx);
+        }
+        let stream = delay_line(rx, s.delay.effective(down), s.shutdown.clone());
+        let stream = futures::StreamExt::map(stream, Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn report_progress(
+        &self,
+        request: Request<ProgressReport>,
+    ) -> Result<Response<Ack>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let (up, down) = s.node_delays(&req.node_id);
+        s.delay.wait(up).await;
+        let report = NodeProgress {
+            rank: 0,
+            node_id: req.node_id.clone(),
+            step: req.step,
+            total_steps: req.total_steps,
+            committed_step: req.committed_step,
+            message: req.message,
+            metrics: req.metrics,
+        };
+        let result =
+            s.with_core(|core, _| core.progress(&req.node_id, &req.job_id, req.attempt, report));
+        s.delay.wait(down).await;
+        result.map_err(err)?;
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn report_result(&self, request: Request<ResultReport>) -> Result<Response<Ack>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let (up, down) = s.node_delays(&req.node_id);
+        s.delay.wait(up).await;
+        let result = NodeResult {
+            rank: 0,
+            node_id: req.node_id.clone(),
+            ok: req.ok,
+            error: req.error,
+            result_json: req.result_json,
+            metrics: req.metrics,
+        };
+        let outcome = s.with_core(|core, now| {
+            core.result(&req.node_id, &req.job_id, req.attempt, result, now)
+        });
+        s.delay.wait(down).await;
+        outcome.map_err(err)?;
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn submit_job(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<Job>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let job = s
+            .with_core(|core, now| core.submit(req.spec.as_ref(), req.min_nodes, now))
+            .map_err(err)?;
+        metrics::counter!("spacefabric_controller_jobs_submitted_total").increment(1);
+        tracing::info!(job_id = %job.job_id, state = job_state_name(job.state), "job submitted");
+        Ok(Response::new(job))
+    }
+
+    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let job = lock(&s.core).job(&req.job_id).map_err(err)?;
+        Ok(Response::new(job))
+    }
+
+    type WatchJobStream = EventStream<JobEvent>;
+
+    async fn watch_job(
+        &self,
+        request: Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        // Subscribe under the core lock: the snapshot and the watch agree.
+        let mut rx = {
+            let core = lock(&s.core);
+            let job = core.job(&req.job_id).map_err(err)?;
+            s.job_watch(job)
+        };
+        let mut shutdown = s.shutdown.clone();
+        let (tx, out) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let job = rx.borrow_and_update().clone();
+                let done = is_final(&job);
+                if tx.send(Ok(JobEvent { job: Some(job) })).await.is_err() || done {
+                    break;
+                }
+                let stopping = tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { break } else { false },
+                    _ = shutdown.wait_for(|s| *s) => true,
+                };
+                if stopping {
+                    let status = Status::unavailable("the controller is shutting down");
+                    let _ = tx.send(Err(status)).await;
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<Job>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let job = s
+            .with_core(|core, now| core.cancel(&req.job_id, now))
+            .map_err(err)?;
+        Ok(Response::new(job))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let jobs = lock(&s.core).jobs();
+        Ok(Response::new(ListJobsResponse { jobs }))
+    }
+
+    async fn list_nodes(
+        &self,
+        request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        let req = request.into_inner();
+        let s = &self.shared;
+        s.check_token(&req.join_token)?;
+        let now = s.now();
+        let nodes = lock(&s.core).list_nodes(now);
+        Ok(Response::new(nodes))
+    }
+}

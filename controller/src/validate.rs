@@ -1,0 +1,263 @@
+//! Checks of request fields, pure: every error names the field (`spec.all_reduce.factor`).
+
+use std::net::SocketAddr;
+
+use spacefabric_proto::v1::{JobSpec, job_spec};
+
+use crate::error::ControllerError;
+use crate::topology::Topology;
+
+/// Longest node name accepted (a DNS name).
+pub const MAX_NODE_NAME: usize = 253;
+/// Largest CSR accepted, bytes of PEM.
+pub const MAX_CSR_BYTES: usize = 16 * 1024;
+/// Largest all-reduce buffer accepted, bytes.
+pub const MAX_ALL_REDUCE_BYTES: u64 = 4 << 30;
+/// Most iterations of any job kind.
+pub const MAX_ITERATIONS: u32 = 1_000_000;
+/// All-reduce algorithm names.
+pub const ALGORITHMS: &[&str] = &["ring", "hd", "tree", "hier", "auto"];
+/// Training strategy names.
+pub const STRATEGIES: &[&str] = &["sync", "sharded", "diloco", "hier"];
+
+type Result<T> = std::result::Result<T, ControllerError>;
+
+fn invalid<T>(field: &str, reason: impl Into<String>) -> Result<T> {
+    Err(ControllerError::invalid(field, reason))
+}
+
+/// A node name: 1–253 characters of `A-Z a-z 0-9 . _ -`.
+pub fn node_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return invalid("node_name", "required");
+    }
+    if name.len() > MAX_NODE_NAME {
+        return invalid(
+            "node_name",
+            format!("longer than {MAX_NODE_NAME} characters"),
+        );
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return invalid(
+            "node_name",
+            format!("character {c:?} not allowed (use A-Z a-z 0-9 . _ -)"),
+        );
+    }
+    Ok(())
+}
+
+/// An advertise address: `ip:port`, neither unspecified (0.0.0.0) nor port 0.
+pub fn advertise_addr(addr: &str) -> Result<SocketAddr> {
+    let parsed: SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(_) => return invalid("advertise_addr", format!("'{addr}' is not an ip:port")),
+    };
+    if parsed.ip().is_unspecified() {
+        return invalid(
+            "advertise_addr",
+            format!("'{addr}' is unspecified: advertise an address peers can reach"),
+        );
+    }
+    if parsed.port() == 0 {
+        return invalid("advertise_addr", "port 0");
+    }
+    Ok(parsed)
+}
+
+/// A preferred site: empty, or a site of the profile.
+pub fn preferred_site(site: &str, topology: &Topology) -> Result<()> {
+    if site.is_empty() || topology.site_index(site).is_some() {
+        Ok(())
+    } else {
+        invalid(
+            "preferred_site",
+            format!(
+                "unknown site '{site}' (profile '{}' has {})",
+                topology.profile_name,
+                topology.sites.join(", ")
+            ),
+        )
+    }
+}
+
+/// A CSR: at most [`MAX_CSR_BYTES`] (its content is checked when it is signed).
+pub fn csr(pem: &str) -> Result<()> {
+    if pem.len() > MAX_CSR_BYTES {
+        return invalid("csr_pem", format!("larger than {MAX_CSR_BYTES} bytes"));
+    }
+    Ok(())
+}
+
+/// A job spec, every field checked; zero optional fields take documented defaults.
+pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
+    let Some(spec) = spec else {
+        return invalid("spec", "required");
+    };
+    if spec.name.len() > 200 {
+        return invalid("spec.name", "longer than 200 characters");
+    }
+    match &spec.kind {
+        None => invalid("spec.kind", "one of all_reduce, train, ping is required"),
+        Some(job_spec::Kind::AllReduce(a)) => {
+            let f = |name: &str| format!("spec.all_reduce.{name}");
+            if a.min_bytes < 4 {
+                return invalid(&f("min_bytes"), "must be at least 4 (one f32)");
+            }
+            if a.max_bytes < a.min_bytes {
+                return invalid(
+                    &f("max_bytes"),
+                    format!("{} is below min_bytes {}", a.max_bytes, a.min_bytes),
+                );
+            }
+            if a.max_bytes > MAX_ALL_REDUCE_BYTES {
+                return invalid(
+                    &f("max_bytes"),
+                    format!("larger than {MAX_ALL_REDUCE_BYTES} bytes"),
+                );
+            }
+            if a.max_bytes > a.min_bytes && a.factor < 2 {
+                return invalid(
+                    &f("factor"),
+                    "must be at least 2 when max_bytes > min_bytes",
+                );
+            }
+            if a.iterations == 0 || a.iterations > MAX_ITERATIONS {
+                return invalid(&f("iterations"), format!("must be 1..={MAX_ITERATIONS}"));
+            }
+            if a.warmup > MAX_ITERATIONS {
+                return invalid(&f("warmup"), format!("must be at most {MAX_ITERATIONS}"));
+            }
+            if a.algorithms.is_empty() {
+                return invalid(
+                    &f("algorithms"),
+                    format!("at least one of {}", ALGORITHMS.join(", ")),
+                );
+            }
+            for (i, algo) in a.algorithms.iter().enumerate() {
+                if !ALGORITHMS.contains(&algo.as_str()) {
+                    return invalid(
+                        &format!("spec.all_reduce.algorithms[{i}]"),
+                        format!("unknown algorithm '{algo}' (use {})", ALGORITHMS.join(", ")),
+                    );
+                }
+            }
+            Ok(spec)
+        }
+        Some(job_spec::Kind::Train(t)) => {
+            let f = |name: &str| format!("spec.train.{name}");
+            if t.strategies.is_empty() {
+                return invalid(
+                    &f("strategies"),
+                    format!("at least one of {}", STRATEGIES.join(", ")),
+                );
+            }
+            for (i, s) in t.strategies.iter().enumerate() {
+                if !STRATEGIES.contains(&s.as_str()) {
+                    return invalid(
+                        &format!("spec.train.strategies[{i}]"),
+                        format!("unknown strategy '{s}' (use {})", STRATEGIES.join(", ")),
+                    );
+                }
+            }
+            if t.steps == 0 {
+                return invalid(&f("steps"), "must be at least 1");
+            }
+            if !t.target_loss.is_finite() || t.target_loss < 0.0 {
+                return invalid(
+                    &f("target_loss"),
+                    format!("{} is not a finite number >= 0", t.target_loss),
+                );
+            }
+            for (name, value) in [
+                ("width", t.width),
+                ("depth", t.depth),
+                ("input_dim", t.input_dim),
+                ("output_dim", t.output_dim),
+            ] {
+                if value > 1 << 16 {
+                    return invalid(&f(name), format!("{value} is larger than 65536"));
+                }
+            }
+            Ok(spec)
+        }
+        Some(job_spec::Kind::Ping(p)) => {
+            if p.iterations == 0 || p.iterations > 100_000 {
+                return invalid("spec.ping.iterations", "must be 1..=100000");
+            }
+            Ok(spec)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spacefabric_proto::v1::{AllReduceJob, PingJob};
+
+    fn all_reduce(a: AllReduceJob) -> JobSpec {
+        JobSpec {
+            name: String::new(),
+            kind: Some(job_spec::Kind::AllReduce(a)),
+        }
+    }
+
+    fn field_of(err: ControllerError) -> String {
+        match err {
+            ControllerError::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let good = AllReduceJob {
+            min_bytes: 1024,
+            max_bytes: 1 << 20,
+            factor: 2,
+            iterations: 5,
+            warmup: 1,
+            algorithms: vec!["ring".into(), "hier".into()],
+            check: true,
+        };
+        assert!(job_spec(Some(&all_reduce(good.clone()))).is_ok());
+        let bad = AllReduceJob {
+            factor: 1,
+            ..good.clone()
+        };
+        assert_eq!(
+            field_of(job_spec(Some(&all_reduce(bad))).unwrap_err()),
+            "spec.all_reduce.factor"
+        );
+        let bad = AllReduceJob {
+            algorithms: vec!["ring".into(), "magic".into()],
+            ..good
+        };
+        assert_eq!(
+            field_of(job_spec(Some(&all_reduce(bad))).unwrap_err()),
+            "spec.all_reduce.algorithms[1]"
+        );
+        let ping = JobSpec {
+            name: String::new(),
+            kind: Some(job_spec::Kind::Ping(PingJob { iterations: 0 })),
+        };
+        assert_eq!(
+            field_of(job_spec(Some(&ping)).unwrap_err()),
+            "spec.ping.iterations"
+        );
+        assert_eq!(field_of(job_spec(None).unwrap_err()), "spec");
+    }
+
+    #[test]
+    fn addresses_and_names() {
+        assert!(advertise_addr("0.0.0.0:7500").is_err());
+        assert!(advertise_addr("10.0.0.1:0").is_err());
+        assert!(advertise_addr("nonsense").is_err());
+        assert!(advertise_addr("10.0.0.1:7500").is_ok());
+        assert!(node_name("node-0").is_ok());
+        assert!(node_name("").is_err());
+        assert!(node_name("a b").is_err());
+    }
+}
