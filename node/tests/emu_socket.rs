@@ -223,3 +223,46 @@ async fn unmapped_destinations_are_sent_unemulated_and_counted() {
     recv_n(&b, 1).await;
     assert_eq!(a.stats().unmapped_datagrams, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_duplicating_link_delivers_every_datagram_twice() {
+    let clock = EmuClock::starting_now();
+    let table = Arc::new(LinkTable::new(clock));
+    let (a, b) = (bind(table.clone()), bind(Arc::new(LinkTable::new(clock))));
+    let mut spec = LinkSpec::ideal(Duration::from_millis(7));
+    spec.duplicate = 1.0;
+    table.set_peer(addr(&b), LinkModel::new(spec, 1));
+    for i in 0..10u8 {
+        let fate = a.send_traced(addr(&b), &[i]).unwrap();
+        assert!(matches!(
+            fate,
+            Fate::Held {
+                duplicate_at: Some(_),
+                ..
+            }
+        ));
+    }
+    let mut got: Vec<u8> = recv_n(&b, 20).await.into_iter().map(|d| d[0]).collect();
+    got.sort_unstable();
+    let want: Vec<u8> = (0..10u8).flat_map(|i| [i, i]).collect();
+    assert_eq!(got, want);
+    let s = a.stats().traffic;
+    assert_eq!(
+        (s.offered_datagrams, s.sent_datagrams, s.duplicated),
+        (10, 20, 10)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_tokio_timer_driver_ends_with_its_socket() {
+    let clock = EmuClock::starting_now();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let a = bind(Arc::new(LinkTable::new(clock)));
+    assert_eq!(metrics.num_alive_tasks(), before + 1);
+    drop(a);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(metrics.num_alive_tasks(), before);
+}

@@ -9,7 +9,7 @@
 //!   then busy-waits (`std::hint::spin_loop`) until it is due, and writes through a `std` clone of the
 //!   sending socket. Sub-millisecond; costs CPU only while a deadline is less than
 //!   `SPIN_WINDOW` away.
-//! * [`SchedulerMode::TokioTimer`] — a tokio task per link table sleeping with
+//! * [`SchedulerMode::TokioTimer`] — a tokio task per socket sleeping with
 //!   `tokio::time::sleep_until`. Tokio's timer wheel has 1 ms granularity (deliveries are up
 //!   to ~1 ms late), but it follows tokio's paused clock, which the precise thread cannot
 //!   read — so tests with `start_paused` use it.
@@ -136,7 +136,7 @@ struct StatCells {
     late_nanos_max: AtomicU64,
 }
 
-/// The delay line of one process (precise) or one link table (tokio timer).
+/// The delay line of one process (precise) or one socket (tokio timer).
 #[derive(Debug)]
 pub(crate) struct Scheduler {
     queue: Mutex<Queue>,
@@ -284,15 +284,25 @@ impl Scheduler {
         }
     }
 
+    /// Wakes the tokio driver so it can notice that its socket is gone.
+    pub(crate) fn socket_closed(&self) {
+        self.notify.notify_one();
+    }
+
     async fn run_tokio(self: Arc<Self>) {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let notified = self.notify.notified();
             let now = tokio::time::Instant::now().into_std();
-            let next = {
+            let (next, empty) = {
                 let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                self.take_due(&mut q, now, &mut batch)
+                let next = self.take_due(&mut q, now, &mut batch);
+                (next, q.heap.is_empty())
             };
+            // Only this task holds the scheduler and nothing is left to deliver: done.
+            if empty && batch.is_empty() && Arc::strong_count(&self) == 1 {
+                return;
+            }
             if !batch.is_empty() {
                 self.deliver(&mut batch, now);
                 continue;

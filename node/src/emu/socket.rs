@@ -232,6 +232,21 @@ impl EmulatedSocket {
     }
 }
 
+impl Drop for EmulatedSocket {
+    fn drop(&mut self) {
+        if self.mode == SchedulerMode::TokioTimer {
+            if let Some(s) = self.scheduler.take() {
+                // Release our reference first, so the driver sees it is the last one.
+                let s2 = Arc::downgrade(&s);
+                drop(s);
+                if let Some(s) = s2.upgrade() {
+                    s.socket_closed();
+                }
+            }
+        }
+    }
+}
+
 impl AsyncUdpSocket for EmulatedSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
         Box::pin(WritablePoller {
