@@ -12,7 +12,8 @@
 //! * [`SchedulerMode::TokioTimer`] — a tokio task per socket sleeping with
 //!   `tokio::time::sleep_until`. Tokio's timer wheel has 1 ms granularity (deliveries are up
 //!   to ~1 ms late), but it follows tokio's paused clock, which the precise thread cannot
-//!   read — so tests with `start_paused` use it.
+//!   read — so tests with `start_paused` use it. Dropping the socket ends the task and
+//!   discards what it still held (the precise thread delivers held datagrams regardless).
 //!
 //! [`SchedulerMode::Auto`] picks `TokioTimer` when tokio's clock is paused at bind time and
 //! `Precise` otherwise.
@@ -144,7 +145,7 @@ pub(crate) struct Scheduler {
     wake: Condvar,
     head_changed: AtomicBool,
     /// Tokio driver: same role.
-    notify: tokio::sync::Notify,
+    notify: Arc<tokio::sync::Notify>,
     stats: StatCells,
 }
 
@@ -154,7 +155,7 @@ impl Scheduler {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             head_changed: AtomicBool::new(false),
-            notify: tokio::sync::Notify::new(),
+            notify: Arc::new(tokio::sync::Notify::new()),
             stats: StatCells::default(),
         }
     }
@@ -183,7 +184,7 @@ impl Scheduler {
     /// A scheduler driven by a tokio task on the current runtime.
     pub(crate) fn tokio_timer() -> Arc<Self> {
         let s = Arc::new(Self::new());
-        tokio::spawn(Arc::clone(&s).run_tokio());
+        tokio::spawn(Self::run_tokio(Arc::downgrade(&s), s.notify.clone()));
         s
     }
 
@@ -284,29 +285,30 @@ impl Scheduler {
         }
     }
 
-    /// Wakes the tokio driver so it can notice that its socket is gone.
-    pub(crate) fn socket_closed(&self) {
-        self.notify.notify_one();
+    /// A handle that wakes the tokio driver (so it notices when its socket is gone).
+    pub(crate) fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.notify.clone()
     }
 
-    async fn run_tokio(self: Arc<Self>) {
+    /// The tokio driver holds the scheduler only while it delivers, so it ends as soon as
+    /// the socket drops the scheduler (the socket wakes it on drop).
+    async fn run_tokio(scheduler: std::sync::Weak<Self>, notify: Arc<tokio::sync::Notify>) {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            let notified = self.notify.notified();
-            let now = tokio::time::Instant::now().into_std();
-            let (next, empty) = {
-                let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                let next = self.take_due(&mut q, now, &mut batch);
-                (next, q.heap.is_empty())
-            };
-            // Only this task holds the scheduler and nothing is left to deliver: done.
-            if empty && batch.is_empty() && Arc::strong_count(&self) == 1 {
+            let notified = notify.notified();
+            let Some(this) = scheduler.upgrade() else {
                 return;
-            }
+            };
+            let now = tokio::time::Instant::now().into_std();
+            let next = {
+                let mut q = this.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                this.take_due(&mut q, now, &mut batch)
+            };
             if !batch.is_empty() {
-                self.deliver(&mut batch, now);
+                this.deliver(&mut batch, now);
                 continue;
             }
+            drop(this);
             match next {
                 None => notified.await,
                 Some(due) => {

@@ -234,15 +234,12 @@ impl EmulatedSocket {
 
 impl Drop for EmulatedSocket {
     fn drop(&mut self) {
-        if self.mode == SchedulerMode::TokioTimer {
-            if let Some(s) = self.scheduler.take() {
-                // Release our reference first, so the driver sees it is the last one.
-                let s2 = Arc::downgrade(&s);
-                drop(s);
-                if let Some(s) = s2.upgrade() {
-                    s.socket_closed();
-                }
-            }
+        if self.mode == SchedulerMode::TokioTimer
+            && let Some(s) = self.scheduler.take()
+        {
+            let waker = s.waker();
+            drop(s);
+            waker.notify_one();
         }
     }
 }
