@@ -709,7 +709,7 @@ fn build_classes(
             let report = ClassReport {
                 class: format!("{}->{}", profile.sites[sa].name, profile.sites[sb].name),
                 pairs: node_pairs.len(),
-                configured_one_way_ms: spec.delay.as_secs_f64() * 1e3,
+                configured_one_way_ms: spec.delay_at(duration / 2).as_secs_f64() * 1e3,
                 probes_sent: sent_n,
                 probes_received: recv_n,
                 latency_ms_p50: pct(&lat, 0.5),

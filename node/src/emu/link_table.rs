@@ -250,10 +250,10 @@ impl Link {
         let spec = model.spec();
         let hold_limit_bytes = match spec.rate_bps.filter(|&r| r > 0) {
             Some(bps) => {
-                let reach = spec.delay
+                let reach = max_delay(spec)
                     + spec
                         .jitter
-                        .map(|j| j.amount.saturating_mul(8))
+                        .map(|j| j.amount.mul_f64(netem_profiles::JITTER_CAP))
                         .unwrap_or_default();
                 let in_flight = (bps as f64 / 8.0 * reach.as_secs_f64()).ceil() as u64;
                 // Duplicates may double what is held.
@@ -299,6 +299,18 @@ impl Link {
         self.metrics
             .held_datagrams
             .set(self.counters.held_datagrams() as f64);
+    }
+}
+
+/// The largest one-way delay the link can have: the fixed delay, or for a geometry-derived
+/// link its fixed part plus the largest tabulated light time.
+fn max_delay(spec: &netem_profiles::LinkSpec) -> Duration {
+    match &spec.geometry {
+        None => spec.delay,
+        Some(g) => {
+            let (_, hi) = g.table.delay_range_s();
+            g.extra + Duration::try_from_secs_f64(hi).unwrap_or(spec.delay)
+        }
     }
 }
 
@@ -441,6 +453,25 @@ mod tests {
             table.link_stats(v4).unwrap().label,
             "[::ffff:127.0.0.1]:7500"
         );
+    }
+
+    #[test]
+    fn hold_limit_of_a_geometry_link_covers_its_light_time() {
+        let profile = netem_profiles::Profile::from_file(
+            &netem_profiles::shipped_profiles_dir().join("earth-moon-dsn.toml"),
+        )
+        .unwrap();
+        let (e, m) = (
+            profile.site_id("earth").unwrap(),
+            profile.site_id("moon").unwrap(),
+        );
+        let spec = profile.link(e, m).clone();
+        let rate = spec.rate_bps.unwrap();
+        let light = spec.delay_at(Duration::ZERO);
+        assert!(light > Duration::from_secs(1));
+        let link = Link::new("x".into(), profile.link_model(e, m), u64::MAX);
+        let in_flight = (rate as f64 / 8.0 * light.as_secs_f64()) as u64;
+        assert!(link.hold_limit_bytes >= spec.queue_limit_bytes + in_flight);
     }
 
     #[test]
