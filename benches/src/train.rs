@@ -314,6 +314,9 @@ async fn run_strategy(
     #[allow(unreachable_patterns)]
     let outcome = match &fabric {
         LocalFabric::Memory(eps) => run_on(eps.clone(), profile, sites, &cfg, args.algo).await,
+        LocalFabric::Quic { meshes, .. } => {
+            run_on(meshes.clone(), profile, sites, &cfg, args.algo).await
+        }
         _ => Err(anyhow::anyhow!(
             "--fabric {}: this fabric is not wired into the train benchmark yet",
             args.fabric

@@ -1,0 +1,90 @@
+//! `spacefabric-bench train` end to end on the in-memory fabric (the strategies' arithmetic
+//! without a network): one table row per strategy, the files, and bad flags refused with a
+//! message naming the flag.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_spacefabric-bench"))
+}
+
+#[test]
+fn every_strategy_gets_a_row_and_the_files_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("t.json");
+    let svg = dir.path().join("t.svg");
+    let out = bench()
+        .args(["train", "--fabric", "memory", "--profile", "earth-moon"])
+        .args(["--nodes", "4", "--steps", "40", "--sync-steps", "20"])
+        .args([
+            "--inner-steps",
+            "10",
+            "--target-loss",
+            "5",
+            "--samples",
+            "4096",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["sync", "sharded", "diloco", "hier"], "{stdout}");
+    // steps and syncs: per-step strategies sync every step, the outer ones every H.
+    assert_eq!(rows[0][1..3], ["20", "20"], "{stdout}");
+    assert_eq!(rows[2][1..3], ["40", "4"], "{stdout}");
+    // The initial loss is far below 5, so the target is met at once by everyone.
+    assert!(rows.iter().all(|r| r[4] != "not"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let strategies = v["strategies"].as_array().unwrap();
+    assert_eq!(strategies.len(), 4);
+    let sync_curve = strategies[0]["curve"].as_array().unwrap();
+    assert_eq!(
+        sync_curve.len(),
+        1 + 20 / 5,
+        "one point per eval interval plus the start"
+    );
+    assert!(strategies[0]["bytes"]["earth-moon"].as_u64().unwrap() > 0);
+    assert!(
+        strategies[2]["bytes"]["earth-moon"].as_u64().unwrap()
+            < strategies[0]["bytes"]["earth-moon"].as_u64().unwrap()
+    );
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.starts_with("<svg") && svg_text.contains("polyline"));
+}
+
+#[test]
+fn bad_flags_are_refused_naming_the_flag() {
+    for (args, needle) in [
+        (vec!["--strategy", "sync,bogus"], "--strategy bogus"),
+        (vec!["--step-time=-1"], "--step-time"),
+        (
+            vec!["--profile", "no-such-profile"],
+            "--profile no-such-profile",
+        ),
+        (vec!["--activation", "gelu"], "--activation gelu"),
+    ] {
+        let out = bench()
+            .args(["train", "--fabric", "memory", "--steps", "2"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
