@@ -44,6 +44,50 @@ fn bench(c: &mut Criterion) {
     c.bench_function("geometry_table_is_up", |b| {
         b.iter(|| black_box(table.is_up(black_box(next_t()))))
     });
+    // The whole verdict path on a geometry-derived link (profile text → LinkModel), datagrams
+    // 1 µs apart: outage state cached by the link model, delay from the table.
+    let profile = netem_profiles::Profile::parse(
+        &format!(
+            r#"name = "bench"
+[geometry]
+epoch = "2026-12-01T00:00:00Z"
+horizon_hours = 48
+[geometry.endpoints.dsn]
+kind = "dsn"
+[geometry.endpoints.relay]
+kind = "lunar-orbiter"
+altitude_km = 100
+inclination_deg = 0
+[sites.earth]
+[sites.relay]
+[[links]]
+from = "earth"
+to = "earth"
+delay_ms = 0.05
+[[links]]
+from = "relay"
+to = "relay"
+delay_ms = 0.05
+[[links]]
+from = "earth"
+to = "relay"
+geometry = ["dsn", "relay"]
+rate_mbps = {rate}
+queue_bytes = 1000000000000
+"#,
+            rate = 100_000
+        ),
+        "bench.toml",
+    )
+    .expect("bench profile");
+    let mut model = profile.link_model(0, 1);
+    let mut now = Duration::ZERO;
+    c.bench_function("link_model_on_packet_geometry_link", |b| {
+        b.iter(|| {
+            now += Duration::from_micros(1);
+            black_box(model.on_packet(black_box(now), 1200))
+        })
+    });
     c.bench_function("geometry_direct_sample_dsn_relay", |b| {
         b.iter(|| black_box(link.sample(black_box(epoch.plus_seconds(1234.5)))))
     });
