@@ -51,6 +51,10 @@ pub struct GeometryTable {
     outages: Vec<Window>,
     /// Horizon, scenario seconds.
     horizon_s: f64,
+    /// Grid samples per emulated second (`time_scale / step_s`), and per emulated
+    /// nanosecond: lookups multiply instead of divide.
+    samples_per_s: f64,
+    samples_per_ns: f64,
 }
 
 fn emulated(scenario_s: f64, time_scale: f64) -> Duration {
@@ -119,12 +123,15 @@ impl GeometryTable {
             // Down at the horizon: the outage is cut there (beyond it the link is up).
             push_window(&mut outages, start, horizon_s, time_scale);
         }
+        let samples_per_s = time_scale / step_s;
         Ok(Self {
             step_s,
             time_scale,
             delay_s,
             outages,
             horizon_s,
+            samples_per_s,
+            samples_per_ns: samples_per_s * 1e-9,
         })
     }
 
@@ -133,13 +140,14 @@ impl GeometryTable {
     pub fn delay_at(&self, t: Duration) -> Duration {
         // Delays are non-negative and far below u64::MAX ns: a plain conversion is exact to
         // the nanosecond and cheaper than `from_secs_f64`'s checks.
-        Duration::from_nanos((self.delay_secs_at(t) * 1e9).round() as u64)
+        Duration::from_nanos((self.delay_secs_at(t) * 1e9 + 0.5) as u64)
     }
 
     /// [`Self::delay_at`] in seconds.
     #[inline]
     pub fn delay_secs_at(&self, t: Duration) -> f64 {
-        let x = t.as_secs_f64() * self.time_scale / self.step_s;
+        let x = t.as_secs() as f64 * self.samples_per_s
+            + f64::from(t.subsec_nanos()) * self.samples_per_ns;
         let last = self.delay_s.len() - 1;
         if x >= last as f64 {
             return self.delay_s[last];
@@ -268,7 +276,7 @@ mod tests {
         assert!((last - 301_001.0 / SPEED_OF_LIGHT_KM_S).abs() < 1e-12);
         assert_eq!(
             t.delay_at(Duration::from_secs_f64(123.4)),
-            Duration::from_nanos((d * 1e9).round() as u64)
+            Duration::from_nanos((d * 1e9 + 0.5) as u64)
         );
     }
 
