@@ -5,6 +5,7 @@
 mod allreduce;
 mod fidelity;
 mod train;
+mod transfer;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Emulator fidelity: timestamped probes under load across every link class.
     Fidelity(fidelity::FidelityArgs),
+    /// Bulk transfer between two sites per congestion controller: goodput vs the link's
+    /// rate, and recovery after an outage.
+    Transfer(transfer::TransferArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Command::Allreduce(args) => allreduce::run(args),
         Command::Train(args) => train::run(args),
         Command::Fidelity(args) => fidelity::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Transfer(args) => transfer::run(args),
     };
     match result {
         Ok(code) => code,

@@ -397,3 +397,11 @@ async fn transfer_across_a_scheduled_outage_waits_for_the_contact() {
         );
     }
 }
+
+/// The collectives hold `send`/`recv` futures across threads: they must be `Send`.
+#[allow(dead_code)]
+fn mesh_futures_are_send(mesh: &Mesh) {
+    fn is_send<T: Send>(_: &T) {}
+    is_send(&mesh.send(0, 0, Bytes::new()));
+    is_send(&mesh.recv(0, 0));
+}

@@ -1,0 +1,602 @@
+//! `spacefabric-bench transfer`: one bulk transfer between two nodes over the emulated
+//! cross-site link of a profile, per congestion controller.
+//!
+//! Two [`Mesh`]es run in this process on loopback, on emulated sockets: rank 0 at `--from`,
+//! rank 1 at `--to`. For each controller:
+//! * **goodput** — rank 0 sends `--size` bytes; goodput is payload bits over the receiving
+//!   window (first byte to last byte at the receiver), compared with the link's configured
+//!   rate. Completion time (send call to delivery) is shown next to its bound
+//!   (size at the link rate + one-way delay).
+//! * **outage** (with `--outage-for S`) — the same transfer on a fresh pair with an outage of
+//!   the link (both directions) injected in the middle; reported: the time from link-up to
+//!   the first new payload byte at the receiver (target ≤ 1 RTT + 50 ms; the physical
+//!   minimum is the one-way delay), for each `--contact-aware` setting.
+//!
+//! `--clock real` (default) measures in wall-clock time, so the host's CPU is part of the
+//! result; `--clock virtual` runs on tokio's paused clock (infinitely fast CPU): the protocol
+//! alone.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use netem_profiles::{Profile, SiteId};
+use serde::Serialize;
+use spacefabric_node::emu::EmuClock;
+use spacefabric_node::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo};
+use tokio::time::Instant;
+
+/// Flags of `spacefabric-bench transfer`.
+#[derive(Debug, Args)]
+pub(crate) struct TransferArgs {
+    /// Profile: a TOML file, or the name of a shipped profile (lan, earth-moon, ...).
+    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
+    profile: String,
+    /// Bytes to transfer (suffixes K, M, G = 2^10, 2^20, 2^30).
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_SIZE", default_value = "256M", value_parser = parse_size)]
+    size: u64,
+    /// Congestion controllers to compare, comma-separated.
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_CC", value_delimiter = ',', default_value = "cubic,bbr,link-aware", value_parser = parse_cc)]
+    cc: Vec<CcChoice>,
+    /// Sending site (default: the profile's first site).
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_FROM")]
+    from: Option<String>,
+    /// Receiving site (default: the profile's second site, or the first if there is one).
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_TO")]
+    to: Option<String>,
+    /// Inject an outage of this many seconds (emulated time) on the link, in the middle of
+    /// the transfer, and measure the recovery. 0 = no outage run.
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_OUTAGE_FOR", default_value_t = 0.0)]
+    outage_for: f64,
+    /// When the injected outage starts, in seconds after the scenario epoch (default: half
+    /// way through the predicted transfer).
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_OUTAGE_AT")]
+    outage_at: Option<f64>,
+    /// Contact-aware sending in the outage runs: on, off, or both (comma-separated).
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_CONTACT_AWARE", value_delimiter = ',', default_value = "on", value_parser = parse_on_off)]
+    contact_aware: Vec<bool>,
+    /// Skip the goodput runs (outage runs only).
+    #[arg(
+        long,
+        env = "SPACEFABRIC_TRANSFER_SKIP_GOODPUT",
+        default_value_t = false
+    )]
+    skip_goodput: bool,
+    /// Wall-clock time (real) or tokio's paused clock (virtual: protocol only, no CPU cost).
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_CLOCK", value_enum, default_value_t = ClockMode::Real)]
+    clock: ClockMode,
+    /// Give up on a run after this many seconds of emulated time.
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_TIMEOUT", default_value_t = 900.0)]
+    timeout: f64,
+    /// Write the results as JSON to this file.
+    #[arg(long, env = "SPACEFABRIC_JSON")]
+    json: Option<PathBuf>,
+}
+
+/// Which clock the runs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum ClockMode {
+    /// Wall-clock time.
+    Real,
+    /// tokio's paused clock.
+    Virtual,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let mult = match s[i..].to_ascii_uppercase().as_str() {
+                "K" | "KB" | "KIB" => 1u64 << 10,
+                "M" | "MB" | "MIB" => 1 << 20,
+                "G" | "GB" | "GIB" => 1 << 30,
+                "B" => 1,
+                other => return Err(format!("unknown size suffix {other:?} (use K, M or G)")),
+            };
+            (&s[..i], mult)
+        }
+        None => (s, 1),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|e| format!("size {s:?}: {e}"))?;
+    n.checked_mul(mult)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("size {s:?} must be between 1 byte and 2^64"))
+}
+
+fn parse_cc(s: &str) -> Result<CcChoice, String> {
+    s.parse()
+        .map_err(|e: spacefabric_node::transport::config::UnknownCc| e.to_string())
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        other => Err(format!("expected on or off, got {other:?}")),
+    }
+}
+
+/// Result of one goodput run.
+#[derive(Debug, Clone, Serialize)]
+struct GoodputRow {
+    cc: String,
+    bytes: u64,
+    /// First to last payload byte at the receiver, s.
+    receive_window_s: f64,
+    goodput_mbps: f64,
+    /// Goodput as a share of the configured rate.
+    of_rate: f64,
+    /// send() call to delivery in the mailbox, s.
+    completion_s: f64,
+    /// size at the configured rate + one-way delay, s.
+    completion_bound_s: f64,
+    lost_packets: u64,
+    congestion_events: u64,
+    final_cwnd: u64,
+    rtt_ms: f64,
+    dropped_queue: u64,
+    dropped_loss: u64,
+}
+
+/// Result of one outage run.
+#[derive(Debug, Clone, Serialize)]
+struct OutageRow {
+    cc: String,
+    contact_aware: bool,
+    outage_start_s: f64,
+    outage_end_s: f64,
+    /// Link-up to the first new payload byte at the receiver, ms.
+    first_new_data_ms: Option<f64>,
+    /// One-way delay: the physical minimum, ms.
+    min_ms: f64,
+    /// 1 RTT + 50 ms: the target, ms.
+    target_ms: f64,
+    completion_s: f64,
+    dropped_outage_sender: u64,
+    intact: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    profile: String,
+    from: String,
+    to: String,
+    bytes: u64,
+    clock: ClockMode,
+    one_way_ms: f64,
+    rate_bps: Option<u64>,
+    goodput: Vec<GoodputRow>,
+    outage: Vec<OutageRow>,
+}
+
+/// Finds the profile text: a file path, or a shipped profile's name.
+fn profile_text(spec: &str) -> anyhow::Result<(String, String)> {
+    let path = PathBuf::from(spec);
+    let path = if path.exists() {
+        path
+    } else {
+        let shipped = netem_profiles::shipped_profiles_dir().join(format!("{spec}.toml"));
+        if !shipped.exists() {
+            bail!(
+                "--profile {spec}: no such file, and no shipped profile of that name in {}",
+                netem_profiles::shipped_profiles_dir().display()
+            );
+        }
+        shipped
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("--profile: reading {}", path.display()))?;
+    Ok((text, path.display().to_string()))
+}
+
+/// The profile text with one more outage window `[start, end)` (emulated seconds) on the
+/// link between `a` and `b` (both directions).
+fn with_outage(
+    text: &str,
+    origin: &str,
+    a: &str,
+    b: &str,
+    start: f64,
+    end: f64,
+) -> anyhow::Result<String> {
+    let mut doc: toml::Table = text
+        .parse()
+        .with_context(|| format!("{origin}: not TOML"))?;
+    let scale = doc
+        .get("time_scale")
+        .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+        .unwrap_or(1.0);
+    let links = doc
+        .get_mut("links")
+        .and_then(|l| l.as_array_mut())
+        .with_context(|| format!("{origin}: no [[links]]"))?;
+    let link = links
+        .iter_mut()
+        .filter_map(|l| l.as_table_mut())
+        .find(|l| {
+            let f = l.get("from").and_then(|v| v.as_str());
+            let t = l.get("to").and_then(|v| v.as_str());
+            (f == Some(a) && t == Some(b)) || (f == Some(b) && t == Some(a))
+        })
+        .with_context(|| format!("{origin}: no link between {a} and {b}"))?;
+    if link.contains_key("reverse") {
+        bail!(
+            "{origin}: the link {a}-{b} has a [links.reverse] table; inject outages into a symmetric link"
+        );
+    }
+    let outages = link
+        .entry("outages")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .context("outages is not a table")?;
+    let windows = outages
+        .entry("windows")
+        .or_insert_with(|| toml::Value::Array(Vec::new()))
+        .as_array_mut()
+        .context("outages.windows is not an array")?;
+    let mut w = toml::Table::new();
+    // Scenario seconds: the profile divides them by its time scale.
+    w.insert("start_s".into(), toml::Value::Float(start * scale));
+    w.insert("end_s".into(), toml::Value::Float(end * scale));
+    windows.push(toml::Value::Table(w));
+    Ok(toml::to_string(&doc)?)
+}
+
+struct Pair {
+    sender: Mesh,
+    receiver: Mesh,
+    clock: EmuClock,
+}
+
+async fn pair(
+    profile: Arc<Profile>,
+    from: &str,
+    to: &str,
+    cc: CcChoice,
+    contact_aware: bool,
+) -> anyhow::Result<Pair> {
+    let ca = DevCa::generate()?;
+    let addrs: Vec<std::net::SocketAddr> = {
+        let socks: Vec<std::net::UdpSocket> = (0..2)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()?;
+        socks
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<Result<_, _>>()?
+    };
+    let peers = vec![
+        PeerInfo {
+            rank: 0,
+            name: "sender".into(),
+            addr: addrs[0],
+            site: from.into(),
+        },
+        PeerInfo {
+            rank: 1,
+            name: "receiver".into(),
+            addr: addrs[1],
+            site: to.into(),
+        },
+    ];
+    let clock = EmuClock::new(Instant::now());
+    let config = |rank: usize, name: &str| -> anyhow::Result<MeshConfig> {
+        let mut c = MeshConfig::new(rank, peers.clone(), profile.clone(), ca.issue(name)?, clock);
+        c.cc = cc;
+        c.contact_aware = contact_aware;
+        Ok(c)
+    };
+    let (s, r) = tokio::join!(
+        Mesh::connect(config(0, "sender")?),
+        Mesh::connect(config(1, "receiver")?)
+    );
+    Ok(Pair {
+        sender: s?,
+        receiver: r?,
+        clock,
+    })
+}
+
+/// Progress steps at the receiver: (emulated time, bytes so far).
+fn watch_progress(
+    mesh: &Mesh,
+    clock: EmuClock,
+    total: u64,
+) -> tokio::task::JoinHandle<Vec<(Duration, u64)>> {
+    let mut rx = mesh.received_bytes();
+    tokio::spawn(async move {
+        let mut steps = Vec::new();
+        while rx.changed().await.is_ok() {
+            let b = *rx.borrow();
+            steps.push((clock.now(), b));
+            if b >= total {
+                break;
+            }
+        }
+        steps
+    })
+}
+
+/// Sends the payload and waits for it at the receiver; returns (completion, intact).
+async fn transfer(
+    p: &Pair,
+    payload: &Bytes,
+    timeout: Duration,
+) -> anyhow::Result<(Duration, bool)> {
+    let start = p.clock.now();
+    let send = p.sender.send(1, 1, payload.clone());
+    let recv = p.receiver.recv(0, 1);
+    let (sent, got) = tokio::time::timeout(timeout, async { tokio::join!(send, recv) })
+        .await
+        .with_context(|| format!("transfer did not finish within {timeout:?}"))?;
+    sent?;
+    let got = got?;
+    Ok((p.clock.now() - start, got == *payload))
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
+    let (text, origin) = profile_text(&args.profile)?;
+    let profile = Profile::parse(&text, &origin).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let site = |name: &Option<String>, default: SiteId| -> anyhow::Result<String> {
+        match name {
+            Some(n) => profile
+                .site_id(n)
+                .map(|_| n.clone())
+                .with_context(|| format!("site {n:?} is not in profile {}", profile.name)),
+            None => Ok(profile.sites[default.min(profile.sites.len() - 1)]
+                .name
+                .clone()),
+        }
+    };
+    let from = site(&args.from, 0)?;
+    let to = site(&args.to, 1)?;
+    let (fi, ti) = (
+        profile.site_id(&from).unwrap_or(0),
+        profile.site_id(&to).unwrap_or(0),
+    );
+    let link = profile.link(fi, ti).clone();
+    let one_way = link.delay_at(Duration::ZERO);
+    let rtt = profile.rtt(fi, ti, Duration::ZERO);
+    let rate = link.rate_bps;
+    let timeout = Duration::from_secs_f64(args.timeout);
+    println!(
+        "# transfer: profile {}, {from} -> {to}, {} bytes, one-way {:.1} ms, RTT {:.1} ms, rate {}, clock {:?}",
+        profile.name,
+        args.size,
+        secs(one_way) * 1e3,
+        secs(rtt) * 1e3,
+        rate.map_or("unlimited".to_string(), |r| format!(
+            "{:.1} Mbit/s",
+            r as f64 / 1e6
+        )),
+        args.clock
+    );
+    let payload = Bytes::from(
+        (0..args.size)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let profile = Arc::new(profile);
+    let mut report = Report {
+        profile: profile.name.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        bytes: args.size,
+        clock: args.clock,
+        one_way_ms: secs(one_way) * 1e3,
+        rate_bps: rate,
+        goodput: Vec::new(),
+        outage: Vec::new(),
+    };
+    let ideal = rate.map_or(Duration::ZERO, |r| {
+        Duration::from_secs_f64(args.size as f64 * 8.0 / r as f64)
+    });
+
+    if !args.skip_goodput {
+        println!("#");
+        println!(
+            "# goodput: payload bits / (last - first byte at the receiver); completion: send() to delivery"
+        );
+        println!(
+            "# {:<11} {:>10} {:>12} {:>8} {:>12} {:>9} {:>8} {:>7} {:>10} {:>8} {:>8}",
+            "cc",
+            "window_s",
+            "goodput_Mbps",
+            "of_rate",
+            "completion_s",
+            "bound_s",
+            "lost_pk",
+            "cong_ev",
+            "cwnd_B",
+            "rtt_ms",
+            "q_drops"
+        );
+        for &cc in &args.cc {
+            let p = pair(profile.clone(), &from, &to, cc, true).await?;
+            let steps = watch_progress(&p.receiver, p.clock, args.size);
+            let (completion, intact) = transfer(&p, &payload, timeout).await?;
+            if !intact {
+                bail!("{cc}: the payload arrived corrupted");
+            }
+            let steps = steps.await?;
+            let window = match (steps.first(), steps.last()) {
+                (Some(a), Some(b)) => b.0.saturating_sub(a.0),
+                _ => Duration::ZERO,
+            };
+            let goodput = if window.is_zero() {
+                0.0
+            } else {
+                args.size as f64 * 8.0 / secs(window)
+            };
+            let stats = p.sender.connection(1).map(|c| c.stats());
+            let traffic = p
+                .sender
+                .emulated_socket()
+                .map(|s| s.stats().traffic)
+                .unwrap_or_default();
+            let row = GoodputRow {
+                cc: cc.to_string(),
+                bytes: args.size,
+                receive_window_s: secs(window),
+                goodput_mbps: goodput / 1e6,
+                of_rate: rate.map_or(0.0, |r| goodput / r as f64),
+                completion_s: secs(completion),
+                completion_bound_s: secs(ideal + one_way),
+                lost_packets: stats.map_or(0, |s| s.path.lost_packets),
+                congestion_events: stats.map_or(0, |s| s.path.congestion_events),
+                final_cwnd: stats.map_or(0, |s| s.path.cwnd),
+                rtt_ms: stats.map_or(0.0, |s| secs(s.path.rtt) * 1e3),
+                dropped_queue: traffic.dropped_queue,
+                dropped_loss: traffic.dropped_loss,
+            };
+            println!(
+                "  {:<11} {:>10.2} {:>12.1} {:>7.1}% {:>12.2} {:>9.2} {:>8} {:>7} {:>10} {:>8.0} {:>8}",
+                row.cc,
+                row.receive_window_s,
+                row.goodput_mbps,
+                row.of_rate * 100.0,
+                row.completion_s,
+                row.completion_bound_s,
+                row.lost_packets,
+                row.congestion_events,
+                row.final_cwnd,
+                row.rtt_ms,
+                row.dropped_queue
+            );
+            report.goodput.push(row);
+            p.sender.close().await;
+            p.receiver.close().await;
+        }
+    }
+
+    if args.outage_for > 0.0 {
+        // Connection setup takes about 1.5 RTT; the outage goes half way through the transfer.
+        let start = args
+            .outage_at
+            .unwrap_or_else(|| secs(rtt) * 1.5 + 1.0 + secs(ideal) / 2.0);
+        let end = start + args.outage_for;
+        let text = with_outage(&text, &origin, &from, &to, start, end)?;
+        let profile = Arc::new(Profile::parse(&text, &origin).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let min_ms = secs(one_way) * 1e3;
+        let target_ms = secs(rtt) * 1e3 + 50.0;
+        println!("#");
+        println!(
+            "# outage: link {from}<->{to} down [{start:.2} s, {end:.2} s); first new data after link-up (min = one-way {min_ms:.0} ms, target <= 1 RTT + 50 ms = {target_ms:.0} ms)"
+        );
+        println!(
+            "# {:<11} {:>13} {:>20} {:>12} {:>14} {:>7}",
+            "cc", "contact_aware", "first_new_data_ms", "completion_s", "outage_drops", "intact"
+        );
+        for &cc in &args.cc {
+            for &aware in &args.contact_aware {
+                let p = pair(profile.clone(), &from, &to, cc, aware).await?;
+                let steps = watch_progress(&p.receiver, p.clock, args.size);
+                let (completion, intact) = transfer(&p, &payload, timeout).await?;
+                let steps = steps.await?;
+                let up = Duration::from_secs_f64(end);
+                let first_new = steps
+                    .iter()
+                    .find(|(t, _)| *t >= up)
+                    .map(|(t, _)| secs(*t - up) * 1e3);
+                let traffic = p
+                    .sender
+                    .emulated_socket()
+                    .map(|s| s.stats().traffic)
+                    .unwrap_or_default();
+                let row = OutageRow {
+                    cc: cc.to_string(),
+                    contact_aware: aware,
+                    outage_start_s: start,
+                    outage_end_s: end,
+                    first_new_data_ms: first_new,
+                    min_ms,
+                    target_ms,
+                    completion_s: secs(completion),
+                    dropped_outage_sender: traffic.dropped_outage,
+                    intact,
+                };
+                println!(
+                    "  {:<11} {:>13} {:>20} {:>12.2} {:>14} {:>7}",
+                    row.cc,
+                    if aware { "on" } else { "off" },
+                    first_new.map_or("-".to_string(), |ms| format!("{ms:.0}")),
+                    row.completion_s,
+                    row.dropped_outage_sender,
+                    if intact { "yes" } else { "NO" }
+                );
+                report.outage.push(row);
+                p.sender.close().await;
+                p.receiver.close().await;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Runs the benchmark and prints its tables.
+pub(crate) fn run(args: TransferArgs) -> anyhow::Result<std::process::ExitCode> {
+    if args.cc.is_empty() {
+        bail!("--cc: name at least one controller");
+    }
+    let json = args.json.clone();
+    let runtime = match args.clock {
+        ClockMode::Real => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        ClockMode::Virtual => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()?,
+    };
+    let report = runtime.block_on(run_all(args))?;
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("--json {}", path.display()))?;
+    }
+    let corrupted = report.outage.iter().any(|r| !r.intact);
+    Ok(if corrupted {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn an_injected_outage_lands_on_the_link() {
+        let (text, origin) = profile_text("earth-moon").unwrap();
+        let text = with_outage(&text, &origin, "moon", "earth", 10.0, 30.0).unwrap();
+        let p = Profile::parse(&text, &origin).unwrap();
+        let (e, m) = (p.site_id("earth").unwrap(), p.site_id("moon").unwrap());
+        for (a, b) in [(e, m), (m, e)] {
+            let o = &p.link(a, b).outages;
+            assert!(o.is_up(Duration::from_secs(9)));
+            assert!(!o.is_up(Duration::from_secs(10)));
+            assert!(o.is_up(Duration::from_secs(30)));
+        }
+        assert!(p.link(e, e).outages.is_always_up());
+    }
+}
