@@ -385,16 +385,16 @@ async fn transfer_across_a_scheduled_outage_waits_for_the_contact() {
         "first data after the outage at {first_after:?}"
     );
     assert!(m0.stats().contact_waits >= 1);
-    // No data was poured into the outage: at most a few control packets (an ACK of the
-    // peer's last window update) met it, in either direction.
-    for m in [m0, m1] {
-        let traffic = m.emulated_socket().unwrap().stats().traffic;
-        assert!(traffic.dropped_outage <= 4, "{traffic:?}");
-        assert_eq!(
-            traffic.dropped_total(),
-            traffic.dropped_outage,
-            "{traffic:?}"
-        );
+    // No data was poured into the outage: the sender lost at most a few control packets (an
+    // ACK of the peer's last window update) to it. The receiver sends no payload; its probes
+    // of an unacknowledged window update meet the outage with exponential back-off (a dozen
+    // small packets over 30 s).
+    let sender = m0.emulated_socket().unwrap().stats().traffic;
+    assert!(sender.dropped_outage <= 4, "{sender:?}");
+    let receiver = m1.emulated_socket().unwrap().stats().traffic;
+    assert!(receiver.dropped_outage <= 24, "{receiver:?}");
+    for t in [sender, receiver] {
+        assert_eq!(t.dropped_total(), t.dropped_outage, "{t:?}");
     }
 }
 
