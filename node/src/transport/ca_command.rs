@@ -65,3 +65,38 @@ pub fn run(command: &CaCommand) -> Result<String, CaCommandError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::tls::NodeIdentity;
+
+    #[test]
+    fn init_then_issue_writes_a_loadable_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        let init = CaCommand::Init {
+            out: ca.clone(),
+            force: false,
+        };
+        run(&init).unwrap();
+        // A second init would destroy the CA every node trusts: refused without --force.
+        assert!(matches!(run(&init), Err(CaCommandError::Exists(_))));
+        let node = dir.path().join("moon-4");
+        let msg = run(&CaCommand::Issue {
+            ca: ca.clone(),
+            name: "moon-4".to_string(),
+            out: node.clone(),
+        })
+        .unwrap();
+        assert!(msg.contains("moon-4"), "{msg}");
+        assert_eq!(NodeIdentity::load(&node).unwrap().name(), "moon-4");
+        let err = run(&CaCommand::Issue {
+            ca: dir.path().join("missing"),
+            name: "x".to_string(),
+            out: node,
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+}
