@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# A local spacefabric cluster: one controller and N nodes as background processes on 127.0.0.1.
+#
+#   scripts/cluster.sh up --nodes 8 --profile earth-moon   build (release, once), start, wait
+#   scripts/cluster.sh status                              nodes, sites, jobs
+#   scripts/cluster.sh logs [controller|NODE] [-f]         a process's log (NODE: index or name)
+#   scripts/cluster.sh bench ARGS...                       spacefabric-bench ARGS --controller URL
+#   scripts/cluster.sh down                                stop exactly what `up` started
+#
+# Everything lives under .cluster/ at the repository root: pid files, logs, the controller's
+# state dir (members, plan, jobs, cluster CA), the join token. Ports (override with env):
+#   SPACEFABRIC_CLUSTER_CONTROLLER_PORT (7400/tcp gRPC), SPACEFABRIC_CLUSTER_METRICS_PORT
+#   (9400/tcp), SPACEFABRIC_CLUSTER_NODE_PORT (7500+i/udp QUIC), SPACEFABRIC_CLUSTER_NODE_METRICS_PORT
+#   (9500+i/tcp). SPACEFABRIC_CLUSTER_WAIT (seconds to wait for registration, default 120).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="$ROOT/.cluster"
+BIN="$ROOT/target/release"
+CONTROLLER_PORT="${SPACEFABRIC_CLUSTER_CONTROLLER_PORT:-7400}"
+METRICS_PORT="${SPACEFABRIC_CLUSTER_METRICS_PORT:-9400}"
+NODE_PORT="${SPACEFABRIC_CLUSTER_NODE_PORT:-7500}"
+NODE_METRICS_PORT="${SPACEFABRIC_CLUSTER_NODE_METRICS_PORT:-9500}"
+WAIT_SECONDS="${SPACEFABRIC_CLUSTER_WAIT:-120}"
+URL="http://127.0.0.1:$CONTROLLER_PORT"
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  exit "${1:-2}"
+}
+
+# pid_alive FILE: the pid in FILE runs one of our binaries (not a recycled pid).
+pid_alive() {
+  local file="$1" pid
+  [[ -f "$file" ]] || return 1
+  pid="$(cat "$file")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [[ -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "spacefabric-" || return 1
+}
+
+tcp_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+udp_busy() {
+  local hex
+  hex="$(printf '%04X' "$1")"
+  grep -qE "^ *[0-9]+: [0-9A-F]+:$hex " /proc/net/udp /proc/net/udp6 2>/dev/null
+}
+
+token() { cat "$DIR/token"; }
+
+resolve_profile() {
+  local p="$1"
+  if [[ -f "$p" ]]; then
+    (cd "$(dirname "$p")" && echo "$(pwd)/$(basename "$p")")
+  elif [[ -f "$ROOT/netem-profiles/profiles/$p.toml" ]]; then
+    echo "$ROOT/netem-profiles/profiles/$p.toml"
+  else
+    die "--profile $p: neither a file nor a shipped profile (see netem-profiles/profiles/)"
+  fi
+}
+
+cmd_up() {
+  local nodes="" profile=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --nodes) nodes="${2:-}"; shift 2 ;;
+      --profile) profile="${2:-}"; shift 2 ;;
+      -h|--help) usage 0 ;;
+      *) die "up: unknown argument '$1' (use --nodes N --profile P)" ;;
+    esac
+  done
+  [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "up: --nodes N (a positive number) is required"
+  [[ -n "$profile" ]] || die "up: --profile P (a shipped profile name or a file) is required"
+  if pid_alive "$DIR/controller.pid"; then
+    die "a cluster is already running (controller pid $(cat "$DIR/controller.pid")); see 'scripts/cluster.sh status', or 'scripts/cluster.sh down' first"
+  fi
+  local profile_file
+  profile_file="$(resolve_profile "$profile")"
+  mapfile -t sites < <(sed -n 's/^\[sites\.\([^]]*\)\].*/\1/p' "$profile_file")
+  [[ ${#sites[@]} -gt 0 ]] || die "$profile_file: no [sites.NAME] tables found"
+
+  # Every port must be free before anything starts.
+  local busy=()
+  tcp_busy "$CONTROLLER_PORT" && busy+=("$CONTROLLER_PORT/tcp (controller gRPC)")
+  tcp_busy "$METRICS_PORT" && busy+=("$METRICS_PORT/tcp (controller metrics)")
+  for ((i = 0; i < nodes; i++)); do
+    udp_busy $((NODE_PORT + i)) && busy+=("$((NODE_PORT + i))/udp (node-$i QUIC)")
+    tcp_busy $((NODE_METRICS_PORT + i)) && busy+=("$((NODE_METRICS_PORT + i))/tcp (node-$i metrics)")
+  done
+  if [[ ${#busy[@]} -gt 0 ]]; then
+    die "port(s) already in use: ${busy[*]}; stop what holds them or set SPACEFABRIC_CLUSTER_*_PORT"
+  fi
+
+  echo "building (release): spacefabric-controller spacefabric-node spacefabric-bench"
+  (cd "$ROOT" && cargo build --release --locked -p spacefabric-controller -p spacefabric-node -p spacefabric-bench)
+  "$BIN/spacefabric-controller" profile check "$profile_file" >/dev/null
+
+  # A fresh cluster: a new state dir (the state dir is what a restarted controller resumes from).
+  rm -rf "$DIR/state" "$DIR/logs"
+  mkdir -p "$DIR/state" "$DIR/logs"
+  rm -f "$DIR"/*.pid
+  if [[ ! -s "$DIR/token" ]]; then
+    (umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/token")
+  fi
+  printf '%s\n' "$profile_file" > "$DIR/profile"
+  printf '%s\n' "$nodes" > "$DIR/nodes"
+
+  SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-controller" serve \
+    --listen "127.0.0.1:$CONTROLLER_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
+    --profile "$profile_file" --state-dir "$DIR/state" \
+    > "$DIR/logs/controller.log" 2>&1 &
+  echo $! > "$DIR/controller.pid"
+
+  # Wait for the controller's port before starting nodes (they would retry anyway).
+  local t0=$SECONDS
+  until tcp_busy "$CONTROLLER_PORT"; do
+    pid_alive "$DIR/controller.pid" || die "the controller exited; see $DIR/logs/controller.log:
+$(tail -n 5 "$DIR/logs/controller.log")"
+    (( SECONDS - t0 < 30 )) || die "the controller did not open port $CONTROLLER_PORT within 30 s"
+    sleep 0.2
+  done
+
+  local site
+  for ((i = 0; i < nodes; i++)); do
+    # Contiguous blocks of nodes per site, in the profile's site order (4+4 on earth-moon).
+    site="${sites[$(( i * ${#sites[@]} / nodes ))]}"
+    SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-node" \
+      --controller "$URL" --name "node-$i" --site "$site" \
+      --listen "127.0.0.1:$((NODE_PORT + i))" --advertise "127.0.0.1:$((NODE_PORT + i))" \
+      --metrics-listen "127.0.0.1:$((NODE_METRICS_PORT + i))" \
+      > "$DIR/logs/node-$i.log" 2>&1 &
+    echo $! > "$DIR/node-$i.pid"
+  done
+
+  echo "waiting for $nodes nodes to register (light delay included)..."
+  t0=$SECONDS
+  local alive=0
+  while :; do
+    alive="$(status_text 2>/dev/null | awk 'NF >= 5 && $5 == "alive"' | wc -l)" || alive=0
+    (( alive >= nodes )) && break
+    pid_alive "$DIR/controller.pid" || die "the controller exited; see $DIR/logs/controller.log"
+    for ((i = 0; i < nodes; i++)); do
+      pid_alive "$DIR/node-$i.pid" || die "node-$i exited; see $DIR/logs/node-$i.log:
+$(tail -n 5 "$DIR/logs/node-$i.log")"
+    done
+    (( SECONDS - t0 < WAIT_SECONDS )) || die "only $alive of $nodes nodes registered within $WAIT_SECONDS s; see scripts/cluster.sh logs"
+    sleep 0.5
+  done
+
+  status_text
+  cat <<EOF
+
+cluster up: $nodes nodes on profile $(basename "$profile_file" .toml) (${sites[*]})
+  controller  $URL  (metrics http://127.0.0.1:$METRICS_PORT/metrics)
+  nodes       QUIC 127.0.0.1:$NODE_PORT..$((NODE_PORT + nodes - 1))/udp, metrics http://127.0.0.1:$NODE_METRICS_PORT..$((NODE_METRICS_PORT + nodes - 1))/metrics
+  logs        $DIR/logs/   pids $DIR/*.pid   state $DIR/state/   join token $DIR/token
+next: scripts/cluster.sh status | logs [NODE] | bench allreduce ... | down
+EOF
+}
+
+status_text() {
+  SPACEFABRIC_JOIN_TOKEN="$(token)" "$BIN/spacefabric-controller" status --controller "$URL"
+}
+
+cmd_status() {
+  [[ -f "$DIR/token" ]] || die "no cluster here (run scripts/cluster.sh up --nodes N --profile P)"
+  pid_alive "$DIR/controller.pid" || die "the controller is not running (last log: $DIR/logs/controller.log)"
+  status_text
+}
+
+cmd_logs() {
+  local who="controller" follow=""
+  for arg in "$@"; do
+    case "$arg" in
+      -f|--follow) follow=1 ;;
+      *) who="$arg" ;;
+    esac
+  done
+  [[ "$who" =~ ^[0-9]+$ ]] && who="node-$who"
+  local file="$DIR/logs/$who.log"
+  [[ -f "$file" ]] || die "no log for '$who' (have: $(ls "$DIR/logs" 2>/dev/null | sed 's/\.log$//' | tr '\n' ' '))"
+  if [[ -n "$follow" ]]; then tail -n 50 -f "$file"; else tail -n 100 "$file"; fi
+}
+
+cmd_bench() {
+  pid_alive "$DIR/controller.pid" || die "no running cluster (scripts/cluster.sh up first)"
+  SPACEFABRIC_JOIN_TOKEN="$(token)" SPACEFABRIC_CONTROLLER="$URL" \
+    "$BIN/spacefabric-bench" "$@" --controller "$URL"
+}
+
+# stop FILE NAME: TERM the process in FILE (if it is ours), wait up to 10 s, then KILL.
+stop() {
+  local file="$1" name="$2" pid
+  if ! pid_alive "$file"; then
+    rm -f "$file"
+    return 0
+  fi
+  pid="$(cat "$file")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "  $name (pid $pid) did not stop on TERM: KILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  echo "  stopped $name (pid $pid)"
+  rm -f "$file"
+}
+
+cmd_down() {
+  shopt -s nullglob
+  local files=("$DIR"/node-*.pid)
+  if [[ ${#files[@]} -eq 0 && ! -f "$DIR/controller.pid" ]]; then
+    echo "no cluster running (no pid files in $DIR)"
+    return 0
+  fi
+  echo "stopping the cluster started from $DIR"
+  # Nodes first, in parallel: they deregister (a light round trip from the Moon) and leave.
+  for f in "${files[@]}"; do
+    stop "$f" "$(basename "$f" .pid)" &
+  done
+  wait
+  stop "$DIR/controller.pid" controller
+  echo "logs and state kept in $DIR (remove the directory to start afresh)"
+}
+
+[[ $# -ge 1 ]] || usage
+command="$1"
+shift
+case "$command" in
+  up) cmd_up "$@" ;;
+  status) cmd_status ;;
+  logs) cmd_logs "$@" ;;
+  bench) cmd_bench "$@" ;;
+  down) cmd_down ;;
+  -h|--help|help) usage 0 ;;
+  *) die "unknown command '$command' (up, status, logs, bench, down)" ;;
+esac
