@@ -26,7 +26,9 @@ fn invalid<T>(field: &str, reason: impl Into<String>) -> Result<T> {
     Err(ControllerError::invalid(field, reason))
 }
 
-/// A node name: 1–253 characters of `A-Z a-z 0-9 . _ -`.
+/// A node name: a DNS name (1–253 characters of `a-z 0-9 - .`, labels of 1–63, not starting
+/// or ending with `-` or `.`, not an IP address), because it becomes the DNS name in the
+/// node's certificate, as the fabric's mutual TLS requires.
 pub fn node_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return invalid("node_name", "required");
@@ -39,11 +41,21 @@ pub fn node_name(name: &str) -> Result<()> {
     }
     if let Some(c) = name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')))
     {
         return invalid(
             "node_name",
-            format!("character {c:?} not allowed (use A-Z a-z 0-9 . _ -)"),
+            format!("character {c:?} not allowed (use a-z 0-9 - .)"),
+        );
+    }
+    if name.starts_with(['-', '.'])
+        || name.ends_with(['-', '.'])
+        || name.split('.').any(|l| l.is_empty() || l.len() > 63)
+        || name.parse::<std::net::IpAddr>().is_ok()
+    {
+        return invalid(
+            "node_name",
+            format!("'{name}' is not a DNS name (labels of 1-63, no leading or trailing - or .)"),
         );
     }
     Ok(())
@@ -259,5 +271,8 @@ mod tests {
         assert!(node_name("node-0").is_ok());
         assert!(node_name("").is_err());
         assert!(node_name("a b").is_err());
+        assert!(node_name("Node-0").is_err());
+        assert!(node_name("-node").is_err());
+        assert!(node_name("10.0.0.1").is_err());
     }
 }

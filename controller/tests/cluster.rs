@@ -633,6 +633,23 @@ async fn tls_serves_with_a_certificate_from_the_cluster_ca() {
         .unwrap();
     let mut c = ControllerClient::new(channel);
     assert!(list_nodes(&mut c).await.nodes.is_empty());
+    // A CSR made by the fabric's TLS code is signed into an identity the fabric accepts.
+    let request = spacefabric_node::transport::tls::NodeIdentity::csr("fabric-node").unwrap();
+    let reg = c
+        .register(RegisterRequest {
+            join_token: TOKEN.into(),
+            node_name: "fabric-node".into(),
+            advertise_addr: "127.0.0.1:17601".into(),
+            csr_pem: request.csr_pem().to_string(),
+            ..RegisterRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let identity = request
+        .into_identity(&reg.certificate_pem, &reg.ca_certificate_pem)
+        .unwrap();
+    assert_eq!(identity.name(), "fabric-node");
     // An agent over TLS registers and gets a node certificate from the same CA.
     let mut agent_cfg = AgentConfig {
         controller: url,
@@ -651,7 +668,7 @@ async fn tls_serves_with_a_certificate_from_the_cluster_ca() {
     let task = tokio::spawn(agent.run(async move {
         let _ = stopped.await;
     }));
-    tokio::time::timeout(WAIT, status.wait_for(|s| s.world_size == 1))
+    tokio::time::timeout(WAIT, status.wait_for(|s| s.world_size == 2))
         .await
         .unwrap()
         .unwrap();
