@@ -83,6 +83,9 @@ pub(crate) struct AllreduceArgs {
     /// Lanes each vector is split into (concurrent streams per hop).
     #[arg(long, env = "SPACEFABRIC_LANES", default_value_t = 4)]
     lanes: usize,
+    /// Congestion controller of the QUIC connections: cubic, bbr or link-aware.
+    #[arg(long, env = "SPACEFABRIC_CC", default_value = "link-aware")]
+    cc: spacefabric_node::transport::CcChoice,
     /// Seed of the checked iteration's inputs.
     #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
     seed: u64,
@@ -216,12 +219,13 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let fabric = fabric::LocalFabric::start(
+        let fabric = fabric::LocalFabric::start_with_cc(
             args.fabric,
             &profile,
             &sites,
             !args.no_emulation,
             args.corrupt,
+            args.cc,
         )
         .await
         .context("starting the local cluster")?;

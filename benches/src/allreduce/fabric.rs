@@ -12,7 +12,7 @@ use anyhow::Context;
 use netem_profiles::Profile;
 use spacefabric_node::collective::{Corruption, MemoryExchange, MemoryFabric};
 use spacefabric_node::emu::EmuClock;
-use spacefabric_node::transport::{DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
+use spacefabric_node::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
 
 /// Which fabric the local endpoints use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +73,26 @@ fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
 }
 
 impl LocalFabric {
-    /// Starts one endpoint per rank (`sites[r]` is rank r's site in `profile`).
+    /// Starts one endpoint per rank (`sites[r]` is rank r's site in `profile`), with the
+    /// transport's default congestion controller.
     pub(crate) async fn start(
         kind: FabricKind,
         profile: &Profile,
         sites: &[usize],
         emulate: bool,
         corrupt: Option<Corruption>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_cc(kind, profile, sites, emulate, corrupt, CcChoice::default()).await
+    }
+
+    /// [`Self::start`] with the congestion controller `cc`.
+    pub(crate) async fn start_with_cc(
+        kind: FabricKind,
+        profile: &Profile,
+        sites: &[usize],
+        emulate: bool,
+        corrupt: Option<Corruption>,
+        cc: CcChoice,
     ) -> anyhow::Result<Self> {
         if corrupt.is_some() && kind != FabricKind::Memory {
             anyhow::bail!("--corrupt works with --fabric memory only");
@@ -119,6 +132,7 @@ impl LocalFabric {
                         identity,
                         clock,
                     );
+                    config.cc = cc;
                     config.socket = if emulate {
                         SocketKind::Emulated
                     } else {
