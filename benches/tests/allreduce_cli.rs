@@ -78,9 +78,9 @@ fn a_wrong_element_fails_the_run() {
         .args([
             "--algo", "ring", "-b", "4K", "-e", "4K", "-n", "1", "-w", "0",
         ])
-        // the timed iteration sends 6 messages 0 -> 1 (3 reduce-scatter + 3 all-gather);
-        // the 7th is the first of the checked iteration
-        .args(["--corrupt", "0:1:6", "--lanes", "1"])
+        // messages 0 -> 1: the barrier's (0), the timed iteration's 6 (3 reduce-scatter + 3
+        // all-gather), the next barrier's (7); the 9th is the first of the checked iteration
+        .args(["--corrupt", "0:1:8", "--lanes", "1"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -197,6 +197,50 @@ impl<E: Exchange> Communicator<E> {
         }
     }
 
+    /// Waits until every rank has entered the barrier: every rank sends an empty message to
+    /// every other rank and waits for theirs (one message latency; on two sites, the
+    /// cross-site one-way delay). Benchmarks call it before each timed iteration so every
+    /// iteration starts from aligned ranks.
+    pub async fn barrier(&self) -> Result<(), CollectiveError> {
+        let world = self.world_size();
+        let me = self.rank();
+        if me >= world {
+            return Err(CollectiveError::BadRank { rank: me, world });
+        }
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let ex = &self.exchange;
+        let sends = (0..world).filter(|&r| r != me).map(|to| async move {
+            let t = executor::tag(call, 0, me * world + to);
+            ex.send(to, t, bytes::Bytes::new())
+                .await
+                .map_err(|source| CollectiveError::Send {
+                    rank: me,
+                    to,
+                    tag: t,
+                    bytes: 0,
+                    source,
+                })
+        });
+        let recvs = (0..world).filter(|&r| r != me).map(|from| async move {
+            let t = executor::tag(call, 0, from * world + me);
+            ex.recv(from, t)
+                .await
+                .map(|_| ())
+                .map_err(|source| CollectiveError::Recv {
+                    rank: me,
+                    from,
+                    tag: t,
+                    source,
+                })
+        });
+        futures::future::try_join(
+            futures::future::try_join_all(sends),
+            futures::future::try_join_all(recvs),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Runs `collective` in place on `data` with `algorithm`; returns the algorithm used.
     pub async fn run(
         &self,

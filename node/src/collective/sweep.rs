@@ -4,9 +4,10 @@
 //! the results of all ranks are combined by whoever collects them (the benchmark binary, or
 //! the controller for a job): an iteration's time is the slowest rank's, #wrong is the sum.
 //!
-//! The ranks do not synchronise between iterations (as nccl-tests): a rank starts its next
-//! iteration as soon as it finished the previous one, so a timed iteration measures the
-//! throughput of back-to-back all-reduces as each rank sees it.
+//! Every iteration starts with a barrier (not timed), so an iteration's time is the latency
+//! of one all-reduce from aligned ranks (as OSU's benchmarks do), not the throughput of
+//! back-to-back ones: without it a rank that finished the previous algorithm early would count
+//! the others' lag (up to a light delay on Earth-Moon) in its first iterations.
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -78,6 +79,7 @@ pub async fn run_sweep<E: Exchange>(
             for i in 0..spec.warmup + spec.iterations {
                 // Small values so repeated sums stay finite; refilled outside the timed part.
                 data.fill(1.0);
+                comm.barrier().await?;
                 let start = Instant::now();
                 let c = all_reduce(comm, algo, &mut data).await?;
                 let t = start.elapsed();
@@ -89,6 +91,7 @@ pub async fn run_sweep<E: Exchange>(
             let wrong = if spec.check {
                 let collective = Collective::AllReduce;
                 data = verify::input(collective, spec.seed, world, rank, count);
+                comm.barrier().await?;
                 let c = all_reduce(comm, algo, &mut data).await?;
                 used = Some(c);
                 Some(verify::count_wrong(
