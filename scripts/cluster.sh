@@ -5,6 +5,7 @@
 #   scripts/cluster.sh status                              nodes, sites, jobs
 #   scripts/cluster.sh logs [controller|NODE] [-f]         a process's log (NODE: index or name)
 #   scripts/cluster.sh bench ARGS...                       spacefabric-bench ARGS --controller URL
+#   scripts/cluster.sh ping [--iterations N]               control-plane round trips per node
 #   scripts/cluster.sh down                                stop exactly what `up` started
 #
 # Everything lives under .cluster/ at the repository root: pid files, logs, the controller's
@@ -27,7 +28,7 @@ URL="http://127.0.0.1:$CONTROLLER_PORT"
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -186,6 +187,11 @@ cmd_logs() {
   if [[ -n "$follow" ]]; then tail -n 50 -f "$file"; else tail -n 100 "$file"; fi
 }
 
+cmd_ping() {
+  pid_alive "$DIR/controller.pid" || die "no running cluster (scripts/cluster.sh up first)"
+  SPACEFABRIC_JOIN_TOKEN="$(token)" "$BIN/spacefabric-controller" ping --controller "$URL" "$@"
+}
+
 cmd_bench() {
   pid_alive "$DIR/controller.pid" || die "no running cluster (scripts/cluster.sh up first)"
   SPACEFABRIC_JOIN_TOKEN="$(token)" SPACEFABRIC_CONTROLLER="$URL" \
@@ -238,7 +244,8 @@ case "$command" in
   status) cmd_status ;;
   logs) cmd_logs "$@" ;;
   bench) cmd_bench "$@" ;;
+  ping) cmd_ping "$@" ;;
   down) cmd_down ;;
   -h|--help|help) usage 0 ;;
-  *) die "unknown command '$command' (up, status, logs, bench, down)" ;;
+  *) die "unknown command '$command' (up, status, logs, bench, ping, down)" ;;
 esac

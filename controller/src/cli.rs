@@ -295,3 +295,103 @@ impl From<ControllerError> for CommandError {
         Self::Serve(ServeError::Controller(e))
     }
 }
+
+/// `spacefabric-controller ping`: a control-plane round-trip job on every node.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PingArgs {
+    /// Controller URL (http:// or https://).
+    #[arg(
+        long,
+        env = "SPACEFABRIC_CONTROLLER",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    pub controller: String,
+    /// The cluster's join token.
+    #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: String,
+    /// CA certificate (PEM) to trust for an https:// controller.
+    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Round trips per node.
+    #[arg(long, env = "SPACEFABRIC_PING_ITERATIONS", default_value_t = 5)]
+    pub iterations: u32,
+}
+
+/// Submits a ping job, follows it to the end, prints each rank's round trips.
+pub async fn ping(args: PingArgs) -> Result<(), CommandError> {
+    use spacefabric_proto::v1::{
+        JobSpec, JobState, PingJob, SubmitJobRequest, WatchJobRequest, job_spec,
+    };
+    let ca = match &args.ca_cert {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| CommandError::Usage(format!("--ca-cert {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let mut client = ControllerClient::new(connect(&args.controller, ca.as_deref()).await?);
+    let job = client
+        .submit_job(SubmitJobRequest {
+            join_token: args.join_token.clone(),
+            spec: Some(JobSpec {
+                name: "ping".into(),
+                kind: Some(job_spec::Kind::Ping(PingJob {
+                    iterations: args.iterations,
+                })),
+            }),
+            min_nodes: 0,
+        })
+        .await?
+        .into_inner();
+    eprintln!("submitted {} (ping x{})", job.job_id, args.iterations);
+    let mut stream = client
+        .watch_job(WatchJobRequest {
+            join_token: args.join_token.clone(),
+            job_id: job.job_id.clone(),
+        })
+        .await?
+        .into_inner();
+    let mut last = job;
+    while let Some(event) = stream.message().await? {
+        if let Some(job) = event.job {
+            last = job;
+        }
+    }
+    let peers = last
+        .plan
+        .as_ref()
+        .map(|p| p.peers.clone())
+        .unwrap_or_default();
+    println!(
+        "{:>5} {:<10} {:<12} {:>10} {:>10}",
+        "RANK", "SITE", "NODE", "RTT p50", "RTT max"
+    );
+    for r in &last.results {
+        let peer = peers.iter().find(|p| p.rank == r.rank);
+        let ms = |k: &str| r.metrics.get(k).copied().unwrap_or(f64::NAN);
+        println!(
+            "{:>5} {:<10} {:<12} {:>7.1} ms {:>7.1} ms{}",
+            r.rank,
+            peer.map(|p| p.site.as_str()).unwrap_or("?"),
+            peer.map(|p| p.name.as_str()).unwrap_or("?"),
+            ms("rtt_p50_ms"),
+            ms("rtt_max_ms"),
+            if r.ok {
+                String::new()
+            } else {
+                format!("  FAILED: {}", r.error)
+            }
+        );
+    }
+    println!("{}: {}", last.job_id, crate::status::job_state(last.state));
+    if last.state == JobState::Succeeded as i32 {
+        Ok(())
+    } else {
+        Err(CommandError::Usage(format!(
+            "{} ended {}: {}",
+            last.job_id,
+            crate::status::job_state(last.state),
+            last.error
+        )))
+    }
+}

@@ -21,6 +21,8 @@ enum Command {
     Serve(cli::ServeArgs),
     /// Show the nodes, sites and jobs of a running controller.
     Status(cli::StatusArgs),
+    /// Run a control-plane round-trip job on every node and print the round trips.
+    Ping(cli::PingArgs),
     /// Check, show and plot link profiles (netem-profiles TOML files).
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Profile(cmd) => run_profile(cmd),
         Command::Serve(args) => run_async(cli::serve(args)),
         Command::Status(args) => run_async(cli::status(args)),
+        Command::Ping(args) => run_async(cli::ping(args)),
     };
     match result {
         Ok(code) => code,
