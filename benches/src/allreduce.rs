@@ -9,6 +9,7 @@
 //! The table on stdout follows nccl-tests' layout so existing scrapers work; progress goes to
 //! stderr; `--json`, `--csv`, `--hdr-dir` and `--plot` write the same results as files.
 
+mod controller_job;
 pub(crate) mod fabric;
 mod plot;
 mod report;
@@ -97,9 +98,16 @@ pub(crate) struct AllreduceArgs {
     /// rank A to rank B, given as `A:B:n`, to check that wrong results fail the run.
     #[arg(long, hide = true, value_parser = parse_corruption)]
     corrupt: Option<Corruption>,
-    /// Attach to a running cluster's controller instead of starting a local one.
+    /// Run the sweep as a job of a running cluster's controller (its node processes) instead
+    /// of starting a local cluster in this process.
     #[arg(long, env = "SPACEFABRIC_CONTROLLER")]
     controller: Option<String>,
+    /// The cluster's join token (with --controller).
+    #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+    /// With --controller: start the job only once this many nodes are alive (0: any).
+    #[arg(long, env = "SPACEFABRIC_MIN_NODES", default_value_t = 0)]
+    min_nodes: u32,
     /// Write every result (per-iteration times, percentiles, bytes per link class, links,
     /// transport settings) as JSON to this file.
     #[arg(long, env = "SPACEFABRIC_JSON")]
@@ -194,12 +202,6 @@ fn placement(profile: &Profile, nodes: usize) -> Vec<usize> {
 
 /// Runs the sweep; the exit code is 1 when any element was wrong.
 pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
-    if let Some(url) = &args.controller {
-        bail!(
-            "--controller {url}: submitting the all-reduce as a controller job is not implemented yet; \
-             run without --controller to start a local cluster in this process"
-        );
-    }
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
@@ -210,6 +212,9 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
         bail!("--lanes must be between 1 and 255 (got {})", args.lanes);
     }
     let sizes = sizes(args.min_bytes, args.max_bytes, args.step_factor)?;
+    if let Some(url) = &args.controller {
+        return controller_job::run(&args, url, &sizes);
+    }
     let profile = load_profile(&args.profile)?;
     let sites = placement(&profile, args.nodes);
     let cost = CostModel::from_profile(&profile, sites.clone(), Duration::ZERO)?;
@@ -284,7 +289,14 @@ async fn sweep<E: Exchange + 'static>(
         check: true,
         seed: args.seed,
     };
-    let mut sweep = Sweep::new(args, profile, cost, fabric);
+    let mut sweep = Sweep::new(
+        args,
+        profile,
+        cost,
+        fabric.describe(),
+        fabric.emulated(),
+        fabric.transport_settings(),
+    );
     report::print_header(&sweep);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SweepPoint>();
     let mut tasks = tokio::task::JoinSet::new();

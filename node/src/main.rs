@@ -2,12 +2,16 @@
 //! line and dispatches to the library.
 //!
 //! Without a subcommand the node runs as an agent of the controller
-//! (`spacefabric-node --controller URL --join-token T [--site S] --listen ADDR --advertise ADDR`).
+//! (`spacefabric-node --controller URL --join-token T [--site S] --listen ADDR --advertise ADDR`)
+//! running ping and all-reduce jobs.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spacefabric_node::agent::{Agent, args::AgentArgs};
+use std::sync::Arc;
+
+use spacefabric_node::agent::{Agent, JobKind, args::AgentArgs};
+use spacefabric_node::jobs::AllReduceRunner;
 use spacefabric_node::transport::ca_command::{self, CaCommand};
 
 #[derive(Debug, Parser)]
@@ -68,7 +72,15 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
                 )?
                 .install()
                 .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
-            Agent::new(config).run(shutdown_signal()).await?;
+            // All-reduce jobs bind the node's fabric address (--listen); peers dial the
+            // --advertise address the agent registered.
+            Agent::new(config)
+                .with_runner(
+                    JobKind::AllReduce,
+                    Arc::new(AllReduceRunner::new(args.listen)),
+                )
+                .run(shutdown_signal())
+                .await?;
             anyhow::Ok(())
         })
     })();

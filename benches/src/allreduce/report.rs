@@ -12,7 +12,6 @@ use serde_json::json;
 use spacefabric_node::collective::{Algorithm, Bound, Collective, Concrete, CostModel, Prediction};
 
 use super::AllreduceArgs;
-use super::fabric::LocalFabric;
 
 /// One (algorithm, size) measurement.
 #[derive(Debug, Clone)]
@@ -144,7 +143,9 @@ impl Sweep {
         args: &AllreduceArgs,
         profile: &Profile,
         cost: &CostModel,
-        fabric: &LocalFabric,
+        fabric: String,
+        emulated: bool,
+        transport: serde_json::Value,
     ) -> Self {
         let populated = cost.populated_sites();
         let placement = populated
@@ -187,9 +188,9 @@ impl Sweep {
             placement,
             links,
             link_lines,
-            fabric: fabric.describe(),
-            emulated: fabric.emulated(),
-            transport: fabric.transport_settings(),
+            fabric,
+            emulated,
+            transport,
             min_bytes: args.min_bytes,
             max_bytes: args.max_bytes,
             step_factor: args.step_factor,

@@ -1,0 +1,212 @@
+//! An all-reduce sweep through the controller on real node processes: the built
+//! `spacefabric-controller` (lan profile) and four `spacefabric-node` agents on 127.0.0.1,
+//! then `spacefabric-bench allreduce --controller URL --join-token T --min-nodes 4` submits a
+//! small sweep (1 KiB..64 KiB, ring and hierarchical, one iteration) and prints the
+//! nccl-tests table from the ranks' results. Asserts the exit code, one row per size and
+//! algorithm, and that no element was wrong.
+//!
+//! Nothing sleeps to synchronise: the job waits for four live nodes (`--min-nodes`), and the
+//! bench's exit is awaited with a bounded timeout.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use support::{workspace_bin, workspace_root};
+
+const TOKEN: &str = "allreduce-test-token";
+/// Bound for the whole job on a loaded 2-core machine.
+const WAIT: Duration = Duration::from_secs(240);
+
+/// A process killed if the test ends before it exits.
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, bin: &Path, args: &[String], logs: &Path) -> Self {
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .args(args)
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} ({}): {e}", bin.display()));
+        Self {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_tcp() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp() -> u16 {
+    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `cmd` to completion within `limit`, killing it (by its pid) when it overruns.
+fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            panic!("the bench did not finish within {limit:?}");
+        }
+    }
+}
+
+#[test]
+fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
+    let controller_bin = workspace_bin("spacefabric-controller", "spacefabric-controller");
+    let node_bin = workspace_bin("spacefabric-node", "spacefabric-node");
+    let bench_bin = workspace_bin("spacefabric-bench", "spacefabric-bench");
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let profile = workspace_root().join("netem-profiles/profiles/lan.toml");
+    assert!(profile.is_file(), "{} missing", profile.display());
+
+    let port = free_tcp();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut procs = vec![Proc::spawn(
+        "controller",
+        &controller_bin,
+        &[
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{}", free_tcp()),
+            "--profile".into(),
+            profile.display().to_string(),
+            "--state-dir".into(),
+            dir.path().join("state").display().to_string(),
+            "--join-token".into(),
+            TOKEN.into(),
+        ],
+        &logs,
+    )];
+    for i in 0..4 {
+        let quic = format!("127.0.0.1:{}", free_udp());
+        procs.push(Proc::spawn(
+            &format!("node-{i}"),
+            &node_bin,
+            &[
+                "--controller".into(),
+                url.clone(),
+                "--join-token".into(),
+                TOKEN.into(),
+                "--name".into(),
+                format!("node-{i}"),
+                "--listen".into(),
+                quic.clone(),
+                "--advertise".into(),
+                quic,
+                "--metrics-listen".into(),
+                format!("127.0.0.1:{}", free_tcp()),
+            ],
+            &logs,
+        ));
+    }
+
+    let mut bench = Command::new(&bench_bin);
+    bench.env_clear().args([
+        "allreduce",
+        "--controller",
+        &url,
+        "--join-token",
+        TOKEN,
+        "--min-nodes",
+        "4",
+        "--algo",
+        "ring,hier",
+        "-b",
+        "1K",
+        "-e",
+        "64K",
+        "-f",
+        "4",
+        "-n",
+        "1",
+        "-w",
+        "0",
+    ]);
+    let out = run_bounded(bench, WAIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut logs_text = String::new();
+    for p in &procs {
+        let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        logs_text.push_str(&format!(
+            "--- {} ---\n{}\n",
+            p.name,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}\n{logs_text}");
+    assert!(out.status.success(), "bench failed: {context}");
+    // One row per (algorithm, size): 1K, 4K, 16K, 64K for ring and hier.
+    for algo in ["ring", "hier"] {
+        for bytes in [1024, 4096, 16384, 65536] {
+            let row = stdout.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                !l.starts_with('#')
+                    && cols.first() == Some(&bytes.to_string().as_str())
+                    && l.contains(algo)
+            });
+            assert!(row, "no {algo} row for {bytes} B: {context}");
+        }
+    }
+    assert!(
+        stdout.contains("# Out of bounds values : 0 OK"),
+        "missing OK footer: {context}"
+    );
+    assert!(
+        stdout.contains("4 node processes"),
+        "not run on the node processes: {context}"
+    );
+}

@@ -1,0 +1,338 @@
+//! The all-reduce job on a node: the controller's `AllReduceJob` run as one rank of an
+//! nccl-tests-style sweep over the real QUIC fabric.
+//!
+//! From the [`JobContext`] the runner builds this node's [`Mesh`] (peers, fabric addresses,
+//! sites and names from the job's plan; TLS identity and cluster CA from registration; the
+//! profile's links on an emulated socket; the scenario clock from the controller's epoch),
+//! binds it on the node's `--listen` address (peers dial the `--advertise` address the node
+//! registered, which is what the plan carries), wraps it in a [`Communicator`] with the
+//! profile's cost model and runs [`run_sweep`]. Every measured point is reported as progress;
+//! the result is a [`NodeSweepResult`] as JSON, from which a client combines all ranks
+//! (an iteration's time is the slowest rank's, #wrong is summed).
+//!
+//! The mesh lives for one job attempt: it is closed when the sweep ends, fails or the job is
+//! cancelled (abort, re-plan, agent shutdown), so the next job can bind the same port.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use netem_profiles::Profile;
+use serde::{Deserialize, Serialize};
+use spacefabric_proto::v1::{AllReduceJob, job_spec};
+use tokio::time::Instant;
+
+use crate::agent::{JobContext, JobError, JobOutput, JobRunner, Progress};
+use crate::collective::sweep::{SweepError, SweepPoint, SweepSpec, run_sweep};
+use crate::collective::{CollectiveError, Communicator, CostModel, cost::CostError};
+use crate::emu::EmuClock;
+use crate::transport::{Mesh, MeshConfig, NodeIdentity, PeerInfo, SocketKind, TransportError};
+
+/// Why an all-reduce job failed on this node.
+#[derive(Debug, thiserror::Error)]
+pub enum AllReduceError {
+    /// The job's spec is not an all-reduce, or its sizes are inconsistent.
+    #[error("all-reduce spec: {0}")]
+    Spec(String),
+    /// The plan is unusable (a peer's address or site, our rank).
+    #[error("job plan: {0}")]
+    Plan(String),
+    /// The profile from registration does not parse.
+    #[error("scenario profile: {0}")]
+    Profile(String),
+    /// The node's fabric identity is missing or invalid.
+    #[error("fabric identity: {0}")]
+    Identity(String),
+    /// The cost model could not be built from the profile and placement.
+    #[error("cost model: {0}")]
+    Cost(#[from] CostError),
+    /// The communicator refused the cost model.
+    #[error("communicator: {0}")]
+    Communicator(#[from] CollectiveError),
+    /// Connecting the QUIC mesh failed.
+    #[error("fabric mesh: {0}")]
+    Mesh(#[from] TransportError),
+    /// The sweep failed (a collective, an algorithm name).
+    #[error("sweep: {0}")]
+    Sweep(#[from] SweepError),
+    /// The job was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What one rank reports for an all-reduce job (the `result_json` of its result).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSweepResult {
+    /// This node's rank in the job's plan.
+    pub rank: usize,
+    /// Ranks in the job.
+    pub world_size: usize,
+    /// This node's site.
+    pub site: String,
+    /// Every rank's site name, by rank (from the plan).
+    pub sites_by_rank: Vec<String>,
+    /// The spec that was run (sizes expanded).
+    pub spec: SweepSpec,
+    /// This rank's points, algorithm-major, in the order of `spec`.
+    pub points: Vec<SweepPoint>,
+    /// The mesh's transport counters after the sweep (debug text).
+    pub transport_stats: String,
+}
+
+/// Sizes of an nccl-tests sweep: `min`, `min·f`, ... up to `max`, each rounded down to
+/// whole f32 (at least one).
+pub fn sweep_sizes(min: u64, max: u64, factor: u64) -> Result<Vec<u64>, AllReduceError> {
+    if min > max {
+        return Err(AllReduceError::Spec(format!(
+            "min_bytes {min} is larger than max_bytes {max}"
+        )));
+    }
+    if factor < 2 && min != max {
+        return Err(AllReduceError::Spec(format!(
+            "factor must be at least 2 (got {factor})"
+        )));
+    }
+    let mut out = Vec::new();
+    let mut s = min.max(4);
+    while s <= max {
+        out.push(s / 4 * 4);
+        if factor < 2 {
+            break;
+        }
+        s = s.saturating_mul(factor);
+    }
+    Ok(out)
+}
+
+/// The sweep a job asks for (the checked iteration's inputs are seeded with `seed`).
+pub fn sweep_spec(job: &AllReduceJob, seed: u64) -> Result<SweepSpec, AllReduceError> {
+    Ok(SweepSpec {
+        sizes: sweep_sizes(job.min_bytes, job.max_bytes, u64::from(job.factor))?,
+        algorithms: job.algorithms.clone(),
+        iterations: job.iterations as usize,
+        warmup: job.warmup as usize,
+        check: job.check,
+        seed,
+    })
+}
+
+/// Runs all-reduce jobs on this node's fabric address.
+#[derive(Debug, Clone)]
+pub struct AllReduceRunner {
+    listen: SocketAddr,
+    socket: SocketKind,
+}
+
+impl AllReduceRunner {
+    /// A runner whose mesh binds `listen` (the node's `--listen`) on an emulated socket
+    /// applying the profile's links.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            socket: SocketKind::Emulated,
+        }
+    }
+
+    /// The same with another socket kind (`Passthrough`: links off, the overhead baseline).
+    pub fn with_socket(mut self, socket: SocketKind) -> Self {
+        self.socket = socket;
+        self
+    }
+
+    async fn run_job(&self, ctx: &JobContext) -> Result<NodeSweepResult, AllReduceError> {
+        let Some(job_spec::Kind::AllReduce(job)) = &ctx.spec.kind else {
+            return Err(AllReduceError::Spec("not an all-reduce job".into()));
+        };
+        let spec = sweep_spec(job, ctx.scenario.seed)?;
+        let scenario = &ctx.scenario;
+        let profile = Profile::parse(&scenario.profile_toml, &scenario.profile_name)
+            .map_err(|e| AllReduceError::Profile(e.to_string()))?;
+        let mut peers = Vec::with_capacity(ctx.plan.peers.len());
+        let mut site_of_rank = vec![0; ctx.plan.peers.len()];
+        for p in &ctx.plan.peers {
+            let addr: SocketAddr = p.addr.parse().map_err(|e| {
+                AllReduceError::Plan(format!(
+                    "peer rank {} ({}): address '{}': {e}",
+                    p.rank, p.name, p.addr
+                ))
+            })?;
+            let site = profile.site_id(&p.site).ok_or_else(|| {
+                AllReduceError::Plan(format!(
+                    "peer rank {} ({}): site '{}' is not in profile {}",
+                    p.rank, p.name, p.site, profile.name
+                ))
+            })?;
+            let slot = site_of_rank.get_mut(p.rank as usize).ok_or_else(|| {
+                AllReduceError::Plan(format!(
+                    "peer {} has rank {} in a plan of {}",
+                    p.name,
+                    p.rank,
+                    ctx.plan.peers.len()
+                ))
+            })?;
+            *slot = site;
+            peers.push(PeerInfo {
+                rank: p.rank as usize,
+                name: p.name.clone(),
+                addr,
+                site: p.site.clone(),
+            });
+        }
+        let rank = ctx.rank as usize;
+        if rank >= peers.len() {
+            return Err(AllReduceError::Plan(format!(
+                "our rank {rank} is outside a plan of {}",
+                peers.len()
+            )));
+        }
+        let mut sites_by_rank = vec![String::new(); peers.len()];
+        for p in &peers {
+            if let Some(s) = sites_by_rank.get_mut(p.rank) {
+                s.clone_from(&p.site);
+            }
+        }
+        let id = &scenario.identity;
+        if id.cert_pem.is_empty() {
+            return Err(AllReduceError::Identity(
+                "registration gave no certificate".into(),
+            ));
+        }
+        let identity = NodeIdentity::from_pem(&id.ca_pem, &id.cert_pem, &id.key_pem)
+            .map_err(|e| AllReduceError::Identity(e.to_string()))?;
+        let cost = CostModel::from_profile(&profile, site_of_rank, scenario_time(scenario))?;
+        let mut config = MeshConfig::new(
+            rank,
+            peers,
+            Arc::new(profile),
+            identity,
+            scenario_clock(scenario.epoch_unix_ms),
+        );
+        config.listen = Some(self.listen);
+        config.socket = self.socket;
+        tracing::info!(job_id = %ctx.job_id, rank, listen = %self.listen, "all-reduce: connecting the mesh");
+        let mesh = Arc::new(Mesh::connect(config).await?);
+        let comm = Communicator::new(Arc::clone(&mesh)).with_cost_model(cost)?;
+        let total = (spec.sizes.len() * spec.algorithms.len()) as u64;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SweepPoint>();
+        let control = ctx.control.clone();
+        let reporter = tokio::spawn(async move {
+            while let Some(point) = rx.recv().await {
+                let mean = mean(&point.times_us);
+                let mut metrics = HashMap::new();
+                metrics.insert("time_us".to_string(), mean);
+                metrics.insert("bytes".to_string(), point.bytes as f64);
+                metrics.insert("wrong".to_string(), point.wrong.map_or(0.0, |w| w as f64));
+                let step = point.index as u64 + 1;
+                control
+                    .report_progress(Progress {
+                        step,
+                        total_steps: total,
+                        committed_step: 0,
+                        message: format!("{} {} B: {mean:.1} us", point.algorithm, point.bytes),
+                        metrics,
+                    })
+                    .await;
+            }
+        });
+        let swept = run_sweep(&comm, &spec, |point| {
+            // The reporter only stops after the sender is dropped.
+            let _ = tx.send(point.clone());
+        })
+        .await;
+        drop(tx);
+        // Deliver the last progress reports before the result.
+        let _ = reporter.await;
+        let transport_stats = format!("{:?}", mesh.stats());
+        drop(comm);
+        if let Ok(mesh) = Arc::try_unwrap(mesh) {
+            mesh.close().await;
+        }
+        Ok(NodeSweepResult {
+            rank,
+            world_size: sites_by_rank.len(),
+            site: scenario.site.clone(),
+            sites_by_rank,
+            spec,
+            points: swept?,
+            transport_stats,
+        })
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Emulated time now: how long ago the scenario epoch was (zero if it is in the future).
+fn scenario_time(scenario: &crate::agent::Scenario) -> Duration {
+    Duration::from_millis(unix_now_ms().saturating_sub(scenario.epoch_unix_ms))
+}
+
+/// The scenario clock: emulated time 0 is the controller's epoch (unix ms), so every
+/// node's link schedules agree (up to the hosts' clock skew).
+fn scenario_clock(epoch_unix_ms: u64) -> EmuClock {
+    let now = Instant::now();
+    let ago = Duration::from_millis(unix_now_ms().saturating_sub(epoch_unix_ms));
+    EmuClock::new(now.checked_sub(ago).unwrap_or(now))
+}
+
+impl JobRunner for AllReduceRunner {
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        let runner = self.clone();
+        Box::pin(async move {
+            let outcome = tokio::select! {
+                r = runner.run_job(&ctx) => r,
+                () = ctx.cancel.cancelled() => Err(AllReduceError::Cancelled),
+            };
+            let result = outcome.map_err(|e| {
+                tracing::warn!(job_id = %ctx.job_id, rank = ctx.rank, error = %e, "all-reduce job failed");
+                JobError(e.to_string())
+            })?;
+            let wrong: usize = result.points.iter().filter_map(|p| p.wrong).sum();
+            let mut metrics = HashMap::new();
+            metrics.insert("points".to_string(), result.points.len() as f64);
+            metrics.insert("wrong".to_string(), wrong as f64);
+            let result_json = serde_json::to_string(&result)
+                .map_err(|e| JobError(format!("encoding the result: {e}")))?;
+            Ok(JobOutput {
+                result_json,
+                metrics,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_the_job() {
+        assert_eq!(
+            sweep_sizes(1024, 65536, 4).ok(),
+            Some(vec![1024, 4096, 16384, 65536])
+        );
+        assert_eq!(sweep_sizes(6, 6, 0).ok(), Some(vec![4]));
+        assert!(sweep_sizes(2048, 1024, 2).is_err());
+        assert!(sweep_sizes(1024, 2048, 1).is_err());
+    }
+
+    #[test]
+    fn the_clock_counts_from_the_epoch() {
+        let epoch = unix_now_ms().saturating_sub(5_000);
+        let clock = scenario_clock(epoch);
+        assert!(clock.now() >= Duration::from_millis(4_900));
+    }
+}
