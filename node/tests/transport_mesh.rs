@@ -388,11 +388,13 @@ async fn transfer_across_a_scheduled_outage_waits_for_the_contact() {
     // No data was poured into the outage: the sender lost at most a few control packets (an
     // ACK of the peer's last window update) to it. The receiver sends no payload; its probes
     // of an unacknowledged window update meet the outage with exponential back-off (a dozen
-    // small packets over 30 s).
+    // small packets over 30 s). The bounds leave room for scheduling noise on a busy machine
+    // and stay far below what a sender that ignores the contact plan loses: a window's worth
+    // (80 Mbit/s x 200 ms RTT = 2 MB, ~1,400 datagrams).
     let sender = m0.emulated_socket().unwrap().stats().traffic;
-    assert!(sender.dropped_outage <= 4, "{sender:?}");
+    assert!(sender.dropped_outage <= 32, "{sender:?}");
     let receiver = m1.emulated_socket().unwrap().stats().traffic;
-    assert!(receiver.dropped_outage <= 24, "{receiver:?}");
+    assert!(receiver.dropped_outage <= 64, "{receiver:?}");
     for t in [sender, receiver] {
         assert_eq!(t.dropped_total(), t.dropped_outage, "{t:?}");
     }
