@@ -13,11 +13,13 @@
 //!   broadcast it inside their site.
 //!
 //! Strategies talk to their peers only through [`GradientSync`], a group of ranks offering the
-//! four collectives they need; `collective_sync` adapts the collective module's `Exchange` to
-//! it. Compute runs on tokio's blocking pool so a node's network I/O is never starved by its
-//! matrix multiplications. `step_time` adds a *declared* compute time per step (a sleep on the
-//! tokio clock) on top of the real computation, so a run on a slow machine can stand for fast
-//! hardware; the report keeps real and declared compute apart.
+//! four collectives they need; `fabric::CollectiveGroup` adapts the collective module's `Exchange` to
+//! it. Large steps compute on tokio's blocking pool so a node's network I/O is never starved
+//! by its matrix multiplications (small ones inline). `step_time` adds a *declared* compute
+//! time per step on top of the real computation (slept on the tokio clock before the node
+//! next talks to its peers, so timer rounding is paid once per collective, not per step): a
+//! run on a slow machine can stand for fast hardware; the report keeps real and declared
+//! compute apart.
 
 use std::future::Future;
 use std::ops::Range;
@@ -280,6 +282,8 @@ struct Worker {
     y: Vec<f32>,
     inner: Optimizer,
     inner_range: Range<usize>,
+    /// Compute on the async task itself (small steps) rather than the blocking pool.
+    inline: bool,
 }
 
 impl Worker {
@@ -302,11 +306,18 @@ impl Worker {
     }
 }
 
-async fn on_blocking<R, F>(worker: Box<Worker>, f: F) -> Result<(Box<Worker>, R), TrainError>
+/// Runs `f` on the worker: inline when a step is small (a blocking-pool hand-off would cost
+/// more than the work), on tokio's blocking pool otherwise so the node's network I/O is never
+/// starved by its matrix multiplications.
+async fn on_blocking<R, F>(mut worker: Box<Worker>, f: F) -> Result<(Box<Worker>, R), TrainError>
 where
     R: Send + 'static,
     F: FnOnce(&mut Worker) -> R + Send + 'static,
 {
+    if worker.inline {
+        let r = f(&mut worker);
+        return Ok((worker, r));
+    }
     tokio::task::spawn_blocking(move || {
         let mut worker = worker;
         let r = f(&mut worker);
@@ -441,6 +452,7 @@ async fn train_node_inner<S: GradientSync>(
         y: Vec::new(),
         inner,
         inner_range,
+        inline: len.saturating_mul(cfg.batch) < INLINE_WORK,
     });
 
     // Start together: data generation and setup take different times on different nodes,
@@ -464,6 +476,8 @@ async fn train_node_inner<S: GradientSync>(
         f64::NAN,
     )?;
 
+    // Declared compute not yet slept (see `settle`).
+    let mut owed = Duration::ZERO;
     while step < cfg.steps {
         let s = step;
         let (w, (loss, real)) = on_blocking(worker, move |w| {
@@ -475,15 +489,14 @@ async fn train_node_inner<S: GradientSync>(
         worker = w;
         train_losses.push(loss?);
         report.real_compute += real;
-        if !cfg.step_time.is_zero() {
-            tokio::time::sleep(cfg.step_time).await;
-            report.declared_compute += cfg.step_time;
-        }
+        owed += cfg.step_time;
+        report.declared_compute += cfg.step_time;
         step += 1;
 
         let mut outer_boundary = false;
         match kind {
             StrategyKind::Sync => {
+                settle(&mut owed).await;
                 let t0 = tokio::time::Instant::now();
                 world.all_reduce_mean(&mut worker.grad).await?;
                 report.comm += t0.elapsed();
@@ -491,6 +504,7 @@ async fn train_node_inner<S: GradientSync>(
                 worker = apply_inner(worker, &mut report).await?;
             }
             StrategyKind::Sharded => {
+                settle(&mut owed).await;
                 let t0 = tokio::time::Instant::now();
                 world.reduce_scatter_mean(&mut worker.grad).await?;
                 report.comm += t0.elapsed();
@@ -502,6 +516,7 @@ async fn train_node_inner<S: GradientSync>(
             }
             StrategyKind::Diloco | StrategyKind::Hierarchical => {
                 if let Some(site) = site {
+                    settle(&mut owed).await;
                     let t0 = tokio::time::Instant::now();
                     site.all_reduce_mean(&mut worker.grad).await?;
                     report.comm += t0.elapsed();
@@ -512,6 +527,7 @@ async fn train_node_inner<S: GradientSync>(
                     for ((d, g), l) in delta.iter_mut().zip(&global).zip(&worker.params) {
                         *d = g - l;
                     }
+                    settle(&mut owed).await;
                     let t0 = tokio::time::Instant::now();
                     match site {
                         None => world.all_reduce_mean(&mut delta).await?,
@@ -582,6 +598,7 @@ async fn train_node_inner<S: GradientSync>(
         }
     }
 
+    settle(&mut owed).await;
     report.steps = step;
     report.wall = start.elapsed();
     report.params = if kind.has_outer_step() {
@@ -596,6 +613,20 @@ async fn train_node_inner<S: GradientSync>(
         "training done"
     );
     Ok(report)
+}
+
+/// Steps below this many multiply-adds per sample batch (parameters × batch, well under a
+/// millisecond) run inline.
+const INLINE_WORK: usize = 1 << 18;
+
+/// Sleeps the declared compute time owed so far (once, before the node next talks to its
+/// peers or finishes), so a step's declared time is added in full without paying a timer's
+/// rounding on every step.
+async fn settle(owed: &mut Duration) {
+    if !owed.is_zero() {
+        tokio::time::sleep(*owed).await;
+        *owed = Duration::ZERO;
+    }
 }
 
 async fn apply_inner(

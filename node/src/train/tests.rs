@@ -528,3 +528,21 @@ delay_ms = 1280
         assert!(cross(&hier_bytes) > 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_steps_run_on_the_blocking_pool_with_the_same_result() {
+    // 8 → 128 × 2 → 2 with batch 16 is above the inline threshold.
+    let mut cfg = small_config(StrategyKind::Sync, OptimizerConfig::adamw(0.01), 3);
+    cfg.model.width = 128;
+    cfg.batch = 16;
+    let mlp = Mlp::new(cfg.model.clone()).unwrap();
+    assert!(mlp.param_count() * cfg.batch >= 1 << 18);
+    let r = run_flat(&cfg, 2).await;
+    assert_eq!(r[0].params, r[1].params);
+    assert!(max_abs_diff(&r[0].params, &mlp.init_params(cfg.init_seed)) > 1e-3);
+    // Same job with a batch small enough to run inline: same arithmetic path, same kind of
+    // result (both nodes agree).
+    cfg.batch = 1;
+    let r = run_flat(&cfg, 2).await;
+    assert_eq!(r[0].params, r[1].params);
+}
