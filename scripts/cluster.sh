@@ -4,7 +4,7 @@
 #   scripts/cluster.sh up --nodes 8 --profile earth-moon   build (release, once), start, wait
 #   scripts/cluster.sh status                              nodes, sites, jobs
 #   scripts/cluster.sh logs [controller|NODE] [-f]         a process's log (NODE: index or name)
-#   scripts/cluster.sh bench ARGS...                       spacefabric-bench ARGS --controller URL
+#   scripts/cluster.sh bench ARGS...                       spacefabric-bench [allreduce] ARGS --controller URL --join-token T
 #   scripts/cluster.sh ping [--iterations N]               control-plane round trips per node
 #   scripts/cluster.sh down                                stop exactly what `up` started
 #
@@ -194,8 +194,14 @@ cmd_ping() {
 
 cmd_bench() {
   pid_alive "$DIR/controller.pid" || die "no running cluster (scripts/cluster.sh up first)"
+  # Flags first (`bench --algo ring ...`): the all-reduce sweep. The job waits for every node
+  # the cluster was started with (--min-nodes; give it to override).
+  if [[ $# -eq 0 || "$1" == -* ]]; then
+    set -- allreduce "$@"
+  fi
   SPACEFABRIC_JOIN_TOKEN="$(token)" SPACEFABRIC_CONTROLLER="$URL" \
-    "$BIN/spacefabric-bench" "$@" --controller "$URL"
+    SPACEFABRIC_MIN_NODES="${SPACEFABRIC_MIN_NODES:-$(cat "$DIR/nodes" 2>/dev/null || echo 0)}" \
+    "$BIN/spacefabric-bench" "$@" --controller "$URL" --join-token "$(token)"
 }
 
 # stop FILE NAME: TERM the process in FILE (if it is ours), wait up to 10 s, then KILL.
