@@ -37,13 +37,32 @@ pub(crate) fn run(args: &AllreduceArgs, url: &str, sizes: &[u64]) -> anyhow::Res
     runtime.block_on(run_job(args, url, &token, sizes))
 }
 
+/// How long the bench keeps trying to reach a controller that is not up yet (a Kubernetes
+/// Job or a script may start it together with the cluster).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
 async fn connect(url: &str) -> anyhow::Result<ControllerClient<Channel>> {
-    let channel = Endpoint::from_shared(url.to_string())
+    let endpoint = Endpoint::from_shared(url.to_string())
         .with_context(|| format!("--controller {url}: not a URL"))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .with_context(|| format!("--controller {url}: cannot connect"))?;
+        .connect_timeout(Duration::from_secs(10));
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    let channel = loop {
+        match endpoint.connect().await {
+            Ok(channel) => break channel,
+            Err(e) if started.elapsed() < CONNECT_PATIENCE => {
+                tracing::debug!(%url, error = %e, "controller not reachable yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "--controller {url}: cannot connect (tried for {}s)",
+                    CONNECT_PATIENCE.as_secs()
+                )));
+            }
+        }
+    };
     Ok(ControllerClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
