@@ -304,9 +304,13 @@ impl JobRunner for PingRunner {
                             .await;
                     }
                     Err(status)
-                        if status.code() == Code::Unavailable || status.code() == Code::Unknown =>
+                        if matches!(
+                            status.code(),
+                            Code::Unavailable | Code::Unknown | Code::Cancelled
+                        ) =>
                     {
-                        // The controller is away (restarting): try again shortly.
+                        // The controller is away (restarting; a request in flight when its
+                        // connection closed comes back as Cancelled): try again shortly.
                         tokio::select! {
                             () = tokio::time::sleep(Duration::from_millis(200)) => {}
                             () = ctx.cancel.cancelled() => return Err(JobError("cancelled".into())),
