@@ -13,7 +13,8 @@
 //!
 //! Jobs run one at a time over the whole plan. When a participant dies or leaves, the job is
 //! aborted and restarted on the new plan from its last committed step (the lowest step every
-//! rank reported as committed); with no live node left it waits as pending.
+//! rank reported as committed); with no live node left it waits as pending. A train job also
+//! restarts (from its last commit) when a node joins, so a replacement takes part.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use spacefabric_proto::v1::{
     ControlEvent, Job, JobAbort, JobSpec, JobStart, JobState, ListNodesResponse, NodeInfo,
-    NodeProgress, NodeResult, NodeState, PlanUpdate, SiteInfo, control_event,
+    NodeProgress, NodeResult, NodeState, PlanUpdate, SiteInfo, control_event, job_spec,
 };
 
 use crate::error::ControllerError;
@@ -527,12 +528,23 @@ impl Core {
                     .as_ref()
                     .map(|p| p.peers.as_slice())
                     .unwrap_or(&[]);
-                old_peers.iter().any(|old| {
+                let lost = old_peers.iter().any(|old| {
                     !plan
                         .peers
                         .iter()
                         .any(|p| p.node_id == old.node_id && p.addr == old.addr)
-                })
+                });
+                // A train job grows to take in a node that joined (a replacement), from its
+                // last commit; other kinds keep the plan they started on.
+                let is_train = matches!(
+                    r.job.spec.as_ref().and_then(|s| s.kind.as_ref()),
+                    Some(job_spec::Kind::Train(_))
+                );
+                let joined = plan
+                    .peers
+                    .iter()
+                    .any(|p| !old_peers.iter().any(|old| old.node_id == p.node_id));
+                lost || (is_train && joined)
             })
             .map(|(i, _)| i)
             .collect();
@@ -1054,6 +1066,63 @@ mod tests {
             core.job(&job.job_id).unwrap().state,
             JobState::Succeeded as i32
         );
+    }
+
+    fn train(steps: u64) -> JobSpec {
+        JobSpec {
+            name: "t".into(),
+            kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
+                strategies: vec!["sync".into()],
+                steps,
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn commit_all(core: &mut Core, ids: &[String], job: &Job, step: u64) {
+        for id in ids {
+            let report = NodeProgress {
+                step,
+                committed_step: step,
+                ..NodeProgress::default()
+            };
+            assert!(core.progress(id, &job.job_id, job.attempt, report).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_train_job_shrinks_on_a_death_and_grows_for_a_replacement() {
+        let mut core2 = core();
+        let mut core = core();
+        let ids: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(|n| reg(&mut core, n, "earth", 0).member.node_id)
+            .collect();
+        let job = core.submit(Some(&train(100)), 2, at(0)).unwrap();
+        assert_eq!(job.attempt, 1);
+        commit_all(&mut core, &ids, &job, 30);
+        for id in &ids[..2] {
+            core.heartbeat(id, at(2_000)).unwrap();
+        }
+        assert_eq!(core.expire(at(3_500)), vec!["c".to_string()]);
+        // Two are enough: attempt 2 runs at once on a and b from the commit.
+        let job = core.job(&job.job_id).unwrap();
+        assert_eq!(job.state, JobState::Running as i32);
+        assert_eq!(job.attempt, 2);
+        assert_eq!(job.resume_from_step, 30);
+        assert_eq!(job.plan.as_ref().unwrap().world_size, 2);
+        commit_all(&mut core, &ids[..2], &job, 40);
+        // A replacement joins: the job grows to three from step 40.
+        reg(&mut core, "d", "earth", 3_600);
+        let job = core.job(&job.job_id).unwrap();
+        assert_eq!(job.attempt, 3);
+        assert_eq!(job.resume_from_step, 40);
+        assert_eq!(job.plan.as_ref().unwrap().world_size, 3);
+        // A ping job keeps the plan it started on when a node joins.
+        reg(&mut core2, "a", "earth", 0);
+        let ping_job = core2.submit(Some(&ping(10)), 1, at(0)).unwrap();
+        reg(&mut core2, "b", "earth", 10);
+        assert_eq!(core2.job(&ping_job.job_id).unwrap().attempt, 1);
     }
 
     #[test]

@@ -113,57 +113,12 @@ pub fn shard_ranges(len: u64, parts: usize) -> Vec<Range<u64>> {
         .collect()
 }
 
-/// Parameters of the MLP a train job describes: `input → width` then `depth − 1` hidden
-/// `width → width` layers then `width → output`, each with a bias.
-pub fn mlp_parameter_count(input: u64, width: u64, depth: u64, output: u64) -> u64 {
-    let first = input * width + width;
-    let hidden = depth.saturating_sub(1) * (width * width + width);
-    let last = width * output + output;
-    first + hidden + last
-}
-
-/// Defaults applied to zero fields of a train job (documented in the proto).
-pub mod train_defaults {
-    /// Samples per step per rank.
-    pub const BATCH_SIZE: u32 = 32;
-    /// Synthetic samples across the cluster.
-    pub const DATASET_SAMPLES: u64 = 65_536;
-    /// Input features of the synthetic task.
-    pub const INPUT_DIM: u32 = 32;
-    /// Outputs of the synthetic task.
-    pub const OUTPUT_DIM: u32 = 8;
-    /// Hidden width.
-    pub const WIDTH: u32 = 256;
-    /// Hidden layers.
-    pub const DEPTH: u32 = 4;
-    /// DiLoCo inner steps H.
-    pub const INNER_STEPS: u32 = 50;
-}
-
-fn or_default<T: PartialEq + Default>(value: T, default: T) -> T {
-    if value == T::default() {
-        default
-    } else {
-        value
-    }
-}
-
-/// Sizes a job's shards are cut from: (data length, parameter length).
+/// Sizes a job's shards are cut from: (data length, parameter length). A train job's zero
+/// fields take the defaults of `TrainJob::resolved`, the same the nodes apply.
 pub fn job_lengths(spec: &JobSpec) -> (u64, u64) {
     match &spec.kind {
         Some(job_spec::Kind::AllReduce(a)) => (a.max_bytes / 4, 0),
-        Some(job_spec::Kind::Train(t)) => {
-            let params = mlp_parameter_count(
-                u64::from(or_default(t.input_dim, train_defaults::INPUT_DIM)),
-                u64::from(or_default(t.width, train_defaults::WIDTH)),
-                u64::from(or_default(t.depth, train_defaults::DEPTH)),
-                u64::from(or_default(t.output_dim, train_defaults::OUTPUT_DIM)),
-            );
-            (
-                or_default(t.dataset_samples, train_defaults::DATASET_SAMPLES),
-                params,
-            )
-        }
+        Some(job_spec::Kind::Train(t)) => (t.resolved().dataset_samples, t.parameter_count()),
         Some(job_spec::Kind::Ping(_)) | None => (0, 0),
     }
 }
@@ -194,14 +149,9 @@ pub fn job_plan(plan: &MembershipPlan, plan_version: u64, spec: &JobSpec) -> Job
             }
             out
         }
-        Some(job_spec::Kind::Train(t)) => {
-            // Training all-reduces inside sites over a ring and across sites hierarchically.
-            if plan.sites.len() > 1 && t.strategies.iter().any(|s| s == "sync") {
-                vec!["hier".to_string()]
-            } else {
-                vec!["ring".to_string()]
-            }
-        }
+        // The world group's algorithm (`auto` unless the job names one); site groups and
+        // site leaders always pick theirs with the cost model.
+        Some(job_spec::Kind::Train(t)) => vec![t.resolved().algorithm],
         Some(job_spec::Kind::Ping(_)) | None => Vec::new(),
     };
     JobPlan {
@@ -264,11 +214,5 @@ mod tests {
         assert_eq!(shard_ranges(10, 4), vec![0..3, 3..6, 6..8, 8..10]);
         assert_eq!(shard_ranges(2, 4), vec![0..1, 1..2, 2..2, 2..2]);
         assert!(shard_ranges(5, 0).is_empty());
-    }
-
-    #[test]
-    fn mlp_parameter_count_matches_a_hand_count() {
-        // 2→3 (6+3), 3→3 (9+3), 3→1 (3+1)
-        assert_eq!(mlp_parameter_count(2, 3, 2, 1), 25);
     }
 }

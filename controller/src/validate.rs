@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use spacefabric_proto::v1::{JobSpec, job_spec};
+use spacefabric_proto::v1::{JobSpec, TrainJob, job_spec};
 
 use crate::error::ControllerError;
 use crate::topology::Topology;
@@ -19,6 +19,10 @@ pub const MAX_ITERATIONS: u32 = 1_000_000;
 pub const ALGORITHMS: &[&str] = &["ring", "hd", "tree", "hier", "auto"];
 /// Training strategy names.
 pub const STRATEGIES: &[&str] = &["sync", "sharded", "diloco", "hier"];
+/// Most steps a train job may ask for.
+pub const MAX_TRAIN_STEPS: u64 = 10_000_000;
+/// Largest student model a train job may ask for (parameters).
+pub const MAX_TRAIN_PARAMETERS: u64 = 256 << 20;
 
 type Result<T> = std::result::Result<T, ControllerError>;
 
@@ -159,40 +163,7 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
             Ok(spec)
         }
         Some(job_spec::Kind::Train(t)) => {
-            let f = |name: &str| format!("spec.train.{name}");
-            if t.strategies.is_empty() {
-                return invalid(
-                    &f("strategies"),
-                    format!("at least one of {}", STRATEGIES.join(", ")),
-                );
-            }
-            for (i, s) in t.strategies.iter().enumerate() {
-                if !STRATEGIES.contains(&s.as_str()) {
-                    return invalid(
-                        &format!("spec.train.strategies[{i}]"),
-                        format!("unknown strategy '{s}' (use {})", STRATEGIES.join(", ")),
-                    );
-                }
-            }
-            if t.steps == 0 {
-                return invalid(&f("steps"), "must be at least 1");
-            }
-            if !t.target_loss.is_finite() || t.target_loss < 0.0 {
-                return invalid(
-                    &f("target_loss"),
-                    format!("{} is not a finite number >= 0", t.target_loss),
-                );
-            }
-            for (name, value) in [
-                ("width", t.width),
-                ("depth", t.depth),
-                ("input_dim", t.input_dim),
-                ("output_dim", t.output_dim),
-            ] {
-                if value > 1 << 16 {
-                    return invalid(&f(name), format!("{value} is larger than 65536"));
-                }
-            }
+            train_job(t)?;
             Ok(spec)
         }
         Some(job_spec::Kind::Ping(p)) => {
@@ -202,6 +173,110 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
             Ok(spec)
         }
     }
+}
+
+/// A train job: one known strategy, positive steps, finite hyper-parameters, a model and a
+/// data set that fit (zero fields take the defaults of `TrainJob::resolved`).
+fn train_job(t: &TrainJob) -> Result<()> {
+    let f = |name: &str| format!("spec.train.{name}");
+    match t.strategies.as_slice() {
+        [] => {
+            return invalid(
+                &f("strategies"),
+                format!("one of {} is required", STRATEGIES.join(", ")),
+            );
+        }
+        [s] if !STRATEGIES.contains(&s.as_str()) => {
+            return invalid(
+                "spec.train.strategies[0]",
+                format!("unknown strategy '{s}' (use {})", STRATEGIES.join(", ")),
+            );
+        }
+        [_] => {}
+        more => {
+            return invalid(
+                &f("strategies"),
+                format!(
+                    "{} strategies given: a train job runs one (submit one job per strategy to compare them)",
+                    more.len()
+                ),
+            );
+        }
+    }
+    if t.steps == 0 || t.steps > MAX_TRAIN_STEPS {
+        return invalid(&f("steps"), format!("must be 1..={MAX_TRAIN_STEPS}"));
+    }
+    if !t.target_loss.is_finite() || t.target_loss < 0.0 {
+        return invalid(
+            &f("target_loss"),
+            format!("{} is not a finite number >= 0", t.target_loss),
+        );
+    }
+    if t.step_time_ms > 3_600_000 {
+        return invalid(&f("step_time_ms"), "longer than an hour");
+    }
+    for (name, value) in [
+        ("width", t.width),
+        ("depth", t.depth),
+        ("input_dim", t.input_dim),
+        ("output_dim", t.output_dim),
+        ("teacher_width", t.teacher_width),
+        ("teacher_depth", t.teacher_depth),
+    ] {
+        if value > 1 << 16 {
+            return invalid(&f(name), format!("{value} is larger than 65536"));
+        }
+    }
+    let r = t.resolved();
+    if r.depth > 64 || r.teacher_depth > 64 {
+        return invalid(&f("depth"), "at most 64 layers");
+    }
+    if t.parameter_count() > MAX_TRAIN_PARAMETERS {
+        return invalid(
+            &f("width"),
+            format!(
+                "the model would have {} parameters (at most {MAX_TRAIN_PARAMETERS})",
+                t.parameter_count()
+            ),
+        );
+    }
+    if !(r.lr.is_finite() && r.lr > 0.0) {
+        return invalid(&f("lr"), format!("{} is not a positive number", r.lr));
+    }
+    for (name, value) in [
+        ("outer_lr", r.outer_lr),
+        ("outer_momentum", r.outer_momentum),
+    ] {
+        if !value.is_some_and(|v| v.is_finite() && v >= 0.0) {
+            return invalid(&f(name), format!("{value:?} is not a finite number >= 0"));
+        }
+    }
+    if !["relu", "tanh"].contains(&r.activation.as_str()) {
+        return invalid(
+            &f("activation"),
+            format!("unknown activation '{}' (use relu or tanh)", r.activation),
+        );
+    }
+    if !ALGORITHMS.contains(&r.algorithm.as_str()) {
+        return invalid(
+            &f("algorithm"),
+            format!(
+                "unknown algorithm '{}' (use {})",
+                r.algorithm,
+                ALGORITHMS.join(", ")
+            ),
+        );
+    }
+    if r.batch_size > 1 << 20 || r.eval_samples > 1 << 20 {
+        return invalid(
+            &f("batch_size"),
+            "batch_size and eval_samples are at most 2^20",
+        );
+    }
+    if r.dataset_samples > 1 << 40 {
+        return invalid(&f("dataset_samples"), "at most 2^40");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -102,6 +102,7 @@ fn spawn_node(url: &str, name: &str, site: &str, port: u16) -> Node {
         metrics_addr: None,
         controller_ca_pem: None,
         retry_interval: Duration::from_millis(50),
+        state_dir: std::env::temp_dir().join("spacefabric-cluster-test"),
     });
     let status = agent.status();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -415,6 +416,7 @@ async fn wrong_or_missing_token_is_unauthenticated() {
         metrics_addr: None,
         controller_ca_pem: None,
         retry_interval: Duration::from_millis(50),
+        state_dir: std::env::temp_dir().join("spacefabric-cluster-test"),
     });
     let result = tokio::time::timeout(WAIT, agent.run(std::future::pending()))
         .await
@@ -660,6 +662,7 @@ async fn tls_serves_with_a_certificate_from_the_cluster_ca() {
         metrics_addr: None,
         controller_ca_pem: Some(ca),
         retry_interval: Duration::from_millis(50),
+        state_dir: std::env::temp_dir().join("spacefabric-cluster-test"),
     };
     agent_cfg.site = Some("moon".into());
     let agent = Agent::new(agent_cfg);

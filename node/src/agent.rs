@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +67,8 @@ pub struct AgentConfig {
     pub controller_ca_pem: Option<String>,
     /// Pause between retries when the controller is unreachable (default 500 ms).
     pub retry_interval: Duration,
+    /// Where the node keeps state across jobs (train commits); see `--state-dir`.
+    pub state_dir: PathBuf,
 }
 
 /// What the agent knows now (watch it with [`Agent::status`]).
@@ -833,6 +836,11 @@ pub mod args {
         /// CA certificate (PEM) to trust for an https:// controller.
         #[arg(long, env = "SPACEFABRIC_CONTROLLER_CA")]
         pub controller_ca: Option<PathBuf>,
+        /// Directory for this node's state: train jobs keep their last commits under
+        /// `<dir>/train/<job id>/` (default: `spacefabric-node-<name>` in the system's temp
+        /// directory; in Kubernetes, a volume).
+        #[arg(long, env = "SPACEFABRIC_STATE_DIR")]
+        pub state_dir: Option<PathBuf>,
     }
 
     /// The trailing ordinal of a name (`node-12` → 12).
@@ -933,6 +941,9 @@ pub mod args {
                 None => None,
             };
             Ok(AgentConfig {
+                state_dir: self.state_dir.clone().unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!("spacefabric-node-{name}"))
+                }),
                 controller: self.controller.clone(),
                 join_token,
                 name,

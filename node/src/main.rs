@@ -3,7 +3,7 @@
 //!
 //! Without a subcommand the node runs as an agent of the controller
 //! (`spacefabric-node --controller URL --join-token T [--site S] --listen ADDR --advertise ADDR`)
-//! running ping and all-reduce jobs.
+//! running ping, all-reduce and train jobs.
 
 use std::process::ExitCode;
 
@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use spacefabric_node::agent::{Agent, JobKind, args::AgentArgs};
-use spacefabric_node::jobs::AllReduceRunner;
+use spacefabric_node::jobs::{AllReduceRunner, TrainRunner};
 use spacefabric_node::transport::ca_command::{self, CaCommand};
 
 #[derive(Debug, Parser)]
@@ -72,12 +72,17 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
                 )?
                 .install()
                 .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
-            // All-reduce jobs bind the node's fabric address (--listen); peers dial the
-            // --advertise address the agent registered.
+            // Fabric jobs bind the node's fabric address (--listen); peers dial the
+            // --advertise address the agent registered. Train jobs commit under --state-dir.
+            let state_dir = config.state_dir.clone();
             Agent::new(config)
                 .with_runner(
                     JobKind::AllReduce,
                     Arc::new(AllReduceRunner::new(args.listen)),
+                )
+                .with_runner(
+                    JobKind::Train,
+                    Arc::new(TrainRunner::new(args.listen, state_dir)),
                 )
                 .run(shutdown_signal())
                 .await?;

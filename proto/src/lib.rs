@@ -1,7 +1,8 @@
 //! The gRPC contract of spacefabric, generated at build time from `proto/spacefabric/v1/*.proto`
 //! by protox and tonic-prost-build (no system `protoc` needed).
 //!
-//! Everything lives under [`v1`]; [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection.
+//! Everything lives under [`v1`]; [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection; [`train_job`]
+//! holds the defaults of a train job that the controller and the nodes share.
 
 /// Version 1 of the spacefabric API: messages, client and server stubs.
 #[allow(
@@ -13,6 +14,8 @@
 pub mod v1 {
     tonic::include_proto!("spacefabric.v1");
 }
+
+pub mod train_job;
 
 /// The encoded file descriptor set of every spacefabric proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -1,12 +1,9 @@
 //! The all-reduce job on a node: the controller's `AllReduceJob` run as one rank of an
 //! nccl-tests-style sweep over the real QUIC fabric.
 //!
-//! From the [`JobContext`] the runner builds this node's [`Mesh`] (peers, fabric addresses,
-//! sites and names from the job's plan; TLS identity and cluster CA from registration; the
-//! profile's links on an emulated socket; the scenario clock from the controller's epoch),
-//! binds it on the node's `--listen` address (peers dial the `--advertise` address the node
-//! registered, which is what the plan carries), wraps it in a [`Communicator`] with the
-//! profile's cost model and runs [`run_sweep`]. Every measured point is reported as progress;
+//! From the [`JobContext`] the runner builds this node's mesh of the job (see
+//! [`crate::jobs::job_mesh`]), wraps it in a [`Communicator`] with the profile's cost model and
+//! runs [`run_sweep`]. Every measured point is reported as progress;
 //! the result is a [`NodeSweepResult`] as JSON, from which a client combines all ranks
 //! (an iteration's time is the slowest rank's, #wrong is summed).
 //!
@@ -16,19 +13,16 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use netem_profiles::Profile;
 use serde::{Deserialize, Serialize};
 use spacefabric_proto::v1::{AllReduceJob, job_spec};
-use tokio::time::Instant;
 
 use crate::agent::{JobContext, JobError, JobOutput, JobRunner, Progress};
 use crate::collective::sweep::{SweepError, SweepPoint, SweepSpec, run_sweep};
 use crate::collective::{CollectiveError, Communicator, CostModel, cost::CostError};
-use crate::emu::EmuClock;
-use crate::transport::{Mesh, MeshConfig, NodeIdentity, PeerInfo, SocketKind, TransportError};
+use crate::jobs::job_mesh::{JobMeshError, JobPlacement, scenario_time};
+use crate::transport::SocketKind;
 
 /// Why an all-reduce job failed on this node.
 #[derive(Debug, thiserror::Error)]
@@ -36,24 +30,15 @@ pub enum AllReduceError {
     /// The job's spec is not an all-reduce, or its sizes are inconsistent.
     #[error("all-reduce spec: {0}")]
     Spec(String),
-    /// The plan is unusable (a peer's address or site, our rank).
-    #[error("job plan: {0}")]
-    Plan(String),
-    /// The profile from registration does not parse.
-    #[error("scenario profile: {0}")]
-    Profile(String),
-    /// The node's fabric identity is missing or invalid.
-    #[error("fabric identity: {0}")]
-    Identity(String),
+    /// The job's mesh could not be built (plan, profile, identity, QUIC).
+    #[error(transparent)]
+    Fabric(#[from] JobMeshError),
     /// The cost model could not be built from the profile and placement.
     #[error("cost model: {0}")]
     Cost(#[from] CostError),
     /// The communicator refused the cost model.
     #[error("communicator: {0}")]
     Communicator(#[from] CollectiveError),
-    /// Connecting the QUIC mesh failed.
-    #[error("fabric mesh: {0}")]
-    Mesh(#[from] TransportError),
     /// The sweep failed (a collective, an algorithm name).
     #[error("sweep: {0}")]
     Sweep(#[from] SweepError),
@@ -147,72 +132,15 @@ impl AllReduceRunner {
         };
         let spec = sweep_spec(job, ctx.scenario.seed)?;
         let scenario = &ctx.scenario;
-        let profile = Profile::parse(&scenario.profile_toml, &scenario.profile_name)
-            .map_err(|e| AllReduceError::Profile(e.to_string()))?;
-        let mut peers = Vec::with_capacity(ctx.plan.peers.len());
-        let mut site_of_rank = vec![0; ctx.plan.peers.len()];
-        for p in &ctx.plan.peers {
-            let addr: SocketAddr = p.addr.parse().map_err(|e| {
-                AllReduceError::Plan(format!(
-                    "peer rank {} ({}): address '{}': {e}",
-                    p.rank, p.name, p.addr
-                ))
-            })?;
-            let site = profile.site_id(&p.site).ok_or_else(|| {
-                AllReduceError::Plan(format!(
-                    "peer rank {} ({}): site '{}' is not in profile {}",
-                    p.rank, p.name, p.site, profile.name
-                ))
-            })?;
-            let slot = site_of_rank.get_mut(p.rank as usize).ok_or_else(|| {
-                AllReduceError::Plan(format!(
-                    "peer {} has rank {} in a plan of {}",
-                    p.name,
-                    p.rank,
-                    ctx.plan.peers.len()
-                ))
-            })?;
-            *slot = site;
-            peers.push(PeerInfo {
-                rank: p.rank as usize,
-                name: p.name.clone(),
-                addr,
-                site: p.site.clone(),
-            });
-        }
-        let rank = ctx.rank as usize;
-        if rank >= peers.len() {
-            return Err(AllReduceError::Plan(format!(
-                "our rank {rank} is outside a plan of {}",
-                peers.len()
-            )));
-        }
-        let mut sites_by_rank = vec![String::new(); peers.len()];
-        for p in &peers {
-            if let Some(s) = sites_by_rank.get_mut(p.rank) {
-                s.clone_from(&p.site);
-            }
-        }
-        let id = &scenario.identity;
-        if id.cert_pem.is_empty() {
-            return Err(AllReduceError::Identity(
-                "registration gave no certificate".into(),
-            ));
-        }
-        let identity = NodeIdentity::from_pem(&id.ca_pem, &id.cert_pem, &id.key_pem)
-            .map_err(|e| AllReduceError::Identity(e.to_string()))?;
-        let cost = CostModel::from_profile(&profile, site_of_rank, scenario_time(scenario))?;
-        let mut config = MeshConfig::new(
-            rank,
-            peers,
-            Arc::new(profile),
-            identity,
-            scenario_clock(scenario.epoch_unix_ms),
-        );
-        config.listen = Some(self.listen);
-        config.socket = self.socket;
-        tracing::info!(job_id = %ctx.job_id, rank, listen = %self.listen, "all-reduce: connecting the mesh");
-        let mesh = Arc::new(Mesh::connect(config).await?);
+        let placement = JobPlacement::from_job(ctx)?;
+        let rank = placement.rank;
+        let sites_by_rank = placement.sites_by_rank.clone();
+        let cost = CostModel::from_profile(
+            &placement.profile,
+            placement.site_of_rank.clone(),
+            scenario_time(scenario),
+        )?;
+        let mesh = Arc::new(placement.connect(ctx, self.listen, self.socket).await?);
         let comm = Communicator::new(Arc::clone(&mesh)).with_cost_model(cost)?;
         let total = (spec.sizes.len() * spec.algorithms.len()) as u64;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SweepPoint>();
@@ -269,25 +197,6 @@ fn mean(xs: &[f64]) -> f64 {
     }
 }
 
-fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Emulated time now: how long ago the scenario epoch was (zero if it is in the future).
-fn scenario_time(scenario: &crate::agent::Scenario) -> Duration {
-    Duration::from_millis(unix_now_ms().saturating_sub(scenario.epoch_unix_ms))
-}
-
-/// The scenario clock: emulated time 0 is the controller's epoch (unix ms), so every
-/// node's link schedules agree (up to the hosts' clock skew).
-fn scenario_clock(epoch_unix_ms: u64) -> EmuClock {
-    let now = Instant::now();
-    let ago = Duration::from_millis(unix_now_ms().saturating_sub(epoch_unix_ms));
-    EmuClock::new(now.checked_sub(ago).unwrap_or(now))
-}
-
 impl JobRunner for AllReduceRunner {
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         let runner = self.clone();
@@ -327,12 +236,5 @@ mod tests {
         assert_eq!(sweep_sizes(6, 6, 0).ok(), Some(vec![4]));
         assert!(sweep_sizes(2048, 1024, 2).is_err());
         assert!(sweep_sizes(1024, 2048, 1).is_err());
-    }
-
-    #[test]
-    fn the_clock_counts_from_the_epoch() {
-        let epoch = unix_now_ms().saturating_sub(5_000);
-        let clock = scenario_clock(epoch);
-        assert!(clock.now() >= Duration::from_millis(4_900));
     }
 }

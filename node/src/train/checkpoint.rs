@@ -5,7 +5,7 @@
 //! length-prefixed little-endian vectors) so the agent can persist it or serve it to a peer
 //! that replaces a dead node; decoding checks every length and says what is wrong. A
 //! [`CommitSink`] receives each commit: [`MemoryCommits`] keeps the latest per rank,
-//! [`DirCommits`] writes `rank-<r>.ckpt` files atomically (temp file + rename).
+//! [`DirCommits`] keeps a job's last few commits as `step-<S>.ckpt` files, written atomically.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -183,14 +183,21 @@ impl CommitSink for MemoryCommits {
     }
 }
 
-/// Writes each commit to `<dir>/rank-<r>.ckpt` (temp file + rename, so a reader never sees
-/// half a checkpoint).
+/// Keeps a job's last few commits on disk as `<dir>/step-<S>.ckpt` (temp file + rename, so a
+/// reader never sees half a checkpoint). The files do not depend on the rank that wrote them —
+/// the committed state is the synchronised model, the same on every rank — so a node finds its
+/// commit again after a re-plan gave it another rank. The controller resumes a job from the
+/// lowest step every rank reported as committed, which can be a commit or two behind a rank's
+/// newest: [`DirCommits::KEEP`] of them stay.
 #[derive(Debug, Clone)]
 pub struct DirCommits {
     dir: PathBuf,
 }
 
 impl DirCommits {
+    /// Commits kept per job.
+    pub const KEEP: usize = 4;
+
     /// Commits go into `dir` (created if missing).
     pub fn new(dir: &Path) -> Result<Self, TrainError> {
         std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
@@ -202,14 +209,14 @@ impl DirCommits {
         })
     }
 
-    /// Path of `rank`'s checkpoint.
-    pub fn path(&self, rank: usize) -> PathBuf {
-        self.dir.join(format!("rank-{rank}.ckpt"))
+    /// Path of the commit of `step`.
+    pub fn path(&self, step: u64) -> PathBuf {
+        self.dir.join(format!("step-{step}.ckpt"))
     }
 
-    /// Reads `rank`'s latest commit, if there is one.
-    pub fn load(&self, rank: usize) -> Result<Option<Checkpoint>, TrainError> {
-        let path = self.path(rank);
+    /// Reads the commit of `step`, if this node has it.
+    pub fn load(&self, step: u64) -> Result<Option<Checkpoint>, TrainError> {
+        let path = self.path(step);
         match std::fs::read(&path) {
             Ok(bytes) => Checkpoint::from_bytes(&bytes)
                 .map(Some)
@@ -218,17 +225,52 @@ impl DirCommits {
             Err(source) => Err(TrainError::Io { path, source }),
         }
     }
+
+    /// Steps of the commits on disk, ascending.
+    pub fn steps(&self) -> Result<Vec<u64>, TrainError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|source| TrainError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut steps: Vec<u64> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix("step-")?
+                    .strip_suffix(".ckpt")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        steps.sort_unstable();
+        Ok(steps)
+    }
+
+    /// Removes every commit (a job that starts from scratch).
+    pub fn clear(&self) -> Result<(), TrainError> {
+        for step in self.steps()? {
+            let path = self.path(step);
+            std::fs::remove_file(&path).map_err(|source| TrainError::Io { path, source })?;
+        }
+        Ok(())
+    }
 }
 
 impl CommitSink for DirCommits {
-    fn commit(&self, rank: usize, ckpt: &Checkpoint) -> Result<(), TrainError> {
-        let path = self.path(rank);
-        let tmp = self.dir.join(format!("rank-{rank}.ckpt.tmp"));
+    fn commit(&self, _rank: usize, ckpt: &Checkpoint) -> Result<(), TrainError> {
+        let path = self.path(ckpt.step);
+        let tmp = self.dir.join(format!("step-{}.ckpt.tmp", ckpt.step));
         std::fs::write(&tmp, ckpt.to_bytes()).map_err(|source| TrainError::Io {
             path: tmp.clone(),
             source,
         })?;
-        std::fs::rename(&tmp, &path).map_err(|source| TrainError::Io { path, source })
+        std::fs::rename(&tmp, &path).map_err(|source| TrainError::Io { path, source })?;
+        let steps = self.steps()?;
+        for &old in steps.iter().take(steps.len().saturating_sub(Self::KEEP)) {
+            let path = self.path(old);
+            std::fs::remove_file(&path).map_err(|source| TrainError::Io { path, source })?;
+        }
+        Ok(())
     }
 }
 
@@ -276,14 +318,21 @@ mod tests {
     }
 
     #[test]
-    fn dir_commits_replace_the_previous_one() {
+    fn dir_commits_keep_the_last_few_steps() {
         let dir = tempfile::tempdir().unwrap();
         let store = DirCommits::new(dir.path()).unwrap();
         assert_eq!(store.load(3).unwrap(), None);
         let mut ck = sample();
-        store.commit(3, &ck).unwrap();
-        ck.step = 50;
-        store.commit(3, &ck).unwrap();
-        assert_eq!(store.load(3).unwrap().unwrap().step, 50);
+        for step in (10..=70).step_by(10) {
+            ck.step = step;
+            store.commit(5, &ck).unwrap();
+        }
+        assert_eq!(store.steps().unwrap(), vec![40, 50, 60, 70]);
+        assert_eq!(store.load(50).unwrap().unwrap().step, 50);
+        assert_eq!(store.load(30).unwrap(), None);
+        std::fs::write(store.path(60), b"garbage").unwrap();
+        assert!(store.load(60).is_err());
+        store.clear().unwrap();
+        assert!(store.steps().unwrap().is_empty());
     }
 }

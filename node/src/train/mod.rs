@@ -8,6 +8,8 @@
 //! - [`strategy`]: the strategies over a [`strategy::GradientSync`] group, and the per-node
 //!   training loop with its report (loss curve, real vs declared compute, communication).
 //! - [`checkpoint`]: committed state and where it goes.
+//! - [`recovery`]: a restarted job agreeing on its committed state; ranks without it (a
+//!   replacement node) fetch it from a peer, preferably one in their own site.
 //! - [`fabric`]: strategy groups over the collective module (sub-groups per site, byte
 //!   meters per link class).
 
@@ -17,6 +19,7 @@ pub mod fabric;
 pub mod model;
 pub mod optim;
 pub mod plan;
+pub mod recovery;
 pub mod strategy;
 
 pub use checkpoint::{Checkpoint, CommitSink, DirCommits, MemoryCommits};
@@ -25,7 +28,7 @@ pub use model::{Activation, Mlp, MlpSpec};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use strategy::{
     GradientSync, Groups, LossPoint, NodeContext, NodeReport, StrategyConfig, StrategyKind,
-    TrafficMeter, TrainConfig, train_node,
+    TrafficMeter, TrainConfig, TrainProgress, train_node,
 };
 
 /// Everything that can go wrong in training.

@@ -202,6 +202,24 @@ pub struct NodeContext {
     pub meter: Option<Arc<dyn TrafficMeter>>,
     /// Resume from this commit instead of step 0.
     pub resume: Option<Checkpoint>,
+    /// This node's data shard (sample indices) as the controller's plan hands it out; `None`:
+    /// [`plan::data_shard`] of the job's samples over the world, the same arithmetic.
+    pub data_shard: Option<Range<u64>>,
+    /// Receives the step, the last commit and the latest losses as training goes.
+    pub progress: Option<tokio::sync::watch::Sender<TrainProgress>>,
+}
+
+/// Where a node's training is, published on [`NodeContext::progress`] after every step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TrainProgress {
+    /// Steps completed.
+    pub step: u64,
+    /// Steps the last commit holds.
+    pub committed_step: u64,
+    /// Training loss of the last step.
+    pub train_loss: f64,
+    /// Last held-out loss (evaluating node only; NaN before the first evaluation).
+    pub eval_loss: f64,
 }
 
 impl std::fmt::Debug for NodeContext {
@@ -211,6 +229,8 @@ impl std::fmt::Debug for NodeContext {
             .field("commits", &self.commits.is_some())
             .field("meter", &self.meter.is_some())
             .field("resume", &self.resume.as_ref().map(|c| c.step))
+            .field("data_shard", &self.data_shard)
+            .field("progress", &self.progress.is_some())
             .finish()
     }
 }
@@ -388,7 +408,11 @@ async fn train_node_inner<S: GradientSync>(
     let mlp = Mlp::new(cfg.model.clone())?;
     let len = mlp.param_count();
     let teacher = Teacher::new(cfg.task.clone())?;
-    let shard = teacher.shard(plan::data_shard(cfg.total_samples, world_size, rank))?;
+    let shard_range = ctx
+        .data_shard
+        .clone()
+        .unwrap_or_else(|| plan::data_shard(cfg.total_samples, world_size, rank));
+    let shard = teacher.shard(shard_range)?;
     if shard.is_empty() {
         return Err(TrainError::Config(format!(
             "rank {rank}: empty data shard ({} samples over {world_size} ranks)",
@@ -425,7 +449,16 @@ async fn train_node_inner<S: GradientSync>(
                     ck.params.len()
                 )));
             }
-            inner.restore(ck.inner)?;
+            let mut state = ck.inner;
+            // Sharded commits hold the whole (gathered) inner state; take this rank's shard,
+            // which may differ from the committing rank's after a re-plan.
+            if kind == StrategyKind::Sharded && state.first.len() == len {
+                state.first = state.first[inner_range.clone()].to_vec();
+                if state.second.len() == len {
+                    state.second = state.second[inner_range.clone()].to_vec();
+                }
+            }
+            inner.restore(state)?;
             if let Some(o) = ck.outer {
                 outer.restore(o)?;
             }
@@ -460,6 +493,12 @@ async fn train_node_inner<S: GradientSync>(
     world.all_reduce_mean(&mut [0.0]).await?;
     let mut report = NodeReport::default();
     let start = tokio::time::Instant::now();
+    let mut progress = TrainProgress {
+        step,
+        committed_step: step,
+        train_loss: f64::NAN,
+        eval_loss: f64::NAN,
+    };
     let mut train_losses = Vec::new();
     // The curve starts with the model we start from.
     evaluate(
@@ -487,7 +526,9 @@ async fn train_node_inner<S: GradientSync>(
         })
         .await?;
         worker = w;
-        train_losses.push(loss?);
+        let loss = loss?;
+        train_losses.push(loss);
+        progress.train_loss = loss;
         report.real_compute += real;
         owed += cfg.step_time;
         report.declared_compute += cfg.step_time;
@@ -584,6 +625,19 @@ async fn train_node_inner<S: GradientSync>(
             step.is_multiple_of(cfg.strategy.commit_every.max(1)) || step == cfg.steps
         };
         if commit_now && let Some(sink) = &ctx.commits {
+            let mut inner_state = worker.inner.state().clone();
+            if kind == StrategyKind::Sharded {
+                // Each rank holds the optimiser state of its shard only; gather the whole of
+                // it, so the commit survives the loss of any rank and a re-plan's new shards.
+                let t0 = tokio::time::Instant::now();
+                inner_state.first =
+                    gather_shards(world, len, &worker.inner_range, &inner_state.first).await?;
+                if !inner_state.second.is_empty() {
+                    inner_state.second =
+                        gather_shards(world, len, &worker.inner_range, &inner_state.second).await?;
+                }
+                report.comm += t0.elapsed();
+            }
             let ck = Checkpoint {
                 step,
                 params: if kind.has_outer_step() {
@@ -591,10 +645,18 @@ async fn train_node_inner<S: GradientSync>(
                 } else {
                     worker.params.clone()
                 },
-                inner: worker.inner.state().clone(),
+                inner: inner_state,
                 outer: kind.has_outer_step().then(|| outer.state().clone()),
             };
             sink.commit(rank, &ck)?;
+            progress.committed_step = step;
+        }
+        progress.step = step;
+        if let Some(last) = report.curve.last() {
+            progress.eval_loss = last.loss;
+        }
+        if let Some(tx) = &ctx.progress {
+            tx.send_replace(progress);
         }
     }
 
@@ -613,6 +675,27 @@ async fn train_node_inner<S: GradientSync>(
         "training done"
     );
     Ok(report)
+}
+
+/// The whole `len`-element vector whose `range` this rank holds in `shard`, gathered from
+/// every rank of `world` (each holds [`GradientSync::shard_range`]).
+async fn gather_shards<S: GradientSync>(
+    world: &S,
+    len: usize,
+    range: &Range<usize>,
+    shard: &[f32],
+) -> Result<Vec<f32>, TrainError> {
+    if shard.len() != range.len() {
+        return Err(TrainError::Shape(format!(
+            "optimizer shard of {} values for a range of {}",
+            shard.len(),
+            range.len()
+        )));
+    }
+    let mut full = vec![0.0f32; len];
+    full[range.clone()].copy_from_slice(shard);
+    world.all_gather(&mut full).await?;
+    Ok(full)
 }
 
 /// Steps below this many multiply-adds per sample batch (parameters × batch, well under a

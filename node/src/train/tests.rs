@@ -306,7 +306,11 @@ async fn every_strategy_learns_the_task() {
 
 #[tokio::test]
 async fn resuming_from_a_commit_reproduces_the_uninterrupted_run() {
-    for kind in [StrategyKind::Sync, StrategyKind::Diloco] {
+    for kind in [
+        StrategyKind::Sync,
+        StrategyKind::Sharded,
+        StrategyKind::Diloco,
+    ] {
         let mut full = small_config(kind, OptimizerConfig::adamw(0.01), 20);
         full.strategy.inner_steps = 5;
         full.strategy.commit_every = 5;
@@ -362,6 +366,69 @@ async fn resuming_from_a_commit_reproduces_the_uninterrupted_run() {
             assert_eq!(resumed.steps, 20);
             assert_eq!(resumed.params, reference[0].params, "{kind:?}");
         }
+    }
+}
+
+/// Runs `cfg` on `n` in-memory nodes, each resuming from `resume` (if any) and committing
+/// into `commits` (if any); returns every node's report.
+async fn run_flat_from(
+    cfg: &TrainConfig,
+    n: usize,
+    resume: Option<Checkpoint>,
+    commits: Option<Arc<MemoryCommits>>,
+) -> Vec<NodeReport> {
+    let tasks: Vec<_> = local_group(n)
+        .into_iter()
+        .map(|member| {
+            let (cfg, resume, commits) = (cfg.clone(), resume.clone(), commits.clone());
+            tokio::spawn(async move {
+                let ctx = NodeContext {
+                    resume,
+                    commits: commits.map(|c| c as Arc<dyn CommitSink>),
+                    ..NodeContext::default()
+                };
+                let groups = Groups {
+                    world: member,
+                    site: None,
+                    leaders: None,
+                };
+                train_node(&cfg, &groups, ctx).await.unwrap()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_sharded_commit_resumes_on_fewer_ranks_with_its_optimizer_state() {
+    // Sharded with AdamW equals sync step for step. Commit both at step 10 on 3 ranks, then
+    // resume both on 2 ranks (a node died): the shards change (3 → 2), and sharded can only
+    // stay equal to sync if its commit held every rank's optimizer state and the survivors
+    // re-cut it for their new shards.
+    let inner = OptimizerConfig::adamw(0.01);
+    let mut results = Vec::new();
+    for kind in [StrategyKind::Sync, StrategyKind::Sharded] {
+        let mut cfg = small_config(kind, inner, 10);
+        cfg.strategy.commit_every = 10;
+        let commits = Arc::new(MemoryCommits::default());
+        run_flat_from(&cfg, 3, None, Some(commits.clone())).await;
+        let ck = commits.latest(1).unwrap();
+        assert_eq!(ck.step, 10);
+        assert_eq!(
+            ck.inner.first.len(),
+            ck.params.len(),
+            "{kind:?} commit is whole"
+        );
+        cfg.steps = 20;
+        results.push(run_flat_from(&cfg, 2, Some(ck), None).await);
+    }
+    for r in &results[1] {
+        let diff = max_abs_diff(&results[0][0].params, &r.params);
+        assert!(diff < 1e-6, "max |Δ| = {diff}");
     }
 }
 

@@ -1,0 +1,167 @@
+//! The QUIC mesh of one job attempt, built from what the controller sent: peers, fabric
+//! addresses and sites from the job's plan; the TLS identity and cluster CA from registration;
+//! the profile's links on an emulated socket; the scenario clock from the controller's epoch.
+//! Every job kind that talks over the fabric (all-reduce, train) starts here.
+//!
+//! The mesh binds the node's `--listen` address (peers dial the `--advertise` address the node
+//! registered, which is what the plan carries) and lives for one attempt: the runner closes it
+//! when the job ends, fails or is cancelled, so the next attempt can bind the same port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use netem_profiles::{Profile, SiteId};
+use tokio::time::Instant;
+
+use crate::agent::{JobContext, Scenario};
+use crate::emu::EmuClock;
+use crate::transport::{Mesh, MeshConfig, NodeIdentity, PeerInfo, SocketKind, TransportError};
+
+/// Why a job's mesh could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum JobMeshError {
+    /// The plan is unusable (a peer's address or site, our rank).
+    #[error("job plan: {0}")]
+    Plan(String),
+    /// The profile from registration does not parse.
+    #[error("scenario profile: {0}")]
+    Profile(String),
+    /// The node's fabric identity is missing or invalid.
+    #[error("fabric identity: {0}")]
+    Identity(String),
+    /// Connecting the QUIC mesh failed.
+    #[error("fabric mesh: {0}")]
+    Mesh(#[from] TransportError),
+}
+
+/// The plan of a job, checked against the profile: who is where.
+#[derive(Debug, Clone)]
+pub struct JobPlacement {
+    /// This node's rank.
+    pub rank: usize,
+    /// The scenario's profile.
+    pub profile: Arc<Profile>,
+    /// Every rank's profile site id, by rank.
+    pub site_of_rank: Vec<SiteId>,
+    /// Every rank's site name, by rank.
+    pub sites_by_rank: Vec<String>,
+    /// The peers as the mesh needs them.
+    pub peers: Vec<PeerInfo>,
+}
+
+impl JobPlacement {
+    /// Reads the job's plan: every peer's address must parse, its site must be in the profile
+    /// and its rank inside the plan; our rank must be in it too.
+    pub fn from_job(ctx: &JobContext) -> Result<Self, JobMeshError> {
+        let scenario = &ctx.scenario;
+        let profile = Profile::parse(&scenario.profile_toml, &scenario.profile_name)
+            .map_err(|e| JobMeshError::Profile(e.to_string()))?;
+        let n = ctx.plan.peers.len();
+        let mut peers = Vec::with_capacity(n);
+        let mut site_of_rank = vec![0; n];
+        let mut sites_by_rank = vec![String::new(); n];
+        for p in &ctx.plan.peers {
+            let addr: SocketAddr = p.addr.parse().map_err(|e| {
+                JobMeshError::Plan(format!(
+                    "peer rank {} ({}): address '{}': {e}",
+                    p.rank, p.name, p.addr
+                ))
+            })?;
+            let site = profile.site_id(&p.site).ok_or_else(|| {
+                JobMeshError::Plan(format!(
+                    "peer rank {} ({}): site '{}' is not in profile {}",
+                    p.rank, p.name, p.site, profile.name
+                ))
+            })?;
+            let r = p.rank as usize;
+            let (Some(slot), Some(name)) = (site_of_rank.get_mut(r), sites_by_rank.get_mut(r))
+            else {
+                return Err(JobMeshError::Plan(format!(
+                    "peer {} has rank {} in a plan of {n}",
+                    p.name, p.rank
+                )));
+            };
+            *slot = site;
+            name.clone_from(&p.site);
+            peers.push(PeerInfo {
+                rank: r,
+                name: p.name.clone(),
+                addr,
+                site: p.site.clone(),
+            });
+        }
+        let rank = ctx.rank as usize;
+        if rank >= n {
+            return Err(JobMeshError::Plan(format!(
+                "our rank {rank} is outside a plan of {n}"
+            )));
+        }
+        Ok(Self {
+            rank,
+            profile: Arc::new(profile),
+            site_of_rank,
+            sites_by_rank,
+            peers,
+        })
+    }
+
+    /// Connects this node's QUIC mesh of the job on `listen` with `socket`.
+    pub async fn connect(
+        &self,
+        ctx: &JobContext,
+        listen: SocketAddr,
+        socket: SocketKind,
+    ) -> Result<Mesh, JobMeshError> {
+        let id = &ctx.scenario.identity;
+        if id.cert_pem.is_empty() {
+            return Err(JobMeshError::Identity(
+                "registration gave no certificate".into(),
+            ));
+        }
+        let identity = NodeIdentity::from_pem(&id.ca_pem, &id.cert_pem, &id.key_pem)
+            .map_err(|e| JobMeshError::Identity(e.to_string()))?;
+        let mut config = MeshConfig::new(
+            self.rank,
+            self.peers.clone(),
+            Arc::clone(&self.profile),
+            identity,
+            scenario_clock(ctx.scenario.epoch_unix_ms),
+        );
+        config.listen = Some(listen);
+        config.socket = socket;
+        tracing::info!(job_id = %ctx.job_id, rank = self.rank, %listen, "connecting the job's mesh");
+        Ok(Mesh::connect(config).await?)
+    }
+}
+
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Emulated time now: how long ago the scenario epoch was (zero if it is in the future).
+pub fn scenario_time(scenario: &Scenario) -> Duration {
+    Duration::from_millis(unix_now_ms().saturating_sub(scenario.epoch_unix_ms))
+}
+
+/// The scenario clock: emulated time 0 is the controller's epoch (unix ms), so every node's
+/// link schedules agree (up to the hosts' clock skew).
+pub fn scenario_clock(epoch_unix_ms: u64) -> EmuClock {
+    let now = Instant::now();
+    let ago = Duration::from_millis(unix_now_ms().saturating_sub(epoch_unix_ms));
+    EmuClock::new(now.checked_sub(ago).unwrap_or(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_counts_from_the_epoch() {
+        let epoch = unix_now_ms().saturating_sub(5_000);
+        let clock = scenario_clock(epoch);
+        assert!(clock.now() >= Duration::from_millis(4_900));
+    }
+}

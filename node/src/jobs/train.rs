@@ -1,0 +1,417 @@
+//! The train job on a node: the controller's `TrainJob` run as one rank of a real training
+//! run over the QUIC fabric, with commits on disk and recovery after a re-plan.
+//!
+//! One attempt of a job on this node:
+//! 1. [`train_config`] turns the job (zero fields take the shared defaults of
+//!    `TrainJob::resolved`) into a [`TrainConfig`]; the plan's data shard and parameter count
+//!    are checked against it, so controller and node cannot silently disagree.
+//! 2. The job's mesh is connected ([`crate::jobs::job_mesh`]).
+//! 3. Resuming from committed step S > 0 (the controller re-planned after a node died, or
+//!    grew the job for a replacement): every rank agrees on the commit of step S — its own
+//!    from disk, or fetched from a peer in its site ([`recovery::agree_on_commit`]).
+//! 4. [`train_node`] trains. Commits go to `<state dir>/train/<job id>/step-<S>.ckpt`; every
+//!    step's progress (step, committed step, losses) is reported to the controller, coalesced
+//!    so a slow control plane (2.56 s round trip to the Moon) never holds training up.
+//! 5. The result is a [`NodeTrainResult`] as JSON; a client combines the ranks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use spacefabric_proto::v1::{TrainJob, job_spec};
+
+use crate::agent::{JobContext, JobError, JobOutput, JobRunner, Progress};
+use crate::collective::Algorithm;
+use crate::jobs::job_mesh::{JobMeshError, JobPlacement};
+use crate::train::fabric::{LinkBytes, MeteredExchange, job_groups};
+use crate::train::recovery::{self, StateSource};
+use crate::train::{
+    Activation, CommitSink, DirCommits, Mlp, MlpSpec, NodeContext, OptimizerConfig, StrategyConfig,
+    StrategyKind, TaskSpec, TrafficMeter, TrainConfig, TrainError, TrainProgress, train_node,
+};
+use crate::transport::SocketKind;
+
+/// Why a train job failed on this node.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainJobError {
+    /// The job's spec is not a train job, or a field is unusable (names it).
+    #[error("train spec: {0}")]
+    Spec(String),
+    /// The plan disagrees with the job (shards, parameter count).
+    #[error("job plan: {0}")]
+    Plan(String),
+    /// The job's mesh could not be built.
+    #[error(transparent)]
+    Fabric(#[from] JobMeshError),
+    /// Training (or recovery) failed.
+    #[error("training: {0}")]
+    Train(#[from] TrainError),
+    /// The job was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// One point of the held-out loss curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Steps completed.
+    pub step: u64,
+    /// Seconds since this attempt's training started.
+    pub elapsed_s: f64,
+    /// Held-out mean squared error.
+    pub loss: f64,
+    /// Payload bytes this node had sent per link class.
+    pub bytes: Vec<(String, u64)>,
+}
+
+/// What one rank reports for a train job (the `result_json` of its result).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeTrainResult {
+    /// This node's rank in the attempt's plan.
+    pub rank: usize,
+    /// Ranks in the attempt.
+    pub world_size: usize,
+    /// This node's site.
+    pub site: String,
+    /// Every rank's site, by rank.
+    pub sites_by_rank: Vec<String>,
+    /// The strategy (sync, sharded, diloco, hier).
+    pub strategy: String,
+    /// The attempt that finished (1 = no restart).
+    pub attempt: u32,
+    /// The committed step this attempt resumed from (0 = from scratch).
+    pub resumed_from_step: u64,
+    /// Where the resumed state came from.
+    pub state_source: StateSource,
+    /// Seconds from the attempt's start to the first training step (mesh, recovery).
+    pub startup_s: f64,
+    /// Steps completed (including resumed ones).
+    pub steps: u64,
+    /// Collective rounds this node took part in during this attempt.
+    pub syncs: u64,
+    /// Parameters of the model.
+    pub parameters: usize,
+    /// Held-out loss curve of this attempt (the evaluating rank only).
+    pub curve: Vec<CurvePoint>,
+    /// The last held-out loss (evaluating rank only).
+    pub final_loss: Option<f64>,
+    /// Seconds of real computation on this machine.
+    pub real_compute_s: f64,
+    /// Seconds of declared compute (`step_time`).
+    pub declared_compute_s: f64,
+    /// Seconds inside collectives.
+    pub comm_s: f64,
+    /// Seconds evaluating.
+    pub eval_s: f64,
+    /// Seconds of training in this attempt.
+    pub wall_s: f64,
+    /// Payload bytes this node sent per link class in this attempt.
+    pub bytes: Vec<(String, u64)>,
+}
+
+/// The training run a job describes, as [`train_node`] takes it.
+pub fn train_config(job: &TrainJob) -> Result<TrainConfig, TrainJobError> {
+    let j = job.resolved();
+    let [strategy] = j.strategies.as_slice() else {
+        return Err(TrainJobError::Spec(format!(
+            "strategies: exactly one expected, got {}",
+            j.strategies.len()
+        )));
+    };
+    let kind = StrategyKind::parse(strategy)?;
+    let activation = Activation::parse(&j.activation)?;
+    let usize_of = |name: &str, v: u32| {
+        usize::try_from(v).map_err(|_| TrainJobError::Spec(format!("{name} {v} is too large")))
+    };
+    let input = usize_of("input_dim", j.input_dim)?;
+    let output = usize_of("output_dim", j.output_dim)?;
+    Ok(TrainConfig {
+        model: MlpSpec {
+            input,
+            width: usize_of("width", j.width)?,
+            depth: usize_of("depth", j.depth)?,
+            output,
+            activation,
+        },
+        task: TaskSpec {
+            seed: j.seed,
+            input,
+            output,
+            teacher_width: usize_of("teacher_width", j.teacher_width)?,
+            teacher_depth: usize_of("teacher_depth", j.teacher_depth)?,
+            noise: 0.0,
+        },
+        batch: usize_of("batch_size", j.batch_size)?,
+        total_samples: j.dataset_samples,
+        steps: j.steps,
+        strategy: StrategyConfig {
+            kind,
+            inner: OptimizerConfig::adamw(j.lr),
+            inner_steps: u64::from(j.inner_steps),
+            outer_lr: j
+                .outer_lr
+                .unwrap_or(spacefabric_proto::train_job::defaults::OUTER_LR),
+            outer_momentum: j
+                .outer_momentum
+                .unwrap_or(spacefabric_proto::train_job::defaults::OUTER_MOMENTUM),
+            commit_every: u64::from(j.commit_every),
+        },
+        step_time: Duration::from_millis(j.step_time_ms),
+        eval_every: u64::from(j.eval_every),
+        eval_samples: usize_of("eval_samples", j.eval_samples)?,
+        init_seed: j.seed.wrapping_add(0x5eed),
+    })
+}
+
+/// Runs train jobs on this node's fabric address, committing under a state directory.
+#[derive(Debug, Clone)]
+pub struct TrainRunner {
+    listen: SocketAddr,
+    socket: SocketKind,
+    state_dir: PathBuf,
+}
+
+impl TrainRunner {
+    /// A runner whose mesh binds `listen` (the node's `--listen`) on an emulated socket and
+    /// whose commits go under `state_dir`.
+    pub fn new(listen: SocketAddr, state_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            socket: SocketKind::Emulated,
+            state_dir,
+        }
+    }
+
+    /// The same with another socket kind (`Passthrough`: links off).
+    pub fn with_socket(mut self, socket: SocketKind) -> Self {
+        self.socket = socket;
+        self
+    }
+
+    async fn run_job(&self, ctx: &JobContext) -> Result<NodeTrainResult, TrainJobError> {
+        let started = tokio::time::Instant::now();
+        let Some(job_spec::Kind::Train(job)) = &ctx.spec.kind else {
+            return Err(TrainJobError::Spec("not a train job".into()));
+        };
+        let cfg = train_config(job)?;
+        let placement = JobPlacement::from_job(ctx)?;
+        let rank = placement.rank;
+        let world = placement.peers.len();
+        let parameters = Mlp::new(cfg.model.clone())?.param_count();
+        if ctx.plan.param_len != parameters as u64 {
+            return Err(TrainJobError::Plan(format!(
+                "param_len {} but the job's model has {parameters} parameters",
+                ctx.plan.param_len
+            )));
+        }
+        let data_shard = ctx
+            .plan
+            .data_shards
+            .iter()
+            .find(|s| s.rank as usize == rank)
+            .map(|s| s.start..s.end)
+            .ok_or_else(|| TrainJobError::Plan(format!("no data shard for rank {rank}")))?;
+        if data_shard.end > cfg.total_samples || data_shard.is_empty() {
+            return Err(TrainJobError::Plan(format!(
+                "data shard {data_shard:?} of rank {rank} is empty or outside the job's {} samples",
+                cfg.total_samples
+            )));
+        }
+        let algorithm: Algorithm = ctx
+            .plan
+            .algorithms
+            .first()
+            .map_or("auto", String::as_str)
+            .parse()
+            .map_err(|e| TrainJobError::Plan(format!("algorithms[0]: {e}")))?;
+
+        let commits = DirCommits::new(&self.state_dir.join("train").join(&ctx.job_id))?;
+        if ctx.resume_from_step == 0 {
+            // A fresh start: commits of an earlier run under the same job id are not ours.
+            commits.clear()?;
+        }
+        let mesh = Arc::new(placement.connect(ctx, self.listen, self.socket).await?);
+        let (resume, state_source) = if ctx.resume_from_step > 0 {
+            let mine = commits.load(ctx.resume_from_step)?;
+            let (ck, source) = recovery::agree_on_commit(
+                &*mesh,
+                &placement.sites_by_rank,
+                ctx.resume_from_step,
+                mine,
+            )
+            .await?;
+            if source != StateSource::OwnCommit {
+                // Keep it, so this node can serve it (or resume from it) too.
+                commits.commit(rank, &ck)?;
+            }
+            (Some(ck), source)
+        } else {
+            (None, StateSource::Fresh)
+        };
+        if let StateSource::Peer {
+            rank: donor,
+            site,
+            bytes,
+        } = &state_source
+        {
+            tracing::info!(job_id = %ctx.job_id, rank, donor, %site, bytes, "state fetched from a peer");
+        }
+
+        let meter = Arc::new(LinkBytes::new(&placement.sites_by_rank));
+        let exchange = Arc::new(MeteredExchange::new(Arc::clone(&mesh), Arc::clone(&meter)));
+        let groups = job_groups(
+            exchange,
+            &placement.profile,
+            &placement.site_of_rank,
+            cfg.strategy.kind == StrategyKind::Hierarchical,
+            algorithm,
+        )?;
+        let (tx, mut rx) = tokio::sync::watch::channel(TrainProgress::default());
+        let control = ctx.control.clone();
+        let total_steps = cfg.steps;
+        let reporter = tokio::spawn(async move {
+            // Coalesces: while one report is on its way, newer progress replaces older.
+            while rx.changed().await.is_ok() {
+                let p = *rx.borrow_and_update();
+                let mut metrics = HashMap::new();
+                if p.train_loss.is_finite() {
+                    metrics.insert("train_loss".to_string(), p.train_loss);
+                }
+                if p.eval_loss.is_finite() {
+                    metrics.insert("loss".to_string(), p.eval_loss);
+                }
+                control
+                    .report_progress(Progress {
+                        step: p.step,
+                        total_steps,
+                        committed_step: p.committed_step,
+                        message: format!("step {} committed {}", p.step, p.committed_step),
+                        metrics,
+                    })
+                    .await;
+            }
+        });
+        let startup = started.elapsed();
+        let node_ctx = NodeContext {
+            evaluate: rank == 0,
+            commits: Some(Arc::new(commits) as Arc<dyn CommitSink>),
+            meter: Some(Arc::clone(&meter) as Arc<dyn TrafficMeter>),
+            resume,
+            data_shard: Some(data_shard),
+            progress: Some(tx),
+        };
+        let trained = train_node(&cfg, &groups, node_ctx).await;
+        // The progress sender went with the context: deliver the last report before the
+        // result.
+        let _ = reporter.await;
+        drop(groups);
+        if let Ok(mesh) = Arc::try_unwrap(mesh) {
+            mesh.close().await;
+        }
+        let report = trained?;
+        Ok(NodeTrainResult {
+            rank,
+            world_size: world,
+            site: ctx.scenario.site.clone(),
+            sites_by_rank: placement.sites_by_rank.clone(),
+            strategy: cfg.strategy.kind.name().to_string(),
+            attempt: ctx.attempt,
+            resumed_from_step: ctx.resume_from_step,
+            state_source,
+            startup_s: startup.as_secs_f64(),
+            steps: report.steps,
+            syncs: report.syncs,
+            parameters,
+            final_loss: report.final_loss(),
+            curve: report
+                .curve
+                .iter()
+                .map(|p| CurvePoint {
+                    step: p.step,
+                    elapsed_s: p.elapsed.as_secs_f64(),
+                    loss: p.loss,
+                    bytes: p.bytes.clone(),
+                })
+                .collect(),
+            real_compute_s: report.real_compute.as_secs_f64(),
+            declared_compute_s: report.declared_compute.as_secs_f64(),
+            comm_s: report.comm.as_secs_f64(),
+            eval_s: report.eval.as_secs_f64(),
+            wall_s: report.wall.as_secs_f64(),
+            bytes: meter.snapshot(),
+        })
+    }
+}
+
+impl JobRunner for TrainRunner {
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        let runner = self.clone();
+        Box::pin(async move {
+            let outcome = tokio::select! {
+                r = runner.run_job(&ctx) => r,
+                () = ctx.cancel.cancelled() => Err(TrainJobError::Cancelled),
+            };
+            let result = outcome.map_err(|e| {
+                tracing::warn!(job_id = %ctx.job_id, rank = ctx.rank, error = %e, "train job failed");
+                JobError(e.to_string())
+            })?;
+            let mut metrics = HashMap::new();
+            metrics.insert("steps".to_string(), result.steps as f64);
+            if let Some(loss) = result.final_loss {
+                metrics.insert("final_loss".to_string(), loss);
+            }
+            metrics.insert(
+                "resumed_from_step".to_string(),
+                result.resumed_from_step as f64,
+            );
+            let result_json = serde_json::to_string(&result)
+                .map_err(|e| JobError(format!("encoding the result: {e}")))?;
+            Ok(JobOutput {
+                result_json,
+                metrics,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_becomes_a_config_with_the_shared_defaults() {
+        let job = TrainJob {
+            strategies: vec!["diloco".into()],
+            steps: 50,
+            outer_momentum: Some(0.0),
+            step_time_ms: 10,
+            ..TrainJob::default()
+        };
+        let cfg = train_config(&job).unwrap();
+        assert_eq!(cfg.strategy.kind, StrategyKind::Diloco);
+        assert_eq!(cfg.strategy.outer_momentum, 0.0);
+        assert_eq!(cfg.strategy.outer_lr, 0.7);
+        assert_eq!(cfg.step_time, Duration::from_millis(10));
+        let params = Mlp::new(cfg.model).unwrap().param_count();
+        assert_eq!(params as u64, job.parameter_count());
+        let two = TrainJob {
+            strategies: vec!["sync".into(), "diloco".into()],
+            ..job.clone()
+        };
+        assert!(train_config(&two).is_err());
+        let bad = TrainJob {
+            strategies: vec!["gossip".into()],
+            ..job
+        };
+        assert!(
+            train_config(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("gossip")
+        );
+    }
+}
