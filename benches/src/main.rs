@@ -3,6 +3,7 @@
 //! module.
 
 mod allreduce;
+mod controller_client;
 mod fidelity;
 mod train;
 mod transfer;

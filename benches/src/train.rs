@@ -2,13 +2,16 @@
 //! DiLoCo, hierarchical) on a local cluster and compares them: loss against wall time and
 //! against bytes per link class, time to a target loss, communication against compute.
 //!
-//! The cluster is N node endpoints in this process (the controller job path is not wired in
-//! yet; the header says which fabric ran). Every strategy gets a fresh cluster and the same
+//! The cluster is N node endpoints in this process, or, with `--controller URL`, a running
+//! cluster's node processes: each strategy is then a `TrainJob` of the controller (see
+//! `controller_job`), which also reports restarts after a node loss. Both paths build the
+//! same `TrainJob` from the flags. Every strategy gets a fresh cluster (or job) and the same
 //! job: same seed, same data shards, same initial model. `--step-time` adds a declared
 //! compute time per step so the run stands for fast hardware; the table keeps real and
 //! declared compute apart. Progress goes to stderr, the table to stdout, `--json` and
 //! `--plot` write the same results as files.
 
+mod controller_job;
 mod plot;
 
 use std::path::PathBuf;
@@ -20,11 +23,13 @@ use anyhow::{Context, bail};
 use clap::Args;
 use netem_profiles::Profile;
 use spacefabric_node::collective::{Algorithm, Exchange};
+use spacefabric_node::jobs::train::train_config;
 use spacefabric_node::train::fabric::{LinkBytes, MeteredExchange, job_groups};
 use spacefabric_node::train::{
-    Activation, LossPoint, MlpSpec, NodeContext, NodeReport, OptimizerConfig, StrategyConfig,
-    StrategyKind, TaskSpec, TrafficMeter, TrainConfig, train_node,
+    Activation, LossPoint, NodeContext, NodeReport, StrategyKind, TrafficMeter, TrainConfig,
+    train_node,
 };
+use spacefabric_proto::v1::TrainJob;
 
 use crate::allreduce::fabric::{FabricKind, LocalFabric};
 
@@ -127,6 +132,21 @@ pub(crate) struct TrainArgs {
     /// Write an SVG plot: loss against wall time and against cross-site bytes.
     #[arg(long, env = "SPACEFABRIC_PLOT")]
     plot: Option<PathBuf>,
+    /// Sync and sharded commit their state every this many steps (diloco and hier at every
+    /// outer step); a job restarted after a node loss resumes from the last commit.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_COMMIT_EVERY", default_value_t = 10)]
+    commit_every: u32,
+    /// Run each strategy as a job of a running cluster's controller (its node processes)
+    /// instead of on endpoints in this process; --profile and --nodes then come from the
+    /// cluster.
+    #[arg(long, env = "SPACEFABRIC_CONTROLLER")]
+    controller: Option<String>,
+    /// The cluster's join token (with --controller).
+    #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+    /// With --controller: start each job only once this many nodes are alive (0: any).
+    #[arg(long, env = "SPACEFABRIC_MIN_NODES", default_value_t = 0)]
+    min_nodes: u32,
 }
 
 /// What one strategy measured on the whole cluster.
@@ -148,6 +168,8 @@ pub(crate) struct StrategyResult {
     /// Payload bytes per link class, all nodes together.
     pub(crate) bytes: Vec<(String, u64)>,
     pub(crate) fabric: String,
+    /// Restarts of a controller job (node lost, replacement joined); empty in-process.
+    pub(crate) restarts: Vec<controller_job::Restart>,
 }
 
 impl StrategyResult {
@@ -185,51 +207,57 @@ fn load_profile(spec: &str) -> anyhow::Result<Profile> {
     Profile::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn job_config(args: &TrainArgs, kind: StrategyKind) -> anyhow::Result<TrainConfig> {
-    let activation = Activation::parse(&args.activation)
-        .with_context(|| format!("--activation {}", args.activation))?;
+/// The job a strategy runs, from the flags: the same `TrainJob` the controller path submits,
+/// so both paths train exactly the same thing.
+fn train_job(args: &TrainArgs, kind: StrategyKind) -> anyhow::Result<TrainJob> {
     let per_step = matches!(kind, StrategyKind::Sync | StrategyKind::Sharded);
-    let lr = if per_step {
-        args.sync_lr
-    } else {
-        args.inner_lr
+    let step_time_ms = args.step_time * 1e3;
+    if (step_time_ms - step_time_ms.round()).abs() > 1e-6 {
+        bail!(
+            "--step-time {} must be a whole number of milliseconds",
+            args.step_time
+        );
+    }
+    let u32_of = |name: &str, v: usize| {
+        u32::try_from(v).with_context(|| format!("--{name} {v} is too large"))
     };
-    Ok(TrainConfig {
-        model: MlpSpec {
-            input: args.input,
-            width: args.width,
-            depth: args.depth,
-            output: args.output,
-            activation,
-        },
-        task: TaskSpec {
-            seed: args.seed,
-            input: args.input,
-            output: args.output,
-            teacher_width: args.teacher_width,
-            teacher_depth: args.teacher_depth,
-            noise: 0.0,
-        },
-        batch: args.batch,
-        total_samples: args.samples,
+    Ok(TrainJob {
+        strategies: vec![kind.name().to_string()],
         steps: if per_step {
             args.sync_steps.unwrap_or(args.steps)
         } else {
             args.steps
         },
-        strategy: StrategyConfig {
-            kind,
-            inner: OptimizerConfig::adamw(lr),
-            inner_steps: args.inner_steps,
-            outer_lr: args.outer_lr,
-            outer_momentum: args.outer_momentum,
-            commit_every: 10,
+        target_loss: args.target_loss,
+        step_time_ms: step_time_ms.round() as u64,
+        width: u32_of("width", args.width)?,
+        depth: u32_of("depth", args.depth)?,
+        inner_steps: u32::try_from(args.inner_steps).context("--inner-steps is too large")?,
+        seed: args.seed,
+        batch_size: u32_of("batch", args.batch)?,
+        dataset_samples: args.samples,
+        input_dim: u32_of("input", args.input)?,
+        output_dim: u32_of("output", args.output)?,
+        lr: if per_step {
+            args.sync_lr
+        } else {
+            args.inner_lr
         },
-        step_time: Duration::from_secs_f64(args.step_time),
-        eval_every: args.eval_every,
-        eval_samples: args.eval_samples,
-        init_seed: args.seed.wrapping_add(0x5eed),
+        outer_lr: Some(args.outer_lr),
+        outer_momentum: Some(args.outer_momentum),
+        activation: args.activation.clone(),
+        teacher_width: u32_of("teacher-width", args.teacher_width)?,
+        teacher_depth: u32_of("teacher-depth", args.teacher_depth)?,
+        eval_every: u32::try_from(args.eval_every).context("--eval-every is too large")?,
+        eval_samples: u32_of("eval-samples", args.eval_samples)?,
+        commit_every: args.commit_every,
+        algorithm: args.algo.to_string(),
     })
+}
+
+fn job_config(args: &TrainArgs, kind: StrategyKind) -> anyhow::Result<TrainConfig> {
+    let job = train_job(args, kind)?;
+    train_config(&job).with_context(|| format!("the {} job", kind.name()))
 }
 
 /// Runs the comparison; prints the table; writes the files.
@@ -243,9 +271,11 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             args.step_time
         );
     }
-    if args.inner_steps == 0 || args.batch == 0 || args.eval_every == 0 {
-        bail!("--inner-steps, --batch and --eval-every must be at least 1");
+    if args.inner_steps == 0 || args.batch == 0 || args.eval_every == 0 || args.commit_every == 0 {
+        bail!("--inner-steps, --batch, --eval-every and --commit-every must be at least 1");
     }
+    Activation::parse(&args.activation)
+        .with_context(|| format!("--activation {}", args.activation))?;
     if args.samples < args.nodes as u64 {
         bail!(
             "--samples {} gives some of the {} nodes no data",
@@ -258,6 +288,9 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| StrategyKind::parse(s.trim()).with_context(|| format!("--strategy {s}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(url) = &args.controller {
+        return controller_job::run(&args, url, &kinds);
+    }
     let profile = Arc::new(load_profile(&args.profile)?);
     let nsites = profile.sites.len().max(1);
     let sites: Vec<usize> = (0..args.nodes).map(|r| r * nsites / args.nodes).collect();
@@ -288,15 +321,37 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         results.push(r);
     }
 
-    let header = header_lines(&args, &profile, &sites, params, &results);
-    print!("{}", table(&header, &results, args.target_loss));
+    let site_names: Vec<String> = sites
+        .iter()
+        .map(|&s| {
+            profile
+                .sites
+                .get(s)
+                .map_or("?".to_string(), |x| x.name.clone())
+        })
+        .collect();
+    emit(&args, &profile.name, &site_names, params, &results, None)
+}
+
+/// Prints the header and table, writes --json and --plot. `controller`: the URL the jobs ran
+/// on, if they did.
+fn emit(
+    args: &TrainArgs,
+    profile: &str,
+    sites: &[String],
+    params: usize,
+    results: &[StrategyResult],
+    controller: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let header = header_lines(args, profile, sites, params, results, controller);
+    print!("{}", table(&header, results, args.target_loss));
     if let Some(path) = &args.json {
-        let json = to_json(&args, &profile, &sites, params, &results);
+        let json = to_json(args, profile, sites, params, results, controller);
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("writing --json {}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        let svg = plot::svg(&header, &results, args.target_loss);
+        let svg = plot::svg(&header, results, args.target_loss);
         std::fs::write(path, svg).with_context(|| format!("writing --plot {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -404,30 +459,31 @@ fn summarise(
         comm: mean(reports.iter().map(|r| r.comm)),
         bytes,
         fabric,
+        restarts: Vec::new(),
     })
 }
 
 fn header_lines(
     args: &TrainArgs,
-    profile: &Profile,
-    sites: &[usize],
+    profile: &str,
+    sites: &[String],
     params: usize,
     results: &[StrategyResult],
+    controller: Option<&str>,
 ) -> Vec<String> {
     let mut per_site: Vec<(String, usize)> = Vec::new();
-    for &s in sites {
-        let name = profile.sites.get(s).map_or("?", |x| x.name.as_str());
+    for name in sites {
         match per_site.iter_mut().find(|(n, _)| n == name) {
             Some((_, c)) => *c += 1,
-            None => per_site.push((name.to_string(), 1)),
+            None => per_site.push((name.clone(), 1)),
         }
     }
     let placement: Vec<String> = per_site.iter().map(|(n, c)| format!("{n} {c}")).collect();
     let mut lines = vec![
         format!(
             "spacefabric train: profile {}, {} nodes ({}), seed {}",
-            profile.name,
-            args.nodes,
+            profile,
+            sites.len(),
             placement.join(" + "),
             args.seed
         ),
@@ -462,7 +518,13 @@ fn header_lines(
     if let Some(r) = results.first() {
         lines.push(format!("fabric: {}", r.fabric));
     }
-    lines.push("controller job path: not used (nodes are endpoints in this process)".to_string());
+    lines.push(match controller {
+        Some(url) => format!(
+            "controller job path: one TrainJob per strategy on the cluster at {url} (node processes); commits every {} steps",
+            args.commit_every
+        ),
+        None => "controller job path: not used (nodes are endpoints in this process)".to_string(),
+    });
     lines
 }
 
@@ -561,10 +623,11 @@ fn round6(x: f32) -> f64 {
 
 fn to_json(
     args: &TrainArgs,
-    profile: &Profile,
-    sites: &[usize],
+    profile: &str,
+    sites: &[String],
     params: usize,
     results: &[StrategyResult],
+    controller: Option<&str>,
 ) -> serde_json::Value {
     let strategies: Vec<serde_json::Value> = results
         .iter()
@@ -593,14 +656,15 @@ fn to_json(
                 "comm_s": r.comm.as_secs_f64(),
                 "bytes": r.bytes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                 "fabric": r.fabric,
+                "restarts": r.restarts,
                 "curve": curve,
             })
         })
         .collect();
     serde_json::json!({
-        "profile": profile.name,
-        "nodes": args.nodes,
-        "sites": sites.iter().map(|&s| profile.sites.get(s).map_or("?", |x| x.name.as_str())).collect::<Vec<_>>(),
+        "profile": profile,
+        "nodes": sites.len(),
+        "sites": sites,
         "seed": args.seed,
         "params": params,
         "batch_per_node": args.batch,
@@ -612,8 +676,8 @@ fn to_json(
         "outer_lr": round6(args.outer_lr),
         "outer_momentum": round6(args.outer_momentum),
         "algorithm": args.algo.to_string(),
-        "emulation": !args.no_emulation && args.fabric == FabricKind::Quic,
-        "controller_job": false,
+        "emulation": controller.is_some() || (!args.no_emulation && args.fabric == FabricKind::Quic),
+        "controller_job": controller,
         "strategies": strategies,
     })
 }

@@ -14,15 +14,16 @@
 //! Jobs run one at a time over the whole plan. When a participant dies or leaves, the job is
 //! aborted and restarted on the new plan from its last committed step (the lowest step every
 //! rank reported as committed); with no live node left it waits as pending. A train job also
-//! restarts (from its last commit) when a node joins, so a replacement takes part.
+//! restarts (from its last commit) when a node joins, so a replacement takes part, and its
+//! restarts do not wait for the job's `min_nodes` (which gates the first start).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use spacefabric_proto::v1::{
-    ControlEvent, Job, JobAbort, JobSpec, JobStart, JobState, ListNodesResponse, NodeInfo,
-    NodeProgress, NodeResult, NodeState, PlanUpdate, SiteInfo, control_event, job_spec,
+    ControlEvent, Job, JobAbort, JobRestart, JobSpec, JobStart, JobState, ListNodesResponse,
+    NodeInfo, NodeProgress, NodeResult, NodeState, PlanUpdate, SiteInfo, control_event, job_spec,
 };
 
 use crate::error::ControllerError;
@@ -590,6 +591,12 @@ impl Core {
             });
         }
         record.job.resume_from_step = committed;
+        record.job.restarts.push(JobRestart {
+            attempt: record.job.attempt + 1,
+            reason: reason.to_string(),
+            unix_ms: now.unix_ms,
+            resume_from_step: committed,
+        });
         record.job.state = JobState::Pending as i32;
         record.job.progress.clear();
         record.job.results.clear();
@@ -611,8 +618,20 @@ impl Core {
             return;
         }
         let world = self.state.plan.world_size();
+        // `min_nodes` gates a job's first start. A train job that already ran goes on with
+        // whoever is left (that is what its commits are for); other kinds wait for
+        // `min_nodes` again, so their results always cover the cluster that was asked for.
         let Some(index) = self.state.jobs.iter().position(|r| {
-            r.job.state == JobState::Pending as i32 && world >= (r.min_nodes.max(1) as usize)
+            let is_train = matches!(
+                r.job.spec.as_ref().and_then(|s| s.kind.as_ref()),
+                Some(job_spec::Kind::Train(_))
+            );
+            let needed = if is_train && r.job.attempt > 0 {
+                1
+            } else {
+                r.min_nodes.max(1) as usize
+            };
+            r.job.state == JobState::Pending as i32 && world >= needed
         }) else {
             return;
         };
@@ -1098,14 +1117,15 @@ mod tests {
             .iter()
             .map(|n| reg(&mut core, n, "earth", 0).member.node_id)
             .collect();
-        let job = core.submit(Some(&train(100)), 2, at(0)).unwrap();
+        let job = core.submit(Some(&train(100)), 3, at(0)).unwrap();
         assert_eq!(job.attempt, 1);
         commit_all(&mut core, &ids, &job, 30);
         for id in &ids[..2] {
             core.heartbeat(id, at(2_000)).unwrap();
         }
         assert_eq!(core.expire(at(3_500)), vec!["c".to_string()]);
-        // Two are enough: attempt 2 runs at once on a and b from the commit.
+        // min_nodes 3 gated the first start only: attempt 2 runs at once on a and b from the
+        // commit.
         let job = core.job(&job.job_id).unwrap();
         assert_eq!(job.state, JobState::Running as i32);
         assert_eq!(job.attempt, 2);
@@ -1117,6 +1137,17 @@ mod tests {
         let job = core.job(&job.job_id).unwrap();
         assert_eq!(job.attempt, 3);
         assert_eq!(job.resume_from_step, 40);
+        let restarts: Vec<(u32, u64)> = job
+            .restarts
+            .iter()
+            .map(|r| (r.attempt, r.resume_from_step))
+            .collect();
+        assert_eq!(restarts, vec![(2, 30), (3, 40)]);
+        assert!(
+            job.restarts[0].reason.contains('c'),
+            "{:?}",
+            job.restarts[0]
+        );
         assert_eq!(job.plan.as_ref().unwrap().world_size, 3);
         // A ping job keeps the plan it started on when a node joins.
         reg(&mut core2, "a", "earth", 0);

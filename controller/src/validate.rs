@@ -350,4 +350,81 @@ mod tests {
         assert!(node_name("-node").is_err());
         assert!(node_name("10.0.0.1").is_err());
     }
+
+    #[test]
+    fn train_jobs_name_the_bad_field() {
+        let train = |t: TrainJob| JobSpec {
+            name: String::new(),
+            kind: Some(job_spec::Kind::Train(t)),
+        };
+        let ok = TrainJob {
+            strategies: vec!["diloco".into()],
+            steps: 10,
+            ..TrainJob::default()
+        };
+        assert!(job_spec(Some(&train(ok.clone()))).is_ok());
+        let cases = [
+            (
+                TrainJob {
+                    strategies: vec!["sync".into(), "diloco".into()],
+                    ..ok.clone()
+                },
+                "spec.train.strategies",
+            ),
+            (
+                TrainJob {
+                    strategies: vec!["gossip".into()],
+                    ..ok.clone()
+                },
+                "spec.train.strategies[0]",
+            ),
+            (
+                TrainJob {
+                    steps: 0,
+                    ..ok.clone()
+                },
+                "spec.train.steps",
+            ),
+            (
+                TrainJob {
+                    lr: f32::NAN,
+                    ..ok.clone()
+                },
+                "spec.train.lr",
+            ),
+            (
+                TrainJob {
+                    outer_momentum: Some(-1.0),
+                    ..ok.clone()
+                },
+                "spec.train.outer_momentum",
+            ),
+            (
+                TrainJob {
+                    activation: "gelu".into(),
+                    ..ok.clone()
+                },
+                "spec.train.activation",
+            ),
+            (
+                TrainJob {
+                    algorithm: "butterfly".into(),
+                    ..ok.clone()
+                },
+                "spec.train.algorithm",
+            ),
+            (
+                TrainJob {
+                    width: 60_000,
+                    depth: 60,
+                    ..ok
+                },
+                "spec.train.width",
+            ),
+        ];
+        for (bad, field) in cases {
+            let err = job_spec(Some(&train(bad))).unwrap_err().to_string();
+            assert!(err.contains(field), "{err} should name {field}");
+        }
+    }
 }

@@ -11,92 +11,15 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use support::procs::{Proc, free_tcp, free_udp, run_bounded};
 use support::{workspace_bin, workspace_root};
 
 const TOKEN: &str = "allreduce-test-token";
 /// Bound for the whole job on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(240);
-
-/// A process killed if the test ends before it exits.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, bin: &Path, args: &[String], logs: &Path) -> Self {
-        let log = logs.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .args(args)
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({}): {e}", bin.display()));
-        Self {
-            name: name.to_string(),
-            child,
-            log,
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_tcp() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp() -> u16 {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs `cmd` to completion within `limit`, killing it (by its pid) when it overruns.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-            panic!("the bench did not finish within {limit:?}");
-        }
-    }
-}
 
 #[test]
 fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
@@ -177,16 +100,7 @@ fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
     let out = run_bounded(bench, WAIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let mut logs_text = String::new();
-    for p in &procs {
-        let text = std::fs::read_to_string(&p.log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        logs_text.push_str(&format!(
-            "--- {} ---\n{}\n",
-            p.name,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ));
-    }
+    let logs_text: String = procs.iter().map(|p| p.log_tail(15)).collect();
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}\n{logs_text}");
     assert!(out.status.success(), "bench failed: {context}");
     // One row per (algorithm, size): 1K, 4K, 16K, 64K for ring and hier.

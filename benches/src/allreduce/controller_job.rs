@@ -10,18 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use spacefabric_node::collective::CostModel;
 use spacefabric_node::jobs::NodeSweepResult;
-use spacefabric_proto::v1::controller_client::ControllerClient;
-use spacefabric_proto::v1::{
-    AllReduceJob, GetJobRequest, Job, JobSpec, JobState, ListNodesRequest, SubmitJobRequest,
-    WatchJobRequest, job_spec,
-};
-use tonic::transport::{Channel, Endpoint};
+use spacefabric_proto::v1::{AllReduceJob, Job, JobSpec, JobState, ListNodesRequest, job_spec};
+
+use crate::controller_client::{connect, submit_and_follow};
 
 use super::report::{self, Sweep};
 use super::{AllreduceArgs, combine, load_profile};
-
-/// Largest controller message decoded (a job carries every rank's per-iteration times).
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Runs the sweep as a job of the controller at `url`.
 pub(crate) fn run(args: &AllreduceArgs, url: &str, sizes: &[u64]) -> anyhow::Result<ExitCode> {
@@ -35,44 +29,6 @@ pub(crate) fn run(args: &AllreduceArgs, url: &str, sizes: &[u64]) -> anyhow::Res
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(run_job(args, url, &token, sizes))
-}
-
-/// How long the bench keeps trying to reach a controller that is not up yet (a Kubernetes
-/// Job or a script may start it together with the cluster).
-const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
-
-async fn connect(url: &str) -> anyhow::Result<ControllerClient<Channel>> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("--controller {url}: not a URL"))?
-        .connect_timeout(Duration::from_secs(10));
-    let started = tokio::time::Instant::now();
-    let mut backoff = Duration::from_millis(100);
-    let channel = loop {
-        match endpoint.connect().await {
-            Ok(channel) => break channel,
-            Err(e) if started.elapsed() < CONNECT_PATIENCE => {
-                tracing::debug!(%url, error = %e, "controller not reachable yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "--controller {url}: cannot connect (tried for {}s)",
-                    CONNECT_PATIENCE.as_secs()
-                )));
-            }
-        }
-    };
-    Ok(ControllerClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
-}
-
-fn is_done(job: &Job) -> bool {
-    matches!(
-        JobState::try_from(job.state),
-        Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
-    )
 }
 
 /// One progress line: the slowest rank's step.
@@ -133,75 +89,16 @@ async fn run_job(
             check: true,
         })),
     };
-    let job = client
-        .submit_job(SubmitJobRequest {
-            join_token: token.to_string(),
-            spec: Some(spec),
-            min_nodes: args.min_nodes,
-        })
-        .await
-        .with_context(|| format!("SubmitJob on {url}"))?
-        .into_inner();
-    let job_id = job.job_id.clone();
-    eprintln!("# submitted job {job_id} to {url}");
-    let mut last = job;
-    if !is_done(&last) {
-        let mut stream = client
-            .watch_job(WatchJobRequest {
-                join_token: token.to_string(),
-                job_id: job_id.clone(),
-            })
-            .await
-            .with_context(|| format!("WatchJob {job_id}"))?
-            .into_inner();
-        let mut last_line = String::new();
-        while let Some(event) = stream
-            .message()
-            .await
-            .with_context(|| format!("WatchJob {job_id}: stream"))?
-        {
-            let Some(job) = event.job else { continue };
-            let line = progress_line(&job);
-            if line != last_line {
-                eprintln!("{line}");
-                last_line = line;
-            }
-            last = job;
-            if is_done(&last) {
-                break;
-            }
+    let mut last_line = String::new();
+    let last = submit_and_follow(&mut client, token, spec, args.min_nodes, |job| {
+        let line = progress_line(job);
+        if line != last_line {
+            eprintln!("{line}");
+            last_line = line;
         }
-    }
-    if !is_done(&last) {
-        last = client
-            .get_job(GetJobRequest {
-                join_token: token.to_string(),
-                job_id: job_id.clone(),
-            })
-            .await
-            .with_context(|| format!("GetJob {job_id}"))?
-            .into_inner();
-        if !is_done(&last) {
-            bail!("job {job_id}: the watch ended while the job was still running");
-        }
-    }
-    match JobState::try_from(last.state) {
-        Ok(JobState::Succeeded) => {}
-        Ok(JobState::Cancelled) => bail!("job {job_id} was cancelled: {}", last.error),
-        _ => {
-            let failures: Vec<String> = last
-                .results
-                .iter()
-                .filter(|r| !r.ok)
-                .map(|r| format!("rank {}: {}", r.rank, r.error))
-                .collect();
-            bail!(
-                "job {job_id} failed: {} {}",
-                last.error,
-                failures.join("; ")
-            );
-        }
-    }
+    })
+    .await
+    .with_context(|| format!("the all-reduce job on {url}"))?;
     report_results(args, &profile, &last, sizes)
 }
 

@@ -1,9 +1,12 @@
-//! Shared by the Kubernetes tests: the workspace's paths, the manifests under deploy/k8s read as
-//! YAML, and the workspace's binaries (an integration test only gets `CARGO_BIN_EXE_*` for the
+//! Shared by the integration tests that run the binaries (Kubernetes, jobs on node
+//! processes): the workspace's paths, the manifests under deploy/k8s read as YAML, and the
+//! workspace's binaries (an integration test only gets `CARGO_BIN_EXE_*` for the
 //! binaries of its own package, so the node's and the bench's are located and, when stale,
-//! built with the same cargo, profile and target directory as this test).
+//! built with the same cargo, profile and target directory as this test); [`procs`] runs them.
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod procs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

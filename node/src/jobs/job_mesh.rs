@@ -131,9 +131,28 @@ impl JobPlacement {
         config.listen = Some(listen);
         config.socket = socket;
         tracing::info!(job_id = %ctx.job_id, rank = self.rank, %listen, "connecting the job's mesh");
-        Ok(Mesh::connect(config).await?)
+        // The previous attempt's mesh (aborted for a re-plan a moment ago) may still hold the
+        // port while its endpoint winds down: retry a busy port for a bounded time.
+        let deadline = Instant::now() + PORT_PATIENCE;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match Mesh::connect(config.clone()).await {
+                Err(TransportError::Socket { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse
+                        && Instant::now() + backoff < deadline =>
+                {
+                    tracing::debug!(%listen, "fabric port still held by the previous attempt; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 }
+
+/// How long a job waits for its fabric port to be released by the previous attempt.
+const PORT_PATIENCE: Duration = Duration::from_secs(15);
 
 fn unix_now_ms() -> u64 {
     SystemTime::now()

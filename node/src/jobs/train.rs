@@ -111,6 +111,8 @@ pub struct NodeTrainResult {
     pub wall_s: f64,
     /// Payload bytes this node sent per link class in this attempt.
     pub bytes: Vec<(String, u64)>,
+    /// This node's bytes per link class at every curve step: (step, bytes).
+    pub bytes_curve: Vec<(u64, Vec<(String, u64)>)>,
 }
 
 /// The training run a job describes, as [`train_node`] takes it.
@@ -343,6 +345,7 @@ impl TrainRunner {
             eval_s: report.eval.as_secs_f64(),
             wall_s: report.wall.as_secs_f64(),
             bytes: meter.snapshot(),
+            bytes_curve: report.bytes_curve,
         })
     }
 }

@@ -258,6 +258,9 @@ pub struct NodeReport {
     pub syncs: u64,
     /// Held-out loss curve (only on the evaluating node).
     pub curve: Vec<LossPoint>,
+    /// Bytes sent so far per link class at every curve step (every node with a meter), so a
+    /// client can add up the cluster's bytes at each point of the evaluating node's curve.
+    pub bytes_curve: Vec<(u64, Vec<(String, u64)>)>,
     /// Mean training loss over the last outer step / eval interval, per curve point.
     pub train_loss: Vec<f64>,
     /// Real computation (forward, backward, optimiser) on this machine.
@@ -736,13 +739,16 @@ fn evaluate(
     params: &[f32],
     train_loss: f64,
 ) -> Result<(), TrainError> {
+    let bytes = ctx.meter.as_ref().map(|m| m.snapshot()).unwrap_or_default();
+    if ctx.meter.is_some() {
+        report.bytes_curve.push((step, bytes.clone()));
+    }
     let Some(ev) = evaluator else {
         return Ok(());
     };
     let t0 = std::time::Instant::now();
     let loss = ev.loss(params)?;
     report.eval += t0.elapsed();
-    let bytes = ctx.meter.as_ref().map(|m| m.snapshot()).unwrap_or_default();
     tracing::debug!(step, loss, "eval");
     report.curve.push(LossPoint {
         step,
