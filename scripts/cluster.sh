@@ -5,6 +5,7 @@
 #   scripts/cluster.sh status                              nodes, sites, jobs
 #   scripts/cluster.sh logs [controller|NODE] [-f]         a process's log (NODE: index or name)
 #   scripts/cluster.sh bench ARGS...                       spacefabric-bench [allreduce] ARGS --controller URL --join-token T
+#   scripts/cluster.sh bench train ARGS...                 the train comparison as controller jobs (one per strategy)
 #   scripts/cluster.sh ping [--iterations N]               control-plane round trips per node
 #   scripts/cluster.sh down                                stop exactly what `up` started
 #
@@ -28,7 +29,7 @@ URL="http://127.0.0.1:$CONTROLLER_PORT"
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -133,6 +134,7 @@ $(tail -n 5 "$DIR/logs/controller.log")"
       --controller "$URL" --name "node-$i" --site "$site" \
       --listen "127.0.0.1:$((NODE_PORT + i))" --advertise "127.0.0.1:$((NODE_PORT + i))" \
       --metrics-listen "127.0.0.1:$((NODE_METRICS_PORT + i))" \
+      --state-dir "$DIR/node-$i" \
       > "$DIR/logs/node-$i.log" 2>&1 &
     echo $! > "$DIR/node-$i.pid"
   done
