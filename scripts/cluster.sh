@@ -7,6 +7,8 @@
 #   scripts/cluster.sh bench ARGS...                       spacefabric-bench [allreduce] ARGS --controller URL --join-token T
 #   scripts/cluster.sh bench train ARGS...                 the train comparison as controller jobs (one per strategy)
 #   scripts/cluster.sh ping [--iterations N]               control-plane round trips per node
+#   scripts/cluster.sh kill NODE                           SIGKILL a node (a failure drill)
+#   scripts/cluster.sh add --site S                        start one more node (a replacement)
 #   scripts/cluster.sh down                                stop exactly what `up` started
 #
 # Everything lives under .cluster/ at the repository root: pid files, logs, the controller's
@@ -29,7 +31,7 @@ URL="http://127.0.0.1:$CONTROLLER_PORT"
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -63,6 +65,19 @@ resolve_profile() {
   else
     die "--profile $p: neither a file nor a shipped profile (see netem-profiles/profiles/)"
   fi
+}
+
+# start_node I SITE: node-I on ports NODE_PORT+I / NODE_METRICS_PORT+I, its train commits
+# under .cluster/node-I/.
+start_node() {
+  local i="$1" site="$2"
+  SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-node" \
+    --controller "$URL" --name "node-$i" --site "$site" \
+    --listen "127.0.0.1:$((NODE_PORT + i))" --advertise "127.0.0.1:$((NODE_PORT + i))" \
+    --metrics-listen "127.0.0.1:$((NODE_METRICS_PORT + i))" \
+    --state-dir "$DIR/node-$i" \
+    > "$DIR/logs/node-$i.log" 2>&1 &
+  echo $! > "$DIR/node-$i.pid"
 }
 
 cmd_up() {
@@ -102,7 +117,7 @@ cmd_up() {
   "$BIN/spacefabric-controller" profile check "$profile_file" >/dev/null
 
   # A fresh cluster: a new state dir (the state dir is what a restarted controller resumes from).
-  rm -rf "$DIR/state" "$DIR/logs"
+  rm -rf "$DIR/state" "$DIR/logs" "$DIR"/node-*/
   mkdir -p "$DIR/state" "$DIR/logs"
   rm -f "$DIR"/*.pid
   if [[ ! -s "$DIR/token" ]]; then
@@ -130,13 +145,7 @@ $(tail -n 5 "$DIR/logs/controller.log")"
   for ((i = 0; i < nodes; i++)); do
     # Contiguous blocks of nodes per site, in the profile's site order (4+4 on earth-moon).
     site="${sites[$(( i * ${#sites[@]} / nodes ))]}"
-    SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-node" \
-      --controller "$URL" --name "node-$i" --site "$site" \
-      --listen "127.0.0.1:$((NODE_PORT + i))" --advertise "127.0.0.1:$((NODE_PORT + i))" \
-      --metrics-listen "127.0.0.1:$((NODE_METRICS_PORT + i))" \
-      --state-dir "$DIR/node-$i" \
-      > "$DIR/logs/node-$i.log" 2>&1 &
-    echo $! > "$DIR/node-$i.pid"
+    start_node "$i" "$site"
   done
 
   echo "waiting for $nodes nodes to register (light delay included)..."
@@ -187,6 +196,40 @@ cmd_logs() {
   local file="$DIR/logs/$who.log"
   [[ -f "$file" ]] || die "no log for '$who' (have: $(ls "$DIR/logs" 2>/dev/null | sed 's/\.log$//' | tr '\n' ' '))"
   if [[ -n "$follow" ]]; then tail -n 50 -f "$file"; else tail -n 100 "$file"; fi
+}
+
+# A failure drill: SIGKILL one node (no goodbye: the controller finds out from the missing
+# heartbeats and re-plans the survivors).
+cmd_kill() {
+  [[ $# -eq 1 ]] || die "kill: which node? (an index or node-N)"
+  local who="$1"
+  [[ "$who" =~ ^[0-9]+$ ]] && who="node-$who"
+  local file="$DIR/$who.pid"
+  pid_alive "$file" || die "kill: $who is not running (no live pid in $file)"
+  kill -KILL "$(cat "$file")"
+  rm -f "$file"
+  echo "killed $who (SIGKILL); its log stays in $DIR/logs/$who.log"
+}
+
+# One more node (a replacement, or growth) on SITE, with the next free index.
+cmd_add() {
+  local site=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --site) site="${2:-}"; shift 2 ;;
+      *) die "add: unknown argument '$1' (use --site S)" ;;
+    esac
+  done
+  [[ -n "$site" ]] || die "add: --site S is required"
+  pid_alive "$DIR/controller.pid" || die "no running cluster (scripts/cluster.sh up first)"
+  grep -q "^\[sites\.$site\]" "$(cat "$DIR/profile")" \
+    || die "add: site '$site' is not in $(cat "$DIR/profile")"
+  local i=0
+  while [[ -e "$DIR/logs/node-$i.log" ]]; do i=$((i + 1)); done
+  udp_busy $((NODE_PORT + i)) && die "add: port $((NODE_PORT + i))/udp is in use"
+  tcp_busy $((NODE_METRICS_PORT + i)) && die "add: port $((NODE_METRICS_PORT + i))/tcp is in use"
+  start_node "$i" "$site"
+  echo "started node-$i on $site (QUIC 127.0.0.1:$((NODE_PORT + i)), log $DIR/logs/node-$i.log)"
 }
 
 cmd_ping() {
@@ -253,7 +296,9 @@ case "$command" in
   logs) cmd_logs "$@" ;;
   bench) cmd_bench "$@" ;;
   ping) cmd_ping "$@" ;;
+  kill) cmd_kill "$@" ;;
+  add) cmd_add "$@" ;;
   down) cmd_down ;;
   -h|--help|help) usage 0 ;;
-  *) die "unknown command '$command' (up, status, logs, bench, ping, down)" ;;
+  *) die "unknown command '$command' (up, status, logs, bench, ping, kill, add, down)" ;;
 esac
