@@ -407,3 +407,53 @@ fn mesh_futures_are_send(mesh: &Mesh) {
     is_send(&mesh.send(0, 0, Bytes::new()));
     is_send(&mesh.recv(0, 0));
 }
+
+/// One site pair 1 s apart: a closed connection drains for three probe timeouts (≥ 6 s on a
+/// 2 s round trip), which used to keep the fabric port bound that long.
+const ONE_SECOND_APART: &str = r#"
+name = "test-far"
+[sites.a]
+[sites.b]
+[[links]]
+from = "a"
+to = "a"
+delay_ms = 0.05
+[[links]]
+from = "b"
+to = "b"
+delay_ms = 0.05
+[[links]]
+from = "a"
+to = "b"
+delay_ms = 1000
+"#;
+
+#[tokio::test]
+async fn a_dropped_mesh_frees_its_port_before_its_connections_drain() {
+    let c = cluster(ONE_SECOND_APART, &["a", "b"]);
+    let meshes = c.connect_all().await;
+    let (send, recv) = tokio::join!(meshes[0].send(1, 7, pattern(1000, 1)), meshes[1].recv(0, 7));
+    send.unwrap();
+    assert_eq!(recv.unwrap(), pattern(1000, 1));
+    let addrs: Vec<SocketAddr> = c.peers.iter().map(|p| p.addr).collect();
+    drop(meshes);
+    // The next job attempt binds the same ports: it must not wait for the drain (≥ 6 s).
+    // The datagrams still held for their 1 s link delay keep the socket open until they
+    // leave, so allow a few seconds.
+    let started = Instant::now();
+    for addr in addrs {
+        loop {
+            match UdpSocket::bind(addr) {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(5),
+                        "{addr} still bound after {:?}: {e}",
+                        started.elapsed()
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}

@@ -65,6 +65,8 @@ pub struct EmulatedSocket {
     warned_unmapped: AtomicBool,
     received_datagrams: AtomicU64,
     received_bytes: AtomicU64,
+    /// Set by [`EmulatedSocket::retire`]: receives fail, sends are discarded.
+    retired: AtomicBool,
 }
 
 impl fmt::Debug for EmulatedSocket {
@@ -126,7 +128,16 @@ impl EmulatedSocket {
             warned_unmapped: AtomicBool::new(false),
             received_datagrams: AtomicU64::new(0),
             received_bytes: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
         }))
+    }
+
+    /// Takes the socket out of service: from now on a receive fails (which makes a quinn
+    /// endpoint that moved to another socket let go of this one) and sends are discarded.
+    /// The real socket closes — and its port is free again — once the last reference goes,
+    /// at the latest when the datagrams still held for their link delay have left.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
     }
 
     /// The address the real socket is bound to (the port resolved if 0 was asked).
@@ -256,6 +267,9 @@ impl AsyncUdpSocket for EmulatedSocket {
     /// and sends each datagram through its link. Drops are not errors: quinn sees them as
     /// loss, as on a real path.
     fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        if self.retired.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let segment = match transmit.segment_size {
             Some(s) if s > 0 => s,
             _ => transmit.contents.len().max(1),
@@ -272,6 +286,9 @@ impl AsyncUdpSocket for EmulatedSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
+        if self.retired.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::other("emulated socket retired")));
+        }
         let max = bufs.len().min(meta.len());
         if max == 0 {
             return Poll::Ready(Ok(0));

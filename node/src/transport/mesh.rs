@@ -439,6 +439,65 @@ impl Drop for Mesh {
         self.inner
             .endpoint
             .close(close_code::SHUTDOWN.into(), b"mesh closed");
+        release_port(&self.inner);
+    }
+}
+
+/// Frees the fabric port at once. Closing connections drains for three probe timeouts — tens
+/// of seconds on a 2.56 s round trip — and quinn holds the socket until then, so the next job
+/// attempt could not bind the node's port. The endpoint moves to a [`DiscardSocket`] to drain
+/// and the emulated socket is retired, which makes quinn drop it.
+fn release_port(inner: &Inner) {
+    let Some(emulated) = &inner.emulated else {
+        return;
+    };
+    emulated.retire();
+    let discard = Arc::new(DiscardSocket {
+        local: emulated.bound_addr(),
+    });
+    if let Err(e) = inner.endpoint.rebind_abstract(discard) {
+        tracing::debug!(error = %e, "moving the closed endpoint off the fabric socket");
+    }
+}
+
+/// A socket that sends nowhere and never receives: where a closed endpoint drains.
+#[derive(Debug)]
+struct DiscardSocket {
+    local: SocketAddr,
+}
+
+#[derive(Debug)]
+struct AlwaysWritable;
+
+impl quinn::UdpPoller for AlwaysWritable {
+    fn poll_writable(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl quinn::AsyncUdpSocket for DiscardSocket {
+    fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
+        Box::pin(AlwaysWritable)
+    }
+
+    fn try_send(&self, _transmit: &quinn::udp::Transmit<'_>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        _cx: &mut std::task::Context<'_>,
+        _bufs: &mut [io::IoSliceMut<'_>],
+        _meta: &mut [quinn::udp::RecvMeta],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Pending
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
     }
 }
 
@@ -757,7 +816,9 @@ impl Mesh {
         self.inner
             .endpoint
             .close(close_code::SHUTDOWN.into(), b"mesh closed");
+        // Give the peers a moment to hear the close on the real socket, then let it go.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+        release_port(&self.inner);
     }
 
     /// Sends `payload` to rank `to` under `tag`: one transfer on its own QUIC stream. Returns
