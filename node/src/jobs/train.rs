@@ -30,8 +30,9 @@ use crate::jobs::job_mesh::{JobMeshError, JobPlacement};
 use crate::train::fabric::{LinkBytes, MeteredExchange, job_groups};
 use crate::train::recovery::{self, StateSource};
 use crate::train::{
-    Activation, CommitSink, DirCommits, Mlp, MlpSpec, NodeContext, OptimizerConfig, StrategyConfig,
-    StrategyKind, TaskSpec, TrafficMeter, TrainConfig, TrainError, TrainProgress, train_node,
+    Activation, CommitSink, DirCommits, GradientSync, Mlp, MlpSpec, NodeContext, OptimizerConfig,
+    StrategyConfig, StrategyKind, TaskSpec, TrafficMeter, TrainConfig, TrainError, TrainProgress,
+    train_node,
 };
 use crate::transport::SocketKind;
 
@@ -272,6 +273,22 @@ impl TrainRunner {
             cfg.strategy.kind == StrategyKind::Hierarchical,
             algorithm,
         )?;
+        // The sharded strategy updates the parameter shard the plan hands this rank; the
+        // collectives cut the same ranges, so the two must agree.
+        if cfg.strategy.kind == StrategyKind::Sharded {
+            let planned = ctx
+                .plan
+                .param_shards
+                .iter()
+                .find(|s| s.rank as usize == rank)
+                .map(|s| s.start..s.end);
+            let ours = groups.world.shard_range(parameters);
+            if planned != Some(ours.start as u64..ours.end as u64) {
+                return Err(TrainJobError::Plan(format!(
+                    "parameter shard of rank {rank}: the plan says {planned:?}, the collectives cut {ours:?}"
+                )));
+            }
+        }
         let (tx, mut rx) = tokio::sync::watch::channel(TrainProgress::default());
         let control = ctx.control.clone();
         let total_steps = cfg.steps;
