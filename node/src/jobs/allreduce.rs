@@ -282,9 +282,14 @@ fn scenario_time(scenario: &crate::agent::Scenario) -> Duration {
 
 /// The scenario clock: emulated time 0 is the controller's epoch (unix ms), so every
 /// node's link schedules agree (up to the hosts' clock skew).
+/// Read to the nanosecond (not the millisecond), so the barriers of node processes on one
+/// host release within microseconds of each other.
 fn scenario_clock(epoch_unix_ms: u64) -> EmuClock {
     let now = Instant::now();
-    let ago = Duration::from_millis(unix_now_ms().saturating_sub(epoch_unix_ms));
+    let since_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let ago = since_unix.saturating_sub(Duration::from_millis(epoch_unix_ms));
     EmuClock::new(now.checked_sub(ago).unwrap_or(now))
 }
 
