@@ -79,6 +79,10 @@ pub struct NodeSweepResult {
     pub points: Vec<SweepPoint>,
     /// The mesh's transport counters after the sweep (debug text).
     pub transport_stats: String,
+    /// The mesh's transport settings: socket kind, congestion controller, datagram size,
+    /// and the quinn tuning towards every peer (empty from nodes that predate it).
+    #[serde(default)]
+    pub transport_settings: serde_json::Value,
 }
 
 /// Sizes of an nccl-tests sweep: `min`, `min·f`, ... up to `max`, each rounded down to
@@ -211,6 +215,7 @@ impl AllReduceRunner {
         );
         config.listen = Some(self.listen);
         config.socket = self.socket;
+        let (socket, cc, udp_payload) = (config.socket, config.cc, config.udp_payload);
         tracing::info!(job_id = %ctx.job_id, rank, listen = %self.listen, "all-reduce: connecting the mesh");
         let mesh = Arc::new(Mesh::connect(config).await?);
         let comm = Communicator::new(Arc::clone(&mesh)).with_cost_model(cost)?;
@@ -245,6 +250,20 @@ impl AllReduceRunner {
         // Deliver the last progress reports before the result.
         let _ = reporter.await;
         let transport_stats = format!("{:?}", mesh.stats());
+        let per_link: Vec<serde_json::Value> = (0..mesh.world_size())
+            .filter_map(|to| {
+                mesh.tuning(to).map(|t| {
+                    serde_json::json!({ "from_rank": rank, "to_rank": to, "tuning": format!("{t:?}") })
+                })
+            })
+            .collect();
+        let transport_settings = serde_json::json!({
+            "socket": format!("{socket:?}"),
+            "emulated": socket == SocketKind::Emulated,
+            "cc": cc.as_str(),
+            "udp_payload_bytes": udp_payload,
+            "per_link": per_link,
+        });
         drop(comm);
         if let Ok(mesh) = Arc::try_unwrap(mesh) {
             mesh.close().await;
@@ -257,6 +276,7 @@ impl AllReduceRunner {
             spec,
             points: swept?,
             transport_stats,
+            transport_settings,
         })
     }
 }
