@@ -30,6 +30,9 @@ use spacefabric_node::collective::{
 
 pub(crate) use report::{SizeResult, Sweep};
 
+/// Default UDP payload of the local cluster's datagrams (see `--udp-payload`).
+const DEFAULT_UDP_PAYLOAD: u16 = 16 * 1024;
+
 /// Flags of `spacefabric-bench allreduce`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct AllreduceArgs {
@@ -87,6 +90,14 @@ pub(crate) struct AllreduceArgs {
     /// Congestion controller of the QUIC connections: cubic, bbr or link-aware.
     #[arg(long, env = "SPACEFABRIC_CC", default_value = "link-aware")]
     cc: spacefabric_node::transport::CcChoice,
+    /// UDP payload bytes per fabric datagram, 1200..=65507. The default, 16 KiB, cuts the
+    /// per-datagram CPU cost (syscalls, delay-line scheduling, QUIC packet handling) of
+    /// 8 nodes on one loopback host about elevenfold against Ethernet-sized datagrams
+    /// (1452, what node processes use); every datagram still takes its full length's
+    /// serialisation time on the emulated link, and delays are unchanged. Measured in
+    /// docs/BENCHMARKS.md ("CPU cost at large sizes").
+    #[arg(long, env = "SPACEFABRIC_UDP_PAYLOAD", default_value_t = DEFAULT_UDP_PAYLOAD)]
+    udp_payload: u16,
     /// Seed of the checked iteration's inputs.
     #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
     seed: u64,
@@ -231,6 +242,7 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
             !args.no_emulation,
             args.corrupt,
             args.cc,
+            args.udp_payload,
         )
         .await
         .context("starting the local cluster")?;
@@ -316,6 +328,8 @@ async fn sweep<E: Exchange + 'static>(
     }
     drop(tx);
     let total = args.algo.len() * sizes.len();
+    let sites = cost.site_of_rank().to_vec();
+    let mut wire_before = fabric.wire_by_class(&sites);
     let mut pending: Vec<Vec<SweepPoint>> = vec![Vec::new(); total];
     let mut next = 0;
     report::progress(next, total, args.algo[0], sizes[0]);
@@ -332,7 +346,18 @@ async fn sweep<E: Exchange + 'static>(
                     if next % sizes.len() == 0 {
                         report::print_table_start(&sweep, args.algo[next / sizes.len()]);
                     }
-                    let result = combine(cost, args.lanes, p, &points)?;
+                    let mut result = combine(cost, args.lanes, p, &points)?;
+                    // Counted when every rank has reported the point: a fast rank may
+                    // already be in the next point's first barrier (a few bytes).
+                    let wire_now = fabric.wire_by_class(&sites);
+                    if !wire_now.is_empty() {
+                        let delta = wire_now
+                            .iter()
+                            .map(|(k, c)| (*k, c.since(&wire_before.get(k).copied().unwrap_or_default())))
+                            .collect();
+                        result.wire = Some((delta, args.warmup + args.iters + 1));
+                    }
+                    wire_before = wire_now;
                     report::print_row(&sweep, &result);
                     sweep.results.push(result);
                     next += 1;

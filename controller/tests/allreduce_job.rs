@@ -75,6 +75,7 @@ fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
         ));
     }
 
+    let json_path = dir.path().join("result.json");
     let mut bench = Command::new(&bench_bin);
     bench.env_clear().args([
         "allreduce",
@@ -96,6 +97,8 @@ fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
         "1",
         "-w",
         "0",
+        "--json",
+        json_path.to_str().unwrap(),
     ]);
     let out = run_bounded(bench, WAIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -123,4 +126,16 @@ fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
         stdout.contains("4 node processes"),
         "not run on the node processes: {context}"
     );
+    // The JSON names every rank's transport settings: socket, datagram size, quinn tuning
+    // towards each of its 3 peers.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let per_rank = json["transport"]["per_rank"].as_array().unwrap();
+    assert_eq!(per_rank.len(), 4, "{json}");
+    for r in per_rank {
+        let settings = &r["settings"];
+        assert_eq!(settings["socket"], "Emulated", "{json}");
+        assert_eq!(settings["udp_payload_bytes"], 1452, "{json}");
+        assert_eq!(settings["per_link"].as_array().unwrap().len(), 3, "{json}");
+    }
 }

@@ -1,14 +1,22 @@
 //! The executor over in-memory mailboxes: 4 (and 5, 8) ranks, every collective and
-//! algorithm, exact results; a corrupted element is caught by the check.
+//! algorithm, exact results; a corrupted element is caught by the check. Over mailboxes with
+//! a light delay between two sites (tokio's paused clock): the barrier releases every rank at
+//! one instant, and a sweep times a hierarchical all-reduce as one light delay.
 #![allow(clippy::unwrap_used)]
 
+use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
+use spacefabric_node::collective::sweep::{SweepSpec, run_sweep};
 use spacefabric_node::collective::verify::{count_wrong, input};
 use spacefabric_node::collective::{
-    Algorithm, Collective, CollectiveConfig, Communicator, Corruption, CostModel, LinkCost,
-    MemoryExchange, MemoryFabric, all_gather, all_reduce, broadcast, reduce_scatter,
+    Algorithm, Collective, CollectiveConfig, Communicator, Corruption, CostModel, Exchange,
+    ExchangeError, LinkCost, MemoryExchange, MemoryFabric, all_gather, all_reduce, broadcast,
+    reduce_scatter,
 };
+use spacefabric_node::emu::EmuClock;
+use tokio::time::Instant;
 
 fn comms(
     fabric: &MemoryFabric,
@@ -162,4 +170,169 @@ async fn a_missing_peer_leaves_recv_pending_not_wrong() {
         res.is_err(),
         "a collective finished without one of its ranks"
     );
+}
+
+/// One-way delay between the two sites of the delayed fabric (Earth–Moon).
+const LIGHT: Duration = Duration::from_millis(1282);
+
+/// Mailboxes where a message between ranks on different sites arrives [`LIGHT`] after it
+/// was sent (on tokio's clock; within a site at once), with a shared scenario clock.
+#[derive(Debug, Clone)]
+struct Delayed {
+    inner: MemoryExchange,
+    sites: Vec<usize>,
+    clock: EmuClock,
+}
+
+impl Exchange for Delayed {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn world_size(&self) -> usize {
+        self.inner.world_size()
+    }
+    fn send(
+        &self,
+        to: usize,
+        tag: u64,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
+        let cross = self.sites.get(self.rank()) != self.sites.get(to);
+        let inner = self.inner.clone();
+        async move {
+            if cross {
+                tokio::spawn(async move {
+                    tokio::time::sleep(LIGHT).await;
+                    inner.send(to, tag, payload).await.unwrap();
+                });
+                Ok(())
+            } else {
+                inner.send(to, tag, payload).await
+            }
+        }
+    }
+    fn recv(
+        &self,
+        from: usize,
+        tag: u64,
+    ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send {
+        self.inner.recv(from, tag)
+    }
+    fn clock(&self) -> Option<EmuClock> {
+        Some(self.clock)
+    }
+}
+
+fn delayed_comms(sites: &[usize]) -> Vec<Communicator<Delayed>> {
+    let fabric = MemoryFabric::new(sites.len());
+    let clock = EmuClock::starting_now();
+    let links = vec![
+        LinkCost {
+            delay_s: 0.0,
+            rate_bps: None,
+        },
+        LinkCost {
+            delay_s: LIGHT.as_secs_f64(),
+            rate_bps: None,
+        },
+        LinkCost {
+            delay_s: LIGHT.as_secs_f64(),
+            rate_bps: None,
+        },
+        LinkCost {
+            delay_s: 0.0,
+            rate_bps: None,
+        },
+    ];
+    fabric
+        .endpoints()
+        .into_iter()
+        .map(|inner| {
+            Communicator::new(Delayed {
+                inner,
+                sites: sites.to_vec(),
+                clock,
+            })
+            .with_cost_model(CostModel::sites(sites.to_vec(), links.clone()))
+            .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_barrier_releases_every_rank_at_one_instant() {
+    // The Moon ranks enter 0.5 s after the Earth ranks. Released on the last arrival, the
+    // Earth ranks would go at 0.5 s + L and the Moon ranks at L: the skew survives.
+    let sites = [0, 0, 1, 1];
+    let comms = delayed_comms(&sites);
+    let t0 = Instant::now();
+    let runs = comms.iter().map(|comm| async move {
+        if sites[comm.rank()] == 1 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let start = comm.barrier().await.unwrap();
+        (start, Instant::now())
+    });
+    let out = futures::future::join_all(runs).await;
+    let (first, _) = out[0];
+    for (rank, (start, released)) in out.iter().enumerate() {
+        assert_eq!(*start, first, "rank {rank} starts at another instant");
+        assert_eq!(
+            *released, first,
+            "rank {rank} was released at another instant"
+        );
+    }
+    // The last rank entered at 0.5 s; its message needs L to reach the other site.
+    assert!(first - t0 >= Duration::from_millis(500) + LIGHT);
+    assert!(first - t0 <= Duration::from_millis(520) + LIGHT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_times_hierarchical_as_one_light_delay_after_other_algorithms() {
+    // Tree and ring finish their ranks up to a light delay apart; the hierarchical
+    // all-reduce that follows must still be timed from a common start: one light delay
+    // (the cross-site exchange), not two.
+    let sites = [0, 0, 0, 0, 1, 1, 1, 1];
+    let comms = delayed_comms(&sites);
+    let spec = SweepSpec {
+        sizes: vec![1024, 4096],
+        algorithms: vec!["tree".into(), "ring".into(), "hier".into()],
+        iterations: 2,
+        warmup: 1,
+        check: true,
+        seed: 3,
+    };
+    let runs = comms.iter().map(|comm| run_sweep(comm, &spec, |_| {}));
+    let per_rank: Vec<_> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let npoints = per_rank[0].len();
+    assert_eq!(npoints, 6);
+    for i in 0..npoints {
+        let point = &per_rank[0][i];
+        assert_eq!(
+            per_rank
+                .iter()
+                .map(|pts| pts[i].wrong.unwrap())
+                .sum::<usize>(),
+            0
+        );
+        if point.algorithm != "hier" {
+            continue;
+        }
+        for it in 0..spec.iterations {
+            let slowest_us = per_rank
+                .iter()
+                .map(|pts| pts[i].times_us[it])
+                .fold(0.0, f64::max);
+            let light_us = LIGHT.as_secs_f64() * 1e6;
+            assert!(
+                slowest_us >= light_us && slowest_us <= 1.05 * light_us,
+                "hier {} B iteration {it}: {slowest_us} us, one light delay is {light_us} us",
+                point.bytes
+            );
+        }
+    }
 }

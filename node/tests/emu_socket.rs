@@ -156,6 +156,34 @@ async fn datagrams_above_the_path_mtu_are_dropped_as_oversize() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_loopback_path_carries_large_datagrams_at_their_full_serialisation_time() {
+    let clock = EmuClock::starting_now();
+    let table = Arc::new(LinkTable::new(clock).with_max_udp_payload(16 * 1024));
+    let (a, b) = (bind(table.clone()), bind(Arc::new(LinkTable::new(clock))));
+    // 8 Mbit/s: one byte per microsecond.
+    let mut spec = LinkSpec::ideal(Duration::ZERO);
+    spec.rate_bps = Some(8_000_000);
+    table.set_peer(addr(&b), LinkModel::new(spec, 1));
+    let big = vec![7u8; 16 * 1024 + 1];
+    assert_eq!(
+        a.send_traced(addr(&b), &big).unwrap(),
+        Fate::Dropped(EmuDropCause::Oversize)
+    );
+    let expected =
+        Duration::from_micros((16 * 1024 + netem_profiles::UDP_IP_OVERHEAD_BYTES) as u64);
+    match a.send_traced(addr(&b), &big[..16 * 1024]).unwrap() {
+        Fate::Held { at, .. } => assert_eq!(at, clock.now() + expected),
+        other => panic!("expected the datagram to be held, got {other:?}"),
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(60), b.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(len, 16 * 1024);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_delay_line_is_bounded_by_the_hold_limit() {
     let clock = EmuClock::starting_now();
     let table = Arc::new(LinkTable::new(clock).with_max_held_bytes_per_link(3000));

@@ -139,8 +139,13 @@ fn report_results(
         "controller job {}: {world} node processes, real QUIC (quinn, mutual TLS) between their fabric addresses over emulated sockets applying the profile's links",
         job.job_id
     );
+    let per_rank: Vec<serde_json::Value> = ranks
+        .iter()
+        .map(|r| serde_json::json!({ "rank": r.rank, "settings": r.transport_settings }))
+        .collect();
     let transport = serde_json::json!({
         "fabric": "quic", "emulated": true, "job_id": job.job_id,
+        "per_rank": per_rank,
     });
     let mut sweep = Sweep::new(args, profile, &cost, describe, true, transport);
     sweep.nodes = world;

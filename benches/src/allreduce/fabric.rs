@@ -3,6 +3,7 @@
 //! UDP socket on 127.0.0.1, connected by a real QUIC mesh with mutual TLS from a fresh dev
 //! CA. Every datagram crosses the profile's link from the sender's site to the receiver's.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::str::FromStr;
@@ -12,7 +13,42 @@ use anyhow::Context;
 use netem_profiles::Profile;
 use spacefabric_node::collective::{Corruption, MemoryExchange, MemoryFabric};
 use spacefabric_node::emu::EmuClock;
+use spacefabric_node::transport::config::FABRIC_MTU;
 use spacefabric_node::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
+
+/// Counters of the real traffic on one class of links (e.g. every Earth → Moon node pair).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WireCounters {
+    /// Datagrams the emulated sockets wrote to the real sockets.
+    pub(crate) datagrams: u64,
+    /// Their UDP payload bytes (QUIC packets: headers, ACKs and retransmissions included).
+    pub(crate) udp_payload_bytes: u64,
+    /// Datagrams the emulated links dropped (loss, outage, queue, limits).
+    pub(crate) dropped: u64,
+    /// Packets quinn sent on these connections (both directions' senders of the class).
+    pub(crate) quic_sent_packets: u64,
+    /// Packets quinn declared lost.
+    pub(crate) quic_lost_packets: u64,
+}
+
+impl WireCounters {
+    /// `self - before`, counter by counter.
+    pub(crate) fn since(&self, before: &Self) -> Self {
+        Self {
+            datagrams: self.datagrams.saturating_sub(before.datagrams),
+            udp_payload_bytes: self
+                .udp_payload_bytes
+                .saturating_sub(before.udp_payload_bytes),
+            dropped: self.dropped.saturating_sub(before.dropped),
+            quic_sent_packets: self
+                .quic_sent_packets
+                .saturating_sub(before.quic_sent_packets),
+            quic_lost_packets: self
+                .quic_lost_packets
+                .saturating_sub(before.quic_lost_packets),
+        }
+    }
+}
 
 /// Which fabric the local endpoints use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +92,8 @@ pub(crate) enum LocalFabric {
         meshes: Vec<Arc<Mesh>>,
         /// Links applied?
         emulated: bool,
+        /// UDP payload bytes per fabric datagram.
+        udp_payload: u16,
     },
 }
 
@@ -82,10 +120,20 @@ impl LocalFabric {
         emulate: bool,
         corrupt: Option<Corruption>,
     ) -> anyhow::Result<Self> {
-        Self::start_with_cc(kind, profile, sites, emulate, corrupt, CcChoice::default()).await
+        Self::start_with_cc(
+            kind,
+            profile,
+            sites,
+            emulate,
+            corrupt,
+            CcChoice::default(),
+            FABRIC_MTU,
+        )
+        .await
     }
 
-    /// [`Self::start`] with the congestion controller `cc`.
+    /// [`Self::start`] with the congestion controller `cc` and fabric datagrams of
+    /// `udp_payload` bytes.
     pub(crate) async fn start_with_cc(
         kind: FabricKind,
         profile: &Profile,
@@ -93,6 +141,7 @@ impl LocalFabric {
         emulate: bool,
         corrupt: Option<Corruption>,
         cc: CcChoice,
+        udp_payload: u16,
     ) -> anyhow::Result<Self> {
         if corrupt.is_some() && kind != FabricKind::Memory {
             anyhow::bail!("--corrupt works with --fabric memory only");
@@ -133,6 +182,7 @@ impl LocalFabric {
                         clock,
                     );
                     config.cc = cc;
+                    config.udp_payload = udp_payload;
                     config.socket = if emulate {
                         SocketKind::Emulated
                     } else {
@@ -151,6 +201,7 @@ impl LocalFabric {
                 Ok(Self::Quic {
                     meshes,
                     emulated: emulate,
+                    udp_payload,
                 })
             }
         }
@@ -163,8 +214,12 @@ impl LocalFabric {
                 "{} endpoints in this process over in-process mailboxes (no QUIC, no link emulation: harness test only)",
                 eps.len()
             ),
-            Self::Quic { meshes, emulated } => format!(
-                "local cluster: {} node endpoints in this process (one tokio runtime), real QUIC (quinn, mutual TLS) on 127.0.0.1 over {}",
+            Self::Quic {
+                meshes,
+                emulated,
+                udp_payload,
+            } => format!(
+                "local cluster: {} node endpoints in this process (one tokio runtime), real QUIC (quinn, mutual TLS) on 127.0.0.1 over {}, {udp_payload}-byte UDP payloads",
                 meshes.len(),
                 if *emulated {
                     "emulated sockets applying the profile's links"
@@ -180,7 +235,11 @@ impl LocalFabric {
     pub(crate) fn transport_settings(&self) -> serde_json::Value {
         match self {
             Self::Memory(_) => serde_json::json!({ "fabric": "memory" }),
-            Self::Quic { meshes, emulated } => {
+            Self::Quic {
+                meshes,
+                emulated,
+                udp_payload,
+            } => {
                 let mut links = Vec::new();
                 let n = meshes.len();
                 for from in [0, n.saturating_sub(1)] {
@@ -196,7 +255,10 @@ impl LocalFabric {
                         break;
                     }
                 }
-                serde_json::json!({ "fabric": "quic", "emulated": emulated, "per_link": links })
+                serde_json::json!({
+                    "fabric": "quic", "emulated": emulated, "udp_payload_bytes": udp_payload,
+                    "per_link": links,
+                })
             }
         }
     }
@@ -209,6 +271,40 @@ impl LocalFabric {
                 meshes.iter().map(|m| format!("{:?}", m.stats())).collect()
             }
         }
+    }
+
+    /// Wire counters per (source site, destination site) of rank `sites[r]`, summed over
+    /// every directed node pair of that class: what the emulated sockets wrote to the real
+    /// sockets and dropped, and what quinn counted as lost. Empty for the memory fabric.
+    pub(crate) fn wire_by_class(&self, sites: &[usize]) -> BTreeMap<(usize, usize), WireCounters> {
+        let mut out: BTreeMap<(usize, usize), WireCounters> = BTreeMap::new();
+        let Self::Quic { meshes, .. } = self else {
+            return out;
+        };
+        for (from, mesh) in meshes.iter().enumerate() {
+            for (to, other) in meshes.iter().enumerate() {
+                if from == to {
+                    continue;
+                }
+                let (Some(&a), Some(&b)) = (sites.get(from), sites.get(to)) else {
+                    continue;
+                };
+                let c = out.entry((a, b)).or_default();
+                if let (Some(sock), Ok(addr)) = (mesh.emulated_socket(), other.local_addr())
+                    && let Some(l) = sock.links().link_stats(addr)
+                {
+                    c.datagrams += l.traffic.sent_datagrams;
+                    c.udp_payload_bytes += l.traffic.sent_bytes;
+                    c.dropped += l.traffic.dropped_total();
+                }
+                if let Some(conn) = mesh.connection(to) {
+                    let st = conn.stats();
+                    c.quic_sent_packets += st.path.sent_packets;
+                    c.quic_lost_packets += st.path.lost_packets;
+                }
+            }
+        }
+        out
     }
 
     /// Whether links are emulated.

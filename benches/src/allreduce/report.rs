@@ -1,6 +1,7 @@
 //! Results of the all-reduce sweep and how they are written: the nccl-tests-style table on
 //! stdout, progress on stderr, JSON, CSV and HDR interval logs.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::Path;
@@ -12,6 +13,10 @@ use serde_json::json;
 use spacefabric_node::collective::{Algorithm, Bound, Collective, Concrete, CostModel, Prediction};
 
 use super::AllreduceArgs;
+use super::fabric::WireCounters;
+
+/// Wire counters per (source site, destination site).
+pub(crate) type WireByClass = BTreeMap<(usize, usize), WireCounters>;
 
 /// One (algorithm, size) measurement.
 #[derive(Debug, Clone)]
@@ -25,6 +30,9 @@ pub(crate) struct SizeResult {
     pub(crate) wrong: usize,
     pub(crate) bound: Bound,
     pub(crate) predicted: Prediction,
+    /// Wire counters per (source site, destination site) over the whole point (warm-up,
+    /// timed and checked iterations and their barriers), and how many all-reduces that was.
+    pub(crate) wire: Option<(WireByClass, usize)>,
 }
 
 impl SizeResult {
@@ -50,6 +58,7 @@ impl SizeResult {
             wrong,
             bound,
             predicted,
+            wire: None,
         }
     }
 
@@ -411,6 +420,24 @@ fn to_json(s: &Sweep) -> serde_json::Value {
                 })
                 .collect();
             classes.sort_by_key(|v| v.to_string());
+            let wire: Vec<serde_json::Value> = r
+                .wire
+                .iter()
+                .flat_map(|(by_class, ops)| {
+                    by_class.iter().map(move |(&(a, b), c)| {
+                        json!({
+                            "from": s.site_names.get(a), "to": s.site_names.get(b),
+                            "all_reduces_counted": ops,
+                            "datagrams": c.datagrams,
+                            "udp_payload_bytes": c.udp_payload_bytes,
+                            "udp_payload_bytes_per_op": c.udp_payload_bytes as f64 / (*ops).max(1) as f64,
+                            "emulator_dropped_datagrams": c.dropped,
+                            "quic_sent_packets": c.quic_sent_packets,
+                            "quic_lost_packets": c.quic_lost_packets,
+                        })
+                    })
+                })
+                .collect();
             json!({
                 "collective": "all_reduce",
                 "algorithm": r.algo.short_name(),
@@ -439,6 +466,7 @@ fn to_json(s: &Sweep) -> serde_json::Value {
                 "efficiency_pct": r.eff_pct(),
                 "model_us": r.predicted.total_s * 1e6,
                 "bytes_per_link_class": classes,
+                "wire_per_link_class": wire,
             })
         })
         .collect();

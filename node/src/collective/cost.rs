@@ -203,6 +203,26 @@ impl CostModel {
         s
     }
 
+    /// The longest one-way delay between any two ranks (plus the per-message overhead),
+    /// seconds: how long a message from any rank to any other takes at least. The barrier
+    /// waits this long after the last rank entered, so every rank holds everyone's message.
+    pub fn max_delay_s(&self) -> f64 {
+        if self.world() < 2 {
+            return 0.0;
+        }
+        let sites = self.populated_sites();
+        let mut alpha: f64 = 0.0;
+        for &a in &sites {
+            for &b in &sites {
+                // Two ranks on one site still use the site's own link.
+                if a != b || self.site_of_rank.iter().filter(|&&s| s == a).count() > 1 {
+                    alpha = alpha.max(self.site_link(a, b).delay_s);
+                }
+            }
+        }
+        alpha + self.per_message_overhead_s
+    }
+
     /// The link between two sites.
     pub fn site_link(&self, from: SiteId, to: SiteId) -> LinkCost {
         self.links[from * self.nsites + to]

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+use crate::emu::EmuClock;
+
 /// A failure of the point-to-point layer, with its cause.
 #[derive(Debug, Error)]
 #[error("{context}")]
@@ -67,6 +69,12 @@ pub trait Exchange: Send + Sync {
         from: usize,
         tag: u64,
     ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send;
+    /// The scenario clock every rank shares (emulated time since the common epoch), if the
+    /// ranks have one: with it a barrier releases every rank at the same instant. `None`
+    /// (the default) leaves barriers to message arrival alone.
+    fn clock(&self) -> Option<EmuClock> {
+        None
+    }
 }
 
 impl<T: Exchange> Exchange for Arc<T> {
@@ -91,6 +99,9 @@ impl<T: Exchange> Exchange for Arc<T> {
     ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send {
         (**self).recv(from, tag)
     }
+    fn clock(&self) -> Option<EmuClock> {
+        (**self).clock()
+    }
 }
 
 impl<T: Exchange> Exchange for &T {
@@ -114,6 +125,9 @@ impl<T: Exchange> Exchange for &T {
         tag: u64,
     ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send {
         (**self).recv(from, tag)
+    }
+    fn clock(&self) -> Option<EmuClock> {
+        (**self).clock()
     }
 }
 

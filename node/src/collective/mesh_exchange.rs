@@ -5,6 +5,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 use super::exchange::{Exchange, ExchangeError};
+use crate::emu::EmuClock;
 use crate::transport::Mesh;
 
 impl Exchange for Mesh {
@@ -41,5 +42,10 @@ impl Exchange for Mesh {
                 ExchangeError::with_source(format!("QUIC receive at rank {me} from rank {from}"), e)
             })
         }
+    }
+
+    /// The mesh's scenario clock: every node counts from the controller's epoch.
+    fn clock(&self) -> Option<EmuClock> {
+        Some(*Self::clock(self))
     }
 }

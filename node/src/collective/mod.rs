@@ -23,6 +23,9 @@ pub mod verify;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 pub use cost::{Bound, CostModel, LinkCost, Prediction, lane_spans};
 pub use exchange::{Corruption, Exchange, ExchangeError, MemoryExchange, MemoryFabric};
@@ -30,6 +33,15 @@ pub use executor::CollectiveError;
 pub use schedule::{
     Collective, Concrete, Rank, Schedule, ScheduleError, Span, shard_span, simulate,
 };
+
+/// Slack on top of the longest link delay before a [`Communicator::barrier`] releases:
+/// host scheduling and QUIC processing of the barrier's messages on a loaded machine.
+pub const BARRIER_MARGIN: Duration = Duration::from_millis(5);
+
+/// Whole microseconds of `d` (saturating).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
 /// Which algorithm a collective uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,11 +143,7 @@ impl<E: Exchange> Communicator<E> {
         let world = exchange.world_size();
         Self {
             exchange,
-            cost: CostModel::uniform(
-                world,
-                std::time::Duration::from_micros(50),
-                Some(10_000_000_000),
-            ),
+            cost: CostModel::uniform(world, Duration::from_micros(50), Some(10_000_000_000)),
             config: CollectiveConfig::default(),
             calls: AtomicU32::new(0),
         }
@@ -197,11 +205,21 @@ impl<E: Exchange> Communicator<E> {
         }
     }
 
-    /// Waits until every rank has entered the barrier: every rank sends an empty message to
-    /// every other rank and waits for theirs (one message latency; on two sites, the
-    /// cross-site one-way delay). Benchmarks call it before each timed iteration so every
-    /// iteration starts from aligned ranks.
-    pub async fn barrier(&self) -> Result<(), CollectiveError> {
+    /// Waits until every rank has entered the barrier, then releases every rank at the same
+    /// instant; returns that instant (the start of whatever the ranks do next).
+    ///
+    /// Every rank sends every other rank the emulated time at which it entered (on the
+    /// exchange's shared scenario clock) and waits for theirs. Releasing on the last arrival
+    /// alone does not align ranks: on two sites a light delay L apart, a skew d < L between
+    /// them survives (mirrored) — the early site hears the late one at `t + d + L`, the late
+    /// site hears the early one at `t + L` — and the next timed collective counts it. So each
+    /// rank instead sleeps until the common instant `max(entered) +` [`CostModel::max_delay_s`]
+    /// `+` [`BARRIER_MARGIN`], by which every rank holds every message if the links are what
+    /// the cost model says. A rank whose messages came later than that (links slower than
+    /// the model) goes as soon as it has them, and the returned instant is its own
+    /// release time. Without a shared clock ([`Exchange::clock`] is `None`) the barrier
+    /// releases on the last arrival.
+    pub async fn barrier(&self) -> Result<Instant, CollectiveError> {
         let world = self.world_size();
         let me = self.rank();
         if me >= world {
@@ -209,36 +227,67 @@ impl<E: Exchange> Communicator<E> {
         }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let ex = &self.exchange;
-        let sends = (0..world).filter(|&r| r != me).map(|to| async move {
-            let t = executor::tag(call, 0, me * world + to);
-            ex.send(to, t, bytes::Bytes::new())
-                .await
-                .map_err(|source| CollectiveError::Send {
-                    rank: me,
-                    to,
-                    tag: t,
-                    bytes: 0,
-                    source,
-                })
+        let clock = ex.clock();
+        let entered_us = clock.map_or(0, |c| micros(c.now()));
+        let note = bytes::Bytes::copy_from_slice(&entered_us.to_le_bytes());
+        let sends = (0..world).filter(|&r| r != me).map(|to| {
+            let note = note.clone();
+            async move {
+                let t = executor::tag(call, 0, me * world + to);
+                ex.send(to, t, note)
+                    .await
+                    .map_err(|source| CollectiveError::Send {
+                        rank: me,
+                        to,
+                        tag: t,
+                        bytes: 8,
+                        source,
+                    })
+            }
         });
         let recvs = (0..world).filter(|&r| r != me).map(|from| async move {
             let t = executor::tag(call, 0, from * world + me);
-            ex.recv(from, t)
+            let payload = ex
+                .recv(from, t)
                 .await
-                .map(|_| ())
                 .map_err(|source| CollectiveError::Recv {
                     rank: me,
                     from,
                     tag: t,
                     source,
-                })
+                })?;
+            let entered: [u8; 8] =
+                payload
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| CollectiveError::PayloadSize {
+                        rank: me,
+                        from,
+                        tag: t,
+                        got: payload.len(),
+                        expected: 8,
+                    })?;
+            Ok::<u64, CollectiveError>(u64::from_le_bytes(entered))
         });
-        futures::future::try_join(
+        let (_, entered) = futures::future::try_join(
             futures::future::try_join_all(sends),
             futures::future::try_join_all(recvs),
         )
         .await?;
-        Ok(())
+        let Some(clock) = clock else {
+            return Ok(Instant::now());
+        };
+        let last_entry = entered.into_iter().fold(entered_us, u64::max);
+        let release = Duration::from_micros(last_entry)
+            + Duration::from_secs_f64(self.cost.max_delay_s().max(0.0))
+            + BARRIER_MARGIN;
+        let at = clock.instant_at(release);
+        if Instant::now() < at {
+            tokio::time::sleep_until(at).await;
+            Ok(at)
+        } else {
+            Ok(Instant::now())
+        }
     }
 
     /// Runs `collective` in place on `data` with `algorithm`; returns the algorithm used.

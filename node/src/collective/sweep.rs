@@ -4,18 +4,19 @@
 //! the results of all ranks are combined by whoever collects them (the benchmark binary, or
 //! the controller for a job): an iteration's time is the slowest rank's, #wrong is the sum.
 //!
-//! Every iteration starts with a barrier (not timed), so an iteration's time is the latency
-//! of one all-reduce from aligned ranks (as OSU's benchmarks do), not the throughput of
-//! back-to-back ones: without it a rank that finished the previous algorithm early would count
-//! the others' lag (up to a light delay on Earth-Moon) in its first iterations.
-
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
+//! Every iteration starts with a barrier (not timed) that releases all ranks at one instant
+//! of the shared scenario clock ([`Communicator::barrier`]), and each rank times from that
+//! instant, so an iteration's time is the latency of one all-reduce from a common start (as
+//! OSU's benchmarks do), not the throughput of back-to-back ones. Releasing ranks on message
+//! arrival alone is not enough: a skew between sites left by the previous collective (up to
+//! a light delay on Earth-Moon) survives such a barrier and was measured as part of the next
+//! iteration (1 KiB hierarchical on earth-moon took two light delays instead of one).
 
 use super::executor::CollectiveError;
 use super::schedule::Collective;
 use super::verify;
 use super::{Algorithm, Communicator, Exchange, all_reduce};
+use serde::{Deserialize, Serialize};
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,8 +80,7 @@ pub async fn run_sweep<E: Exchange>(
             for i in 0..spec.warmup + spec.iterations {
                 // Small values so repeated sums stay finite; refilled outside the timed part.
                 data.fill(1.0);
-                comm.barrier().await?;
-                let start = Instant::now();
+                let start = comm.barrier().await?;
                 let c = all_reduce(comm, algo, &mut data).await?;
                 let t = start.elapsed();
                 used = Some(c);

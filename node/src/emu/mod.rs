@@ -20,7 +20,10 @@
 //!   most [`MAX_UDP_PAYLOAD`] = 1472 bytes of UDP payload; larger datagrams are dropped with
 //!   cause `oversize`, never fragmented. `may_fragment()` is `false`, which enables quinn's
 //!   path-MTU discovery (quinn disables it for sockets that may fragment); with quinn's
-//!   default upper bound (1452) it settles below the limit.
+//!   default upper bound (1452) it settles below the limit. A table built with
+//!   [`LinkTable::with_max_udp_payload`] carries larger datagrams (up to 65,507 bytes on
+//!   loopback), each still serialised for its full length: the mesh uses it when asked for
+//!   larger fabric datagrams, to cut per-datagram CPU on a crowded host.
 //! * ECN marks and the source IP of a transmit are not carried (the inner socket is a plain
 //!   tokio socket); received datagrams report `ecn: None`.
 //!

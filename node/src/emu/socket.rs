@@ -15,7 +15,6 @@ use netem_profiles::Verdict;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 
-use super::MAX_UDP_PAYLOAD;
 use super::link_table::{Counters, EmuDropCause, Link, LinkTable, TrafficStats};
 use super::scheduler::{
     Held, Outbound, Scheduler, SchedulerMode, SchedulerStats, send_now, tokio_clock_is_paused,
@@ -192,7 +191,7 @@ impl EmulatedSocket {
         };
         self.out.counters.offered(contents.len());
         link.counters.offered(contents.len());
-        if contents.len() > MAX_UDP_PAYLOAD {
+        if contents.len() > self.links.max_udp_payload() {
             return Ok(self.drop_with(&link, EmuDropCause::Oversize));
         }
         let clock = self.links.clock();
@@ -335,8 +334,8 @@ impl AsyncUdpSocket for EmulatedSocket {
         1
     }
 
-    /// The emulated path never fragments: quinn's path-MTU discovery runs, up to
-    /// [`MAX_UDP_PAYLOAD`] (larger datagrams are dropped as `oversize`).
+    /// The emulated path never fragments: quinn's path-MTU discovery runs, up to the table's
+    /// [`LinkTable::max_udp_payload`] (larger datagrams are dropped as `oversize`).
     fn may_fragment(&self) -> bool {
         false
     }

@@ -21,7 +21,7 @@ use spacefabric_proto::v1::{AllReduceJob, job_spec};
 use crate::agent::{JobContext, JobError, JobOutput, JobRunner, Progress};
 use crate::collective::sweep::{SweepError, SweepPoint, SweepSpec, run_sweep};
 use crate::collective::{CollectiveError, Communicator, CostModel, cost::CostError};
-use crate::jobs::job_mesh::{JobMeshError, JobPlacement, scenario_time};
+use crate::jobs::job_mesh::{JobMeshError, JobPlacement, connect_mesh, scenario_time};
 use crate::transport::SocketKind;
 
 /// Why an all-reduce job failed on this node.
@@ -64,6 +64,10 @@ pub struct NodeSweepResult {
     pub points: Vec<SweepPoint>,
     /// The mesh's transport counters after the sweep (debug text).
     pub transport_stats: String,
+    /// The mesh's transport settings: socket kind, congestion controller, datagram size,
+    /// and the quinn tuning towards every peer (empty from nodes that predate it).
+    #[serde(default)]
+    pub transport_settings: serde_json::Value,
 }
 
 /// Sizes of an nccl-tests sweep: `min`, `min·f`, ... up to `max`, each rounded down to
@@ -140,7 +144,9 @@ impl AllReduceRunner {
             placement.site_of_rank.clone(),
             scenario_time(scenario),
         )?;
-        let mesh = Arc::new(placement.connect(ctx, self.listen, self.socket).await?);
+        let config = placement.mesh_config(ctx, self.listen, self.socket)?;
+        let (socket, cc, udp_payload) = (config.socket, config.cc, config.udp_payload);
+        let mesh = Arc::new(connect_mesh(ctx, config).await?);
         let comm = Communicator::new(Arc::clone(&mesh)).with_cost_model(cost)?;
         let total = (spec.sizes.len() * spec.algorithms.len()) as u64;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SweepPoint>();
@@ -173,6 +179,20 @@ impl AllReduceRunner {
         // Deliver the last progress reports before the result.
         let _ = reporter.await;
         let transport_stats = format!("{:?}", mesh.stats());
+        let per_link: Vec<serde_json::Value> = (0..mesh.world_size())
+            .filter_map(|to| {
+                mesh.tuning(to).map(|t| {
+                    serde_json::json!({ "from_rank": rank, "to_rank": to, "tuning": format!("{t:?}") })
+                })
+            })
+            .collect();
+        let transport_settings = serde_json::json!({
+            "socket": format!("{socket:?}"),
+            "emulated": socket == SocketKind::Emulated,
+            "cc": cc.as_str(),
+            "udp_payload_bytes": udp_payload,
+            "per_link": per_link,
+        });
         drop(comm);
         if let Ok(mesh) = Arc::try_unwrap(mesh) {
             mesh.close().await;
@@ -185,6 +205,7 @@ impl AllReduceRunner {
             spec,
             points: swept?,
             transport_stats,
+            transport_settings,
         })
     }
 }

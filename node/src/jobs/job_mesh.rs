@@ -106,13 +106,13 @@ impl JobPlacement {
         })
     }
 
-    /// Connects this node's QUIC mesh of the job on `listen` with `socket`.
-    pub async fn connect(
+    /// The mesh configuration of this node for the job: bound on `listen` with `socket`.
+    pub fn mesh_config(
         &self,
         ctx: &JobContext,
         listen: SocketAddr,
         socket: SocketKind,
-    ) -> Result<Mesh, JobMeshError> {
+    ) -> Result<MeshConfig, JobMeshError> {
         let id = &ctx.scenario.identity;
         if id.cert_pem.is_empty() {
             return Err(JobMeshError::Identity(
@@ -130,23 +130,42 @@ impl JobPlacement {
         );
         config.listen = Some(listen);
         config.socket = socket;
-        tracing::info!(job_id = %ctx.job_id, rank = self.rank, %listen, "connecting the job's mesh");
-        // The previous attempt's mesh (aborted for a re-plan a moment ago) may still hold the
-        // port while its endpoint winds down: retry a busy port for a bounded time.
-        let deadline = Instant::now() + PORT_PATIENCE;
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            match Mesh::connect(config.clone()).await {
-                Err(TransportError::Socket { source, .. })
-                    if source.kind() == std::io::ErrorKind::AddrInUse
-                        && Instant::now() + backoff < deadline =>
-                {
-                    tracing::debug!(%listen, "fabric port still held by the previous attempt; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-                other => return Ok(other?),
+        Ok(config)
+    }
+
+    /// Connects this node's QUIC mesh of the job on `listen` with `socket`.
+    pub async fn connect(
+        &self,
+        ctx: &JobContext,
+        listen: SocketAddr,
+        socket: SocketKind,
+    ) -> Result<Mesh, JobMeshError> {
+        connect_mesh(ctx, self.mesh_config(ctx, listen, socket)?).await
+    }
+}
+
+/// Connects a job's mesh from `config`. The previous attempt's mesh (aborted for a re-plan a
+/// moment ago) may still hold the port while its last delayed datagrams leave: a busy port is
+/// retried for a bounded time.
+pub async fn connect_mesh(ctx: &JobContext, config: MeshConfig) -> Result<Mesh, JobMeshError> {
+    let listen = config.listen;
+    tracing::info!(job_id = %ctx.job_id, rank = config.rank, ?listen, "connecting the job's mesh");
+    let deadline = Instant::now() + PORT_PATIENCE;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match Mesh::connect(config.clone()).await {
+            Err(TransportError::Socket { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && Instant::now() + backoff < deadline =>
+            {
+                tracing::debug!(
+                    ?listen,
+                    "fabric port still held by the previous attempt; retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
             }
+            other => return Ok(other?),
         }
     }
 }
@@ -166,10 +185,15 @@ pub fn scenario_time(scenario: &Scenario) -> Duration {
 }
 
 /// The scenario clock: emulated time 0 is the controller's epoch (unix ms), so every node's
-/// link schedules agree (up to the hosts' clock skew).
+/// link schedules agree (up to the hosts' clock skew). Read to the nanosecond (not the
+/// millisecond), so the barriers of node processes on one host release within microseconds
+/// of each other.
 pub fn scenario_clock(epoch_unix_ms: u64) -> EmuClock {
     let now = Instant::now();
-    let ago = Duration::from_millis(unix_now_ms().saturating_sub(epoch_unix_ms));
+    let since_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let ago = since_unix.saturating_sub(Duration::from_millis(epoch_unix_ms));
     EmuClock::new(now.checked_sub(ago).unwrap_or(now))
 }
 

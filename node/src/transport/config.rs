@@ -25,7 +25,9 @@
 //! * No quinn keep-alive: across an outage it fills the congestion window with lost PINGs and
 //!   poisons the RTT estimate with outage-long samples; liveness comes from the schedule.
 //! * MTU fixed at [`FABRIC_MTU`] with path MTU discovery off: the emulated socket has no real
-//!   path MTU and loopback carries 1452-byte datagrams.
+//!   path MTU and loopback carries 1452-byte datagrams. [`tune_with_mtu`] takes another
+//!   datagram size (up to [`MAX_FABRIC_MTU`] on loopback: fewer datagrams for the same bytes,
+//!   which is what bounds a CPU-starved host; each still serialises for its full length).
 //! * Congestion control: quinn's Cubic or BBR (initial window = the BDP, so neither spends
 //!   ~30 s of slow start at 2.56 s RTT), or [`LinkAwareConfig`]: a fixed window = scheduled
 //!   rate × RTT that never shrinks on loss, as deep-space protocols do on dedicated links.
@@ -42,6 +44,9 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 
 /// UDP payload size of every fabric datagram (quinn's `initial_mtu`; discovery is off).
 pub const FABRIC_MTU: u16 = 1452;
+/// Largest fabric datagram: the largest UDP payload an IPv4 loopback carries (65,535 bytes
+/// minus the IPv4 and UDP headers).
+pub const MAX_FABRIC_MTU: u16 = 65_507;
 /// Most extra time counted on top of the propagation RTT when sizing windows: quinn's
 /// delayed ACKs (up to 25 ms each way) and pacing bursts. The slack is a quarter of the RTT
 /// within [`MIN_ACK_SLACK`, `ACK_SLACK`].
@@ -161,7 +166,18 @@ pub fn tune(
     cc: CcChoice,
     t: Duration,
 ) -> LinkTuning {
-    let mtu = FABRIC_MTU;
+    tune_with_mtu(out, back, longest_outage, cc, t, FABRIC_MTU)
+}
+
+/// [`tune`] for datagrams of `mtu` bytes of UDP payload instead of [`FABRIC_MTU`].
+pub fn tune_with_mtu(
+    out: &LinkSpec,
+    back: &LinkSpec,
+    longest_outage: Duration,
+    cc: CcChoice,
+    t: Duration,
+    mtu: u16,
+) -> LinkTuning {
     let rtt = out.delay_at(t) + back.delay_at(t);
     let initial_rtt = (rtt + Duration::from_millis(10)).max(Duration::from_millis(20));
     let sizing_rtt = rtt + (rtt / 4).clamp(MIN_ACK_SLACK, ACK_SLACK);

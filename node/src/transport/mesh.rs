@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::emu::{EmuClock, EmulatedSocket, LinkTable};
-use crate::transport::config::{CcChoice, LinkTuning, tune};
+use crate::transport::config::{CcChoice, FABRIC_MTU, LinkTuning, MAX_FABRIC_MTU, tune_with_mtu};
 use crate::transport::contact::{Admit, ContactPlan, SendClock};
 use crate::transport::frame::{
     self, ControlKind, FabricControl, FabricHello, FrameError, MAX_CONTROL_LEN, MAX_HEADER_LEN,
@@ -126,6 +126,11 @@ pub struct MeshConfig {
     pub max_transfer_bytes: u64,
     /// Wait for the link's contact instead of sending into a scheduled outage (default on).
     pub contact_aware: bool,
+    /// UDP payload bytes per fabric datagram (quinn's MTU; default [`FABRIC_MTU`], an
+    /// Ethernet path). Up to [`MAX_FABRIC_MTU`] on loopback: the emulated paths then carry
+    /// datagrams that large (each serialised for its full length), so a CPU-bound host
+    /// handles a fraction of the datagrams for the same bytes.
+    pub udp_payload: u16,
 }
 
 impl MeshConfig {
@@ -150,6 +155,7 @@ impl MeshConfig {
             give_up_after: None,
             max_transfer_bytes: 4 << 30,
             contact_aware: true,
+            udp_payload: FABRIC_MTU,
         }
     }
 }
@@ -510,6 +516,7 @@ fn build_socket(
     kind: SocketKind,
     addr: SocketAddr,
     clock: EmuClock,
+    max_udp_payload: usize,
     links: Vec<(SocketAddr, netem_profiles::LinkModel, String)>,
 ) -> Result<BuiltSocket, TransportError> {
     let socket_err = |source| TransportError::Socket { addr, source };
@@ -525,7 +532,8 @@ fn build_socket(
                 LinkTable::passthrough()
             } else {
                 LinkTable::new(clock)
-            };
+            }
+            .with_max_udp_payload(max_udp_payload);
             for (peer, model, label) in links {
                 table.set_peer_labelled(peer, model, label);
             }
@@ -584,6 +592,12 @@ impl Mesh {
             })
         };
         let my_site = site_id(me)?;
+        if !(1200..=MAX_FABRIC_MTU).contains(&config.udp_payload) {
+            return Err(TransportError::Config(format!(
+                "udp_payload {} is outside 1200..={MAX_FABRIC_MTU}",
+                config.udp_payload
+            )));
+        }
         let longest_outage = profile.longest_outage();
         let client_crypto = Arc::new(
             quinn::crypto::rustls::QuicClientConfig::try_from(config.identity.client_crypto()?)
@@ -616,7 +630,14 @@ impl Mesh {
             ));
             let out = profile.link(my_site, their_site);
             let back = profile.link(their_site, my_site);
-            let tuning = tune(out, back, longest_outage, config.cc, Duration::ZERO);
+            let tuning = tune_with_mtu(
+                out,
+                back,
+                longest_outage,
+                config.cc,
+                Duration::ZERO,
+                config.udp_payload,
+            );
             slowest_rtt = slowest_rtt.max(tuning.rtt);
             let transport = Arc::new(tuning.transport_config());
             let mut client_config = quinn::ClientConfig::new(client_crypto.clone());
@@ -643,12 +664,23 @@ impl Mesh {
         }
 
         let listen = config.listen.unwrap_or(me.addr);
-        let (socket, emulated) = build_socket(config.socket, listen, config.clock, emulated_links)?;
+        let max_payload = usize::from(config.udp_payload).max(crate::emu::MAX_UDP_PAYLOAD);
+        let (socket, emulated) = build_socket(
+            config.socket,
+            listen,
+            config.clock,
+            max_payload,
+            emulated_links,
+        )?;
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(u16::try_from(max_payload).unwrap_or(MAX_FABRIC_MTU))
+            .map_err(|e| TransportError::Config(format!("udp_payload: {e}")))?;
         // Incoming connections get their peer's transport config in `accept_with`; this
         // default only serves connections from unknown addresses until they are refused.
         let default_server = quinn::ServerConfig::with_crypto(server_crypto);
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
+            endpoint_config,
             Some(default_server),
             socket,
             Arc::new(quinn::TokioRuntime),
