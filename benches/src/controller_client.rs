@@ -3,6 +3,7 @@
 //! with `WatchJob` until it ends, and turn a failed or cancelled job into an error that names
 //! the failing ranks. `allreduce --controller` and `train --controller` both go through here.
 
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -44,6 +45,23 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<ControllerClient<Channe
     Ok(ControllerClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// The join token `--controller` needs, or an error naming the flag.
+pub(crate) fn required_token(token: Option<&String>) -> anyhow::Result<String> {
+    token
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .context("--join-token (SPACEFABRIC_JOIN_TOKEN) is required with --controller")
+}
+
+/// Runs a controller client's work on a fresh multi-threaded runtime.
+pub(crate) fn block_on<T>(work: impl Future<Output = T>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    Ok(runtime.block_on(work))
 }
 
 /// True once the job succeeded, failed or was cancelled.

@@ -14,7 +14,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::procs::{Proc, free_tcp, free_udp, run_bounded};
+use support::procs::{Proc, node_args, run_bounded, spawn_controller};
 use support::{workspace_bin, workspace_root};
 
 const TOKEN: &str = "allreduce-test-token";
@@ -32,45 +32,14 @@ fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
     let profile = workspace_root().join("netem-profiles/profiles/lan.toml");
     assert!(profile.is_file(), "{} missing", profile.display());
 
-    let port = free_tcp();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut procs = vec![Proc::spawn(
-        "controller",
-        &controller_bin,
-        &[
-            "serve".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{}", free_tcp()),
-            "--profile".into(),
-            profile.display().to_string(),
-            "--state-dir".into(),
-            dir.path().join("state").display().to_string(),
-            "--join-token".into(),
-            TOKEN.into(),
-        ],
-        &logs,
-    )];
+    let (controller, url) = spawn_controller(&controller_bin, &profile, dir.path(), TOKEN, &logs);
+    let mut procs = vec![controller];
     for i in 0..4 {
-        let quic = format!("127.0.0.1:{}", free_udp());
+        let name = format!("node-{i}");
         procs.push(Proc::spawn(
-            &format!("node-{i}"),
+            &name,
             &node_bin,
-            &[
-                "--controller".into(),
-                url.clone(),
-                "--join-token".into(),
-                TOKEN.into(),
-                "--name".into(),
-                format!("node-{i}"),
-                "--listen".into(),
-                quic.clone(),
-                "--advertise".into(),
-                quic,
-                "--metrics-listen".into(),
-                format!("127.0.0.1:{}", free_tcp()),
-            ],
+            &node_args(&url, TOKEN, &name),
             &logs,
         ));
     }

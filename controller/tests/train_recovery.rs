@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{Job, JobState, ListJobsRequest, WatchJobRequest};
-use support::procs::{Proc, free_tcp, free_udp, spawn_captured, wait_bounded};
+use support::procs::{Proc, spawn_captured, spawn_controller, wait_bounded};
 use support::workspace_bin;
 
 const TOKEN: &str = "train-recovery-token";
@@ -60,25 +60,14 @@ rate_mbps = 1000
 "#;
 
 fn node_args(url: &str, name: &str, site: &str, state: &std::path::Path) -> Vec<String> {
-    let quic = format!("127.0.0.1:{}", free_udp());
-    vec![
-        "--controller".into(),
-        url.into(),
-        "--join-token".into(),
-        TOKEN.into(),
-        "--name".into(),
-        name.into(),
+    let mut args = support::procs::node_args(url, TOKEN, name);
+    args.extend([
         "--site".into(),
         site.into(),
-        "--listen".into(),
-        quic.clone(),
-        "--advertise".into(),
-        quic,
-        "--metrics-listen".into(),
-        format!("127.0.0.1:{}", free_tcp()),
         "--state-dir".into(),
         state.join(name).display().to_string(),
-    ]
+    ]);
+    args
 }
 
 fn min_committed(job: &Job) -> u64 {
@@ -123,26 +112,8 @@ async fn a_killed_node_is_replanned_around_and_a_replacement_fetches_state_from_
     std::fs::write(&profile, PROFILE).unwrap();
     let state = dir.path().join("nodes");
 
-    let port = free_tcp();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut procs = vec![Proc::spawn(
-        "controller",
-        &controller_bin,
-        &[
-            "serve".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{}", free_tcp()),
-            "--profile".into(),
-            profile.display().to_string(),
-            "--state-dir".into(),
-            dir.path().join("controller").display().to_string(),
-            "--join-token".into(),
-            TOKEN.into(),
-        ],
-        &logs,
-    )];
+    let (controller, url) = spawn_controller(&controller_bin, &profile, dir.path(), TOKEN, &logs);
+    let mut procs = vec![controller];
     for (i, site) in ["north", "north", "south", "south"].iter().enumerate() {
         let name = format!("node-{i}");
         procs.push(Proc::spawn(

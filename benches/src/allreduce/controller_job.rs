@@ -12,23 +12,15 @@ use spacefabric_node::collective::CostModel;
 use spacefabric_node::jobs::NodeSweepResult;
 use spacefabric_proto::v1::{AllReduceJob, Job, JobSpec, JobState, ListNodesRequest, job_spec};
 
-use crate::controller_client::{connect, submit_and_follow};
+use crate::controller_client::{block_on, connect, required_token, submit_and_follow};
 
 use super::report::{self, Sweep};
 use super::{AllreduceArgs, combine, load_profile};
 
 /// Runs the sweep as a job of the controller at `url`.
 pub(crate) fn run(args: &AllreduceArgs, url: &str, sizes: &[u64]) -> anyhow::Result<ExitCode> {
-    let token = args
-        .join_token
-        .clone()
-        .filter(|t| !t.is_empty())
-        .context("--join-token (SPACEFABRIC_JOIN_TOKEN) is required with --controller")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    runtime.block_on(run_job(args, url, &token, sizes))
+    let token = required_token(args.join_token.as_ref())?;
+    block_on(run_job(args, url, &token, sizes))?
 }
 
 /// One progress line: the slowest rank's step.

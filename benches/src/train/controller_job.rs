@@ -20,7 +20,7 @@ use spacefabric_node::train::{LossPoint, StrategyKind};
 use spacefabric_proto::v1::{Job, JobSpec, JobState, ListNodesRequest, job_spec};
 
 use super::{StrategyResult, TrainArgs, emit, train_job};
-use crate::controller_client::{connect, submit_and_follow};
+use crate::controller_client::{block_on, connect, required_token, submit_and_follow};
 
 /// One restart of a job, as the bench saw it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -143,16 +143,8 @@ fn is_terminal(state: Option<JobState>) -> bool {
 
 /// Runs every strategy in `kinds` as a job of the controller at `url`.
 pub(crate) fn run(args: &TrainArgs, url: &str, kinds: &[StrategyKind]) -> anyhow::Result<ExitCode> {
-    let token = args
-        .join_token
-        .clone()
-        .filter(|t| !t.is_empty())
-        .context("--join-token (SPACEFABRIC_JOIN_TOKEN) is required with --controller")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    runtime.block_on(run_jobs(args, url, &token, kinds))
+    let token = required_token(args.join_token.as_ref())?;
+    block_on(run_jobs(args, url, &token, kinds))?
 }
 
 async fn run_jobs(

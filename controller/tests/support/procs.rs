@@ -61,6 +61,56 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `spacefabric-controller serve` on a free port of 127.0.0.1 with `profile`, its
+/// state under `dir/controller` and `token`; returns it with its URL.
+pub fn spawn_controller(
+    bin: &Path,
+    profile: &Path,
+    dir: &Path,
+    token: &str,
+    logs: &Path,
+) -> (Proc, String) {
+    let port = free_tcp();
+    let proc = Proc::spawn(
+        "controller",
+        bin,
+        &[
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{}", free_tcp()),
+            "--profile".into(),
+            profile.display().to_string(),
+            "--state-dir".into(),
+            dir.join("controller").display().to_string(),
+            "--join-token".into(),
+            token.into(),
+        ],
+        logs,
+    );
+    (proc, format!("http://127.0.0.1:{port}"))
+}
+
+/// The flags of a `spacefabric-node` agent named `name` on free loopback ports.
+pub fn node_args(url: &str, token: &str, name: &str) -> Vec<String> {
+    let quic = format!("127.0.0.1:{}", free_udp());
+    vec![
+        "--controller".into(),
+        url.into(),
+        "--join-token".into(),
+        token.into(),
+        "--name".into(),
+        name.into(),
+        "--listen".into(),
+        quic.clone(),
+        "--advertise".into(),
+        quic,
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{}", free_tcp()),
+    ]
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_tcp() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
