@@ -336,3 +336,31 @@ async fn a_sweep_times_hierarchical_as_one_light_delay_after_other_algorithms() 
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_entry_time_from_the_future_does_not_hold_the_barrier() {
+    // Rank 1 is played by hand: it says it entered at the end of time.
+    let sites = [0, 1];
+    let mut comms = delayed_comms(&sites);
+    let fake = comms.pop().unwrap();
+    let comm = comms.pop().unwrap();
+    let t0 = Instant::now();
+    let rogue = async {
+        let ex = fake.exchange();
+        let to_0 = spacefabric_node::collective::executor::tag(0, 0, 2);
+        ex.send(0, to_0, Bytes::copy_from_slice(&u64::MAX.to_le_bytes()))
+            .await
+            .unwrap();
+        ex.recv(0, spacefabric_node::collective::executor::tag(0, 0, 1))
+            .await
+            .unwrap();
+    };
+    let (start, ()) = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::future::join(comm.barrier(), rogue),
+    )
+    .await
+    .expect("the barrier waited for a time that will never come");
+    // The message takes one light delay; then at most one barrier wait more.
+    assert!(start.unwrap() - t0 <= 2 * LIGHT + Duration::from_millis(20));
+}

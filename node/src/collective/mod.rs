@@ -278,9 +278,14 @@ impl<E: Exchange> Communicator<E> {
             return Ok(Instant::now());
         };
         let last_entry = entered.into_iter().fold(entered_us, u64::max);
-        let release = Duration::from_micros(last_entry)
-            + Duration::from_secs_f64(self.cost.max_delay_s().max(0.0))
+        let wait = Duration::try_from_secs_f64(self.cost.max_delay_s()).unwrap_or(Duration::ZERO)
             + BARRIER_MARGIN;
+        // Every entry was sent before it arrived, so on a shared clock none is later than
+        // now; a later one (a peer's clock ahead of ours, or garbage) must not hold us
+        // beyond one barrier wait from now.
+        let release = Duration::from_micros(last_entry)
+            .saturating_add(wait)
+            .min(clock.now() + wait);
         let at = clock.instant_at(release);
         if Instant::now() < at {
             tokio::time::sleep_until(at).await;

@@ -36,7 +36,7 @@ pub enum EmuDropCause {
     /// The link's delay line already held its limit of bytes (see the module docs of
     /// [`emu`](super)); only links without a rate limit can reach it.
     HoldLimit,
-    /// Larger than the emulated path MTU ([`MAX_UDP_PAYLOAD`](super::MAX_UDP_PAYLOAD)).
+    /// Larger than the emulated path carries ([`LinkTable::max_udp_payload`]).
     Oversize,
     /// The real socket refused the datagram when it was due (buffer full, or an OS error).
     SendError,
