@@ -16,6 +16,7 @@
 #   SPACEFABRIC_CLUSTER_CONTROLLER_PORT (7400/tcp gRPC), SPACEFABRIC_CLUSTER_METRICS_PORT
 #   (9400/tcp), SPACEFABRIC_CLUSTER_NODE_PORT (7500+i/udp QUIC), SPACEFABRIC_CLUSTER_NODE_METRICS_PORT
 #   (9500+i/tcp). SPACEFABRIC_CLUSTER_WAIT (seconds to wait for registration, default 120).
+#   SPACEFABRIC_CLUSTER_UDP_PAYLOAD (fabric datagram size on loopback, default 16384).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,7 +76,7 @@ start_node() {
     --controller "$URL" --name "node-$i" --site "$site" \
     --listen "127.0.0.1:$((NODE_PORT + i))" --advertise "127.0.0.1:$((NODE_PORT + i))" \
     --metrics-listen "127.0.0.1:$((NODE_METRICS_PORT + i))" \
-    --state-dir "$DIR/node-$i" \
+    --state-dir "$DIR/node-$i" --udp-payload "${SPACEFABRIC_CLUSTER_UDP_PAYLOAD:-16384}" \
     > "$DIR/logs/node-$i.log" 2>&1 &
   echo $! > "$DIR/node-$i.pid"
 }

@@ -836,6 +836,17 @@ pub mod args {
         /// CA certificate (PEM) to trust for an https:// controller.
         #[arg(long, env = "SPACEFABRIC_CONTROLLER_CA")]
         pub controller_ca: Option<PathBuf>,
+        /// UDP payload bytes per fabric datagram (quinn's MTU): 1452 fits an Ethernet path;
+        /// on loopback (a local cluster) up to 65507 cuts the datagrams a CPU-bound host
+        /// handles (each still serialises on the emulated link for its full length). Lower it
+        /// (e.g. 1200) on overlay pod networks with a smaller MTU.
+        #[arg(
+            long,
+            env = "SPACEFABRIC_UDP_PAYLOAD",
+            default_value_t = crate::transport::config::FABRIC_MTU,
+            value_parser = clap::value_parser!(u16).range(1200..=i64::from(crate::transport::config::MAX_FABRIC_MTU))
+        )]
+        pub udp_payload: u16,
         /// Directory for this node's state: train jobs keep their last commits under
         /// `<dir>/train/<job id>/` (default: `spacefabric-node-<name>` in the system's temp
         /// directory; in Kubernetes, a volume).

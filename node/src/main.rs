@@ -78,11 +78,13 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
             Agent::new(config)
                 .with_runner(
                     JobKind::AllReduce,
-                    Arc::new(AllReduceRunner::new(args.listen)),
+                    Arc::new(AllReduceRunner::new(args.listen).with_udp_payload(args.udp_payload)),
                 )
                 .with_runner(
                     JobKind::Train,
-                    Arc::new(TrainRunner::new(args.listen, state_dir)),
+                    Arc::new(
+                        TrainRunner::new(args.listen, state_dir).with_udp_payload(args.udp_payload),
+                    ),
                 )
                 .run(shutdown_signal())
                 .await?;

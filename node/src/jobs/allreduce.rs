@@ -112,6 +112,7 @@ pub fn sweep_spec(job: &AllReduceJob, seed: u64) -> Result<SweepSpec, AllReduceE
 pub struct AllReduceRunner {
     listen: SocketAddr,
     socket: SocketKind,
+    udp_payload: u16,
 }
 
 impl AllReduceRunner {
@@ -121,7 +122,14 @@ impl AllReduceRunner {
         Self {
             listen,
             socket: SocketKind::Emulated,
+            udp_payload: crate::transport::config::FABRIC_MTU,
         }
+    }
+
+    /// The same with `bytes` of UDP payload per fabric datagram (default 1452).
+    pub fn with_udp_payload(mut self, bytes: u16) -> Self {
+        self.udp_payload = bytes;
+        self
     }
 
     /// The same with another socket kind (`Passthrough`: links off, the overhead baseline).
@@ -144,7 +152,8 @@ impl AllReduceRunner {
             placement.site_of_rank.clone(),
             scenario_time(scenario),
         )?;
-        let config = placement.mesh_config(ctx, self.listen, self.socket)?;
+        let mut config = placement.mesh_config(ctx, self.listen, self.socket)?;
+        config.udp_payload = self.udp_payload;
         let (socket, cc, udp_payload) = (config.socket, config.cc, config.udp_payload);
         let mesh = Arc::new(connect_mesh(ctx, config).await?);
         let comm = Communicator::new(Arc::clone(&mesh)).with_cost_model(cost)?;

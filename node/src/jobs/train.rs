@@ -26,7 +26,7 @@ use spacefabric_proto::v1::{TrainJob, job_spec};
 
 use crate::agent::{JobContext, JobError, JobOutput, JobRunner, Progress};
 use crate::collective::Algorithm;
-use crate::jobs::job_mesh::{JobMeshError, JobPlacement};
+use crate::jobs::job_mesh::{JobMeshError, JobPlacement, connect_mesh};
 use crate::train::fabric::{LinkBytes, MeteredExchange, job_groups};
 use crate::train::recovery::{self, StateSource};
 use crate::train::{
@@ -175,6 +175,7 @@ pub fn train_config(job: &TrainJob) -> Result<TrainConfig, TrainJobError> {
 pub struct TrainRunner {
     listen: SocketAddr,
     socket: SocketKind,
+    udp_payload: u16,
     state_dir: PathBuf,
 }
 
@@ -185,8 +186,15 @@ impl TrainRunner {
         Self {
             listen,
             socket: SocketKind::Emulated,
+            udp_payload: crate::transport::config::FABRIC_MTU,
             state_dir,
         }
+    }
+
+    /// The same with `bytes` of UDP payload per fabric datagram (default 1452).
+    pub fn with_udp_payload(mut self, bytes: u16) -> Self {
+        self.udp_payload = bytes;
+        self
     }
 
     /// The same with another socket kind (`Passthrough`: links off).
@@ -237,7 +245,9 @@ impl TrainRunner {
             // A fresh start: commits of an earlier run under the same job id are not ours.
             commits.clear()?;
         }
-        let mesh = Arc::new(placement.connect(ctx, self.listen, self.socket).await?);
+        let mut config = placement.mesh_config(ctx, self.listen, self.socket)?;
+        config.udp_payload = self.udp_payload;
+        let mesh = Arc::new(connect_mesh(ctx, config).await?);
         let (resume, state_source) = if ctx.resume_from_step > 0 {
             let mine = commits.load(ctx.resume_from_step)?;
             let (ck, source) = recovery::agree_on_commit(

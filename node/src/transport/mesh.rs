@@ -1497,7 +1497,16 @@ async fn connection_watcher(
         && slot.link.borrow().generation != generation;
     if !replaced {
         bump(&inner.stats.connections_lost, 1);
-        warn!(peer = rank, error = %reason, "connection lost");
+        // A pair the collectives did not use for an idle timeout (there is no keep-alive, see
+        // `config`) times out by design and is dialled again: not worth a warning unless a
+        // transfer to the peer was in flight.
+        let idle = matches!(&reason, quinn::ConnectionError::TimedOut)
+            && lock(&slot.outgoing).pending.is_empty();
+        if idle {
+            debug!(peer = rank, "idle connection timed out; dialling again");
+        } else {
+            warn!(peer = rank, error = %reason, "connection lost");
+        }
     }
     let left = peer_left(&reason);
     slot.link.send_modify(|l| {
