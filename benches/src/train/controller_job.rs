@@ -235,6 +235,8 @@ async fn run_jobs(
     Ok(code)
 }
 
+/// One progress line: the slowest rank's step and the commit every rank holds, both rounded
+/// down to 50 steps so a long run prints a line per 50 steps, not per step.
 fn progress_line(job: &Job) -> String {
     let state = JobState::try_from(job.state).map_or("?", |s| s.as_str_name());
     let world = job.plan.as_ref().map_or(0, |p| p.world_size);
