@@ -619,8 +619,18 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
             (Some(a), Some(b)) if a > 0.0 => format!("{:+.1} %", 100.0 * (b - a) / a),
             _ => "n/a".into(),
         };
+        let samples = |r: &StrategyResult| r.steps;
+        let budget = if samples(s) == samples(d) {
+            "at equal samples".to_string()
+        } else {
+            format!(
+                "after unequal budgets ({} vs {} steps: compare equal samples for the 2 % target, docs/BENCHMARKS.md)",
+                samples(d),
+                samples(s)
+            )
+        };
         out.push_str(&format!(
-            "# diloco vs sync: time to target {speed} faster (target ≥ 20x); final loss {loss} vs sync's (target within 2 %)\n"
+            "# diloco vs sync: time to target {speed} faster (target ≥ 20x); final loss {loss} vs sync's {budget}\n"
         ));
     }
     out
