@@ -5,6 +5,7 @@
 mod allreduce;
 mod controller_client;
 mod fidelity;
+mod svg;
 mod train;
 mod transfer;
 

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::svg::{LogAxis, esc};
+
 use super::report::{SizeResult, Sweep};
 
 const W: f64 = 1100.0;
@@ -16,39 +18,6 @@ const COLORS: [&str; 6] = [
 
 /// One line of a panel: label, colour, dashed?, points (x, y).
 type Series<'a> = Vec<(String, &'a str, bool, Vec<(f64, f64)>)>;
-
-struct Axis {
-    lo: f64,
-    hi: f64,
-}
-
-impl Axis {
-    fn fit(values: impl Iterator<Item = f64>) -> Self {
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for v in values.filter(|v| *v > 0.0 && v.is_finite()) {
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
-        if !lo.is_finite() {
-            return Self { lo: 0.0, hi: 1.0 };
-        }
-        let (lo, hi) = (lo.log10().floor(), hi.log10().ceil());
-        Self {
-            lo,
-            hi: if hi <= lo { lo + 1.0 } else { hi },
-        }
-    }
-    /// Position of `v` in [0, 1].
-    fn frac(&self, v: f64) -> f64 {
-        ((v.max(1e-300).log10() - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0)
-    }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
 
 fn fmt_bytes(b: f64) -> String {
     if b >= (1u64 << 30) as f64 {
@@ -68,8 +37,8 @@ fn panel(
     x0: f64,
     title: &str,
     ylabel: &str,
-    xs: &Axis,
-    ys: &Axis,
+    xs: &LogAxis,
+    ys: &LogAxis,
     series: &Series<'_>,
 ) {
     let px = |x: f64| x0 + 60.0 + xs.frac(x) * (PANEL_W - 70.0);
@@ -218,13 +187,13 @@ pub(crate) fn svg(s: &Sweep) -> String {
         true,
         bound.iter().map(|b| (b.0, b.2)).collect(),
     ));
-    let xs = Axis::fit(s.results.iter().map(|r| r.bytes as f64));
-    let yt = Axis::fit(
+    let xs = LogAxis::fit(s.results.iter().map(|r| r.bytes as f64));
+    let yt = LogAxis::fit(
         time_series
             .iter()
             .flat_map(|(_, _, _, p)| p.iter().map(|(_, y)| *y)),
     );
-    let yb = Axis::fit(
+    let yb = LogAxis::fit(
         bw_series
             .iter()
             .flat_map(|(_, _, _, p)| p.iter().map(|(_, y)| *y)),

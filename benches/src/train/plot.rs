@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::svg::{LogAxis, esc};
+
 use super::StrategyResult;
 
 const W: f64 = 1100.0;
@@ -12,38 +14,6 @@ const PANEL_W: f64 = 450.0;
 const PANEL_H: f64 = 330.0;
 const TOP: f64 = 80.0;
 const COLORS: [&str; 4] = ["#d62728", "#ff7f0e", "#1f77b4", "#2ca02c"];
-
-struct LogAxis {
-    lo: f64,
-    hi: f64,
-}
-
-impl LogAxis {
-    fn fit(values: impl Iterator<Item = f64>) -> Self {
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for v in values.filter(|v| *v > 0.0 && v.is_finite()) {
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
-        if !lo.is_finite() {
-            return Self { lo: 0.0, hi: 1.0 };
-        }
-        let (lo, hi) = (lo.log10().floor(), hi.log10().ceil());
-        Self {
-            lo,
-            hi: if hi <= lo { lo + 1.0 } else { hi },
-        }
-    }
-    fn frac(&self, v: f64) -> f64 {
-        ((v.max(1e-300).log10() - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0)
-    }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
 
 type Series = Vec<(String, &'static str, Vec<(f64, f64)>)>;
 

@@ -135,29 +135,7 @@ fn small_config(kind: StrategyKind, inner: OptimizerConfig, steps: u64) -> Train
 
 /// Runs `cfg` on `n` in-memory nodes (flat world); returns every node's report.
 async fn run_flat(cfg: &TrainConfig, n: usize) -> Vec<NodeReport> {
-    let tasks: Vec<_> = local_group(n)
-        .into_iter()
-        .map(|member| {
-            let cfg = cfg.clone();
-            tokio::spawn(async move {
-                let ctx = NodeContext {
-                    evaluate: member.rank == 0,
-                    ..NodeContext::default()
-                };
-                let groups = Groups {
-                    world: member,
-                    site: None,
-                    leaders: None,
-                };
-                train_node(&cfg, &groups, ctx).await.unwrap()
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.unwrap());
-    }
-    out
+    run_flat_from(cfg, n, None, None).await
 }
 
 /// Runs `cfg` hierarchically on `sites` sites of `per_site` in-memory nodes each.
@@ -383,6 +361,7 @@ async fn run_flat_from(
             let (cfg, resume, commits) = (cfg.clone(), resume.clone(), commits.clone());
             tokio::spawn(async move {
                 let ctx = NodeContext {
+                    evaluate: member.rank == 0,
                     resume,
                     commits: commits.map(|c| c as Arc<dyn CommitSink>),
                     ..NodeContext::default()
