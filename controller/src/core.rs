@@ -110,6 +110,17 @@ pub struct JobRecord {
     pub participants: Vec<String>,
 }
 
+impl JobRecord {
+    /// A train job: it restarts from its commits when nodes leave or join, and goes on below
+    /// `min_nodes` once started.
+    fn is_train(&self) -> bool {
+        matches!(
+            self.job.spec.as_ref().and_then(|s| s.kind.as_ref()),
+            Some(job_spec::Kind::Train(_))
+        )
+    }
+}
+
 /// Everything the controller writes to its state dir.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersistedState {
@@ -537,15 +548,11 @@ impl Core {
                 });
                 // A train job grows to take in a node that joined (a replacement), from its
                 // last commit; other kinds keep the plan they started on.
-                let is_train = matches!(
-                    r.job.spec.as_ref().and_then(|s| s.kind.as_ref()),
-                    Some(job_spec::Kind::Train(_))
-                );
                 let joined = plan
                     .peers
                     .iter()
                     .any(|p| !old_peers.iter().any(|old| old.node_id == p.node_id));
-                lost || (is_train && joined)
+                lost || (r.is_train() && joined)
             })
             .map(|(i, _)| i)
             .collect();
@@ -622,11 +629,7 @@ impl Core {
         // whoever is left (that is what its commits are for); other kinds wait for
         // `min_nodes` again, so their results always cover the cluster that was asked for.
         let Some(index) = self.state.jobs.iter().position(|r| {
-            let is_train = matches!(
-                r.job.spec.as_ref().and_then(|s| s.kind.as_ref()),
-                Some(job_spec::Kind::Train(_))
-            );
-            let needed = if is_train && r.job.attempt > 0 {
+            let needed = if r.is_train() && r.job.attempt > 0 {
                 1
             } else {
                 r.min_nodes.max(1) as usize

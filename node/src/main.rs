@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use spacefabric_node::agent::{Agent, JobKind, args::AgentArgs};
+use spacefabric_node::jobs::job_mesh::FabricSettings;
 use spacefabric_node::jobs::{AllReduceRunner, TrainRunner};
 use spacefabric_node::transport::ca_command::{self, CaCommand};
 
@@ -75,16 +76,12 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
             // Fabric jobs bind the node's fabric address (--listen); peers dial the
             // --advertise address the agent registered. Train jobs commit under --state-dir.
             let state_dir = config.state_dir.clone();
+            let fabric = FabricSettings::new(args.listen).with_udp_payload(args.udp_payload);
             Agent::new(config)
-                .with_runner(
-                    JobKind::AllReduce,
-                    Arc::new(AllReduceRunner::new(args.listen).with_udp_payload(args.udp_payload)),
-                )
+                .with_runner(JobKind::AllReduce, Arc::new(AllReduceRunner::new(fabric)))
                 .with_runner(
                     JobKind::Train,
-                    Arc::new(
-                        TrainRunner::new(args.listen, state_dir).with_udp_payload(args.udp_payload),
-                    ),
+                    Arc::new(TrainRunner::new(fabric, state_dir)),
                 )
                 .run(shutdown_signal())
                 .await?;

@@ -4,8 +4,8 @@
 //! replacement joined) and what it cost, then combines the ranks' results into the same table
 //! and files as the in-process run.
 //!
-//! A restart is read from the job's updates: the controller sets the job back to pending with
-//! the reason, then starts attempt N+1 from the lowest step every rank had committed. The bench
+//! A restart is read from the job's updates: the controller records it in `Job.restarts` (its
+//! reason) and starts attempt N+1 from the lowest step every rank had committed. The bench
 //! compares that step with the last commit it saw before the restart (committed steps lost:
 //! the target is none) and with the furthest step reached (uncommitted steps redone), and times
 //! how long after the restart training passed the resumed step again.
@@ -53,7 +53,6 @@ pub(crate) struct RestartTracker {
     world: u32,
     max_step: u64,
     last_committed: u64,
-    pending_reason: String,
     first_running_s: Option<f64>,
     running_since_s: f64,
     pub(crate) restarts: Vec<Restart>,
@@ -63,25 +62,23 @@ impl RestartTracker {
     /// Takes one state of the job seen `now_s` seconds after submission.
     pub(crate) fn observe(&mut self, job: &Job, now_s: f64) {
         let state = JobState::try_from(job.state).ok();
-        if state == Some(JobState::Pending) && !job.error.is_empty() {
-            self.pending_reason = job.error.clone();
-        }
         if state != Some(JobState::Running) && !is_terminal(state) {
             return;
         }
         let world = job.plan.as_ref().map_or(0, |p| p.world_size);
         if job.attempt > self.attempt {
             if self.attempt > 0 {
-                let recorded = job
+                // The controller records why it restarted (`Job.restarts`).
+                let reason = job
                     .restarts
                     .iter()
                     .rev()
                     .find(|r| r.attempt == job.attempt)
-                    .map(|r| r.reason.clone());
-                let seen = std::mem::take(&mut self.pending_reason);
+                    .map(|r| r.reason.clone())
+                    .unwrap_or_default();
                 self.restarts.push(Restart {
                     attempt: job.attempt,
-                    reason: recorded.unwrap_or(seen),
+                    reason,
                     at_s: now_s,
                     resumed_from_step: job.resume_from_step,
                     last_committed_before: self.last_committed,
@@ -366,7 +363,7 @@ fn add_bytes(sum: &mut Vec<(String, u64)>, more: &[(String, u64)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spacefabric_proto::v1::{JobPlan, NodeProgress};
+    use spacefabric_proto::v1::{JobPlan, JobRestart, NodeProgress};
 
     fn job(state: JobState, attempt: u32, world: u32, resume: u64, progress: &[(u64, u64)]) -> Job {
         Job {
@@ -399,10 +396,15 @@ mod tests {
             &job(JobState::Running, 1, 3, 0, &[(25, 20), (27, 20), (26, 20)]),
             10.0,
         );
-        let mut pending = job(JobState::Pending, 1, 3, 20, &[]);
-        pending.error = "restarting: plan changed: heartbeats stopped: node-2".into();
-        t.observe(&pending, 14.0);
-        t.observe(&job(JobState::Running, 2, 2, 20, &[]), 14.1);
+        t.observe(&job(JobState::Pending, 1, 3, 20, &[]), 14.0);
+        let mut restarted = job(JobState::Running, 2, 2, 20, &[]);
+        restarted.restarts.push(JobRestart {
+            attempt: 2,
+            reason: "plan changed: heartbeats stopped: node-2".into(),
+            unix_ms: 0,
+            resume_from_step: 20,
+        });
+        t.observe(&restarted, 14.1);
         t.observe(
             &job(JobState::Running, 2, 2, 20, &[(20, 20), (21, 20)]),
             16.0,

@@ -11,7 +11,6 @@
 //! cancelled (abort, re-plan, agent shutdown), so the next job can bind the same port.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -21,7 +20,9 @@ use spacefabric_proto::v1::{AllReduceJob, job_spec};
 use crate::agent::{JobContext, JobError, JobOutput, JobRunner, Progress};
 use crate::collective::sweep::{SweepError, SweepPoint, SweepSpec, run_sweep};
 use crate::collective::{CollectiveError, Communicator, CostModel, cost::CostError};
-use crate::jobs::job_mesh::{JobMeshError, JobPlacement, connect_mesh, scenario_time};
+use crate::jobs::job_mesh::{
+    FabricSettings, JobMeshError, JobPlacement, connect_mesh, scenario_time,
+};
 use crate::transport::SocketKind;
 
 /// Why an all-reduce job failed on this node.
@@ -110,32 +111,13 @@ pub fn sweep_spec(job: &AllReduceJob, seed: u64) -> Result<SweepSpec, AllReduceE
 /// Runs all-reduce jobs on this node's fabric address.
 #[derive(Debug, Clone)]
 pub struct AllReduceRunner {
-    listen: SocketAddr,
-    socket: SocketKind,
-    udp_payload: u16,
+    fabric: FabricSettings,
 }
 
 impl AllReduceRunner {
-    /// A runner whose mesh binds `listen` (the node's `--listen`) on an emulated socket
-    /// applying the profile's links.
-    pub fn new(listen: SocketAddr) -> Self {
-        Self {
-            listen,
-            socket: SocketKind::Emulated,
-            udp_payload: crate::transport::config::FABRIC_MTU,
-        }
-    }
-
-    /// The same with `bytes` of UDP payload per fabric datagram (default 1452).
-    pub fn with_udp_payload(mut self, bytes: u16) -> Self {
-        self.udp_payload = bytes;
-        self
-    }
-
-    /// The same with another socket kind (`Passthrough`: links off, the overhead baseline).
-    pub fn with_socket(mut self, socket: SocketKind) -> Self {
-        self.socket = socket;
-        self
+    /// A runner whose meshes are built as `fabric` says.
+    pub fn new(fabric: FabricSettings) -> Self {
+        Self { fabric }
     }
 
     async fn run_job(&self, ctx: &JobContext) -> Result<NodeSweepResult, AllReduceError> {
@@ -152,8 +134,7 @@ impl AllReduceRunner {
             placement.site_of_rank.clone(),
             scenario_time(scenario),
         )?;
-        let mut config = placement.mesh_config(ctx, self.listen, self.socket)?;
-        config.udp_payload = self.udp_payload;
+        let config = placement.mesh_config(ctx, &self.fabric)?;
         let (socket, cc, udp_payload) = (config.socket, config.cc, config.udp_payload);
         let mesh = Arc::new(connect_mesh(ctx, config).await?);
         let comm = Communicator::new(Arc::clone(&mesh)).with_cost_model(cost)?;

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::agent::{JobContext, Scenario};
 use crate::emu::EmuClock;
+use crate::transport::config::FABRIC_MTU;
 use crate::transport::{Mesh, MeshConfig, NodeIdentity, PeerInfo, SocketKind, TransportError};
 
 /// Why a job's mesh could not be built.
@@ -106,12 +107,11 @@ impl JobPlacement {
         })
     }
 
-    /// The mesh configuration of this node for the job: bound on `listen` with `socket`.
+    /// The mesh configuration of this node for the job, built as `fabric` says.
     pub fn mesh_config(
         &self,
         ctx: &JobContext,
-        listen: SocketAddr,
-        socket: SocketKind,
+        fabric: &FabricSettings,
     ) -> Result<MeshConfig, JobMeshError> {
         let id = &ctx.scenario.identity;
         if id.cert_pem.is_empty() {
@@ -128,19 +128,44 @@ impl JobPlacement {
             identity,
             scenario_clock(ctx.scenario.epoch_unix_ms),
         );
-        config.listen = Some(listen);
-        config.socket = socket;
+        config.listen = Some(fabric.listen);
+        config.socket = fabric.socket;
+        config.udp_payload = fabric.udp_payload;
         Ok(config)
     }
+}
 
-    /// Connects this node's QUIC mesh of the job on `listen` with `socket`.
-    pub async fn connect(
-        &self,
-        ctx: &JobContext,
-        listen: SocketAddr,
-        socket: SocketKind,
-    ) -> Result<Mesh, JobMeshError> {
-        connect_mesh(ctx, self.mesh_config(ctx, listen, socket)?).await
+/// How a node builds the meshes of its jobs; every fabric job runner holds one.
+#[derive(Debug, Clone, Copy)]
+pub struct FabricSettings {
+    /// The node's fabric address (`--listen`); peers dial the `--advertise` address.
+    pub listen: SocketAddr,
+    /// The socket kind (default: emulated, applying the profile's links).
+    pub socket: SocketKind,
+    /// UDP payload bytes per fabric datagram (default [`FABRIC_MTU`]).
+    pub udp_payload: u16,
+}
+
+impl FabricSettings {
+    /// Meshes bound on `listen`, on an emulated socket, with Ethernet-sized datagrams.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            socket: SocketKind::Emulated,
+            udp_payload: FABRIC_MTU,
+        }
+    }
+
+    /// The same with `bytes` of UDP payload per fabric datagram.
+    pub fn with_udp_payload(mut self, bytes: u16) -> Self {
+        self.udp_payload = bytes;
+        self
+    }
+
+    /// The same with another socket kind (`Passthrough`: links off, the overhead baseline).
+    pub fn with_socket(mut self, socket: SocketKind) -> Self {
+        self.socket = socket;
+        self
     }
 }
 

@@ -15,7 +15,6 @@
 //! 5. The result is a [`NodeTrainResult`] as JSON; a client combines the ranks.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +25,7 @@ use spacefabric_proto::v1::{TrainJob, job_spec};
 
 use crate::agent::{JobContext, JobError, JobOutput, JobRunner, Progress};
 use crate::collective::Algorithm;
-use crate::jobs::job_mesh::{JobMeshError, JobPlacement, connect_mesh};
+use crate::jobs::job_mesh::{FabricSettings, JobMeshError, JobPlacement, connect_mesh};
 use crate::train::fabric::{LinkBytes, MeteredExchange, job_groups};
 use crate::train::recovery::{self, StateSource};
 use crate::train::{
@@ -34,7 +33,6 @@ use crate::train::{
     StrategyConfig, StrategyKind, TaskSpec, TrafficMeter, TrainConfig, TrainError, TrainProgress,
     train_node,
 };
-use crate::transport::SocketKind;
 
 /// Why a train job failed on this node.
 #[derive(Debug, thiserror::Error)]
@@ -173,34 +171,15 @@ pub fn train_config(job: &TrainJob) -> Result<TrainConfig, TrainJobError> {
 /// Runs train jobs on this node's fabric address, committing under a state directory.
 #[derive(Debug, Clone)]
 pub struct TrainRunner {
-    listen: SocketAddr,
-    socket: SocketKind,
-    udp_payload: u16,
+    fabric: FabricSettings,
     state_dir: PathBuf,
 }
 
 impl TrainRunner {
-    /// A runner whose mesh binds `listen` (the node's `--listen`) on an emulated socket and
-    /// whose commits go under `state_dir`.
-    pub fn new(listen: SocketAddr, state_dir: PathBuf) -> Self {
-        Self {
-            listen,
-            socket: SocketKind::Emulated,
-            udp_payload: crate::transport::config::FABRIC_MTU,
-            state_dir,
-        }
-    }
-
-    /// The same with `bytes` of UDP payload per fabric datagram (default 1452).
-    pub fn with_udp_payload(mut self, bytes: u16) -> Self {
-        self.udp_payload = bytes;
-        self
-    }
-
-    /// The same with another socket kind (`Passthrough`: links off).
-    pub fn with_socket(mut self, socket: SocketKind) -> Self {
-        self.socket = socket;
-        self
+    /// A runner whose meshes are built as `fabric` says and whose commits go under
+    /// `state_dir`.
+    pub fn new(fabric: FabricSettings, state_dir: PathBuf) -> Self {
+        Self { fabric, state_dir }
     }
 
     async fn run_job(&self, ctx: &JobContext) -> Result<NodeTrainResult, TrainJobError> {
@@ -245,8 +224,7 @@ impl TrainRunner {
             // A fresh start: commits of an earlier run under the same job id are not ours.
             commits.clear()?;
         }
-        let mut config = placement.mesh_config(ctx, self.listen, self.socket)?;
-        config.udp_payload = self.udp_payload;
+        let config = placement.mesh_config(ctx, &self.fabric)?;
         let mesh = Arc::new(connect_mesh(ctx, config).await?);
         let (resume, state_source) = if ctx.resume_from_step > 0 {
             let mine = commits.load(ctx.resume_from_step)?;

@@ -135,7 +135,7 @@ fn small_config(kind: StrategyKind, inner: OptimizerConfig, steps: u64) -> Train
 
 /// Runs `cfg` on `n` in-memory nodes (flat world); returns every node's report.
 async fn run_flat(cfg: &TrainConfig, n: usize) -> Vec<NodeReport> {
-    run_flat_from(cfg, n, None, None).await
+    run_flat_from(cfg, n, &|_| None, None).await
 }
 
 /// Runs `cfg` hierarchically on `sites` sites of `per_site` in-memory nodes each.
@@ -298,67 +298,29 @@ async fn resuming_from_a_commit_reproduces_the_uninterrupted_run() {
         let commits = Arc::new(MemoryCommits::default());
         let mut first = full.clone();
         first.steps = 10;
-        let tasks: Vec<_> = local_group(2)
-            .into_iter()
-            .map(|member| {
-                let (cfg, commits) = (first.clone(), commits.clone());
-                tokio::spawn(async move {
-                    let ctx = NodeContext {
-                        commits: Some(commits),
-                        ..NodeContext::default()
-                    };
-                    let groups = Groups {
-                        world: member,
-                        site: None,
-                        leaders: None,
-                    };
-                    train_node(&cfg, &groups, ctx).await.unwrap()
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
+        run_flat_from(&first, 2, &|_| None, Some(commits.clone())).await;
+        for rank in 0..2 {
+            assert_eq!(commits.latest(rank).unwrap().step, 10);
         }
-        let tasks: Vec<_> = local_group(2)
-            .into_iter()
-            .map(|member| {
-                let cfg = full.clone();
-                let resume = commits.latest(member.rank).unwrap();
-                assert_eq!(resume.step, 10);
-                tokio::spawn(async move {
-                    let ctx = NodeContext {
-                        resume: Some(resume),
-                        ..NodeContext::default()
-                    };
-                    let groups = Groups {
-                        world: member,
-                        site: None,
-                        leaders: None,
-                    };
-                    train_node(&cfg, &groups, ctx).await.unwrap()
-                })
-            })
-            .collect();
-        for t in tasks {
-            let resumed = t.await.unwrap();
+        for resumed in run_flat_from(&full, 2, &|rank| commits.latest(rank), None).await {
             assert_eq!(resumed.steps, 20);
             assert_eq!(resumed.params, reference[0].params, "{kind:?}");
         }
     }
 }
 
-/// Runs `cfg` on `n` in-memory nodes, each resuming from `resume` (if any) and committing
-/// into `commits` (if any); returns every node's report.
+/// Runs `cfg` on `n` in-memory nodes, rank r resuming from `resume(r)` (if any) and every
+/// rank committing into `commits` (if any); returns every node's report.
 async fn run_flat_from(
     cfg: &TrainConfig,
     n: usize,
-    resume: Option<Checkpoint>,
+    resume: &dyn Fn(usize) -> Option<Checkpoint>,
     commits: Option<Arc<MemoryCommits>>,
 ) -> Vec<NodeReport> {
     let tasks: Vec<_> = local_group(n)
         .into_iter()
         .map(|member| {
-            let (cfg, resume, commits) = (cfg.clone(), resume.clone(), commits.clone());
+            let (cfg, resume, commits) = (cfg.clone(), resume(member.rank), commits.clone());
             tokio::spawn(async move {
                 let ctx = NodeContext {
                     evaluate: member.rank == 0,
@@ -394,7 +356,7 @@ async fn a_sharded_commit_resumes_on_fewer_ranks_with_its_optimizer_state() {
         let mut cfg = small_config(kind, inner, 10);
         cfg.strategy.commit_every = 10;
         let commits = Arc::new(MemoryCommits::default());
-        run_flat_from(&cfg, 3, None, Some(commits.clone())).await;
+        run_flat_from(&cfg, 3, &|_| None, Some(commits.clone())).await;
         let ck = commits.latest(1).unwrap();
         assert_eq!(ck.step, 10);
         assert_eq!(
@@ -403,7 +365,7 @@ async fn a_sharded_commit_resumes_on_fewer_ranks_with_its_optimizer_state() {
             "{kind:?} commit is whole"
         );
         cfg.steps = 20;
-        results.push(run_flat_from(&cfg, 2, Some(ck), None).await);
+        results.push(run_flat_from(&cfg, 2, &|_| Some(ck.clone()), None).await);
     }
     for r in &results[1] {
         let diff = max_abs_diff(&results[0][0].params, &r.params);
