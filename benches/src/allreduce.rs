@@ -89,7 +89,7 @@ pub(crate) struct AllreduceArgs {
     lanes: usize,
     /// Congestion controller of the QUIC connections: cubic, bbr or link-aware.
     #[arg(long, env = "SPACEFABRIC_CC", default_value = "link-aware")]
-    cc: spacefabric_node::transport::CcChoice,
+    cc: spacefabric_fabric::transport::CcChoice,
     /// UDP payload bytes per fabric datagram, 1200..=65507. The default, 16 KiB, cuts the
     /// per-datagram CPU cost (syscalls, delay-line scheduling, QUIC packet handling) of
     /// 8 nodes on one loopback host about elevenfold against Ethernet-sized datagrams

@@ -29,7 +29,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use netem_profiles::{DropCause, LinkModel, LinkSpec, LossModel, PeriodicOutage, Profile, SiteId};
 use serde::Serialize;
-use spacefabric_node::emu::{
+use spacefabric_fabric::emu::{
     EmuClock, EmuDropCause, EmulatedSocket, Fate, LinkTable, SchedulerMode, SchedulerStats,
     TrafficStats,
 };
@@ -207,7 +207,7 @@ pub(crate) fn run(args: FidelityArgs) -> anyhow::Result<()> {
         links.add_outage(period, args.outage_duration_s, args.outage_phase_s)?;
     }
     if let Some(us) = args.spin_window_us {
-        spacefabric_node::emu::set_spin_window(Duration::from_micros(us));
+        spacefabric_fabric::emu::set_spin_window(Duration::from_micros(us));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -441,7 +441,7 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
         load_fraction: args.load_fraction,
         max_load_mbps: args.max_load_mbps,
         scheduler: args.scheduler,
-        spin_window_us: spacefabric_node::emu::spin_window().as_secs_f64() * 1e6,
+        spin_window_us: spacefabric_fabric::emu::spin_window().as_secs_f64() * 1e6,
         classes: classes.iter().map(|c| c.report.clone()).collect(),
         scheduler_stats: sockets[0].scheduler_stats(),
         scheduler_thread_cpu_s: sched_cpu,

@@ -25,8 +25,8 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use netem_profiles::{Profile, SiteId};
 use serde::Serialize;
-use spacefabric_node::emu::EmuClock;
-use spacefabric_node::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo};
+use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo};
 use tokio::time::Instant;
 
 /// Flags of `spacefabric-bench transfer`.
@@ -112,7 +112,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn parse_cc(s: &str) -> Result<CcChoice, String> {
     s.parse()
-        .map_err(|e: spacefabric_node::transport::config::UnknownCc| e.to_string())
+        .map_err(|e: spacefabric_fabric::transport::config::UnknownCc| e.to_string())
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {

@@ -636,7 +636,7 @@ async fn tls_serves_with_a_certificate_from_the_cluster_ca() {
     let mut c = ControllerClient::new(channel);
     assert!(list_nodes(&mut c).await.nodes.is_empty());
     // A CSR made by the fabric's TLS code is signed into an identity the fabric accepts.
-    let request = spacefabric_node::transport::tls::NodeIdentity::csr("fabric-node").unwrap();
+    let request = spacefabric_fabric::transport::tls::NodeIdentity::csr("fabric-node").unwrap();
     let reg = c
         .register(RegisterRequest {
             join_token: TOKEN.into(),

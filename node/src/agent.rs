@@ -843,8 +843,8 @@ pub mod args {
         #[arg(
             long,
             env = "SPACEFABRIC_UDP_PAYLOAD",
-            default_value_t = crate::transport::config::FABRIC_MTU,
-            value_parser = clap::value_parser!(u16).range(1200..=i64::from(crate::transport::config::MAX_FABRIC_MTU))
+            default_value_t = spacefabric_fabric::transport::config::FABRIC_MTU,
+            value_parser = clap::value_parser!(u16).range(1200..=i64::from(spacefabric_fabric::transport::config::MAX_FABRIC_MTU))
         )]
         pub udp_payload: u16,
         /// Directory for this node's state: train jobs keep their last commits under

@@ -1,15 +1,12 @@
 //! spacefabric-node: one process of the emulated cluster.
 //!
 //! Modules, each a room with a one-way door down: [`train`] (model, optimisers, strategies)
-//! → [`collective`] (all-reduce & co. as schedules over any point-to-point exchange) →
-//! [`transport`] (the QUIC mesh between nodes, mutual TLS, per-link tuning) → [`emu`] (the
-//! emulated socket quinn runs on). Beside them, [`agent`]: the node's side of the controller
+//! → [`collective`] (all-reduce & co. as schedules over any point-to-point exchange) → the
+//! fabric crate (`spacefabric-fabric`: the QUIC mesh between nodes over the emulated socket). Beside them, [`agent`]: the node's side of the controller
 //! protocol (registration, heartbeats, control events, job dispatch), and [`jobs`]: the job
 //! runners it dispatches to (all-reduce sweeps over the fabric).
 
 pub mod agent;
 pub mod collective;
-pub mod emu;
 pub mod jobs;
 pub mod train;
-pub mod transport;

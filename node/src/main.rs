@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use spacefabric_fabric::transport::ca_command::{self, CaCommand};
 use spacefabric_node::agent::{Agent, JobKind, args::AgentArgs};
 use spacefabric_node::jobs::job_mesh::FabricSettings;
 use spacefabric_node::jobs::{AllReduceRunner, TrainRunner};
-use spacefabric_node::transport::ca_command::{self, CaCommand};
 
 #[derive(Debug, Parser)]
 #[command(

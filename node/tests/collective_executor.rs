@@ -8,6 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use spacefabric_fabric::emu::EmuClock;
 use spacefabric_node::collective::sweep::{SweepSpec, run_sweep};
 use spacefabric_node::collective::verify::{count_wrong, input};
 use spacefabric_node::collective::{
@@ -15,7 +16,6 @@ use spacefabric_node::collective::{
     ExchangeError, LinkCost, MemoryExchange, MemoryFabric, all_gather, all_reduce, broadcast,
     reduce_scatter,
 };
-use spacefabric_node::emu::EmuClock;
 use tokio::time::Instant;
 
 fn comms(

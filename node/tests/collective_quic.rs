@@ -6,13 +6,13 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use netem_profiles::Profile;
+use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::transport::{DevCa, Mesh, MeshConfig, PeerInfo};
 use spacefabric_node::collective::verify::{count_wrong, input};
 use spacefabric_node::collective::{
     Algorithm, Collective, CollectiveConfig, Communicator, CostModel, all_gather, all_reduce,
     broadcast, reduce_scatter,
 };
-use spacefabric_node::emu::EmuClock;
-use spacefabric_node::transport::{DevCa, Mesh, MeshConfig, PeerInfo};
 
 const TWO_SITES: &str = r#"
 name = "two-sites"

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use netem_profiles::Profile;
+use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::transport::config::FABRIC_MTU;
+use spacefabric_fabric::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
 use spacefabric_node::collective::{Corruption, MemoryExchange, MemoryFabric};
-use spacefabric_node::emu::EmuClock;
-use spacefabric_node::transport::config::FABRIC_MTU;
-use spacefabric_node::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
 
 /// Counters of the real traffic on one class of links (e.g. every Earth → Moon node pair).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::emu::EmuClock;
+use spacefabric_fabric::emu::EmuClock;
 
 /// A failure of the point-to-point layer, with its cause.
 #[derive(Debug, Error)]

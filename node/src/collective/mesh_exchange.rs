@@ -5,8 +5,8 @@ use std::future::Future;
 use bytes::Bytes;
 
 use super::exchange::{Exchange, ExchangeError};
-use crate::emu::EmuClock;
-use crate::transport::Mesh;
+use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::transport::Mesh;
 
 impl Exchange for Mesh {
     fn rank(&self) -> usize {

@@ -23,7 +23,7 @@ use crate::collective::{CollectiveError, Communicator, CostModel, cost::CostErro
 use crate::jobs::job_mesh::{
     FabricSettings, JobMeshError, JobPlacement, connect_mesh, scenario_time,
 };
-use crate::transport::SocketKind;
+use spacefabric_fabric::transport::SocketKind;
 
 /// Why an all-reduce job failed on this node.
 #[derive(Debug, thiserror::Error)]

@@ -15,9 +15,11 @@ use netem_profiles::{Profile, SiteId};
 use tokio::time::Instant;
 
 use crate::agent::{JobContext, Scenario};
-use crate::emu::EmuClock;
-use crate::transport::config::FABRIC_MTU;
-use crate::transport::{Mesh, MeshConfig, NodeIdentity, PeerInfo, SocketKind, TransportError};
+use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::transport::config::FABRIC_MTU;
+use spacefabric_fabric::transport::{
+    Mesh, MeshConfig, NodeIdentity, PeerInfo, SocketKind, TransportError,
+};
 
 /// Why a job's mesh could not be built.
 #[derive(Debug, thiserror::Error)]

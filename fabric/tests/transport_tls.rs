@@ -6,7 +6,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use spacefabric_node::transport::tls::{DevCa, NodeIdentity, TlsError};
+use spacefabric_fabric::transport::tls::{DevCa, NodeIdentity, TlsError};
 
 fn endpoint(id: &NodeIdentity) -> quinn::Endpoint {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));

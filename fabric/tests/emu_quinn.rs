@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use netem_profiles::{LinkModel, LinkSpec, OutageSchedule, Window};
 use quinn::{ClientConfig, Endpoint, EndpointConfig, ServerConfig};
-use spacefabric_node::emu::{EmuClock, EmulatedSocket, LinkTable, SchedulerMode};
+use spacefabric_fabric::emu::{EmuClock, EmulatedSocket, LinkTable, SchedulerMode};
 
 const LOCALHOST: &str = "127.0.0.1:0";
 

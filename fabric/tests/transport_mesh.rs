@@ -11,10 +11,10 @@ use bytes::Bytes;
 use futures::FutureExt;
 use netem_profiles::Profile;
 use prost::Message;
-use spacefabric_node::emu::EmuClock;
-use spacefabric_node::transport::frame::{FabricHello, ReceiverState, TransferHeader};
-use spacefabric_node::transport::tls::{DevCa, NodeIdentity};
-use spacefabric_node::transport::{Mesh, MeshConfig, PeerInfo, TransportError};
+use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::transport::frame::{FabricHello, ReceiverState, TransferHeader};
+use spacefabric_fabric::transport::tls::{DevCa, NodeIdentity};
+use spacefabric_fabric::transport::{Mesh, MeshConfig, PeerInfo, TransportError};
 use tokio::time::Instant;
 
 const LAN: &str = r#"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use netem_profiles::{DropCause, LinkModel, LinkSpec, LossModel, OutageSchedule, Window};
 use quinn::AsyncUdpSocket;
 use quinn::udp::{RecvMeta, Transmit};
-use spacefabric_node::emu::{
+use spacefabric_fabric::emu::{
     EmuClock, EmuDropCause, EmulatedSocket, Fate, LinkTable, MAX_UDP_PAYLOAD,
 };
 
