@@ -1,0 +1,105 @@
+//! The socket quinn runs on: an emulated socket (the profile's links), the same with its links
+//! off (passthrough) or quinn's own UDP socket; and how a closed mesh hands its port back at
+//! once instead of after quinn's drain.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::emu::{EmuClock, EmulatedSocket, LinkTable};
+
+use super::{Inner, SocketKind, TransportError};
+
+/// Frees the fabric port at once. Closing connections drains for three probe timeouts — tens
+/// of seconds on a 2.56 s round trip — and quinn holds the socket until then, so the next job
+/// attempt could not bind the node's port. The endpoint moves to a [`DiscardSocket`] to drain
+/// and the emulated socket is retired, which makes quinn drop it.
+pub(super) fn release_port(inner: &Inner) {
+    let Some(emulated) = &inner.emulated else {
+        return;
+    };
+    emulated.retire();
+    let discard = Arc::new(DiscardSocket {
+        local: emulated.bound_addr(),
+    });
+    if let Err(e) = inner.endpoint.rebind_abstract(discard) {
+        tracing::debug!(error = %e, "moving the closed endpoint off the fabric socket");
+    }
+}
+
+/// A socket that sends nowhere and never receives: where a closed endpoint drains.
+#[derive(Debug)]
+struct DiscardSocket {
+    local: SocketAddr,
+}
+
+#[derive(Debug)]
+struct AlwaysWritable;
+
+impl quinn::UdpPoller for AlwaysWritable {
+    fn poll_writable(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl quinn::AsyncUdpSocket for DiscardSocket {
+    fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
+        Box::pin(AlwaysWritable)
+    }
+
+    fn try_send(&self, _transmit: &quinn::udp::Transmit<'_>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        _cx: &mut std::task::Context<'_>,
+        _bufs: &mut [io::IoSliceMut<'_>],
+        _meta: &mut [quinn::udp::RecvMeta],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Pending
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// The socket quinn runs on, and the emulated socket behind it if there is one.
+pub(super) type BuiltSocket = (Arc<dyn quinn::AsyncUdpSocket>, Option<Arc<EmulatedSocket>>);
+
+/// The socket seam: builds the socket quinn runs on. `links` are (peer address, link
+/// model from our site to the peer's, label) for the emulated kinds.
+pub(super) fn build_socket(
+    kind: SocketKind,
+    addr: SocketAddr,
+    clock: EmuClock,
+    max_udp_payload: usize,
+    links: Vec<(SocketAddr, netem_profiles::LinkModel, String)>,
+) -> Result<BuiltSocket, TransportError> {
+    let socket_err = |source| TransportError::Socket { addr, source };
+    match kind {
+        SocketKind::PlainUdp => {
+            let socket = std::net::UdpSocket::bind(addr).map_err(socket_err)?;
+            let socket = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket)
+                .map_err(socket_err)?;
+            Ok((socket, None))
+        }
+        SocketKind::Emulated | SocketKind::Passthrough => {
+            let table = if kind == SocketKind::Passthrough {
+                LinkTable::passthrough()
+            } else {
+                LinkTable::new(clock)
+            }
+            .with_max_udp_payload(max_udp_payload);
+            for (peer, model, label) in links {
+                table.set_peer_labelled(peer, model, label);
+            }
+            let socket = EmulatedSocket::bind(addr, Arc::new(table)).map_err(socket_err)?;
+            Ok((socket.clone(), Some(socket)))
+        }
+    }
+}
