@@ -49,16 +49,18 @@ start_s = 20
 end_s = 50
 "#;
 
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let sockets: Vec<UdpSocket> = (0..n)
-        .map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap())
-        .collect();
-    sockets.iter().map(|s| s.local_addr().unwrap()).collect()
+/// One loopback UDP socket per rank, bound to port 0 and kept: each mesh runs on its own, so
+/// no port is released and bound again (which another process could race for).
+fn bound_sockets(n: usize) -> Vec<Arc<UdpSocket>> {
+    (0..n)
+        .map(|_| Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()))
+        .collect()
 }
 
 struct Cluster {
     ca: DevCa,
     peers: Vec<PeerInfo>,
+    sockets: Vec<Arc<UdpSocket>>,
     identities: Vec<NodeIdentity>,
     profile: Arc<Profile>,
     clock: EmuClock,
@@ -66,14 +68,14 @@ struct Cluster {
 
 fn cluster(profile: &str, sites: &[&str]) -> Cluster {
     let ca = DevCa::generate().unwrap();
-    let addrs = free_addrs(sites.len());
+    let sockets = bound_sockets(sites.len());
     let peers: Vec<PeerInfo> = sites
         .iter()
         .enumerate()
         .map(|(rank, site)| PeerInfo {
             rank,
             name: format!("node-{rank}"),
-            addr: addrs[rank],
+            addr: sockets[rank].local_addr().unwrap(),
             site: site.to_string(),
         })
         .collect();
@@ -81,6 +83,7 @@ fn cluster(profile: &str, sites: &[&str]) -> Cluster {
     Cluster {
         ca,
         peers,
+        sockets,
         identities,
         profile: Arc::new(Profile::parse(profile, "test profile").unwrap()),
         clock: EmuClock::new(Instant::now()),
@@ -89,13 +92,21 @@ fn cluster(profile: &str, sites: &[&str]) -> Cluster {
 
 impl Cluster {
     fn config(&self, rank: usize) -> MeshConfig {
-        MeshConfig::new(
+        let mut config = MeshConfig::new(
             rank,
             self.peers.clone(),
             self.profile.clone(),
             self.identities[rank].clone(),
             self.clock,
-        )
+        );
+        config.bound = self.sockets.get(rank).cloned();
+        config
+    }
+
+    /// Lets go of the pre-bound sockets: meshes then bind their peer address themselves (for
+    /// tests about binding, or that put something else than a mesh on a rank's address).
+    fn release_sockets(&mut self) {
+        self.sockets.clear();
     }
 
     async fn connect_all(&self) -> Vec<Mesh> {
@@ -263,7 +274,8 @@ fn header(tag: u64, id: u64, from: u32, offset: u64, total: u64) -> Vec<u8> {
 
 #[tokio::test]
 async fn malformed_frames_close_only_their_stream() {
-    let c = cluster(LAN, &["lan"; 2]);
+    let mut c = cluster(LAN, &["lan"; 2]);
+    c.release_sockets();
     let mut cfg1 = c.config(1);
     cfg1.max_transfer_bytes = 1 << 20;
     let (raw, mesh1) = tokio::join!(raw_rank0(&c), Mesh::connect(cfg1));
@@ -430,7 +442,8 @@ delay_ms = 1000
 
 #[tokio::test]
 async fn a_dropped_mesh_frees_its_port_before_its_connections_drain() {
-    let c = cluster(ONE_SECOND_APART, &["a", "b"]);
+    let mut c = cluster(ONE_SECOND_APART, &["a", "b"]);
+    c.release_sockets();
     let meshes = c.connect_all().await;
     let (send, recv) = tokio::join!(meshes[0].send(1, 7, pattern(1000, 1)), meshes[1].recv(0, 7));
     send.unwrap();

@@ -89,13 +89,23 @@ impl EmulatedSocket {
             // Accept IPv4 peers on a [::] socket as well.
             let _ = sock.set_only_v6(false);
         }
-        // Best effort: the kernel caps these; a smaller buffer only means earlier drops.
-        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
-        let _ = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES);
-        sock.set_nonblocking(true)?;
         sock.bind(&addr.into())
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
-        let std_sock: std::net::UdpSocket = sock.into();
+        Self::from_std(sock.into(), links)
+    }
+
+    /// Emulates the outgoing traffic of an already-bound UDP socket with `links`. A caller that
+    /// binds port 0 itself learns its address before it builds the roster, and never has to
+    /// release the port and bind it again (which another process could race for).
+    /// Must be called inside a tokio runtime.
+    pub fn from_std(std_sock: std::net::UdpSocket, links: Arc<LinkTable>) -> io::Result<Arc<Self>> {
+        {
+            let sock = socket2::SockRef::from(&std_sock);
+            // Best effort: the kernel caps these; a smaller buffer only means earlier drops.
+            let _ = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+            let _ = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+        }
+        std_sock.set_nonblocking(true)?;
         let sender = std_sock.try_clone()?;
         let io = tokio::net::UdpSocket::from_std(std_sock)?;
         let local = io.local_addr()?;

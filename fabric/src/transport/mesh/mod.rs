@@ -342,6 +342,7 @@ impl Mesh {
         let (socket, emulated) = build_socket(
             config.socket,
             listen,
+            config.bound.as_deref(),
             config.clock,
             max_payload,
             emulated_links,

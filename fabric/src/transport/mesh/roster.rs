@@ -51,8 +51,12 @@ pub struct MeshConfig {
     pub identity: NodeIdentity,
     /// Congestion controller on every connection (default: link-aware).
     pub cc: CcChoice,
-    /// Address to bind (default: our entry's `addr`).
+    /// Address to bind (default: our entry's `addr`). Ignored when `bound` is set.
     pub listen: Option<SocketAddr>,
+    /// An already-bound UDP socket to run on (the mesh uses a clone of its handle). Bind port 0
+    /// first, put the address it got in the roster, then hand the socket here: no port is
+    /// released and bound again in between. Default: none (the mesh binds `listen`).
+    pub bound: Option<Arc<std::net::UdpSocket>>,
     /// How the socket is built (default: plain UDP).
     pub socket: SocketKind,
     /// Scenario clock: emulated time 0 is its epoch (outage schedules count from there).
@@ -90,6 +94,7 @@ impl MeshConfig {
             identity,
             cc: CcChoice::default(),
             listen: None,
+            bound: None,
             socket: SocketKind::default(),
             clock,
             connect_timeout: None,

@@ -71,19 +71,29 @@ impl quinn::AsyncUdpSocket for DiscardSocket {
 /// The socket quinn runs on, and the emulated socket behind it if there is one.
 pub(super) type BuiltSocket = (Arc<dyn quinn::AsyncUdpSocket>, Option<Arc<EmulatedSocket>>);
 
-/// The socket seam: builds the socket quinn runs on. `links` are (peer address, link
-/// model from our site to the peer's, label) for the emulated kinds.
+/// The socket seam: builds the socket quinn runs on, on `bound` (a clone of its handle) or
+/// else on a socket bound to `addr`. `links` are (peer address, link model from our site to
+/// the peer's, label) for the emulated kinds.
 pub(super) fn build_socket(
     kind: SocketKind,
     addr: SocketAddr,
+    bound: Option<&std::net::UdpSocket>,
     clock: EmuClock,
     max_udp_payload: usize,
     links: Vec<(SocketAddr, netem_profiles::LinkModel, String)>,
 ) -> Result<BuiltSocket, TransportError> {
+    let addr = match bound {
+        Some(socket) => socket.local_addr().unwrap_or(addr),
+        None => addr,
+    };
     let socket_err = |source| TransportError::Socket { addr, source };
+    let std_socket = || match bound {
+        Some(socket) => socket.try_clone(),
+        None => std::net::UdpSocket::bind(addr),
+    };
     match kind {
         SocketKind::PlainUdp => {
-            let socket = std::net::UdpSocket::bind(addr).map_err(socket_err)?;
+            let socket = std_socket().map_err(socket_err)?;
             let socket = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket)
                 .map_err(socket_err)?;
             Ok((socket, None))
@@ -98,7 +108,12 @@ pub(super) fn build_socket(
             for (peer, model, label) in links {
                 table.set_peer_labelled(peer, model, label);
             }
-            let socket = EmulatedSocket::bind(addr, Arc::new(table)).map_err(socket_err)?;
+            let table = Arc::new(table);
+            let socket = match bound {
+                Some(_) => std_socket().and_then(|s| EmulatedSocket::from_std(s, table)),
+                None => EmulatedSocket::bind(addr, table),
+            }
+            .map_err(socket_err)?;
             Ok((socket.clone(), Some(socket)))
         }
     }
