@@ -727,6 +727,9 @@ impl Agent {
         let jobs = jobs.clone();
         let status = self.status.clone();
         let retry = self.config.retry_interval;
+        // Every log line of the job carries its id, attempt and rank (and, from the session's
+        // span this one sits in, the node's name and site).
+        let job_span = tracing::info_span!("job", job = %job_id, attempt = start.attempt, rank);
         tokio::spawn(async move {
             let outcome = match runner {
                 Some(runner) => runner.run(ctx).await,
@@ -786,7 +789,7 @@ impl Agent {
                 }
             }
             status.send_modify(|s| s.jobs_finished += 1);
-        });
+        }.instrument(job_span));
     }
 }
 
