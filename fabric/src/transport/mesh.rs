@@ -676,6 +676,9 @@ impl Mesh {
         endpoint_config
             .max_udp_payload_size(u16::try_from(max_payload).unwrap_or(MAX_FABRIC_MTU))
             .map_err(|e| TransportError::Config(format!("udp_payload: {e}")))?;
+        // quinn's own random choices (skipped packet numbers, hence ACK sizes) from the
+        // scenario seed and the rank, so that a run on a virtual clock repeats exactly.
+        endpoint_config.rng_seed(Some(endpoint_rng_seed(profile.seed, config.rank)));
         // Incoming connections get their peer's transport config in `accept_with`; this
         // default only serves connections from unknown addresses until they are refused.
         let default_server = quinn::ServerConfig::with_crypto(server_crypto);
@@ -683,7 +686,11 @@ impl Mesh {
             endpoint_config,
             Some(default_server),
             socket,
-            Arc::new(quinn::TokioRuntime),
+            if config.clock.dilation() > 1 {
+                Arc::new(super::DilatedRuntime::new(config.clock)) as Arc<dyn quinn::Runtime>
+            } else {
+                Arc::new(quinn::TokioRuntime)
+            },
         )
         .map_err(|source| TransportError::Socket {
             addr: listen,
@@ -710,6 +717,7 @@ impl Mesh {
             emulated,
             contact_aware: config.contact_aware,
             max_transfer_bytes: config.max_transfer_bytes,
+            // Emulated spans; waited on the clock (`Inner::wall`).
             give_up_after,
             handshake_timeout: Duration::from_secs(10) + slowest_rtt * 4,
             shutdown: CancellationToken::new(),
@@ -735,7 +743,7 @@ impl Mesh {
     }
 
     async fn wait_connected(&self, timeout: Duration) -> Result<(), TransportError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + self.inner.clock.wall(timeout);
         for slot in self.inner.peers.iter().flatten() {
             let mut rx = slot.link.subscribe();
             let ready = tokio::time::timeout_at(
@@ -849,7 +857,11 @@ impl Mesh {
             .endpoint
             .close(close_code::SHUTDOWN.into(), b"mesh closed");
         // Give the peers a moment to hear the close on the real socket, then let it go.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(
+            self.inner.clock.wall(Duration::from_secs(1)),
+            self.inner.endpoint.wait_idle(),
+        )
+        .await;
         release_port(&self.inner);
     }
 
@@ -1210,7 +1222,7 @@ async fn accept_loop(inner: Arc<Inner>) {
         tokio::spawn(
             async move {
                 match tokio::time::timeout(
-                    inner2.handshake_timeout,
+                    inner2.clock.wall(inner2.handshake_timeout),
                     accept_one(&inner2, rank, connecting),
                 )
                 .await
@@ -1311,7 +1323,10 @@ async fn dial_loop(inner: Arc<Inner>, rank: usize) {
             mark_failed(&inner, slot, e.to_string());
             return;
         }
-        let attempt = tokio::time::timeout(inner.handshake_timeout, dial_one(&inner, rank));
+        let attempt = tokio::time::timeout(
+            inner.clock.wall(inner.handshake_timeout),
+            dial_one(&inner, rank),
+        );
         let result = tokio::select! {
             r = attempt => r,
             _ = inner.shutdown.cancelled() => return,
@@ -1333,11 +1348,26 @@ async fn dial_loop(inner: Arc<Inner>, rank: usize) {
             Err(_) => warn!(peer = rank, timeout = ?inner.handshake_timeout, "dialling timed out"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(inner.clock.wall(backoff)) => {}
             _ = inner.shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The seed of a rank's quinn endpoint RNG: the scenario seed and the rank, spread over 32
+/// bytes by splitmix64.
+fn endpoint_rng_seed(scenario_seed: u64, rank: usize) -> [u8; 32] {
+    let mut state = scenario_seed ^ (rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_exact_mut(8) {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out
 }
 
 /// Did the peer close the connection because it is leaving?
@@ -1551,7 +1581,7 @@ async fn watchdog(inner: Arc<Inner>, rank: usize) {
             _ => return,
         }
         let back = tokio::time::timeout(
-            inner.give_up_after,
+            inner.clock.wall(inner.give_up_after),
             rx.wait_for(|l| l.conn.is_some() || l.failed.is_some()),
         );
         tokio::select! {
