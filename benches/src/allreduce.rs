@@ -28,6 +28,9 @@ use spacefabric_node::collective::{
     Algorithm, Collective, Communicator, Corruption, CostModel, Exchange,
 };
 
+use crate::clock::ClockMode;
+use crate::host_share::{HostShare, judge};
+
 pub(crate) use report::{SizeResult, Sweep};
 
 /// Default UDP payload of the local cluster's datagrams (see `--udp-payload`).
@@ -101,6 +104,11 @@ pub(crate) struct AllreduceArgs {
     /// Seed of the checked iteration's inputs.
     #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
     seed: u64,
+    /// Clock of the local cluster: `real` (wall clock, host CPU included) or `virtual`
+    /// (tokio's paused clock, one thread: link model and protocol only; same seed, same
+    /// table). Not with --controller.
+    #[arg(long, env = "SPACEFABRIC_CLOCK", value_enum, default_value_t = ClockMode::Real)]
+    clock: ClockMode,
     /// Fabric of the local cluster: `quic` (real QUIC over emulated links) or `memory`
     /// (in-process mailboxes, no links: for testing the harness).
     #[arg(long, env = "SPACEFABRIC_FABRIC", default_value = "quic")]
@@ -109,6 +117,10 @@ pub(crate) struct AllreduceArgs {
     /// rank A to rank B, given as `A:B:n`, to check that wrong results fail the run.
     #[arg(long, hide = true, value_parser = parse_corruption)]
     corrupt: Option<Corruption>,
+    /// Test hook: hold the delay line back this many µs before every delivery, as a starved
+    /// host would (the rows must then be marked host-bound).
+    #[arg(long, hide = true)]
+    starve_delay_line_us: Option<u64>,
     /// Run the sweep as a job of a running cluster's controller (its node processes) instead
     /// of starting a local cluster in this process.
     #[arg(long, env = "SPACEFABRIC_CONTROLLER")]
@@ -224,16 +236,22 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
     }
     let sizes = sizes(args.min_bytes, args.max_bytes, args.step_factor)?;
     if let Some(url) = &args.controller {
+        if args.clock != ClockMode::Real {
+            bail!(
+                "--clock {} runs the cluster in this process; a --controller cluster runs on the wall clock",
+                args.clock
+            );
+        }
         return controller_job::run(&args, url, &sizes);
+    }
+    if let Some(us) = args.starve_delay_line_us {
+        spacefabric_fabric::emu::set_starvation(Duration::from_micros(us));
     }
     let profile = load_profile(&args.profile)?;
     let sites = placement(&profile, args.nodes);
     let cost = CostModel::from_profile(&profile, sites.clone(), Duration::ZERO)?;
     tracing::info!(seed = args.seed, profile = %profile.name, nodes = args.nodes, "all-reduce sweep");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = args.clock.runtime().context("starting the tokio runtime")?;
     runtime.block_on(async move {
         let fabric = fabric::LocalFabric::start_with_cc(
             args.fabric,
@@ -243,6 +261,7 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
             args.corrupt,
             args.cc,
             args.udp_payload,
+            args.clock.dilation(),
         )
         .await
         .context("starting the local cluster")?;
@@ -330,6 +349,8 @@ async fn sweep<E: Exchange + 'static>(
     let total = args.algo.len() * sizes.len();
     let sites = cost.site_of_rank().to_vec();
     let mut wire_before = fabric.wire_by_class(&sites);
+    let min_delay = min_used_delay(profile, &sites);
+    let mut host_before = fabric.host_sample();
     let mut pending: Vec<Vec<SweepPoint>> = vec![Vec::new(); total];
     let mut next = 0;
     report::progress(next, total, args.algo[0], sizes[0]);
@@ -358,6 +379,17 @@ async fn sweep<E: Exchange + 'static>(
                         result.wire = Some((delta, args.warmup + args.iters + 1));
                     }
                     wire_before = wire_now;
+                    let host_now = fabric.host_sample();
+                    let share = HostShare::between(&host_before, &host_now);
+                    host_before = host_now;
+                    let verdict = judge(
+                        args.clock,
+                        &share,
+                        result.mean_us() / 1e6,
+                        fabric.emulated().then_some(result.predicted.total_s),
+                        min_delay,
+                    );
+                    result.host = Some((share, verdict));
                     report::print_row(&sweep, &result);
                     sweep.results.push(result);
                     next += 1;
@@ -387,6 +419,21 @@ async fn sweep<E: Exchange + 'static>(
     report::progress_done();
     report::print_footer(&sweep);
     Ok(sweep)
+}
+
+/// The smallest one-way delay (at time zero) of the links between ranks of `sites`: the
+/// delay budget against which the delay line's lateness is judged.
+fn min_used_delay(profile: &Profile, sites: &[usize]) -> Duration {
+    let mut min: Option<Duration> = None;
+    for (i, &a) in sites.iter().enumerate() {
+        for &b in &sites[i + 1..] {
+            for (x, y) in [(a, b), (b, a)] {
+                let d = profile.link(x, y).delay_at(Duration::ZERO);
+                min = Some(min.map_or(d, |m| m.min(d)));
+            }
+        }
+    }
+    min.unwrap_or(Duration::ZERO)
 }
 
 /// Combines every rank's measurement of one point: an iteration's time is the slowest

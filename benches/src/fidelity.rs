@@ -34,6 +34,8 @@ use spacefabric_fabric::emu::{
     TrafficStats,
 };
 
+use crate::clock::ClockMode;
+
 const MAGIC: u32 = 0x5346_4944; // "SFID"
 const KIND_PROBE: u8 = 1;
 const KIND_LOAD: u8 = 2;
@@ -86,6 +88,11 @@ pub(crate) struct FidelityArgs {
         default_value = "auto"
     )]
     scheduler: SchedulerArg,
+    /// Clock: `real` (wall clock: what the emulator delivers on this host) or `virtual`
+    /// (tokio's paused clock, one thread, tokio-timer delay line: the error left is the
+    /// timer's 1 ms grain, not the host).
+    #[arg(long, env = "SPACEFABRIC_CLOCK", value_enum, default_value_t = ClockMode::Real)]
+    clock: ClockMode,
     /// Spin window of the precise scheduler, µs (default: the library's).
     #[arg(long, env = "SPACEFABRIC_BENCH_SPIN_WINDOW_US")]
     spin_window_us: Option<u64>,
@@ -152,6 +159,7 @@ struct Report {
     load_fraction: f64,
     max_load_mbps: f64,
     scheduler: SchedulerArg,
+    clock: ClockMode,
     spin_window_us: f64,
     classes: Vec<ClassReport>,
     scheduler_stats: Option<SchedulerStats>,
@@ -209,9 +217,14 @@ pub(crate) fn run(args: FidelityArgs) -> anyhow::Result<()> {
     if let Some(us) = args.spin_window_us {
         spacefabric_fabric::emu::set_spin_window(Duration::from_micros(us));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    if args.clock == ClockMode::Virtual && args.scheduler == SchedulerArg::Precise {
+        bail!(
+            "--scheduler precise runs on an OS thread that cannot see the paused clock of --clock virtual"
+        );
+    }
+    let runtime = args
+        .clock
+        .runtime()
         .context("cannot start the tokio runtime")?;
     runtime.block_on(run_async(args, profile, links))
 }
@@ -441,6 +454,7 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
         load_fraction: args.load_fraction,
         max_load_mbps: args.max_load_mbps,
         scheduler: args.scheduler,
+        clock: args.clock,
         spin_window_us: spacefabric_fabric::emu::spin_window().as_secs_f64() * 1e6,
         classes: classes.iter().map(|c| c.report.clone()).collect(),
         scheduler_stats: sockets[0].scheduler_stats(),
@@ -754,15 +768,17 @@ fn fmt_ms(x: f64) -> String {
 
 fn print_table(r: &Report) {
     println!(
-        "# spacefabric-bench fidelity: profile {} | {} nodes | {} s | probe every {} ms | load {}× rate within {} Mbit/s total | scheduler {:?}",
+        "# spacefabric-bench fidelity: profile {} | {} nodes | {} s | probe every {} ms | load {}× rate within {} Mbit/s total | scheduler {:?} | clock {}",
         r.profile,
         r.nodes,
         r.duration_s,
         r.probe_interval_ms,
         r.load_fraction,
         r.max_load_mbps,
-        r.scheduler
+        r.scheduler,
+        r.clock
     );
+    println!("# clock: {}", r.clock.describe());
     println!("# NOTE: {}", r.note);
     println!(
         "# latency = arrival − send (includes serialisation and queueing the model prescribes);"

@@ -3,8 +3,10 @@
 //! module.
 
 mod allreduce;
+mod clock;
 mod controller_client;
 mod fidelity;
+mod host_share;
 mod svg;
 mod train;
 mod transfer;

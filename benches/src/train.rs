@@ -32,6 +32,7 @@ use spacefabric_node::train::{
 use spacefabric_proto::v1::TrainJob;
 
 use crate::allreduce::fabric::{FabricKind, LocalFabric};
+use crate::clock::ClockMode;
 
 /// Flags of `spacefabric-bench train`.
 #[derive(Debug, Clone, Args)]
@@ -131,6 +132,11 @@ pub(crate) struct TrainArgs {
     /// Turn the link emulation off (same code, links pass through).
     #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
     no_emulation: bool,
+    /// Clock of the local cluster: `real` (wall clock: real compute and the host's load count)
+    /// or `virtual` (tokio's paused clock, one thread: real compute costs no time, only the
+    /// declared --step-time does; same seed, same table). Not with --controller.
+    #[arg(long, env = "SPACEFABRIC_CLOCK", value_enum, default_value_t = ClockMode::Real)]
+    clock: ClockMode,
     /// Fabric of the local cluster: `quic` (real QUIC over emulated links) or `memory`
     /// (in-process mailboxes, no links: the strategies' convergence without any network).
     #[arg(long, env = "SPACEFABRIC_FABRIC", default_value = "quic")]
@@ -298,6 +304,12 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .map(|s| StrategyKind::parse(s.trim()).with_context(|| format!("--strategy {s}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(url) = &args.controller {
+        if args.clock != ClockMode::Real {
+            bail!(
+                "--clock {} runs the cluster in this process; a --controller cluster runs on the wall clock",
+                args.clock
+            );
+        }
         return controller_job::run(&args, url, &kinds);
     }
     let profile = Arc::new(load_profile(&args.profile)?);
@@ -307,10 +319,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .param_count();
     tracing::info!(seed = args.seed, profile = %profile.name, nodes = args.nodes, "train bench");
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let rt = args.clock.runtime().context("starting the tokio runtime")?;
     let mut results = Vec::new();
     for &kind in &kinds {
         let cfg = job_config(&args, kind)?;
@@ -490,11 +499,16 @@ fn header_lines(
     let placement: Vec<String> = per_site.iter().map(|(n, c)| format!("{n} {c}")).collect();
     let mut lines = vec![
         format!(
-            "spacefabric train: profile {}, {} nodes ({}), seed {}",
+            "spacefabric train: profile {}, {} nodes ({}), seed {}, clock {}",
             profile,
             sites.len(),
             placement.join(" + "),
-            args.seed
+            args.seed,
+            if controller.is_some() {
+                ClockMode::Real
+            } else {
+                args.clock
+            }
         ),
         format!(
             "model: MLP {}→{}×{}→{} {} ({params} parameters, {} KiB); task: teacher {}→{}×{}→{} tanh; batch {}/node",
@@ -520,8 +534,22 @@ fn header_lines(
             args.algo
         ),
         format!(
-            "compute: real (this machine) + declared --step-time {} s per step; target loss {}",
-            args.step_time, args.target_loss
+            "compute: {} + declared --step-time {} s per step; target loss {}",
+            if args.clock == ClockMode::Virtual && controller.is_none() {
+                "real (this machine; costs no emulated time on the virtual clock)"
+            } else {
+                "real (this machine)"
+            },
+            args.step_time,
+            args.target_loss
+        ),
+        format!(
+            "clock: {}",
+            if controller.is_some() {
+                ClockMode::Real.describe()
+            } else {
+                args.clock.describe()
+            }
         ),
     ];
     if let Some(r) = results.first() {
@@ -695,6 +723,7 @@ fn to_json(
         "outer_lr": round6(args.outer_lr),
         "outer_momentum": round6(args.outer_momentum),
         "algorithm": args.algo.to_string(),
+        "clock": if controller.is_some() { ClockMode::Real } else { args.clock },
         "emulation": controller.is_some() || (!args.no_emulation && args.fabric == FabricKind::Quic),
         "controller_job": controller,
         "strategies": strategies,

@@ -22,12 +22,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use netem_profiles::{Profile, SiteId};
 use serde::Serialize;
 use spacefabric_fabric::emu::EmuClock;
 use spacefabric_fabric::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo};
 use tokio::time::Instant;
+
+use crate::clock::ClockMode;
 
 /// Flags of `spacefabric-bench transfer`.
 #[derive(Debug, Args)]
@@ -74,16 +76,6 @@ pub(crate) struct TransferArgs {
     /// Write the results as JSON to this file.
     #[arg(long, env = "SPACEFABRIC_JSON")]
     json: Option<PathBuf>,
-}
-
-/// Which clock the runs use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum ClockMode {
-    /// Wall-clock time.
-    Real,
-    /// tokio's paused clock.
-    Virtual,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -371,7 +363,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
     let rate = link.rate_bps;
     let timeout = Duration::from_secs_f64(args.timeout);
     println!(
-        "# transfer: profile {}, {from} -> {to}, {} bytes, one-way {:.1} ms, RTT {:.1} ms, rate {}, clock {:?}",
+        "# transfer: profile {}, {from} -> {to}, {} bytes, one-way {:.1} ms, RTT {:.1} ms, rate {}, clock {}",
         profile.name,
         args.size,
         secs(one_way) * 1e3,
@@ -550,15 +542,7 @@ pub(crate) fn run(args: TransferArgs) -> anyhow::Result<std::process::ExitCode> 
         bail!("--cc: name at least one controller");
     }
     let json = args.json.clone();
-    let runtime = match args.clock {
-        ClockMode::Real => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?,
-        ClockMode::Virtual => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()?,
-    };
+    let runtime = args.clock.runtime()?;
     let report = runtime.block_on(run_all(args))?;
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)

@@ -112,3 +112,113 @@ fn bad_flags_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-profile"));
 }
+
+/// Runs a QUIC sweep on `profile` and returns (stdout, the JSON report).
+fn quic_sweep(extra: &[&str]) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = bench()
+        .args(["allreduce", "--fabric", "quic", "--lanes", "2"])
+        .args(extra)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (stdout, v)
+}
+
+fn times(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["times_us"].clone())
+        .collect()
+}
+
+#[test]
+fn a_virtual_clock_sweep_repeats_bit_for_bit_and_meets_its_model() {
+    let args = [
+        "--clock",
+        "virtual",
+        "--profile",
+        "lan",
+        "--nodes",
+        "4",
+        "--algo",
+        "ring,hd",
+        "-b",
+        "1K",
+        "-e",
+        "64K",
+        "-f",
+        "8",
+        "-n",
+        "2",
+        "-w",
+        "1",
+    ];
+    let (stdout, a) = quic_sweep(&args);
+    let (_, b) = quic_sweep(&args);
+    assert!(stdout.contains("# Clock: virtual"), "{stdout}");
+    assert_eq!(a["clock"], "virtual");
+    assert_eq!(times(&a), times(&b), "two runs with the same seed differ");
+    for r in a["results"].as_array().unwrap() {
+        let (t, model) = (
+            r["time_us"]["mean"].as_f64().unwrap(),
+            r["model_us"].as_f64().unwrap(),
+        );
+        // Never faster than the links allow, and within 5 % of the cost model.
+        assert!(t >= model * 0.999 && t <= model * 1.05, "{r}");
+        assert_eq!(r["host"]["host_bound"], false, "{r}");
+    }
+    assert!(
+        stdout.contains("# Host-bound rows      : 0 of 6 (clock virtual)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_starved_delay_line_is_reported_host_bound() {
+    let (stdout, v) = quic_sweep(&[
+        "--profile",
+        "lan",
+        "--nodes",
+        "2",
+        "--algo",
+        "ring",
+        "-b",
+        "1K",
+        "-e",
+        "1K",
+        "-n",
+        "2",
+        "-w",
+        "0",
+        "--starve-delay-line-us",
+        "3000",
+    ]);
+    let r = &v["results"][0];
+    assert_eq!(r["host"]["host_bound"], true, "{stdout}");
+    assert!(
+        r["host"]["causes"]
+            .as_array()
+            .unwrap()
+            .contains(&"late".into()),
+        "{r}"
+    );
+    assert_eq!(r["host"]["avoid_with"], "--clock virtual");
+    let row = stdout.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert!(row.contains("HOST:") && row.contains("late"), "{row}");
+    assert!(
+        stdout.contains("EVERY row was bounded by this host"),
+        "{stdout}"
+    );
+}

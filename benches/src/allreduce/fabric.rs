@@ -3,7 +3,7 @@
 //! UDP socket on 127.0.0.1, connected by a real QUIC mesh with mutual TLS from a fresh dev
 //! CA. Every datagram crosses the profile's link from the sender's site to the receiver's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::str::FromStr;
@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use netem_profiles::Profile;
-use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::emu::{EmuClock, SchedulerMode, SchedulerStats};
 use spacefabric_fabric::transport::config::FABRIC_MTU;
 use spacefabric_fabric::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
 use spacefabric_node::collective::{Corruption, MemoryExchange, MemoryFabric};
+
+use crate::host_share::HostSample;
 
 /// Counters of the real traffic on one class of links (e.g. every Earth → Moon node pair).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -128,12 +130,15 @@ impl LocalFabric {
             corrupt,
             CcChoice::default(),
             FABRIC_MTU,
+            1,
         )
         .await
     }
 
-    /// [`Self::start`] with the congestion controller `cc` and fabric datagrams of
-    /// `udp_payload` bytes.
+    /// [`Self::start`] with the congestion controller `cc`, fabric datagrams of
+    /// `udp_payload` bytes and a scenario clock dilated by `dilation` (see
+    /// `crate::clock::VIRTUAL_DILATION`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start_with_cc(
         kind: FabricKind,
         profile: &Profile,
@@ -142,6 +147,7 @@ impl LocalFabric {
         corrupt: Option<Corruption>,
         cc: CcChoice,
         udp_payload: u16,
+        dilation: u32,
     ) -> anyhow::Result<Self> {
         if corrupt.is_some() && kind != FabricKind::Memory {
             anyhow::bail!("--corrupt works with --fabric memory only");
@@ -168,7 +174,7 @@ impl LocalFabric {
                     })
                     .collect();
                 let profile = Arc::new(profile.clone());
-                let clock = EmuClock::new(tokio::time::Instant::now());
+                let clock = EmuClock::dilated(tokio::time::Instant::now(), dilation);
                 let mut tasks = Vec::new();
                 for peer in &peers {
                     let identity = ca
@@ -305,6 +311,47 @@ impl LocalFabric {
             }
         }
         out
+    }
+
+    /// The delay line's counters: the process-wide precise scheduler's, or the sum over the
+    /// sockets' own tokio-timer schedulers (paused clock). Zero for the memory fabric.
+    pub(crate) fn delay_line_stats(&self) -> SchedulerStats {
+        let Self::Quic { meshes, .. } = self else {
+            return SchedulerStats::default();
+        };
+        let mut sum = SchedulerStats::default();
+        for sock in meshes.iter().filter_map(|m| m.emulated_socket()) {
+            let Some(s) = sock.scheduler_stats() else {
+                continue;
+            };
+            if sock.scheduler_mode() == SchedulerMode::Precise {
+                // One scheduler for the whole process: every socket reports the same one.
+                return s;
+            }
+            sum.delivered += s.delivered;
+            sum.wakeups += s.wakeups;
+            sum.spin_nanos += s.spin_nanos;
+            sum.late_nanos_sum += s.late_nanos_sum;
+            sum.late_nanos_max = sum.late_nanos_max.max(s.late_nanos_max);
+        }
+        sum
+    }
+
+    /// The UDP ports of the endpoints on this host (for their receive-buffer drops).
+    pub(crate) fn udp_ports(&self) -> BTreeSet<u16> {
+        let Self::Quic { meshes, .. } = self else {
+            return BTreeSet::new();
+        };
+        meshes
+            .iter()
+            .filter_map(|m| m.local_addr().ok())
+            .map(|a| a.port())
+            .collect()
+    }
+
+    /// A sample of the host's share of the run so far.
+    pub(crate) fn host_sample(&self) -> HostSample {
+        HostSample::now(self.delay_line_stats(), &self.udp_ports())
     }
 
     /// Whether links are emulated.

@@ -206,13 +206,35 @@ pub(crate) fn svg(s: &Sweep) -> String {
     let _ = writeln!(out, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="18" font-size="15" text-anchor="middle">all-reduce on {} ({} nodes, {}){}</text>"#,
+        r#"<text x="{}" y="18" font-size="15" text-anchor="middle">all-reduce on {} ({} nodes, {}), clock {}{}</text>"#,
         W / 2.0,
         esc(&s.profile),
         s.nodes,
         esc(&s.placement),
+        s.clock,
         if s.emulated { "" } else { " - emulation off" }
     );
+    let (bound_rows, judged) = s.host_bound_rows();
+    if judged > 0 {
+        let marked: Vec<String> = s
+            .results
+            .iter()
+            .filter(|r| r.host.as_ref().is_some_and(|(_, v)| v.host_bound))
+            .map(|r| format!("{} {}", r.algo_label(), fmt_bytes(r.bytes as f64)))
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" font-size="11" text-anchor="middle" fill="{}">host-bound rows (this machine, not the links, set the time): {bound_rows} of {judged}{}</text>"#,
+            W / 2.0,
+            H - 4.0,
+            if bound_rows > 0 { "#d62728" } else { "#444" },
+            esc(&if marked.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", marked.join(", "))
+            })
+        );
+    }
     panel(
         &mut out,
         10.0,

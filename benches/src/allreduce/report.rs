@@ -14,6 +14,7 @@ use spacefabric_node::collective::{Algorithm, Bound, Collective, Concrete, CostM
 
 use super::AllreduceArgs;
 use super::fabric::WireCounters;
+use crate::host_share::{HostShare, HostVerdict};
 
 /// Wire counters per (source site, destination site).
 pub(crate) type WireByClass = BTreeMap<(usize, usize), WireCounters>;
@@ -33,6 +34,8 @@ pub(crate) struct SizeResult {
     /// Wire counters per (source site, destination site) over the whole point (warm-up,
     /// timed and checked iterations and their barriers), and how many all-reduces that was.
     pub(crate) wire: Option<(WireByClass, usize)>,
+    /// The host's share of the point (same interval as `wire`) and whether it bounded it.
+    pub(crate) host: Option<(HostShare, HostVerdict)>,
 }
 
 impl SizeResult {
@@ -59,6 +62,7 @@ impl SizeResult {
             bound,
             predicted,
             wire: None,
+            host: None,
         }
     }
 
@@ -140,6 +144,7 @@ pub(crate) struct Sweep {
     pub(crate) warmup: usize,
     pub(crate) lanes: usize,
     pub(crate) seed: u64,
+    pub(crate) clock: crate::clock::ClockMode,
     pub(crate) bound_formula: &'static str,
     pub(crate) site_names: Vec<String>,
     pub(crate) results: Vec<SizeResult>,
@@ -207,6 +212,7 @@ impl Sweep {
             warmup: args.warmup,
             lanes: args.lanes,
             seed: args.seed,
+            clock: args.clock,
             bound_formula,
             site_names: profile.sites.iter().map(|s| s.name.clone()).collect(),
             results: Vec::new(),
@@ -221,6 +227,17 @@ impl Sweep {
 
     pub(crate) fn failed(&self) -> bool {
         self.out_of_bounds() > 0
+    }
+
+    /// Rows the host bounded, and rows judged.
+    pub(crate) fn host_bound_rows(&self) -> (usize, usize) {
+        let judged = self.results.iter().filter(|r| r.host.is_some()).count();
+        let bound = self
+            .results
+            .iter()
+            .filter(|r| r.host.as_ref().is_some_and(|(_, v)| v.host_bound))
+            .count();
+        (bound, judged)
     }
 
     /// Mean bus bandwidth over every row, as nccl-tests computes it.
@@ -268,6 +285,7 @@ pub(crate) fn print_header(s: &Sweep) {
         );
     }
     let _ = writeln!(out, "# Fabric: {}", s.fabric);
+    let _ = writeln!(out, "# Clock: {}", s.clock.describe());
     let _ = writeln!(
         out,
         "# time = mean per op over the timed iterations, until the last rank finishes; algbw = size/time; busbw = algbw*2(p-1)/p"
@@ -285,7 +303,7 @@ pub(crate) fn print_table_start(_s: &Sweep, algo: Algorithm) {
     println!("#");
     println!("# algorithm: {algo}");
     println!(
-        "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>12}  {:>8}  {:>8}  {:>6}  {:>9}  {:>12}  {:>7}  {:>12}",
+        "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>12}  {:>8}  {:>8}  {:>6}  {:>9}  {:>12}  {:>7}  {:>12}  {:<8}",
         "size",
         "count",
         "type",
@@ -298,11 +316,25 @@ pub(crate) fn print_table_start(_s: &Sweep, algo: Algorithm) {
         "algo",
         "bound",
         "eff",
-        "model"
+        "model",
+        "host"
     );
     println!(
-        "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>12}  {:>8}  {:>8}  {:>6}  {:>9}  {:>12}  {:>7}  {:>12}",
-        "(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "", "(us)", "(%)", "(us)"
+        "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>12}  {:>8}  {:>8}  {:>6}  {:>9}  {:>12}  {:>7}  {:>12}  {:<8}",
+        "(B)",
+        "(elements)",
+        "",
+        "",
+        "",
+        "(us)",
+        "(GB/s)",
+        "(GB/s)",
+        "",
+        "",
+        "(us)",
+        "(%)",
+        "(us)",
+        "(bound)"
     );
     let _ = std::io::stdout().flush();
 }
@@ -320,7 +352,7 @@ pub(crate) fn print_row(s: &Sweep, r: &SizeResult) {
         ("-".to_string(), "-".to_string(), "-".to_string())
     };
     println!(
-        "  {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>12.1}  {:>8.4}  {:>8.4}  {:>6}  {:>9}  {:>12}  {:>7}  {:>12}",
+        "  {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>12.1}  {:>8.4}  {:>8.4}  {:>6}  {:>9}  {:>12}  {:>7}  {:>12}  {:<8}",
         r.bytes,
         r.count,
         "float",
@@ -333,7 +365,8 @@ pub(crate) fn print_row(s: &Sweep, r: &SizeResult) {
         r.algo_label(),
         bound,
         eff,
-        model
+        model,
+        r.host.as_ref().map_or("-".to_string(), |(_, v)| v.cell())
     );
     let _ = std::io::stdout().flush();
 }
@@ -346,9 +379,31 @@ pub(crate) fn print_footer(s: &Sweep) {
         if oob == 0 { "OK" } else { "FAILED" }
     );
     println!("# Avg bus bandwidth    : {:.6}", s.avg_busbw());
+    let (bound, judged) = s.host_bound_rows();
+    if judged > 0 {
+        println!(
+            "# Host-bound rows      : {bound} of {judged} (clock {}){}",
+            s.clock,
+            host_bound_note(s.clock, bound, judged)
+        );
+    }
     println!("#");
     println!("# Collective test concluded: all_reduce_perf");
     let _ = std::io::stdout().flush();
+}
+
+/// What the footer adds to the host-bound count.
+fn host_bound_note(clock: crate::clock::ClockMode, bound: usize, judged: usize) -> String {
+    if clock == crate::clock::ClockMode::Virtual {
+        " - CPU costs no emulated time on the virtual clock".to_string()
+    } else if bound == 0 {
+        " - the links and the protocol set every number".to_string()
+    } else if bound == judged {
+        " - EVERY row was bounded by this host, not the link model: rerun with --clock virtual"
+            .to_string()
+    } else {
+        " - rows marked HOST missed their model because of this host (cpu: cores saturated, cpu-wait: threads waited for a core, late: delay line behind its budget, rcvbuf: receive buffer overflow); --clock virtual avoids it".to_string()
+    }
 }
 
 /// A progress line on stderr (redrawn in place on a terminal, one line per point otherwise).
@@ -467,6 +522,12 @@ fn to_json(s: &Sweep) -> serde_json::Value {
                 "model_us": r.predicted.total_s * 1e6,
                 "bytes_per_link_class": classes,
                 "wire_per_link_class": wire,
+                "host": r.host.as_ref().map(|(share, v)| json!({
+                    "share": share,
+                    "host_bound": v.host_bound,
+                    "causes": v.causes,
+                    "avoid_with": v.avoid_with,
+                })),
             })
         })
         .collect();
@@ -476,6 +537,7 @@ fn to_json(s: &Sweep) -> serde_json::Value {
         "nodes": s.nodes,
         "placement": s.placement,
         "emulated": s.emulated,
+        "clock": s.clock,
         "fabric": s.fabric,
         "links": s.links,
         "transport": s.transport,
@@ -488,17 +550,18 @@ fn to_json(s: &Sweep) -> serde_json::Value {
         "results": results,
         "out_of_bounds": { "count": s.out_of_bounds(), "okay": !s.failed() },
         "average_bus_bandwidth": s.avg_busbw(),
+        "host_bound_rows": { "count": s.host_bound_rows().0, "judged": s.host_bound_rows().1 },
     })
 }
 
 fn to_csv(s: &Sweep) -> String {
     let mut out = String::from(
-        "profile,nodes,emulated,algorithm,algorithm_used,size_bytes,count,time_us,p50_us,p95_us,p99_us,algbw_gbs,busbw_gbs,nwrong,bound_us,eff_pct,model_us\n",
+        "profile,nodes,emulated,algorithm,algorithm_used,size_bytes,count,time_us,p50_us,p95_us,p99_us,algbw_gbs,busbw_gbs,nwrong,bound_us,eff_pct,model_us,clock,host_bound\n",
     );
     for r in &s.results {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.6},{:.6},{},{:.3},{:.2},{:.3}",
+            "{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.6},{:.6},{},{:.3},{:.2},{:.3},{},{}",
             s.profile,
             s.nodes,
             s.emulated,
@@ -515,7 +578,9 @@ fn to_csv(s: &Sweep) -> String {
             r.wrong,
             r.bound_us(),
             r.eff_pct(),
-            r.predicted.total_s * 1e6
+            r.predicted.total_s * 1e6,
+            s.clock,
+            r.host.as_ref().map_or("-".to_string(), |(_, v)| v.cell())
         );
     }
     out

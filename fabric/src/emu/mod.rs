@@ -77,7 +77,9 @@ pub use link_table::{
     DEFAULT_MAX_HELD_BYTES_PER_LINK, EmuDropCause, LinkStats, LinkTable, TrafficStats,
     describe_metrics,
 };
-pub use scheduler::{SPIN_WINDOW, SchedulerMode, SchedulerStats, set_spin_window, spin_window};
+pub use scheduler::{
+    SPIN_WINDOW, SchedulerMode, SchedulerStats, set_spin_window, set_starvation, spin_window,
+};
 pub use socket::{EmuStats, EmulatedSocket, Fate};
 
 /// IP MTU of every emulated path, in bytes.

@@ -50,6 +50,24 @@ pub fn spin_window() -> Duration {
     Duration::from_nanos(SPIN_WINDOW_NANOS.load(Ordering::Relaxed))
 }
 
+/// Test hook: nanoseconds every delivery batch is held back (see [`set_starvation`]).
+static STARVATION_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Test hook (process-wide; default zero): holds the delay line back by `delay` before every
+/// delivery batch, as a host that cannot give the driver a core would. The lateness it causes
+/// is counted in [`SchedulerStats`] like any other, which is what benchmarks use to mark
+/// results the host bounded. Not for production runs.
+pub fn set_starvation(delay: Duration) {
+    STARVATION_NANOS.store(
+        delay.as_nanos().min(u128::from(u64::MAX)) as u64,
+        Ordering::Relaxed,
+    );
+}
+
+fn starvation() -> Duration {
+    Duration::from_nanos(STARVATION_NANOS.load(Ordering::Relaxed))
+}
+
 /// At most this many due datagrams are sent per lock acquisition.
 const BATCH: usize = 64;
 
@@ -253,6 +271,13 @@ impl Scheduler {
             let next = self.take_due(&mut q, now, &mut batch);
             if !batch.is_empty() {
                 drop(q);
+                let starve = starvation();
+                let now = if starve.is_zero() {
+                    now
+                } else {
+                    std::thread::sleep(starve);
+                    Instant::now()
+                };
                 self.deliver(&mut batch, now);
                 q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 continue;
@@ -305,6 +330,13 @@ impl Scheduler {
                 this.take_due(&mut q, now, &mut batch)
             };
             if !batch.is_empty() {
+                let starve = starvation();
+                let now = if starve.is_zero() {
+                    now
+                } else {
+                    tokio::time::sleep(starve).await;
+                    tokio::time::Instant::now().into_std()
+                };
                 this.deliver(&mut batch, now);
                 continue;
             }

@@ -6,10 +6,12 @@
 pub mod ca_command;
 pub mod config;
 pub mod contact;
+pub mod dilated_runtime;
 pub mod frame;
 pub mod mesh;
 pub mod tls;
 
 pub use config::CcChoice;
+pub use dilated_runtime::DilatedRuntime;
 pub use mesh::{Mesh, MeshConfig, MeshStats, PeerInfo, SocketKind, TransportError};
 pub use tls::{DevCa, NodeIdentity};

@@ -182,6 +182,15 @@ impl<E: Exchange> Communicator<E> {
         self.config
     }
 
+    /// Emulated time since tokio instant `start` (e.g. a barrier's release) on the ranks'
+    /// shared clock, which may be dilated; tokio time when the exchange has no clock.
+    pub fn elapsed_since(&self, start: Instant) -> Duration {
+        match self.exchange.clock() {
+            Some(clock) => clock.elapsed_since(start),
+            None => start.elapsed(),
+        }
+    }
+
     /// This rank.
     pub fn rank(&self) -> Rank {
         self.exchange.rank()

@@ -82,7 +82,7 @@ pub async fn run_sweep<E: Exchange>(
                 data.fill(1.0);
                 let start = comm.barrier().await?;
                 let c = all_reduce(comm, algo, &mut data).await?;
-                let t = start.elapsed();
+                let t = comm.elapsed_since(start);
                 used = Some(c);
                 if i >= spec.warmup {
                     times_us.push(t.as_secs_f64() * 1e6);

@@ -53,7 +53,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>) {
         tokio::spawn(
             async move {
                 match tokio::time::timeout(
-                    inner2.handshake_timeout,
+                    inner2.clock.wall(inner2.handshake_timeout),
                     accept_one(&inner2, rank, connecting),
                 )
                 .await
@@ -83,7 +83,10 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, rank: usize) {
             mark_failed(&inner, slot, e.to_string());
             return;
         }
-        let attempt = tokio::time::timeout(inner.handshake_timeout, dial_one(&inner, rank));
+        let attempt = tokio::time::timeout(
+            inner.clock.wall(inner.handshake_timeout),
+            dial_one(&inner, rank),
+        );
         let result = tokio::select! {
             r = attempt => r,
             _ = inner.shutdown.cancelled() => return,
@@ -105,7 +108,7 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, rank: usize) {
             Err(_) => warn!(peer = rank, timeout = ?inner.handshake_timeout, "dialling timed out"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(inner.clock.wall(backoff)) => {}
             _ = inner.shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -279,7 +282,7 @@ pub(super) async fn watchdog(inner: Arc<Inner>, rank: usize) {
             _ => return,
         }
         let back = tokio::time::timeout(
-            inner.give_up_after,
+            inner.clock.wall(inner.give_up_after),
             rx.wait_for(|l| l.conn.is_some() || l.failed.is_some()),
         );
         tokio::select! {

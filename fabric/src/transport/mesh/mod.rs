@@ -351,6 +351,9 @@ impl Mesh {
         endpoint_config
             .max_udp_payload_size(u16::try_from(max_payload).unwrap_or(MAX_FABRIC_MTU))
             .map_err(|e| TransportError::Config(format!("udp_payload: {e}")))?;
+        // quinn's own random choices (skipped packet numbers, hence ACK sizes) from the
+        // scenario seed and the rank, so that a run on a virtual clock repeats exactly.
+        endpoint_config.rng_seed(Some(socket::endpoint_rng_seed(profile.seed, config.rank)));
         // Incoming connections get their peer's transport config in `accept_with`; this
         // default only serves connections from unknown addresses until they are refused.
         let default_server = quinn::ServerConfig::with_crypto(server_crypto);
@@ -358,7 +361,12 @@ impl Mesh {
             endpoint_config,
             Some(default_server),
             socket,
-            Arc::new(quinn::TokioRuntime),
+            if config.clock.dilation() > 1 {
+                Arc::new(crate::transport::DilatedRuntime::new(config.clock))
+                    as Arc<dyn quinn::Runtime>
+            } else {
+                Arc::new(quinn::TokioRuntime)
+            },
         )
         .map_err(|source| TransportError::Socket {
             addr: listen,
@@ -385,6 +393,7 @@ impl Mesh {
             emulated,
             contact_aware: config.contact_aware,
             max_transfer_bytes: config.max_transfer_bytes,
+            // Emulated spans; waited on the clock (`EmuClock::wall`).
             give_up_after,
             handshake_timeout: Duration::from_secs(10) + slowest_rtt * 4,
             shutdown: CancellationToken::new(),
@@ -410,7 +419,7 @@ impl Mesh {
     }
 
     async fn wait_connected(&self, timeout: Duration) -> Result<(), TransportError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + self.inner.clock.wall(timeout);
         for slot in self.inner.peers.iter().flatten() {
             let mut rx = slot.link.subscribe();
             let ready = tokio::time::timeout_at(
@@ -524,7 +533,11 @@ impl Mesh {
             .endpoint
             .close(close_code::SHUTDOWN.into(), b"mesh closed");
         // Give the peers a moment to hear the close on the real socket, then let it go.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(
+            self.inner.clock.wall(Duration::from_secs(1)),
+            self.inner.endpoint.wait_idle(),
+        )
+        .await;
         release_port(&self.inner);
     }
 

@@ -118,3 +118,18 @@ pub(super) fn build_socket(
         }
     }
 }
+
+/// The seed of a rank's quinn endpoint RNG: the scenario seed and the rank, spread over 32
+/// bytes by splitmix64.
+pub(super) fn endpoint_rng_seed(scenario_seed: u64, rank: usize) -> [u8; 32] {
+    let mut state = scenario_seed ^ (rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_exact_mut(8) {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out
+}
