@@ -66,10 +66,7 @@ pub(crate) fn block_on<T>(work: impl Future<Output = T>) -> anyhow::Result<T> {
 
 /// True once the job succeeded, failed or was cancelled.
 pub(crate) fn is_done(job: &Job) -> bool {
-    matches!(
-        JobState::try_from(job.state),
-        Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
-    )
+    job.is_finished()
 }
 
 /// Submits `spec` (started once `min_nodes` nodes are alive), calls `on_update` with every

@@ -223,10 +223,7 @@ pub struct Core {
 }
 
 fn is_terminal(state: i32) -> bool {
-    matches!(
-        JobState::try_from(state),
-        Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
-    )
+    JobState::try_from(state).is_ok_and(JobState::is_terminal)
 }
 
 impl Core {

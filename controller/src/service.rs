@@ -214,10 +214,7 @@ impl Shared {
 }
 
 fn is_final(job: &Job) -> bool {
-    matches!(
-        JobState::try_from(job.state),
-        Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
-    )
+    job.is_finished()
 }
 
 fn job_state_name(state: i32) -> &'static str {

@@ -2,7 +2,8 @@
 //! by protox and tonic-prost-build (no system `protoc` needed).
 //!
 //! Everything lives under [`v1`]; [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection; [`train_job`]
-//! holds the defaults of a train job that the controller and the nodes share.
+//! holds the defaults of a train job that the controller and the nodes share; which job states
+//! are terminal is said once, here ([`v1::JobState::is_terminal`], [`v1::Job::is_finished`]).
 
 /// Version 1 of the spacefabric API: messages, client and server stubs.
 #[allow(
@@ -16,6 +17,20 @@ pub mod v1 {
 }
 
 pub mod train_job;
+
+impl v1::JobState {
+    /// True for the states a job never leaves: succeeded, failed, cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl v1::Job {
+    /// True once the job is in a state it never leaves (an unknown state number is not).
+    pub fn is_finished(&self) -> bool {
+        v1::JobState::try_from(self.state).is_ok_and(v1::JobState::is_terminal)
+    }
+}
 
 /// The encoded file descriptor set of every spacefabric proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -132,10 +132,7 @@ impl RestartTracker {
 }
 
 fn is_terminal(state: Option<JobState>) -> bool {
-    matches!(
-        state,
-        Some(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
-    )
+    state.is_some_and(JobState::is_terminal)
 }
 
 /// Runs every strategy in `kinds` as a job of the controller at `url`.
