@@ -96,21 +96,7 @@ pub fn assign_ranks(members: &[PlanMember], topology: &Topology) -> MembershipPl
 /// Splits `0..len` into `parts` contiguous ranges covering every index exactly once; the first
 /// `len % parts` ranges are one longer. `parts == 0` gives no ranges.
 pub fn shard_ranges(len: u64, parts: usize) -> Vec<Range<u64>> {
-    if parts == 0 {
-        return Vec::new();
-    }
-    let parts_u = parts as u64;
-    let base = len / parts_u;
-    let extra = len % parts_u;
-    let mut start = 0;
-    (0..parts_u)
-        .map(|i| {
-            let end = start + base + u64::from(i < extra);
-            let range = start..end;
-            start = end;
-            range
-        })
-        .collect()
+    spacefabric_proto::shard::even_split(len, parts)
 }
 
 /// Sizes a job's shards are cut from: (data length, parameter length). A train job's zero

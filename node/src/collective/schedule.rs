@@ -375,12 +375,12 @@ impl Schedule {
 /// The `index`-th of `parts` balanced contiguous pieces of `[0, count)`: the first
 /// `count % parts` pieces have one element more.
 pub fn shard_span(count: usize, parts: usize, index: usize) -> Span {
-    let parts = parts.max(1);
-    let base = count / parts;
-    let extra = count % parts;
-    let start = index * base + index.min(extra);
-    let len = base + usize::from(index < extra);
-    Span { start, len }
+    let r = spacefabric_proto::shard::shard_of(count as u64, parts, index);
+    // Both ends are at most `count`, a usize.
+    Span {
+        start: r.start as usize,
+        len: (r.end - r.start) as usize,
+    }
 }
 
 /// Shard `index` of `parts` pieces of `within` (a sub-range of the vector).

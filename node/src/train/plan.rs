@@ -1,46 +1,36 @@
 //! The training job's shard plan: which sample indices each rank trains on and which slice of
 //! the flat parameter vector each rank owns in the sharded strategy.
 //!
-//! Pure arithmetic with no I/O, so the controller's planner and the nodes compute the same
-//! answer from (total, world size, rank) and tests can check coverage exhaustively.
+//! The arithmetic itself is [`spacefabric_proto::shard`], the one the controller's planner
+//! uses, so both sides compute the same answer from (total, world size, rank).
 
 use std::ops::Range;
+
+use spacefabric_proto::shard;
 
 /// Splits `total` items into `parts` contiguous ranges that cover `0..total` exactly once,
 /// in order, with sizes differing by at most one (the first `total % parts` get the extra).
 /// `parts == 0` yields no ranges.
 pub fn even_split(total: u64, parts: usize) -> Vec<Range<u64>> {
-    if parts == 0 {
-        return Vec::new();
-    }
-    let parts_u = parts as u64;
-    let base = total / parts_u;
-    let extra = total % parts_u;
-    let mut start = 0;
-    (0..parts_u)
-        .map(|p| {
-            let len = base + u64::from(p < extra);
-            let r = start..start + len;
-            start += len;
-            r
-        })
-        .collect()
+    shard::even_split(total, parts)
 }
 
 /// The data shard (range of training sample indices) of `rank` among `world` ranks.
 pub fn data_shard(total_samples: u64, world: usize, rank: usize) -> Range<u64> {
-    even_split(total_samples, world)
-        .get(rank)
-        .cloned()
-        .unwrap_or(0..0)
+    if rank >= world {
+        return 0..0;
+    }
+    shard::shard_of(total_samples, world, rank)
 }
 
 /// The slice of a `len`-element parameter vector that `rank` owns in the sharded strategy.
 pub fn param_shard(len: usize, world: usize, rank: usize) -> Range<usize> {
-    even_split(len as u64, world)
-        .get(rank)
-        .map(|r| r.start as usize..r.end as usize)
-        .unwrap_or(0..0)
+    if rank >= world {
+        return 0..0;
+    }
+    let r = shard::shard_of(len as u64, world, rank);
+    // Both ends are at most `len`, a usize.
+    r.start as usize..r.end as usize
 }
 
 #[cfg(test)]
