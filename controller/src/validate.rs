@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use spacefabric_proto::algorithm::AlgorithmName;
 use spacefabric_proto::v1::{JobSpec, TrainJob, job_spec};
 
 use crate::error::ControllerError;
@@ -15,8 +16,6 @@ pub const MAX_CSR_BYTES: usize = 16 * 1024;
 pub const MAX_ALL_REDUCE_BYTES: u64 = 4 << 30;
 /// Most iterations of any job kind.
 pub const MAX_ITERATIONS: u32 = 1_000_000;
-/// All-reduce algorithm names.
-pub const ALGORITHMS: &[&str] = &["ring", "hd", "tree", "hier", "auto"];
 /// Training strategy names.
 pub const STRATEGIES: &[&str] = &["sync", "sharded", "diloco", "hier"];
 /// Most steps a train job may ask for.
@@ -149,15 +148,15 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
             if a.algorithms.is_empty() {
                 return invalid(
                     &f("algorithms"),
-                    format!("at least one of {}", ALGORITHMS.join(", ")),
+                    format!(
+                        "at least one of {}",
+                        AlgorithmName::ALL.map(AlgorithmName::name).join(", ")
+                    ),
                 );
             }
             for (i, algo) in a.algorithms.iter().enumerate() {
-                if !ALGORITHMS.contains(&algo.as_str()) {
-                    return invalid(
-                        &format!("spec.all_reduce.algorithms[{i}]"),
-                        format!("unknown algorithm '{algo}' (use {})", ALGORITHMS.join(", ")),
-                    );
+                if let Err(e) = AlgorithmName::parse(algo) {
+                    return invalid(&format!("spec.all_reduce.algorithms[{i}]"), e.to_string());
                 }
             }
             Ok(spec)
@@ -257,15 +256,8 @@ fn train_job(t: &TrainJob) -> Result<()> {
             format!("unknown activation '{}' (use relu or tanh)", r.activation),
         );
     }
-    if !ALGORITHMS.contains(&r.algorithm.as_str()) {
-        return invalid(
-            &f("algorithm"),
-            format!(
-                "unknown algorithm '{}' (use {})",
-                r.algorithm,
-                ALGORITHMS.join(", ")
-            ),
-        );
+    if let Err(e) = AlgorithmName::parse(&r.algorithm) {
+        return invalid(&f("algorithm"), e.to_string());
     }
     if r.batch_size > 1 << 20 || r.eval_samples > 1 << 20 {
         return invalid(

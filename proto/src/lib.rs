@@ -16,6 +16,7 @@ pub mod v1 {
     tonic::include_proto!("spacefabric.v1");
 }
 
+pub mod algorithm;
 pub mod shard;
 pub mod train_job;
 

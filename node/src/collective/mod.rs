@@ -25,6 +25,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use spacefabric_proto::algorithm::AlgorithmName;
 use tokio::time::Instant;
 
 pub use cost::{Bound, CostModel, LinkCost, Prediction, lane_spans};
@@ -93,22 +94,25 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// An algorithm name that is not one of ours.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown algorithm '{0}' (expected ring, hd, tree, hier or auto)")]
-pub struct UnknownAlgorithm(pub String);
+pub use spacefabric_proto::algorithm::UnknownAlgorithm;
 
+impl From<AlgorithmName> for Algorithm {
+    fn from(name: AlgorithmName) -> Self {
+        match name {
+            AlgorithmName::Ring => Self::Ring,
+            AlgorithmName::HalvingDoubling => Self::HalvingDoubling,
+            AlgorithmName::Tree => Self::Tree,
+            AlgorithmName::Hierarchical => Self::Hierarchical,
+            AlgorithmName::Auto => Self::Auto,
+        }
+    }
+}
+
+/// Parses the spec vocabulary of [`AlgorithmName`] (the one the controller validates with).
 impl FromStr for Algorithm {
     type Err = UnknownAlgorithm;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "ring" => Ok(Self::Ring),
-            "hd" | "halving-doubling" | "rabenseifner" => Ok(Self::HalvingDoubling),
-            "tree" => Ok(Self::Tree),
-            "hier" | "hierarchical" => Ok(Self::Hierarchical),
-            "auto" => Ok(Self::Auto),
-            other => Err(UnknownAlgorithm(other.to_string())),
-        }
+        AlgorithmName::parse(s).map(Self::from)
     }
 }
 
