@@ -131,6 +131,9 @@ fn run_profile(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
             plot,
         } => {
             let profile = profile_report::load(&file)?;
+            if let Some(w) = profile_report::horizon_warning(&profile, hours) {
+                eprintln!("warning: {w}");
+            }
             print!("{}", profile_report::timeline(&profile, hours, step)?);
             if let Some(path) = plot {
                 let svg = timeline_plot::timeline_svg(&profile, hours);
@@ -146,10 +149,14 @@ fn run_profile(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
             }
             let profile = profile_report::load(&file)?;
             let horizon = std::time::Duration::from_secs_f64(hours * 3600.0);
-            print!(
-                "{}",
-                netem_profiles::orbit::contact_plan::contact_plan(&profile, horizon)
-            );
+            if let Some(w) = profile_report::horizon_warning(&profile, hours) {
+                eprintln!("warning: {w}");
+            }
+            let plan = netem_profiles::orbit::contact_plan::contact_plan(&profile, horizon);
+            for w in &plan.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", plan.text);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -162,6 +162,29 @@ pub fn show(profile: &Profile) -> String {
     out
 }
 
+/// The end of the shortest geometry table among the profile's links, in emulated time (`None`
+/// when no link is geometry-derived). Past it every geometry link keeps its last state.
+pub fn geometry_horizon(profile: &Profile) -> Option<Duration> {
+    let n = profile.sites.len();
+    directed_pairs(n)
+        .filter_map(|(a, b)| profile.link(a, b).geometry.as_ref())
+        .map(|g| g.table.horizon())
+        .min()
+}
+
+/// A warning when `hours` of emulated time reach past the profile's geometry tables.
+pub fn horizon_warning(profile: &Profile, hours: f64) -> Option<String> {
+    let horizon = geometry_horizon(profile)?;
+    (hours * 3600.0 > horizon.as_secs_f64()).then(|| {
+        format!(
+            "{} h reaches past the geometry tables of profile `{}`, which end at {}: from there each geometry link keeps its last state (delay frozen, up stays up, down stays down) instead of following the orbits; raise [geometry] horizon_hours",
+            hours,
+            profile.name,
+            fmt_duration(horizon)
+        )
+    })
+}
+
 /// `profile timeline`: for each directed link over `[0, hours)` of emulated time, the delay
 /// range sampled every `step_s` seconds, a strip chart (one column per step: `#` up, `.` down,
 /// `:` changing within the step) and the exact down windows.
@@ -209,6 +232,9 @@ pub fn timeline(profile: &Profile, hours: f64, step_s: Option<f64>) -> Result<St
             )
         }
     );
+    if let Some(w) = horizon_warning(profile, hours) {
+        let _ = writeln!(out, "WARNING: {w}");
+    }
     let _ = writeln!(
         out,
         "strip: one column per step; # up, . down, : changes within the step"
@@ -576,8 +602,41 @@ mod tests {
         let one_column = timeline(&profile, 1.0, Some(1e300)).unwrap();
         assert!(one_column.contains("earth -> farside"));
         let t = timeline(&profile, 4.0, Some(60.0)).unwrap();
-        // Geometry-derived: a DSN hand-over gap at 0h38m08.8s-0h40m23.0s (docs/ORBITS.md).
-        assert!(t.contains("down   0h38m08.8"), "{t}");
+        // Geometry-derived: a DSN hand-over gap at 0h38m29.2s-0h40m43.5s (docs/ORBITS.md).
+        assert!(t.contains("down   0h38m29.1"), "{t}");
+    }
+
+    /// The horizon rule seen from the CLI: earth-moon-dsn's tables end at 48 h with Goldstone
+    /// below its mask, so past 48 h the link stays down (the Moon really rises again at
+    /// ~50 h: the table does not extrapolate) and the timeline says so loudly.
+    #[test]
+    fn past_the_geometry_horizon_the_timeline_warns_and_the_last_state_holds() {
+        let profile =
+            Profile::from_file(&netem_profiles::shipped_profiles_dir().join("earth-moon-dsn.toml"))
+                .unwrap();
+        assert_eq!(
+            geometry_horizon(&profile),
+            Some(Duration::from_secs(48 * 3600))
+        );
+        assert!(horizon_warning(&profile, 48.0).is_none());
+        let t = timeline(&profile, 52.0, Some(600.0)).unwrap();
+        assert!(t.contains("WARNING: 52 h reaches past"), "{t}");
+        assert!(t.contains("keeps its last state"), "{t}");
+        let (earth, moon) = (
+            profile.site_id("earth").unwrap(),
+            profile.site_id("moon").unwrap(),
+        );
+        let link = profile.link(earth, moon);
+        assert!(!link.outages.is_up(Duration::from_secs(48 * 3600 - 1)));
+        for h in [49, 50, 51, 52, 1000] {
+            assert!(!link.outages.is_up(Duration::from_secs(h * 3600)), "{h} h");
+        }
+        assert!(
+            timeline(&profile, 47.0, None)
+                .unwrap()
+                .find("WARNING")
+                .is_none()
+        );
     }
 
     #[test]

@@ -107,11 +107,20 @@ impl OutageSchedule {
     }
 
     /// The first instant after `t` at which the link changes state (up→down or down→up),
-    /// or `None` if it never changes again.
+    /// or `None` if it never changes again (a window ending at `Duration::MAX` is down for
+    /// good, e.g. a geometry link down at its table's horizon).
     pub fn next_change(&self, t: Duration) -> Option<Duration> {
         if self.is_up(t) {
             self.next_down_after(t)
         } else {
+            let change = self.next_up_after(t);
+            change.filter(|&c| c != Duration::MAX)
+        }
+    }
+
+    /// From down at `t`: the end of the merged outage covering it.
+    fn next_up_after(&self, t: Duration) -> Option<Duration> {
+        {
             // Follow overlapping outages until one ends with nothing else covering.
             let mut end = self.covering_end(t)?;
             // Bounded: each step moves past at least one whole window.
@@ -155,10 +164,16 @@ impl OutageSchedule {
         out
     }
 
-    /// The longest single outage (periodic duration or explicit window).
+    /// The longest single outage (periodic duration or explicit window). A window that never
+    /// ends (`end == Duration::MAX`: down for good) is not counted: no timeout should wait
+    /// for it.
     pub fn longest_outage(&self) -> Duration {
         let periodic = self.periodic.iter().map(|p| p.duration);
-        let explicit = self.windows.iter().map(Window::len);
+        let explicit = self
+            .windows
+            .iter()
+            .filter(|w| w.end != Duration::MAX)
+            .map(Window::len);
         periodic.chain(explicit).max().unwrap_or_default()
     }
 }

@@ -61,12 +61,16 @@ pub struct GeometryOptions {
     /// Height above the Earth's surface below which a line of sight between two points off
     /// the Earth counts as blocked (atmosphere), km. Default 80.
     pub earth_grazing_km: f64,
+    /// Compare a ground station's mask with the apparent (refracted) elevation instead of the
+    /// geometric one ([`super::refraction`]). Default false.
+    pub refraction: bool,
 }
 
 impl Default for GeometryOptions {
     fn default() -> Self {
         Self {
             earth_grazing_km: 80.0,
+            refraction: false,
         }
     }
 }
@@ -141,9 +145,23 @@ impl Place<'_> {
 
 /// Margin of a surface end: how far above its mask it sees `other` (degrees; +∞ for ends
 /// without a horizon).
-fn horizon_margin(place: Place<'_>, me: Vec3, other: Vec3, sky: &Sky) -> f64 {
+fn horizon_margin(
+    place: Place<'_>,
+    me: Vec3,
+    other: Vec3,
+    sky: &Sky,
+    opts: &GeometryOptions,
+) -> f64 {
     match place {
-        Place::Station(s) => super::earth::elevation_deg(me, s.up(sky.jd), other) - s.mask_deg,
+        Place::Station(s) => {
+            let h = super::earth::elevation_deg(me, s.up(sky.jd), other);
+            let h = if opts.refraction {
+                super::refraction::apparent_elevation_deg(h)
+            } else {
+                h
+            };
+            h - s.mask_deg
+        }
         Place::LunarSite(s) => s.elevation_deg(sky.moon(), other) - s.mask_deg,
         _ => f64::INFINITY,
     }
@@ -156,7 +174,7 @@ fn between_places(
     sky: &Sky,
     opts: &GeometryOptions,
 ) -> (GeometrySample, f64) {
-    let margin = horizon_margin(a, pa, pb, sky).min(horizon_margin(b, pb, pa, sky));
+    let margin = horizon_margin(a, pa, pb, sky, opts).min(horizon_margin(b, pb, pa, sky, opts));
     let mut up = margin >= 0.0;
     let a_surface = matches!(a, Place::Station(_) | Place::LunarSite(_));
     let b_surface = matches!(b, Place::Station(_) | Place::LunarSite(_));
@@ -249,6 +267,7 @@ impl LinkGeometry {
 
 #[cfg(test)]
 mod tests {
+    use super::super::earth::GroundStation;
     use super::super::moon::moon_position;
     use super::*;
 
@@ -272,20 +291,74 @@ mod tests {
         }
     }
 
+    /// Far-side sites (the antipode of the mean sub-Earth point, Von Kármán, and a site 100°
+    /// from it) never see the Earth over a month of libration, with masks of 0° at both ends;
+    /// a site 5° inside the mean limb (85°E) does see it part of the time (libration).
     #[test]
     fn far_side_site_never_links_to_earth() {
-        let far = LunarSite::new("far", 0.0, 180.0, 0.0, 0.0).unwrap();
-        let link = LinkGeometry::new(
-            Endpoint::Network(StationNetwork::dsn(0.0).unwrap()),
-            Endpoint::LunarSite(far),
+        let far_sites = [
+            LunarSite::new("far", 0.0, 180.0, 0.0, 0.0).unwrap(),
+            LunarSite::new("von-karman", -45.4, 177.6, 0.0, 0.0).unwrap(),
+            LunarSite::new("beyond-limb", 10.0, 100.0, 0.0, 0.0).unwrap(),
+        ];
+        let limb = LunarSite::new("limb", 0.0, 85.0, 0.0, 0.0).unwrap();
+        let dsn = StationNetwork::dsn(0.0).unwrap();
+        let links: Vec<LinkGeometry> = far_sites
+            .into_iter()
+            .map(|s| LinkGeometry::new(Endpoint::EarthCentre, Endpoint::LunarSite(s)))
+            .chain([LinkGeometry::new(
+                Endpoint::Network(dsn),
+                Endpoint::LunarSite(LunarSite::new("far", 0.0, 180.0, 0.0, 0.0).unwrap()),
+            )])
+            .collect();
+        let limb_link = LinkGeometry::new(Endpoint::EarthCentre, Endpoint::LunarSite(limb));
+        let (mut limb_up, mut limb_down) = (0, 0);
+        for k in 0..(30 * 12) {
+            let jd = epoch().plus_seconds(f64::from(k) * 7200.0);
+            for link in &links {
+                assert!(!link.sample(jd).unwrap().up, "{} at {k}", link.b.name());
+            }
+            if limb_link.sample(jd).unwrap().up {
+                limb_up += 1;
+            } else {
+                limb_down += 1;
+            }
+        }
+        assert!(
+            limb_up > 0 && limb_down > 0,
+            "{limb_up} up, {limb_down} down"
         );
-        for k in 0..100 {
-            assert!(
-                !link
-                    .sample(epoch().plus_seconds(k as f64 * 7200.0))
+    }
+
+    /// With refraction on, a station's link rises earlier and sets later (the air lifts the
+    /// Moon by ~5′ at a 10° mask: ~20–40 s at the Moon's rate).
+    #[test]
+    fn refraction_lengthens_station_passes() {
+        let station = GroundStation::new("goldstone", 35.4267, -116.89, 1.0, 10.0).unwrap();
+        let site = LunarSite::new("base", 0.0, 0.0, 0.0, 0.0).unwrap();
+        let mut link = LinkGeometry::new(Endpoint::Station(station), Endpoint::LunarSite(site));
+        let plain: Vec<bool> = (0..2880)
+            .map(|k| {
+                link.sample(epoch().plus_seconds(f64::from(k) * 30.0))
                     .unwrap()
                     .up
-            );
-        }
+            })
+            .collect();
+        link.options.refraction = true;
+        let refracted: Vec<bool> = (0..2880)
+            .map(|k| {
+                link.sample(epoch().plus_seconds(f64::from(k) * 30.0))
+                    .unwrap()
+                    .up
+            })
+            .collect();
+        let (np, nr) = (
+            plain.iter().filter(|u| **u).count(),
+            refracted.iter().filter(|u| **u).count(),
+        );
+        assert!(plain.iter().zip(&refracted).all(|(p, r)| !p || *r));
+        assert!(nr > np, "{nr} vs {np}");
+        // Two rises and two sets in 24 h, each moved by one or two 30 s samples.
+        assert!(nr - np <= 8, "{nr} vs {np}");
     }
 }

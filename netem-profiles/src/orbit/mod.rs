@@ -11,7 +11,10 @@
 //! - [`vector`]: the small 3-vector type and frame rotations;
 //! - [`moon`]: the Moon's geocentric position (truncated ELP-2000/82, Meeus ch. 47);
 //! - [`earth`]: ground stations on the rotating Earth, elevation, station networks;
+//! - [`moon_orientation`]: the Moon's body-fixed axes (IAU WGCCRE rotation model) and the
+//!   precession from J2000 to date;
 //! - [`lunar`]: lunar surface sites and Keplerian relay orbiters around the Moon;
+//! - [`refraction`]: optional atmospheric refraction at ground stations;
 //! - [`leo`]: LEO satellites from TLEs through SGP4, Earth blocking between satellites;
 //! - [`escape`]: satellites leaving the Moon on hyperbolic escape (the mass-driver swarm);
 //! - [`endpoint`]: one enum over all of the above, and the link geometry between two of them;
@@ -31,6 +34,8 @@ pub mod escape;
 pub mod leo;
 pub mod lunar;
 pub mod moon;
+pub mod moon_orientation;
+pub mod refraction;
 pub mod scenario;
 pub mod schedule;
 pub mod time;

@@ -6,7 +6,7 @@
 //! the distance is good to a few km.
 //!
 //! Input: an instant as a UTC [`JulianDay`] (converted to TT with the constant offset of
-//! [`super::time::TT_MINUS_UTC_S`]). Output: geometric (not light-time corrected) ecliptic
+//! [`super::time::tt_minus_utc_s`], the leap-second table). Output: geometric (not light-time corrected) ecliptic
 //! longitude, latitude and distance of the centre of the Moon, its position vector in the
 //! mean equator and equinox of date (the orbit module's frame), and the apparent right
 //! ascension and declination (with the short nutation series of Meeus ch. 22), which is what
@@ -308,8 +308,8 @@ mod tests {
     /// Meeus example 47.a: 1992 April 12, 0h TD.
     #[test]
     fn meeus_example_47a() {
-        // 0h TD = 0h TT; our input is UTC, so step back by TT − UTC.
-        let jd = JulianDay(2_448_724.5).plus_seconds(-super::super::time::TT_MINUS_UTC_S);
+        // 0h TD = 0h TT; our input is UTC.
+        let jd = JulianDay::from_tt(2_448_724.5);
         let p = moon_position(jd);
         assert!(
             (p.longitude_deg - 133.162_655).abs() < 2e-6,

@@ -11,9 +11,12 @@
 //! passes in 90 s of emulated time, the windows are those of scale 1 divided by 60, and the
 //! light delay — a property of the geometry, not of the clock — is not scaled.
 //!
-//! Beyond the horizon (rounded up to a whole step) the last sample's delay holds and the link
-//! is up (an outage still open at the horizon is cut there): profiles choose a horizon that
-//! covers their runs.
+//! Beyond the horizon (rounded up to a whole step) the link keeps its last state: the last
+//! sample's delay holds, and an outage still open at the horizon never ends (its window ends
+//! at `Duration::MAX`; `next_change` then says `None`). The geometry is not extrapolated, so a
+//! run that outlasts the table sees a frozen link: `spacefabric-controller profile timeline`
+//! and `contact-plan` warn when asked past the horizon, and [`GeometryTable::horizon`] lets
+//! runners warn. Profiles choose a horizon that covers their runs.
 //! An up or down spell shorter than one step can be missed; steps are chosen far shorter
 //! than any pass or occultation (a LEO pass lasts minutes).
 
@@ -120,8 +123,12 @@ impl GeometryTable {
             prev_up = g.up;
         }
         if let Some(start) = down_since {
-            // Down at the horizon: the outage is cut there (beyond it the link is up).
-            push_window(&mut outages, start, horizon_s, time_scale);
+            // Down at the horizon: the link keeps its last state, down for good.
+            let w = Window {
+                start: emulated(start, time_scale),
+                end: Duration::MAX,
+            };
+            outages.push(w);
         }
         let samples_per_s = time_scale / step_s;
         Ok(Self {
@@ -171,21 +178,24 @@ impl GeometryTable {
             .filter(|w| w.contains(t))
     }
 
-    /// The next instant after `t` at which the state changes, if any.
+    /// The next instant after `t` at which the state changes, if any (`None` past the last
+    /// change, and inside an outage open at the horizon).
     pub fn next_change(&self, t: Duration) -> Option<Duration> {
         if let Some(w) = self.covering(t) {
-            return Some(w.end);
+            return (w.end != Duration::MAX).then_some(w.end);
         }
         let i = self.outages.partition_point(|w| w.start <= t);
         self.outages.get(i).map(|w| w.start)
     }
 
-    /// Every outage, in emulated time, sorted and disjoint, within the horizon.
+    /// Every outage, in emulated time, sorted and disjoint; the last one ends at
+    /// `Duration::MAX` when the link is down at the horizon.
     pub fn outages(&self) -> &[Window] {
         &self.outages
     }
 
-    /// The horizon in emulated time.
+    /// The horizon in emulated time: the end of the computed geometry; past it the link keeps
+    /// its last state.
     pub fn horizon(&self) -> Duration {
         emulated(self.horizon_s, self.time_scale)
     }
@@ -256,17 +266,17 @@ mod tests {
         assert!((w[0].start.as_secs_f64() - 100.0).abs() <= 1e-3, "{w:?}");
         assert!((w[0].end.as_secs_f64() - 250.0).abs() <= 1e-3);
         assert!((w[1].start.as_secs_f64() - 900.0).abs() <= 1e-3);
-        // Cut at the horizon, rounded up to whole steps (143 × 7 s).
-        assert_eq!(w[1].end, Duration::from_secs(1001));
+        // The horizon is rounded up to whole steps (143 × 7 s); down there, down for good.
+        assert_eq!(w[1].end, Duration::MAX);
         assert_eq!(t.horizon(), Duration::from_secs(1001));
         assert!(t.is_up(Duration::from_secs(99)));
         assert!(!t.is_up(Duration::from_secs(101)));
         assert!(t.is_up(Duration::from_secs(251)));
         assert!(!t.is_up(Duration::from_secs(1000)));
-        assert!(t.is_up(Duration::from_secs(5000)));
+        assert!(!t.is_up(Duration::from_secs(5000)));
         assert_eq!(t.next_change(Duration::from_secs(0)), Some(w[0].start));
         assert_eq!(t.next_change(Duration::from_secs(150)), Some(w[0].end));
-        assert_eq!(t.next_change(Duration::from_secs(950)), Some(w[1].end));
+        assert_eq!(t.next_change(Duration::from_secs(950)), None);
         assert_eq!(t.next_change(Duration::from_secs(1001)), None);
         // Linear range → interpolation is exact between grid points.
         let d = t.delay_secs_at(Duration::from_secs_f64(123.4));
@@ -278,6 +288,45 @@ mod tests {
             t.delay_at(Duration::from_secs_f64(123.4)),
             Duration::from_nanos((d * 1e9 + 0.5) as u64)
         );
+    }
+
+    /// The horizon rule: past the table the link keeps its last state — up stays up (and
+    /// the last delay holds), down stays down, in the table and in the outage schedule a
+    /// profile builds from it.
+    #[test]
+    fn past_the_horizon_the_last_state_holds() {
+        let up_at_end = GeometryTable::build(1000.0, 10.0, 1.0, |s| {
+            Ok(GeometrySample {
+                range_km: 1000.0 + s,
+                up: !(300.0..400.0).contains(&s),
+            })
+        })
+        .unwrap();
+        let far = Duration::from_secs(1_000_000);
+        assert!(up_at_end.is_up(far));
+        assert_eq!(up_at_end.next_change(Duration::from_secs(500)), None);
+        assert_eq!(up_at_end.delay_secs_at(far), 2000.0 / SPEED_OF_LIGHT_KM_S);
+        let down_at_end = GeometryTable::build(1000.0, 10.0, 1.0, |s| {
+            Ok(GeometrySample {
+                range_km: 1000.0,
+                up: s < 900.0,
+            })
+        })
+        .unwrap();
+        assert!(!down_at_end.is_up(far));
+        assert_eq!(down_at_end.next_change(Duration::from_secs(950)), None);
+        let sched = crate::schedule::OutageSchedule {
+            periodic: vec![],
+            windows: down_at_end.outages().to_vec(),
+        };
+        assert!(!sched.is_up(far));
+        assert_eq!(sched.next_change(Duration::from_secs(950)), None);
+        assert_eq!(
+            sched.next_change(Duration::from_secs(10)),
+            Some(down_at_end.outages()[0].start)
+        );
+        // A timeout is not sized on a window that never ends.
+        assert_eq!(sched.longest_outage(), Duration::ZERO);
     }
 
     #[test]

@@ -4,15 +4,77 @@
 //! Choices (see `docs/ORBITS.md`):
 //! - Gregorian calendar only; years 1600–2400 are accepted (the truncated lunar series is meant
 //!   for a few centuries around 2000).
-//! - TT − UTC is the constant 69.184 s (37 leap seconds + 32.184 s, in force since 2017);
-//!   a future leap second would make it 1 s off, i.e. the Moon ~1 km off along its orbit.
+//! - TT − UTC = 32.184 s + TAI − UTC from the leap-second table [`LEAP_SECONDS`] (IERS, every
+//!   leap second 1972–2017). The table is complete as of IERS Bulletin C 70 (July 2025: no
+//!   leap second at the end of December 2025), so it is known valid until
+//!   [`LEAP_SECONDS_VALID_UNTIL_MJD`] (2026-07-01 0h UTC); later instants assume no further
+//!   leap second (a new one would put everything after it 1 s off, i.e. the Moon ~1 km along
+//!   its orbit). Before 1972 (UTC then had fractional steps and rate offsets) the 1972 value
+//!   of 10 s is used.
 //! - UT1 is taken equal to UTC (|UT1 − UTC| < 0.9 s by definition: < 0.4 km of station
 //!   position).
 
 use super::OrbitError;
 
-/// TT − UTC in seconds (leap seconds as of 2017 onwards + 32.184 s).
+/// TT − UTC in seconds since 2017-01-01 (37 leap seconds + 32.184 s): the value for every
+/// instant after the last entry of [`LEAP_SECONDS`].
 pub const TT_MINUS_UTC_S: f64 = 69.184;
+
+/// TT − TAI, seconds (exact by definition).
+pub const TT_MINUS_TAI_S: f64 = 32.184;
+
+/// Every leap second: (year, month, Modified Julian Day of 0h UTC on the first day of that
+/// month, TAI − UTC in seconds from that instant on). From the IERS table
+/// (`Leap_Second.dat`, the same numbers as `leap-seconds.list`).
+pub const LEAP_SECONDS: [(i64, i64, i64, i32); 28] = [
+    (1972, 1, 41_317, 10),
+    (1972, 7, 41_499, 11),
+    (1973, 1, 41_683, 12),
+    (1974, 1, 42_048, 13),
+    (1975, 1, 42_413, 14),
+    (1976, 1, 42_778, 15),
+    (1977, 1, 43_144, 16),
+    (1978, 1, 43_509, 17),
+    (1979, 1, 43_874, 18),
+    (1980, 1, 44_239, 19),
+    (1981, 7, 44_786, 20),
+    (1982, 7, 45_151, 21),
+    (1983, 7, 45_516, 22),
+    (1985, 7, 46_247, 23),
+    (1988, 1, 47_161, 24),
+    (1990, 1, 47_892, 25),
+    (1991, 1, 48_257, 26),
+    (1992, 7, 48_804, 27),
+    (1993, 7, 49_169, 28),
+    (1994, 7, 49_534, 29),
+    (1996, 1, 50_083, 30),
+    (1997, 7, 50_630, 31),
+    (1999, 1, 51_179, 32),
+    (2006, 1, 53_736, 33),
+    (2009, 1, 54_832, 34),
+    (2012, 7, 56_109, 35),
+    (2015, 7, 57_204, 36),
+    (2017, 1, 57_754, 37),
+];
+
+/// The table above is known complete up to this instant (Modified Julian Day of 2026-07-01
+/// 0h UTC, the next date at which IERS could have inserted a leap second after Bulletin
+/// C 70); beyond it no new leap second is assumed.
+pub const LEAP_SECONDS_VALID_UNTIL_MJD: i64 = 61_222;
+
+/// Julian Day − Modified Julian Day.
+const MJD_OFFSET: f64 = 2_400_000.5;
+
+/// TT − UTC at the UTC Julian Day `jd_utc`, seconds (see [`LEAP_SECONDS`]).
+pub fn tt_minus_utc_s(jd_utc: f64) -> f64 {
+    let mjd = jd_utc - MJD_OFFSET;
+    let i = LEAP_SECONDS.partition_point(|&(_, _, start, _)| start as f64 <= mjd);
+    let tai_minus_utc = match i.checked_sub(1) {
+        Some(k) => LEAP_SECONDS[k].3,
+        None => LEAP_SECONDS[0].3,
+    };
+    TT_MINUS_TAI_S + f64::from(tai_minus_utc)
+}
 
 /// Julian Day of J2000.0 (2000 January 1, 12h).
 pub const J2000: f64 = 2_451_545.0;
@@ -144,7 +206,20 @@ impl JulianDay {
 
     /// The same instant on the TT (≈ TD, dynamical time) scale, as a Julian Ephemeris Day.
     pub fn tt(self) -> f64 {
-        self.0 + TT_MINUS_UTC_S / SECONDS_PER_DAY
+        self.0 + tt_minus_utc_s(self.0) / SECONDS_PER_DAY
+    }
+
+    /// The UTC instant of a TT Julian Ephemeris Day (the inverse of [`Self::tt`], away from
+    /// the second that follows a leap second).
+    pub fn from_tt(jde: f64) -> Self {
+        let guess = jde - TT_MINUS_UTC_S / SECONDS_PER_DAY;
+        Self(jde - tt_minus_utc_s(guess) / SECONDS_PER_DAY)
+    }
+
+    /// Is the leap-second table known complete at this instant (see
+    /// [`LEAP_SECONDS_VALID_UNTIL_MJD`])?
+    pub fn leap_seconds_known(self) -> bool {
+        self.0 - MJD_OFFSET < LEAP_SECONDS_VALID_UNTIL_MJD as f64
     }
 
     /// Julian centuries of TT since J2000.0 (the argument of the lunar series).
@@ -239,6 +314,34 @@ mod tests {
             let e = JulianDay::parse_utc(bad).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
+    }
+
+    /// Each table entry's MJD is 0h UTC on the first of its month, steps are +1 s, and TT −
+    /// UTC switches exactly there.
+    #[test]
+    fn leap_second_table_is_consistent() {
+        let mut prev = 9;
+        for &(y, m, mjd, tai) in &LEAP_SECONDS {
+            let jd = JulianDay::from_civil(y, m, 1, 0, 0, 0.0).unwrap();
+            assert!((jd.0 - MJD_OFFSET - mjd as f64).abs() < 1e-9, "{y}-{m}");
+            assert_eq!(tai, prev + 1, "{y}-{m}");
+            prev = tai;
+            assert_eq!(tt_minus_utc_s(jd.0 + 1e-6), 32.184 + f64::from(tai));
+            assert_eq!(
+                tt_minus_utc_s(jd.0 - 1e-6),
+                32.184 + f64::from(tai - 1).max(10.0)
+            );
+        }
+        let valid = JulianDay::from_civil(2026, 7, 1, 0, 0, 0.0).unwrap();
+        assert!((valid.0 - MJD_OFFSET - LEAP_SECONDS_VALID_UNTIL_MJD as f64).abs() < 1e-9);
+        assert!(valid.plus_seconds(-1.0).leap_seconds_known());
+        assert!(!valid.leap_seconds_known());
+        assert_eq!(tt_minus_utc_s(valid.0 + 3650.0), TT_MINUS_UTC_S);
+        // 1992-04-12 (Meeus' examples): 26 leap seconds, TT − UTC = 58.184 s.
+        let jd = JulianDay::from_civil(1992, 4, 12, 0, 0, 0.0).unwrap();
+        assert_eq!(tt_minus_utc_s(jd.0), 58.184);
+        let back = JulianDay::from_tt(jd.tt());
+        assert!((back.0 - jd.0).abs() * SECONDS_PER_DAY < 1e-4);
     }
 
     #[test]

@@ -51,6 +51,12 @@ impl Vec3 {
         Self::new(self.x, c * self.y - s * self.z, s * self.y + c * self.z)
     }
 
+    /// Rotation about the y axis by `angle` radians (counter-clockwise seen from +y).
+    pub fn rotate_y(self, angle: f64) -> Self {
+        let (s, c) = angle.sin_cos();
+        Self::new(c * self.x + s * self.z, self.y, -s * self.x + c * self.z)
+    }
+
     /// Rotation about the z axis by `angle` radians (counter-clockwise seen from +z).
     pub fn rotate_z(self, angle: f64) -> Self {
         let (s, c) = angle.sin_cos();

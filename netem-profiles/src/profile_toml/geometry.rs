@@ -6,6 +6,7 @@
 //! epoch = "2026-12-01T00:00:00Z"   # UTC instant of scenario time 0 (required)
 //! horizon_hours = 48               # scenario hours precomputed (default 48)
 //! step_s = 10                      # table step, scenario seconds (default 10)
+//! refraction = false               # stations' masks vs refracted elevation (default false)
 //!
 //! [geometry.endpoints.dsn]
 //! kind = "dsn"                     # Goldstone, Madrid, Canberra
@@ -37,7 +38,7 @@ use super::{Context, Value, join};
 use crate::orbit::earth::{GroundStation, StationNetwork};
 use crate::orbit::escape::EscapeTrajectory;
 use crate::orbit::leo::LeoSatellite;
-use crate::orbit::lunar::{LunarOrbiter, LunarSite};
+use crate::orbit::lunar::{LunarOrbiter, LunarSite, OrbiterFrame};
 use crate::orbit::scenario::{DEFAULT_HORIZON_HOURS, DEFAULT_STEP_S, Scenario};
 use crate::orbit::{Endpoint, GeometryTable, JulianDay, MOON_RADIUS_KM, OrbitError};
 use crate::profile::GeometryDelay;
@@ -48,6 +49,7 @@ const GEOMETRY_KEYS: &[&str] = &[
     "horizon_hours",
     "step_s",
     "earth_grazing_km",
+    "refraction",
     "endpoints",
 ];
 const KINDS: &[&str] = &[
@@ -72,6 +74,7 @@ const ORBITER_KEYS: &[&str] = &[
     "raan_deg",
     "arg_periapsis_deg",
     "mean_anomaly_deg",
+    "frame",
 ];
 const TLE_KEYS: &[&str] = &["kind", "line1", "line2"];
 const ESCAPE_KEYS: &[&str] = &["kind", "base", "v_inf_km_s", "launch_hours"];
@@ -194,8 +197,13 @@ fn read_section_inner(
         Some(80.0),
         (0.0, 1000.0),
     );
+    let refraction = match t.get("refraction") {
+        None => Some(false),
+        Some(v) => cx.as_bool(v, "geometry.refraction"),
+    };
     let epoch = epoch?;
     let mut scenario = Scenario::new(epoch);
+    scenario.options.refraction = refraction?;
     scenario.horizon_s = horizon_h? * 3600.0;
     scenario.step_s = step_s?;
     scenario.options.earth_grazing_km = grazing?;
@@ -419,8 +427,28 @@ fn read_endpoint(
             let raan = number(cx, t, "raan_deg", path, at.clone(), Some(0.0), any);
             let argp = number(cx, t, "arg_periapsis_deg", path, at.clone(), Some(0.0), any);
             let m0 = number(cx, t, "mean_anomaly_deg", path, at.clone(), Some(0.0), any);
+            let frame = match t.get("frame") {
+                None => Some(OrbiterFrame::MoonEquator),
+                Some(v) => {
+                    let fp = join(path, "frame");
+                    let key = cx.as_str(v, &fp)?;
+                    let frame = OrbiterFrame::from_key(key);
+                    if frame.is_none() {
+                        cx.error(
+                            v.span(),
+                            &fp,
+                            format!(
+                                "unknown frame `{key}`; expected one of: {}",
+                                OrbiterFrame::KEYS.join(", ")
+                            ),
+                        );
+                    }
+                    frame
+                }
+            };
+            let frame = frame?;
             LunarOrbiter::new(name, a?, e?, i?, raan?, argp?, m0?, scenario.epoch)
-                .map(Endpoint::LunarOrbiter)
+                .map(|o| Endpoint::LunarOrbiter(o.in_frame(frame)))
         }
         "tle" => {
             cx.deny_unknown(t, path, TLE_KEYS);
