@@ -107,7 +107,8 @@ fn show_prints_delay_rtt_rate_and_bdp() {
 #[test]
 fn timeline_lists_the_dsn_windows() {
     // Geometry-derived (docs/ORBITS.md): from the epoch (2026-12-01 08:30 UTC) the Moon sets
-    // below Goldstone's 10° mask after 10h58m13.2s and rises again 14h02m44.8s later.
+    // below Goldstone's 10° mask after 10h58m12.3s and rises again 14h02m56.3s later (the
+    // base moves with the libration since issue 17).
     let out = controller(&[
         "profile",
         "timeline",
@@ -123,10 +124,10 @@ fn timeline_lists_the_dsn_windows() {
         s.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
             == [
                 "down",
-                "10h58m13.239s",
+                "10h58m12.309s",
                 "1d",
-                "1h00m58.015s",
-                "14h02m44.775s"
+                "1h01m08.583s",
+                "14h02m56.274s"
             ]),
         "{s}"
     );
@@ -148,12 +149,12 @@ fn contact_plan_and_timeline_plot() {
     assert!(s.contains("# node 2 = farside"));
     assert!(
         s.lines()
-            .any(|l| l.starts_with("a contact +2423 +31931 1 2 12500000")),
+            .any(|l| l.starts_with("a contact +2444 +31879 1 2 12500000")),
         "{s}"
     );
     assert!(
         s.lines()
-            .any(|l| l.starts_with("a range +2423 +31931 1 2 1")),
+            .any(|l| l.starts_with("a range +2444 +31879 1 2 1")),
         "{s}"
     );
 
