@@ -15,6 +15,7 @@ pub mod v1 {
     tonic::include_proto!("spacefabric.v1");
 }
 
+pub mod metrics_catalog;
 pub mod train_job;
 
 /// The encoded file descriptor set of every spacefabric proto, for gRPC reflection.

@@ -227,7 +227,7 @@ pub enum TransportError {
 }
 
 /// Counters of one mesh (all since [`Mesh::connect`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MeshStats {
     /// Connections established (first ones and re-connections).
     pub connections: u64,
