@@ -11,6 +11,7 @@
 
 mod controller_job;
 pub(crate) mod fabric;
+mod files;
 mod plot;
 mod report;
 
@@ -84,6 +85,15 @@ pub(crate) struct AllreduceArgs {
         default_value_t = 1
     )]
     warmup: usize,
+    /// Check the results (nccl-tests' `-c`): 1 runs one checked iteration per size and
+    /// placement on exact inputs; 0 skips it (`#wrong` prints `N/A`).
+    #[arg(short = 'c', long = "check", env = "SPACEFABRIC_CHECK", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) check: u8,
+    /// Blocking collectives (nccl-tests' `-z`): accepted for nccl-tests command lines; every
+    /// operation here is blocking anyway (each starts from a barrier of all ranks), so 0
+    /// and 1 measure the same thing.
+    #[arg(short = 'z', long = "blocking", env = "SPACEFABRIC_BLOCKING", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    blocking: u8,
     /// Turn the link emulation off (same code, links pass through): the overhead baseline.
     #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
     no_emulation: bool,
@@ -199,22 +209,9 @@ fn sizes(min: u64, max: u64, factor: u64) -> anyhow::Result<Vec<u64>> {
     Ok(out)
 }
 
-/// Finds the profile: a file path, or a shipped profile's name.
+/// Finds the profile: a file path, or a shipped profile's name (embedded in the binary).
 fn load_profile(spec: &str) -> anyhow::Result<Profile> {
-    let path = PathBuf::from(spec);
-    let path = if path.exists() {
-        path
-    } else {
-        let shipped = netem_profiles::shipped_profiles_dir().join(format!("{spec}.toml"));
-        if !shipped.exists() {
-            bail!(
-                "--profile {spec}: no such file, and no shipped profile of that name in {}",
-                netem_profiles::shipped_profiles_dir().display()
-            );
-        }
-        shipped
-    };
-    Profile::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))
+    netem_profiles::load_profile(spec).map_err(|e| anyhow::anyhow!("--profile {spec}: {e}"))
 }
 
 /// Rank r's site: the profile's sites in file order, in equal blocks.
@@ -275,7 +272,7 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
         };
         sweep.transport_stats = fabric.transport_stats();
         fabric.shutdown().await;
-        report::write_files(&sweep, &args)?;
+        files::write_files(&sweep, &args)?;
         Ok(if sweep.failed() {
             ExitCode::FAILURE
         } else {
@@ -317,7 +314,7 @@ async fn sweep<E: Exchange + 'static>(
             .collect(),
         iterations: args.iters,
         warmup: args.warmup,
-        check: true,
+        check: args.check != 0,
         seed: args.seed,
     };
     let mut sweep = Sweep::new(
@@ -364,8 +361,9 @@ async fn sweep<E: Exchange + 'static>(
                 slot.push(point);
                 while next < total && pending[next].len() == p {
                     let points = std::mem::take(&mut pending[next]);
+                    let algo = args.algo[next / sizes.len()];
                     if next % sizes.len() == 0 {
-                        report::print_table_start(&sweep, args.algo[next / sizes.len()]);
+                        report::print_table_start(&sweep, algo);
                     }
                     let mut result = combine(cost, args.lanes, p, &points)?;
                     // Counted when every rank has reported the point: a fast rank may
@@ -376,7 +374,7 @@ async fn sweep<E: Exchange + 'static>(
                             .iter()
                             .map(|(k, c)| (*k, c.since(&wire_before.get(k).copied().unwrap_or_default())))
                             .collect();
-                        result.wire = Some((delta, args.warmup + args.iters + 1));
+                        result.wire = Some((delta, 2 * (args.warmup + args.iters + 1)));
                     }
                     wire_before = wire_now;
                     let host_now = fabric.host_sample();
@@ -393,6 +391,9 @@ async fn sweep<E: Exchange + 'static>(
                     report::print_row(&sweep, &result);
                     sweep.results.push(result);
                     next += 1;
+                    if next % sizes.len() == 0 {
+                        report::print_table_end(&sweep, algo);
+                    }
                     if next < total {
                         report::progress(next, total, args.algo[next / sizes.len()], sizes[next % sizes.len()]);
                     }
@@ -445,18 +446,8 @@ fn combine(
     points: &[SweepPoint],
 ) -> anyhow::Result<SizeResult> {
     let first = points.first().context("no points to combine")?;
-    let iters = first.times_us.len();
-    let times: Vec<Duration> = (0..iters)
-        .map(|i| {
-            let slowest = points
-                .iter()
-                .filter_map(|pt| pt.times_us.get(i))
-                .copied()
-                .fold(0.0, f64::max);
-            Duration::from_secs_f64(slowest / 1e6)
-        })
-        .collect();
-    let wrong = points.iter().map(|pt| pt.wrong.unwrap_or(0)).sum();
+    let out_of_place = combine_placement(points, |pt| (&pt.times_us, pt.wrong));
+    let in_place = combine_placement(points, |pt| (&pt.in_place_times_us, pt.in_place_wrong));
     let algo: Algorithm = first.algorithm.parse()?;
     let used = Algorithm::from_str(&first.used)?
         .concrete()
@@ -469,11 +460,35 @@ fn combine(
         first.bytes,
         first.count,
         p,
-        times,
-        wrong,
+        out_of_place,
+        in_place,
         bound,
         predicted,
     ))
+}
+
+/// One placement of one point over every rank: an iteration's time is the slowest rank's;
+/// #wrong is summed over ranks (`None` when no rank checked).
+fn combine_placement(
+    points: &[SweepPoint],
+    of: impl Fn(&SweepPoint) -> (&Vec<f64>, Option<usize>),
+) -> report::Measured {
+    let iters = points.iter().map(|pt| of(pt).0.len()).max().unwrap_or(0);
+    let times = (0..iters)
+        .map(|i| {
+            let slowest = points
+                .iter()
+                .filter_map(|pt| of(pt).0.get(i))
+                .copied()
+                .fold(0.0, f64::max);
+            Duration::from_secs_f64(slowest.max(0.0) / 1e6)
+        })
+        .collect();
+    let wrong = points
+        .iter()
+        .filter_map(|pt| of(pt).1)
+        .fold(None, |acc: Option<usize>, w| Some(acc.unwrap_or(0) + w));
+    report::Measured { times, wrong }
 }
 
 #[cfg(test)]

@@ -229,21 +229,9 @@ pub(crate) fn run(args: FidelityArgs) -> anyhow::Result<()> {
     runtime.block_on(run_async(args, profile, links))
 }
 
+/// Finds the profile: a file path, or a shipped profile's name (embedded in the binary).
 fn load_profile(name: &str) -> anyhow::Result<Profile> {
-    let direct = PathBuf::from(name);
-    let path = if direct.exists() {
-        direct
-    } else {
-        let shipped = netem_profiles::shipped_profiles_dir().join(format!("{name}.toml"));
-        if !shipped.exists() {
-            bail!(
-                "profile {name:?}: no such file, and no shipped profile {}",
-                shipped.display()
-            );
-        }
-        shipped
-    };
-    Profile::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))
+    netem_profiles::load_profile(name).map_err(|e| anyhow::anyhow!("profile {name:?}: {e}"))
 }
 
 /// The directed link specs the run uses: the profile's, plus any outage added by flags.
@@ -871,7 +859,7 @@ fn print_table(r: &Report) {
 
 fn write_hdr_logs(dir: &Path, classes: &[ClassData]) -> anyhow::Result<()> {
     use hdrhistogram::Histogram;
-    use hdrhistogram::serialization::V2Serializer;
+    use hdrhistogram::serialization::V2DeflateSerializer;
     use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for c in classes {
@@ -880,7 +868,8 @@ fn write_hdr_logs(dir: &Path, classes: &[ClassData]) -> anyhow::Result<()> {
             std::fs::File::create(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?,
         );
-        let mut ser = V2Serializer::new();
+        // Compressed payloads: HdrHistogram's log readers accept no other form.
+        let mut ser = V2DeflateSerializer::new();
         let mut w = IntervalLogWriterBuilder::new()
             .add_comment(&format!("spacefabric-bench fidelity, link class {}, values in microseconds; tags: latency, error", c.report.class))
             .begin_log_with(&mut file, &mut ser)?;

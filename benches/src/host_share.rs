@@ -114,7 +114,7 @@ fn udp_drops(ports: &BTreeSet<u16>) -> Option<u64> {
 }
 
 /// The host's share of one interval of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub(crate) struct HostShare {
     /// Wall-clock length of the interval, s.
     pub(crate) wall_s: f64,

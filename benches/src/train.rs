@@ -204,22 +204,9 @@ impl StrategyResult {
     }
 }
 
-/// Finds the profile: a file path, or a shipped profile's name.
+/// Finds the profile: a file path, or a shipped profile's name (embedded in the binary).
 fn load_profile(spec: &str) -> anyhow::Result<Profile> {
-    let path = PathBuf::from(spec);
-    let path = if path.exists() {
-        path
-    } else {
-        let shipped = netem_profiles::shipped_profiles_dir().join(format!("{spec}.toml"));
-        if !shipped.exists() {
-            bail!(
-                "--profile {spec}: no such file, and no shipped profile of that name in {}",
-                netem_profiles::shipped_profiles_dir().display()
-            );
-        }
-        shipped
-    };
-    Profile::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))
+    netem_profiles::load_profile(spec).map_err(|e| anyhow::anyhow!("--profile {spec}: {e}"))
 }
 
 /// The job a strategy runs, from the flags: the same `TrainJob` the controller path submits,

@@ -168,24 +168,9 @@ struct Report {
     outage: Vec<OutageRow>,
 }
 
-/// Finds the profile text: a file path, or a shipped profile's name.
+/// Finds the profile text: a file path, or a shipped profile's name (embedded in the binary).
 fn profile_text(spec: &str) -> anyhow::Result<(String, String)> {
-    let path = PathBuf::from(spec);
-    let path = if path.exists() {
-        path
-    } else {
-        let shipped = netem_profiles::shipped_profiles_dir().join(format!("{spec}.toml"));
-        if !shipped.exists() {
-            bail!(
-                "--profile {spec}: no such file, and no shipped profile of that name in {}",
-                netem_profiles::shipped_profiles_dir().display()
-            );
-        }
-        shipped
-    };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("--profile: reading {}", path.display()))?;
-    Ok((text, path.display().to_string()))
+    netem_profiles::profile_text(spec).map_err(|e| anyhow::anyhow!("--profile {spec}: {e}"))
 }
 
 /// The profile text with one more outage window `[start, end)` (emulated seconds) on the

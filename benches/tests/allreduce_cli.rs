@@ -54,12 +54,26 @@ fn a_clean_sweep_prints_the_table_and_ok() {
     for row in rows {
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols[2..5], ["float", "sum", "-1"], "{row}");
+        // nccl-tests' fields: 9 = out-of-place #wrong, 13 = in-place #wrong.
         assert_eq!(cols[8], "0", "#wrong in {row}");
+        assert_eq!(cols[12], "0", "in-place #wrong in {row}");
     }
-    assert!(stdout.contains("# Out of bounds values : 0 OK"), "{stdout}");
-    assert!(stdout.contains("# Avg bus bandwidth    : "), "{stdout}");
+    // One table, one footer per algorithm.
+    assert_eq!(
+        stdout.matches("# Out of bounds values : 0 OK").count(),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("# Avg bus bandwidth    : ").count(),
+        3,
+        "{stdout}"
+    );
+    assert!(stdout.contains("# Result: every result exact"), "{stdout}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["results"].as_array().unwrap().len(), 9);
+    assert_eq!(v["schema_version"], 2);
+    assert_eq!(v["results"][0]["in_place"]["nwrong"], 0);
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }
 
@@ -89,6 +103,44 @@ fn a_wrong_element_fails_the_run() {
         stdout.contains("# Out of bounds values : 1 FAILED"),
         "{stdout}"
     );
+    // The corrupted message belongs to the out-of-place run: field 9, not field 13.
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| !l.starts_with('#'))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_ne!(row[8], "0", "{stdout}");
+    assert_eq!(row[12], "0", "{stdout}");
+}
+
+#[test]
+fn without_checks_wrong_is_not_applicable() {
+    let out = bench()
+        .args([
+            "allreduce",
+            "--fabric",
+            "memory",
+            "--profile",
+            "lan",
+            "--nodes",
+            "3",
+        ])
+        .args([
+            "--algo", "ring", "-b", "4K", "-e", "4K", "-n", "1", "-w", "0", "-c", "0", "-z", "0",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| !l.starts_with('#'))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[8], row[12]), ("N/A", "N/A"), "{stdout}");
+    assert!(stdout.contains("validation: 0"), "{stdout}");
 }
 
 #[test]
@@ -139,7 +191,13 @@ fn times(v: &serde_json::Value) -> Vec<serde_json::Value> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["times_us"].clone())
+        .flat_map(|r| {
+            [
+                r["out_of_place"]["times_us"].clone(),
+                r["in_place"]["times_us"].clone(),
+            ]
+        })
+        .inspect(|t| assert!(t.is_array(), "no times_us in {v}"))
         .collect()
 }
 
@@ -172,7 +230,7 @@ fn a_virtual_clock_sweep_repeats_bit_for_bit_and_meets_its_model() {
     assert_eq!(times(&a), times(&b), "two runs with the same seed differ");
     for r in a["results"].as_array().unwrap() {
         let (t, model) = (
-            r["time_us"]["mean"].as_f64().unwrap(),
+            r["out_of_place"]["time_us"].as_f64().unwrap(),
             r["model_us"].as_f64().unwrap(),
         );
         // Never faster than the links allow, and within 5 % of the cost model.
@@ -180,7 +238,7 @@ fn a_virtual_clock_sweep_repeats_bit_for_bit_and_meets_its_model() {
         assert_eq!(r["host"]["host_bound"], false, "{r}");
     }
     assert!(
-        stdout.contains("# Host-bound rows      : 0 of 6 (clock virtual)"),
+        stdout.contains("# Host-bound rows: 0 of 6 (clock virtual)"),
         "{stdout}"
     );
 }

@@ -50,7 +50,8 @@ pub struct ServeArgs {
         default_value = "0.0.0.0:9400"
     )]
     pub metrics_listen: SocketAddr,
-    /// Profile (TOML) the cluster runs.
+    /// Profile the cluster runs: a TOML file, or the name of a shipped profile (lan,
+    /// earth-moon, ...; embedded in the binary).
     #[arg(long, env = "SPACEFABRIC_PROFILE")]
     pub profile: PathBuf,
     /// Directory for members, plan, jobs, results and the cluster CA (in memory if absent).
@@ -117,13 +118,8 @@ fn host_name() -> Option<String> {
 
 /// Runs the controller until SIGINT/SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), CommandError> {
-    let text = std::fs::read_to_string(&args.profile).map_err(|e| {
-        CommandError::Usage(format!(
-            "--profile {}: cannot read: {e}",
-            args.profile.display()
-        ))
-    })?;
-    let origin = args.profile.display().to_string();
+    let (text, origin) = netem_profiles::profile_text(&args.profile.to_string_lossy())
+        .map_err(|e| CommandError::Usage(format!("--profile {}: {e}", args.profile.display())))?;
     let profile = Profile::parse(&text, &origin).map_err(|e| CommandError::Usage(e.to_string()))?;
     let topology = Topology::from_profile(&profile, &text);
     let controller_site =
@@ -171,6 +167,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), CommandError> {
         .map_err(|e| {
             CommandError::Usage(format!("--metrics-listen {}: {e}", args.metrics_listen))
         })?;
+    spacefabric_proto::metrics_catalog::describe_and_register(
+        crate::metrics_catalog::CONTROLLER_METRICS,
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| CommandError::Usage(format!("--listen {}: {e}", args.listen)))?;

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod core;
 pub mod error;
 pub mod light_delay;
+pub mod metrics_catalog;
 pub mod plan;
 pub mod profile_report;
 pub mod server;

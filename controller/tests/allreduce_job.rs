@@ -103,7 +103,7 @@ fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
     assert_eq!(per_rank.len(), 4, "{json}");
     for r in per_rank {
         let settings = &r["settings"];
-        assert_eq!(settings["socket"], "Emulated", "{json}");
+        assert_eq!(settings["socket"], "emulated", "{json}");
         assert_eq!(settings["udp_payload_bytes"], 1452, "{json}");
         assert_eq!(settings["per_link"].as_array().unwrap().len(), 3, "{json}");
     }

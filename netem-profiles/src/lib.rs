@@ -32,6 +32,59 @@ pub const SPEED_OF_LIGHT_KM_S: f64 = 299_792.458;
 /// link's rate (QUIC payload length + 28).
 pub const UDP_IP_OVERHEAD_BYTES: usize = 28;
 
+include!(concat!(env!("OUT_DIR"), "/shipped_profiles.rs"));
+
+/// The text of the shipped profile `name` (embedded at build time), if there is one.
+pub fn shipped_profile_text(name: &str) -> Option<&'static str> {
+    SHIPPED_PROFILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+}
+
+/// The names of the shipped profiles, sorted.
+pub fn shipped_profile_names() -> Vec<&'static str> {
+    SHIPPED_PROFILES.iter().map(|(n, _)| *n).collect()
+}
+
+/// The text of a profile named on a command line, and where it came from: `spec` is a
+/// TOML file if one exists at that path, else the name of a shipped profile (embedded in
+/// the binary, so no source tree is needed).
+pub fn profile_text(spec: &str) -> Result<(String, String), ProfileErrors> {
+    let path = std::path::Path::new(spec);
+    if path.exists() {
+        let origin = path.display().to_string();
+        return std::fs::read_to_string(path)
+            .map(|text| (text, origin.clone()))
+            .map_err(|e| {
+                ProfileErrors(vec![ProfileError {
+                    origin,
+                    line: 0,
+                    key: String::new(),
+                    message: format!("cannot read the file: {e}"),
+                }])
+            });
+    }
+    match shipped_profile_text(spec) {
+        Some(text) => Ok((text.to_string(), format!("shipped profile {spec}"))),
+        None => Err(ProfileErrors(vec![ProfileError {
+            origin: spec.to_string(),
+            line: 0,
+            key: String::new(),
+            message: format!(
+                "no such file, and no shipped profile of that name (shipped: {})",
+                shipped_profile_names().join(", ")
+            ),
+        }])),
+    }
+}
+
+/// Loads and validates a profile named on a command line (see [`profile_text`]).
+pub fn load_profile(spec: &str) -> Result<Profile, ProfileErrors> {
+    let (text, origin) = profile_text(spec)?;
+    Profile::parse(&text, &origin)
+}
+
 /// The directory of the profiles shipped with this crate (`netem-profiles/profiles`), as an
 /// absolute path fixed at build time: for tests and tools run from a source checkout.
 pub fn shipped_profiles_dir() -> std::path::PathBuf {

@@ -424,3 +424,36 @@ proptest! {
         }
     }
 }
+
+/// Every profile file is embedded in the crate (so binaries need no source tree), with the
+/// same text, and each loads by name.
+#[test]
+fn every_shipped_profile_is_embedded_and_loads_by_name() {
+    let files = shipped();
+    assert_eq!(
+        netem_profiles::SHIPPED_PROFILES.len(),
+        files.len(),
+        "{:?}",
+        netem_profiles::shipped_profile_names()
+    );
+    for (name, text) in &files {
+        let stem = std::path::Path::new(name)
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(
+            netem_profiles::shipped_profile_text(stem),
+            Some(text.as_str()),
+            "{name}"
+        );
+        netem_profiles::load_profile(stem).unwrap();
+    }
+    let err = netem_profiles::load_profile("no-such-profile")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no-such-profile") && err.contains("lan"),
+        "{err}"
+    );
+}

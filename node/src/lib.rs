@@ -9,4 +9,5 @@
 pub mod agent;
 pub mod collective;
 pub mod jobs;
+pub mod metrics_catalog;
 pub mod train;

@@ -73,6 +73,7 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
                 )?
                 .install()
                 .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
+            spacefabric_node::metrics_catalog::describe_and_register();
             // Fabric jobs bind the node's fabric address (--listen); peers dial the
             // --advertise address the agent registered. Train jobs commit under --state-dir.
             let state_dir = config.state_dir.clone();

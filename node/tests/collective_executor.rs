@@ -315,17 +315,26 @@ async fn a_sweep_times_hierarchical_as_one_light_delay_after_other_algorithms() 
         assert_eq!(
             per_rank
                 .iter()
-                .map(|pts| pts[i].wrong.unwrap())
+                .map(|pts| pts[i].wrong.unwrap() + pts[i].in_place_wrong.unwrap())
                 .sum::<usize>(),
             0
         );
+        // nccl-tests' two runs: out-of-place, then in-place, with as many timed iterations.
+        assert_eq!(point.in_place_times_us.len(), spec.iterations);
         if point.algorithm != "hier" {
             continue;
         }
-        for it in 0..spec.iterations {
+        for it in 0..2 * spec.iterations {
             let slowest_us = per_rank
                 .iter()
-                .map(|pts| pts[i].times_us[it])
+                .map(|pts| {
+                    let p = &pts[i];
+                    if it < spec.iterations {
+                        p.times_us[it]
+                    } else {
+                        p.in_place_times_us[it - spec.iterations]
+                    }
+                })
                 .fold(0.0, f64::max);
             let light_us = LIGHT.as_secs_f64() * 1e6;
             assert!(

@@ -17,6 +17,7 @@ pub mod v1 {
 }
 
 pub mod algorithm;
+pub mod metrics_catalog;
 pub mod shard;
 pub mod train_job;
 

@@ -78,7 +78,7 @@ async fn run_job(
                 .iter()
                 .map(|a| a.short_name().to_string())
                 .collect(),
-            check: true,
+            check: args.check != 0,
         })),
     };
     let mut last_line = String::new();
@@ -141,7 +141,16 @@ fn report_results(
     });
     let mut sweep = Sweep::new(args, profile, &cost, describe, true, transport);
     sweep.nodes = world;
-    sweep.transport_stats = ranks.iter().map(|r| r.transport_stats.clone()).collect();
+    sweep.pid = None;
+    sweep.host = "cluster".to_string();
+    sweep.transport_stats = ranks
+        .iter()
+        .map(|r| {
+            r.transport_counters
+                .and_then(|c| serde_json::to_value(c).ok())
+                .unwrap_or_default()
+        })
+        .collect();
     report::print_header(&sweep);
     let total = args.algo.len() * sizes.len();
     for index in 0..total {
@@ -155,15 +164,19 @@ fn report_results(
                     .with_context(|| format!("rank {} did not report point {index}", r.rank))
             })
             .collect::<anyhow::Result<_>>()?;
+        let algo = args.algo[index / sizes.len()];
         if index % sizes.len() == 0 {
-            report::print_table_start(&sweep, args.algo[index / sizes.len()]);
+            report::print_table_start(&sweep, algo);
         }
         let result = combine(&cost, args.lanes, world, &points)?;
         report::print_row(&sweep, &result);
         sweep.results.push(result);
+        if (index + 1) % sizes.len() == 0 {
+            report::print_table_end(&sweep, algo);
+        }
     }
     report::print_footer(&sweep);
-    report::write_files(&sweep, args)?;
+    super::files::write_files(&sweep, args)?;
     Ok(if sweep.failed() {
         ExitCode::FAILURE
     } else {

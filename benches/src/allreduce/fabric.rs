@@ -253,7 +253,7 @@ impl LocalFabric {
                         if let Some(t) = meshes.get(from).and_then(|m| m.tuning(to)) {
                             links.push(serde_json::json!({
                                 "from_rank": from, "to_rank": to,
-                                "tuning": format!("{t:?}"),
+                                "tuning": t.report(),
                             }));
                         }
                     }
@@ -270,12 +270,13 @@ impl LocalFabric {
     }
 
     /// Transport counters after the run (bytes, reconnections...), per rank.
-    pub(crate) fn transport_stats(&self) -> Vec<String> {
+    pub(crate) fn transport_stats(&self) -> Vec<serde_json::Value> {
         match self {
             Self::Memory(_) => Vec::new(),
-            Self::Quic { meshes, .. } => {
-                meshes.iter().map(|m| format!("{:?}", m.stats())).collect()
-            }
+            Self::Quic { meshes, .. } => meshes
+                .iter()
+                .map(|m| serde_json::to_value(m.stats()).unwrap_or_default())
+                .collect(),
         }
     }
 

@@ -4,12 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
 use netem_profiles::Profile;
-use serde_json::json;
 use spacefabric_node::collective::{Algorithm, Bound, Collective, Concrete, CostModel, Prediction};
 
 use super::AllreduceArgs;
@@ -19,53 +16,16 @@ use crate::host_share::{HostShare, HostVerdict};
 /// Wire counters per (source site, destination site).
 pub(crate) type WireByClass = BTreeMap<(usize, usize), WireCounters>;
 
-/// One (algorithm, size) measurement.
-#[derive(Debug, Clone)]
-pub(crate) struct SizeResult {
-    pub(crate) algo: Algorithm,
-    pub(crate) used: Concrete,
-    pub(crate) bytes: u64,
-    pub(crate) count: usize,
-    pub(crate) world: usize,
+/// One placement's measurement (out-of-place or in-place) of one (algorithm, size): the
+/// combined per-iteration times (slowest rank) and #wrong summed over ranks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Measured {
     pub(crate) times: Vec<Duration>,
-    pub(crate) wrong: usize,
-    pub(crate) bound: Bound,
-    pub(crate) predicted: Prediction,
-    /// Wire counters per (source site, destination site) over the whole point (warm-up,
-    /// timed and checked iterations and their barriers), and how many all-reduces that was.
-    pub(crate) wire: Option<(WireByClass, usize)>,
-    /// The host's share of the point (same interval as `wire`) and whether it bounded it.
-    pub(crate) host: Option<(HostShare, HostVerdict)>,
+    /// `None` when the result was not checked (`-c 0`): nccl-tests prints `N/A`.
+    pub(crate) wrong: Option<usize>,
 }
 
-impl SizeResult {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        algo: Algorithm,
-        used: Concrete,
-        bytes: u64,
-        count: usize,
-        world: usize,
-        times: Vec<Duration>,
-        wrong: usize,
-        bound: Bound,
-        predicted: Prediction,
-    ) -> Self {
-        Self {
-            algo,
-            used,
-            bytes,
-            count,
-            world,
-            times,
-            wrong,
-            bound,
-            predicted,
-            wire: None,
-            host: None,
-        }
-    }
-
+impl Measured {
     fn times_us(&self) -> Vec<f64> {
         self.times.iter().map(|t| t.as_secs_f64() * 1e6).collect()
     }
@@ -87,9 +47,68 @@ impl SizeResult {
         t[rank.min(t.len()) - 1]
     }
 
-    /// Algorithm bandwidth, decimal GB/s: bytes / time.
-    pub(crate) fn algbw(&self) -> f64 {
-        let s = self.mean_us() / 1e6;
+    /// Wrong elements, 0 when not checked.
+    pub(crate) fn wrong_count(&self) -> usize {
+        self.wrong.unwrap_or(0)
+    }
+}
+
+/// One (algorithm, size) measurement: nccl-tests' out-of-place and in-place runs.
+#[derive(Debug, Clone)]
+pub(crate) struct SizeResult {
+    pub(crate) algo: Algorithm,
+    pub(crate) used: Concrete,
+    pub(crate) bytes: u64,
+    pub(crate) count: usize,
+    pub(crate) world: usize,
+    pub(crate) out_of_place: Measured,
+    pub(crate) in_place: Measured,
+    pub(crate) bound: Bound,
+    pub(crate) predicted: Prediction,
+    /// Wire counters per (source site, destination site) over the whole point (warm-up,
+    /// timed and checked iterations of both placements and their barriers), and how many
+    /// all-reduces that was.
+    pub(crate) wire: Option<(WireByClass, usize)>,
+    /// The host's share of the point (same interval as `wire`) and whether it bounded it.
+    pub(crate) host: Option<(HostShare, HostVerdict)>,
+}
+
+impl SizeResult {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        algo: Algorithm,
+        used: Concrete,
+        bytes: u64,
+        count: usize,
+        world: usize,
+        out_of_place: Measured,
+        in_place: Measured,
+        bound: Bound,
+        predicted: Prediction,
+    ) -> Self {
+        Self {
+            algo,
+            used,
+            bytes,
+            count,
+            world,
+            out_of_place,
+            in_place,
+            bound,
+            predicted,
+            wire: None,
+            host: None,
+        }
+    }
+
+    /// Mean out-of-place time per operation, µs.
+    pub(crate) fn mean_us(&self) -> f64 {
+        self.out_of_place.mean_us()
+    }
+
+    /// Algorithm bandwidth of `m`, decimal GB/s: bytes / time.
+    pub(crate) fn algbw_of(&self, m: &Measured) -> f64 {
+        let s = m.mean_us() / 1e6;
         if s > 0.0 {
             self.bytes as f64 / 1e9 / s
         } else {
@@ -97,9 +116,14 @@ impl SizeResult {
         }
     }
 
-    /// Bus bandwidth: algbw × 2(p−1)/p.
+    /// Bus bandwidth of `m`: algbw × 2(p−1)/p.
+    pub(crate) fn busbw_of(&self, m: &Measured) -> f64 {
+        self.algbw_of(m) * Collective::AllReduce.bus_factor(self.world)
+    }
+
+    /// Out-of-place bus bandwidth, decimal GB/s.
     pub(crate) fn busbw(&self) -> f64 {
-        self.algbw() * Collective::AllReduce.bus_factor(self.world)
+        self.busbw_of(&self.out_of_place)
     }
 
     /// Reference bound, µs.
@@ -107,7 +131,7 @@ impl SizeResult {
         self.bound.total_s * 1e6
     }
 
-    /// Efficiency: bound / time, percent.
+    /// Efficiency of the out-of-place run: bound / time, percent.
     pub(crate) fn eff_pct(&self) -> f64 {
         let t = self.mean_us();
         if t > 0.0 {
@@ -115,6 +139,11 @@ impl SizeResult {
         } else {
             0.0
         }
+    }
+
+    /// Wrong elements over both placements.
+    pub(crate) fn wrong_total(&self) -> usize {
+        self.out_of_place.wrong_count() + self.in_place.wrong_count()
     }
 
     /// The algorithm column: `ring`, or `auto:hier` when auto chose hierarchical.
@@ -132,7 +161,7 @@ pub(crate) struct Sweep {
     pub(crate) profile: String,
     pub(crate) nodes: usize,
     pub(crate) placement: String,
-    pub(crate) links: Vec<serde_json::Value>,
+    pub(crate) links: Vec<super::files::LinkFile>,
     pub(crate) link_lines: Vec<String>,
     pub(crate) fabric: String,
     pub(crate) emulated: bool,
@@ -145,11 +174,23 @@ pub(crate) struct Sweep {
     pub(crate) lanes: usize,
     pub(crate) seed: u64,
     pub(crate) clock: crate::clock::ClockMode,
+    /// Results are checked (`-c 1`, nccl-tests' validation).
+    pub(crate) check: bool,
+    /// Element type and reduction of the sweep (nccl-tests' `type` and `redop`).
+    pub(crate) datatype: String,
+    pub(crate) redop: String,
+    /// Site of every rank, by rank.
+    pub(crate) site_of_rank: Vec<usize>,
+    /// Process id of the ranks (one process for a local cluster; `None` for a controller
+    /// job, whose ranks are separate node processes).
+    pub(crate) pid: Option<u32>,
+    /// Where the ranks run.
+    pub(crate) host: String,
     pub(crate) bound_formula: &'static str,
     pub(crate) site_names: Vec<String>,
     pub(crate) results: Vec<SizeResult>,
-    /// Transport counters per rank after the run.
-    pub(crate) transport_stats: Vec<String>,
+    /// Transport counters per rank after the run (`null` for a rank that sent none).
+    pub(crate) transport_stats: Vec<serde_json::Value>,
 }
 
 impl Sweep {
@@ -185,14 +226,17 @@ impl Sweep {
                     "{from}->{to}: one-way {:.3} ms, rate {rate}",
                     l.delay_at(Duration::ZERO).as_secs_f64() * 1e3
                 ));
-                links.push(json!({
-                    "from": from, "to": to,
-                    "one_way_delay_ms": l.delay_at(Duration::ZERO).as_secs_f64() * 1e3,
-                    "rate_bps": l.rate_bps,
-                    "queue_limit_bytes": l.queue_limit_bytes,
-                    "loss": format!("{:?}", l.loss),
-                    "outages": !l.outages.is_up(Duration::ZERO) || l.outages.next_change(Duration::ZERO).is_some(),
-                }));
+                links.push(super::files::LinkFile {
+                    from: from.clone(),
+                    to: to.clone(),
+                    one_way_delay_ms: l.delay_at(Duration::ZERO).as_secs_f64() * 1e3,
+                    rate_bps: l.rate_bps,
+                    queue_limit_bytes: (l.queue_limit_bytes != u64::MAX)
+                        .then_some(l.queue_limit_bytes),
+                    loss: (&l.loss).into(),
+                    outages: !l.outages.is_up(Duration::ZERO)
+                        || l.outages.next_change(Duration::ZERO).is_some(),
+                });
             }
         }
         let bound_formula = cost.all_reduce_bound(1.0).formula;
@@ -213,6 +257,12 @@ impl Sweep {
             lanes: args.lanes,
             seed: args.seed,
             clock: args.clock,
+            check: args.check != 0,
+            datatype: "float".to_string(),
+            redop: "sum".to_string(),
+            site_of_rank: cost.site_of_rank().to_vec(),
+            pid: Some(std::process::id()),
+            host: "localhost".to_string(),
             bound_formula,
             site_names: profile.sites.iter().map(|s| s.name.clone()).collect(),
             results: Vec::new(),
@@ -220,9 +270,39 @@ impl Sweep {
         }
     }
 
-    /// Rows with any wrong element (nccl-tests' "Out of bounds values").
+    /// The results of one algorithm, in size order.
+    pub(crate) fn results_of(&self, algo: Algorithm) -> impl Iterator<Item = &SizeResult> {
+        self.results.iter().filter(move |r| r.algo == algo)
+    }
+
+    /// The algorithms of the sweep, in the order they ran.
+    pub(crate) fn algorithms(&self) -> Vec<Algorithm> {
+        let mut out: Vec<Algorithm> = Vec::new();
+        for r in &self.results {
+            if !out.contains(&r.algo) {
+                out.push(r.algo);
+            }
+        }
+        out
+    }
+
+    /// (size × placement) tests of `algo` with any wrong element (nccl-tests' "Out of
+    /// bounds values").
+    pub(crate) fn out_of_bounds_of(&self, algo: Algorithm) -> usize {
+        self.results_of(algo)
+            .map(|r| {
+                usize::from(r.out_of_place.wrong_count() > 0)
+                    + usize::from(r.in_place.wrong_count() > 0)
+            })
+            .sum()
+    }
+
+    /// (size × placement) tests with any wrong element, over every algorithm.
     pub(crate) fn out_of_bounds(&self) -> usize {
-        self.results.iter().filter(|r| r.wrong > 0).count()
+        self.algorithms()
+            .into_iter()
+            .map(|a| self.out_of_bounds_of(a))
+            .sum()
     }
 
     pub(crate) fn failed(&self) -> bool {
@@ -240,10 +320,14 @@ impl Sweep {
         (bound, judged)
     }
 
-    /// Mean bus bandwidth over every row, as nccl-tests computes it.
-    pub(crate) fn avg_busbw(&self) -> f64 {
-        let n = self.results.len().max(1) as f64;
-        self.results.iter().map(SizeResult::busbw).sum::<f64>() / n
+    /// Mean bus bandwidth of one algorithm's rows, both placements, as nccl-tests computes
+    /// it over its (one-algorithm) table.
+    pub(crate) fn avg_busbw_of(&self, algo: Algorithm) -> f64 {
+        let bws: Vec<f64> = self
+            .results_of(algo)
+            .flat_map(|r| [r.busbw_of(&r.out_of_place), r.busbw_of(&r.in_place)])
+            .collect();
+        bws.iter().sum::<f64>() / bws.len().max(1) as f64
     }
 }
 
@@ -259,18 +343,162 @@ fn ranks_text(ranks: &[usize]) -> String {
     }
 }
 
-pub(crate) fn print_header(s: &Sweep) {
+/// Widths of nccl-tests' fields 1-13 and of our extra columns after them.
+const LEAD: [usize; 5] = [12, 12, 8, 6, 6];
+const PLACE: [usize; 4] = [7, 6, 6, 6];
+const EXTRA: [usize; 5] = [9, 12, 7, 12, 8];
+
+/// One table line: the 13 nccl-tests fields, then the extra columns. The first field of a
+/// header line carries the leading `#`.
+fn table_line(
+    lead: [&str; 5],
+    oop: [&str; 4],
+    ip: [&str; 4],
+    extra: [&str; 5],
+    hash: bool,
+) -> String {
+    let mut out = String::new();
+    for (i, (f, w)) in lead.iter().zip(LEAD).enumerate() {
+        if i == 0 {
+            if hash {
+                let _ = write!(out, "#{f:>0$}", w - 1);
+            } else {
+                let _ = write!(out, "{f:>w$}");
+            }
+        } else {
+            let _ = write!(out, "  {f:>w$}");
+        }
+    }
+    for f in [oop, ip] {
+        for (x, w) in f.iter().zip(PLACE) {
+            let _ = write!(out, "  {x:>w$}");
+        }
+    }
+    for (x, w) in extra.iter().zip(EXTRA) {
+        let _ = write!(out, "  {x:>w$}");
+    }
+    out
+}
+
+/// nccl-tests' time field: `%7.0f` from 10 ms, `%7.1f` from 100 µs, else `%7.2f`.
+fn fmt_time_us(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{us:.0}")
+    } else if us >= 100.0 {
+        format!("{us:.1}")
+    } else {
+        format!("{us:.2}")
+    }
+}
+
+/// A bandwidth field in GB/s: nccl-tests' `%.2f` from 1 GB/s, with more decimals below so a
+/// slow link's bandwidth shows three significant digits instead of `0.00` (plain decimal,
+/// never an exponent, so any float parser reads it).
+fn fmt_gbs(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        let decimals = (-v.log10().floor()) as usize + 2;
+        format!("{v:.decimals$}")
+    }
+}
+
+/// `#wrong`: the count, or `N/A` when not checked.
+fn fmt_wrong(w: Option<usize>) -> String {
+    w.map_or_else(|| "N/A".to_string(), |w| w.to_string())
+}
+
+/// `v` with `sig` significant digits, plain decimal (as `%g` without the exponent).
+fn fmt_sig(v: f64, sig: usize) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let mag = v.abs().log10().floor() as i64;
+    let decimals = (sig as i64 - 1 - mag).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// A time for people: s, ms or µs with three significant digits.
+pub(crate) fn human_time_us(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{} s", fmt_sig(us / 1e6, 3))
+    } else if us >= 1e3 {
+        format!("{} ms", fmt_sig(us / 1e3, 3))
+    } else {
+        format!("{} µs", fmt_sig(us, 3))
+    }
+}
+
+/// A bandwidth for people from decimal GB/s: bit/s, kbit/s, Mbit/s or Gbit/s.
+pub(crate) fn human_bits(gbs: f64) -> String {
+    let bits = gbs * 8e9;
+    let (v, unit) = if bits >= 1e9 {
+        (bits / 1e9, "Gbit/s")
+    } else if bits >= 1e6 {
+        (bits / 1e6, "Mbit/s")
+    } else if bits >= 1e3 {
+        (bits / 1e3, "kbit/s")
+    } else {
+        (bits, "bit/s")
+    };
+    format!("{} {unit}", fmt_sig(v, 3))
+}
+
+/// A size for people: B, KiB, MiB, GiB.
+pub(crate) fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if bytes >= 1 << 30 {
+        format!("{} GiB", fmt_sig(b / f64::from(1u32 << 30), 3))
+    } else if bytes >= 1 << 20 {
+        format!("{} MiB", fmt_sig(b / f64::from(1u32 << 20), 3))
+    } else if bytes >= 1 << 10 {
+        format!("{} KiB", fmt_sig(b / 1024.0, 3))
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// The run's header: nccl-tests' lines, then what this cluster is.
+pub(crate) fn header_text(s: &Sweep) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# spacefabric-bench allreduce (table layout of nccl-tests all_reduce_perf)"
+        "# spacefabric-bench {} allreduce (table layout of nccl-tests all_reduce_perf)",
+        env!("CARGO_PKG_VERSION")
     );
     let _ = writeln!(out, "# Collective test starting: all_reduce_perf");
     let _ = writeln!(
         out,
-        "# nNodes {} minBytes {} maxBytes {} step: {}(factor) warmup iters: {} iters: {} validation: 1 lanes: {} seed: {}",
-        s.nodes, s.min_bytes, s.max_bytes, s.step_factor, s.warmup, s.iters, s.lanes, s.seed
+        "# nThread 1 nGpus {} minBytes {} maxBytes {} step: {}(factor) warmup iters: {} iters: {} agg iters: 1 validation: {} graph: 0 unalign: 0",
+        s.nodes,
+        s.min_bytes,
+        s.max_bytes,
+        s.step_factor,
+        s.warmup,
+        s.iters,
+        u8::from(s.check)
     );
+    let _ = writeln!(
+        out,
+        "# (nGpus = ranks: one emulated node per rank, no GPU; nThread 1 = one sweep task per rank; every op is blocking, started from a barrier; lanes {} seed {})",
+        s.lanes, s.seed
+    );
+    let _ = writeln!(out, "#");
+    let _ = writeln!(out, "# Using devices");
+    for (rank, site) in s.site_of_rank.iter().enumerate() {
+        let site = s.site_names.get(*site).map_or("?", String::as_str);
+        let _ = writeln!(
+            out,
+            "#  Rank {rank:>2} Group  0 Pid {:>6} on {:>10} device {rank:>2} [site {site}] spacefabric node",
+            s.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            s.host
+        );
+    }
     let _ = writeln!(out, "#");
     let _ = writeln!(out, "# Profile {}: placement {}", s.profile, s.placement);
     for l in &s.link_lines {
@@ -288,59 +516,56 @@ pub(crate) fn print_header(s: &Sweep) {
     let _ = writeln!(out, "# Clock: {}", s.clock.describe());
     let _ = writeln!(
         out,
-        "# time = mean per op over the timed iterations, until the last rank finishes; algbw = size/time; busbw = algbw*2(p-1)/p"
+        "# time = mean per op over the timed iterations, until the last rank finishes; algbw = size/time; busbw = algbw*2(p-1)/p (GB/s, 1e9)"
     );
     let _ = writeln!(
         out,
-        "# bound = reference bound, {}; eff = bound/time; model = cost-model prediction of the schedule on these links",
+        "# after field 13: algo = algorithm run; bound = reference bound, {}; eff = bound/time (out-of-place); model = cost-model prediction of the schedule on these links; host = HOST:<causes> where this host, not the link model, bounded the row",
         s.bound_formula
     );
-    print!("{out}");
+    out
+}
+
+pub(crate) fn print_header(s: &Sweep) {
+    print!("{}", header_text(s));
     let _ = std::io::stdout().flush();
+}
+
+/// The column header of one algorithm's table (nccl-tests' three lines, extra columns
+/// appended).
+pub(crate) fn table_start_text(algo: Algorithm) -> String {
+    let names = table_line(
+        ["size", "count", "type", "redop", "root"],
+        ["time", "algbw", "busbw", "#wrong"],
+        ["time", "algbw", "busbw", "#wrong"],
+        ["algo", "bound", "eff", "model", "host"],
+        true,
+    );
+    let units = table_line(
+        ["(B)", "(elements)", "", "", ""],
+        ["(us)", "(GB/s)", "(GB/s)", ""],
+        ["(us)", "(GB/s)", "(GB/s)", ""],
+        ["", "(us)", "(%)", "(us)", "(bound)"],
+        true,
+    );
+    // `out-of-place` and `in-place` over their time columns, as nccl-tests places them.
+    let mut over = String::from("#");
+    let cols: Vec<usize> = names.match_indices("time").map(|(i, _)| i).collect();
+    for (label, col) in ["out-of-place", "in-place"].iter().zip(cols) {
+        let pad = col.saturating_sub(over.len());
+        over.push_str(&" ".repeat(pad));
+        over.push_str(label);
+    }
+    format!("#\n# algorithm: {algo}\n{over}\n{names}\n{units}\n")
 }
 
 pub(crate) fn print_table_start(_s: &Sweep, algo: Algorithm) {
-    println!("#");
-    println!("# algorithm: {algo}");
-    println!(
-        "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>12}  {:>8}  {:>8}  {:>6}  {:>9}  {:>12}  {:>7}  {:>12}  {:<8}",
-        "size",
-        "count",
-        "type",
-        "redop",
-        "root",
-        "time",
-        "algbw",
-        "busbw",
-        "#wrong",
-        "algo",
-        "bound",
-        "eff",
-        "model",
-        "host"
-    );
-    println!(
-        "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>12}  {:>8}  {:>8}  {:>6}  {:>9}  {:>12}  {:>7}  {:>12}  {:<8}",
-        "(B)",
-        "(elements)",
-        "",
-        "",
-        "",
-        "(us)",
-        "(GB/s)",
-        "(GB/s)",
-        "",
-        "",
-        "(us)",
-        "(%)",
-        "(us)",
-        "(bound)"
-    );
+    print!("{}", table_start_text(algo));
     let _ = std::io::stdout().flush();
 }
 
-pub(crate) fn print_row(s: &Sweep, r: &SizeResult) {
-    progress_clear();
+/// One row: fields 1-13 as all_reduce_perf prints them, then the extra columns.
+pub(crate) fn row_text(s: &Sweep, r: &SizeResult) -> String {
     // Without emulation the profile's links are not applied: bound and model do not apply.
     let (bound, eff, model) = if s.emulated {
         (
@@ -351,44 +576,106 @@ pub(crate) fn print_row(s: &Sweep, r: &SizeResult) {
     } else {
         ("-".to_string(), "-".to_string(), "-".to_string())
     };
-    println!(
-        "  {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>12.1}  {:>8.4}  {:>8.4}  {:>6}  {:>9}  {:>12}  {:>7}  {:>12}  {:<8}",
-        r.bytes,
-        r.count,
-        "float",
-        "sum",
-        -1,
-        r.mean_us(),
-        r.algbw(),
-        r.busbw(),
-        r.wrong,
-        r.algo_label(),
-        bound,
-        eff,
-        model,
-        r.host.as_ref().map_or("-".to_string(), |(_, v)| v.cell())
-    );
+    let place = |m: &Measured| {
+        [
+            fmt_time_us(m.mean_us()),
+            fmt_gbs(r.algbw_of(m)),
+            fmt_gbs(r.busbw_of(m)),
+            fmt_wrong(m.wrong),
+        ]
+    };
+    let oop = place(&r.out_of_place);
+    let ip = place(&r.in_place);
+    let (bytes, count, label) = (r.bytes.to_string(), r.count.to_string(), r.algo_label());
+    let host = r.host.as_ref().map_or("-".to_string(), |(_, v)| v.cell());
+    table_line(
+        [&bytes, &count, &s.datatype, &s.redop, "-1"],
+        [&oop[0], &oop[1], &oop[2], &oop[3]],
+        [&ip[0], &ip[1], &ip[2], &ip[3]],
+        [&label, &bound, &eff, &model, &host],
+        false,
+    )
+}
+
+pub(crate) fn print_row(s: &Sweep, r: &SizeResult) {
+    progress_clear();
+    println!("{}", row_text(s, r));
     let _ = std::io::stdout().flush();
 }
 
-pub(crate) fn print_footer(s: &Sweep) {
-    let oob = s.out_of_bounds();
-    println!(
-        "# Out of bounds values : {} {}",
+/// The end of one algorithm's table: nccl-tests' footer over that algorithm only.
+pub(crate) fn table_end_text(s: &Sweep, algo: Algorithm) -> String {
+    let oob = s.out_of_bounds_of(algo);
+    format!(
+        "# Out of bounds values : {} {}\n# Avg bus bandwidth    : {}\n",
         oob,
-        if oob == 0 { "OK" } else { "FAILED" }
+        if oob == 0 { "OK" } else { "FAILED" },
+        fmt_sig(s.avg_busbw_of(algo), 6)
+    )
+}
+
+pub(crate) fn print_table_end(s: &Sweep, algo: Algorithm) {
+    print!("{}", table_end_text(s, algo));
+    let _ = std::io::stdout().flush();
+}
+
+/// The human summary under the tables and nccl-tests' last line.
+pub(crate) fn footer_text(s: &Sweep) -> String {
+    let mut out = String::from(
+        "#\n# Summary (out-of-place mean time | in-place; bus bandwidth in bits per second):\n",
     );
-    println!("# Avg bus bandwidth    : {:.6}", s.avg_busbw());
+    let _ = writeln!(
+        out,
+        "#   {:<10} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  #wrong",
+        "algorithm", "size", "time", "in-place", "busbw", "in-place", "bound", "eff"
+    );
+    for r in &s.results {
+        let (bound, eff) = if s.emulated {
+            (human_time_us(r.bound_us()), format!("{:.1}%", r.eff_pct()))
+        } else {
+            ("-".to_string(), "-".to_string())
+        };
+        let _ = writeln!(
+            out,
+            "#   {:<10} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  {}",
+            r.algo_label(),
+            human_size(r.bytes),
+            human_time_us(r.out_of_place.mean_us()),
+            human_time_us(r.in_place.mean_us()),
+            human_bits(r.busbw_of(&r.out_of_place)),
+            human_bits(r.busbw_of(&r.in_place)),
+            bound,
+            eff,
+            r.wrong_total()
+        );
+    }
+    let oob = s.out_of_bounds();
+    let _ = writeln!(
+        out,
+        "# Result: {}",
+        if !s.check {
+            "not checked (-c 0)".to_string()
+        } else if oob == 0 {
+            "every result exact".to_string()
+        } else {
+            format!("{oob} test(s) with wrong elements: FAILED")
+        }
+    );
     let (bound, judged) = s.host_bound_rows();
     if judged > 0 {
-        println!(
-            "# Host-bound rows      : {bound} of {judged} (clock {}){}",
+        let _ = writeln!(
+            out,
+            "# Host-bound rows: {bound} of {judged} (clock {}){}",
             s.clock,
             host_bound_note(s.clock, bound, judged)
         );
     }
-    println!("#");
-    println!("# Collective test concluded: all_reduce_perf");
+    out.push_str("#\n# Collective test concluded: all_reduce_perf\n");
+    out
+}
+
+pub(crate) fn print_footer(s: &Sweep) {
+    print!("{}", footer_text(s));
     let _ = std::io::stdout().flush();
 }
 
@@ -439,190 +726,230 @@ pub(crate) fn progress_done() {
     progress_clear();
 }
 
-/// Writes the files asked for by `--json`, `--csv`, `--hdr-dir` and `--plot`.
-pub(crate) fn write_files(s: &Sweep, args: &AllreduceArgs) -> anyhow::Result<()> {
-    if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&to_json(s))?)
-            .with_context(|| format!("writing --json {}", p.display()))?;
-    }
-    if let Some(p) = &args.csv {
-        std::fs::write(p, to_csv(s)).with_context(|| format!("writing --csv {}", p.display()))?;
-    }
-    if let Some(dir) = &args.hdr_dir {
-        write_hdr(s, dir)?;
-    }
-    if let Some(p) = &args.plot {
-        std::fs::write(p, super::plot::svg(s))
-            .with_context(|| format!("writing --plot {}", p.display()))?;
-    }
-    Ok(())
-}
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
 
-fn to_json(s: &Sweep) -> serde_json::Value {
-    let results: Vec<serde_json::Value> = s
-        .results
-        .iter()
-        .map(|r| {
-            let mut classes: Vec<serde_json::Value> = r
-                .predicted
-                .bytes_by_class
-                .iter()
-                .map(|(&(a, b), &bytes)| {
-                    json!({
-                        "from": s.site_names.get(a), "to": s.site_names.get(b),
-                        "payload_bytes_per_op": bytes,
-                    })
-                })
-                .collect();
-            classes.sort_by_key(|v| v.to_string());
-            let wire: Vec<serde_json::Value> = r
-                .wire
-                .iter()
-                .flat_map(|(by_class, ops)| {
-                    by_class.iter().map(move |(&(a, b), c)| {
-                        json!({
-                            "from": s.site_names.get(a), "to": s.site_names.get(b),
-                            "all_reduces_counted": ops,
-                            "datagrams": c.datagrams,
-                            "udp_payload_bytes": c.udp_payload_bytes,
-                            "udp_payload_bytes_per_op": c.udp_payload_bytes as f64 / (*ops).max(1) as f64,
-                            "emulator_dropped_datagrams": c.dropped,
-                            "quic_sent_packets": c.quic_sent_packets,
-                            "quic_lost_packets": c.quic_lost_packets,
-                        })
-                    })
-                })
-                .collect();
-            json!({
-                "collective": "all_reduce",
-                "algorithm": r.algo.short_name(),
-                "algorithm_used": r.used.short_name(),
-                "size_bytes": r.bytes,
-                "count": r.count,
-                "type": "float",
-                "redop": "sum",
-                "n_ranks": r.world,
-                "iterations": r.times.len(),
-                "times_us": r.times_us(),
-                "time_us": {
-                    "mean": r.mean_us(),
-                    "p50": r.percentile_us(50.0),
-                    "p95": r.percentile_us(95.0),
-                    "p99": r.percentile_us(99.0),
-                    "min": r.percentile_us(0.0),
-                    "max": r.percentile_us(100.0),
-                },
-                "algbw_gbs": r.algbw(),
-                "busbw_gbs": r.busbw(),
-                "nwrong": r.wrong,
-                "bound_us": r.bound_us(),
-                "bound_latency_us": r.bound.latency_s * 1e6,
-                "bound_bandwidth_us": r.bound.bandwidth_s * 1e6,
-                "efficiency_pct": r.eff_pct(),
-                "model_us": r.predicted.total_s * 1e6,
-                "bytes_per_link_class": classes,
-                "wire_per_link_class": wire,
-                "host": r.host.as_ref().map(|(share, v)| json!({
-                    "share": share,
-                    "host_bound": v.host_bound,
-                    "causes": v.causes,
-                    "avoid_with": v.avoid_with,
-                })),
-            })
-        })
-        .collect();
-    json!({
-        "tool": "spacefabric-bench allreduce",
-        "profile": s.profile,
-        "nodes": s.nodes,
-        "placement": s.placement,
-        "emulated": s.emulated,
-        "clock": s.clock,
-        "fabric": s.fabric,
-        "links": s.links,
-        "transport": s.transport,
-        "transport_stats_per_rank": s.transport_stats,
-        "config": {
-            "minimum_bytes": s.min_bytes, "maximum_bytes": s.max_bytes, "step_factor": s.step_factor,
-            "warmup_iters": s.warmup, "iterations": s.iters, "validation": 1, "lanes": s.lanes, "seed": s.seed,
-        },
-        "bound_formula": s.bound_formula,
-        "results": results,
-        "out_of_bounds": { "count": s.out_of_bounds(), "okay": !s.failed() },
-        "average_bus_bandwidth": s.avg_busbw(),
-        "host_bound_rows": { "count": s.host_bound_rows().0, "judged": s.host_bound_rows().1 },
-    })
-}
+    fn measured(us: &[u64], wrong: Option<usize>) -> Measured {
+        Measured {
+            times: us.iter().map(|&u| Duration::from_micros(u)).collect(),
+            wrong,
+        }
+    }
 
-fn to_csv(s: &Sweep) -> String {
-    let mut out = String::from(
-        "profile,nodes,emulated,algorithm,algorithm_used,size_bytes,count,time_us,p50_us,p95_us,p99_us,algbw_gbs,busbw_gbs,nwrong,bound_us,eff_pct,model_us,clock,host_bound\n",
-    );
-    for r in &s.results {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.6},{:.6},{},{:.3},{:.2},{:.3},{},{}",
-            s.profile,
-            s.nodes,
-            s.emulated,
-            r.algo.short_name(),
-            r.used.short_name(),
-            r.bytes,
-            r.count,
-            r.mean_us(),
-            r.percentile_us(50.0),
-            r.percentile_us(95.0),
-            r.percentile_us(99.0),
-            r.algbw(),
-            r.busbw(),
-            r.wrong,
-            r.bound_us(),
-            r.eff_pct(),
-            r.predicted.total_s * 1e6,
-            s.clock,
-            r.host.as_ref().map_or("-".to_string(), |(_, v)| v.cell())
+    fn result(algo: Algorithm, bytes: u64, oop: Measured, ip: Measured) -> SizeResult {
+        SizeResult::new(
+            algo,
+            algo.concrete().unwrap_or(Concrete::Hierarchical),
+            bytes,
+            (bytes / 4) as usize,
+            8,
+            oop,
+            ip,
+            Bound {
+                total_s: 2.56,
+                latency_s: 2.56,
+                bandwidth_s: 0.0,
+                formula: "test",
+            },
+            Prediction {
+                total_s: 2.6,
+                finish_s: vec![],
+                bytes_by_class: Default::default(),
+            },
+        )
+    }
+
+    /// An Earth-Moon-like sweep: two algorithms, times of seconds.
+    pub(crate) fn sweep() -> Sweep {
+        Sweep {
+            profile: "earth-moon".into(),
+            nodes: 8,
+            placement: "earth=0-3,moon=4-7".into(),
+            links: vec![],
+            link_lines: vec!["earth->moon: one-way 1280.000 ms, rate 100 Mbit/s".into()],
+            fabric: "test".into(),
+            emulated: true,
+            transport: serde_json::Value::Null,
+            min_bytes: 1024,
+            max_bytes: 4096,
+            step_factor: 4,
+            iters: 2,
+            warmup: 1,
+            lanes: 4,
+            seed: 1,
+            clock: crate::clock::ClockMode::Real,
+            check: true,
+            datatype: "float".into(),
+            redop: "sum".into(),
+            site_of_rank: vec![0, 0, 0, 0, 1, 1, 1, 1],
+            pid: Some(42),
+            host: "localhost".into(),
+            bound_formula: "test",
+            site_names: vec!["earth".into(), "moon".into()],
+            results: vec![
+                result(
+                    Algorithm::Ring,
+                    1024,
+                    measured(&[17_920_000, 17_920_002], Some(0)),
+                    measured(&[17_920_000, 17_920_000], Some(0)),
+                ),
+                result(
+                    Algorithm::Ring,
+                    4096,
+                    measured(&[18_000_000], Some(0)),
+                    measured(&[18_000_000], Some(3)),
+                ),
+                result(
+                    Algorithm::Hierarchical,
+                    1024,
+                    measured(&[2_560_000], Some(0)),
+                    measured(&[2_560_000], Some(0)),
+                ),
+            ],
+            transport_stats: vec![],
+        }
+    }
+
+    /// The whole stdout of a sweep, as the binary prints it.
+    fn stdout(s: &Sweep) -> String {
+        let mut out = header_text(s);
+        for algo in s.algorithms() {
+            out.push_str(&table_start_text(algo));
+            for r in s.results_of(algo) {
+                out.push_str(&row_text(s, r));
+                out.push('\n');
+            }
+            out.push_str(&table_end_text(s, algo));
+        }
+        out.push_str(&footer_text(s));
+        out
+    }
+
+    /// What an nccl-tests scraper does: split rows on whitespace, take fields by position.
+    #[test]
+    fn a_positional_scraper_reads_nccl_tests_fields() {
+        let s = sweep();
+        let text = stdout(&s);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows.len(), 3, "{text}");
+        for (row, r) in rows.iter().zip(&s.results) {
+            assert_eq!(row[0], r.bytes.to_string());
+            assert_eq!(row[1], r.count.to_string());
+            assert_eq!(row[2..5], ["float", "sum", "-1"]);
+            // Fields 6-9: out-of-place time, algbw, busbw, #wrong; 10-13: the same in place.
+            let time: f64 = row[5].parse().unwrap();
+            assert!((time - r.out_of_place.mean_us()).abs() <= 0.5, "{row:?}");
+            let busbw: f64 = row[7].parse().unwrap();
+            assert!((busbw / r.busbw() - 1.0).abs() < 0.01, "{row:?}");
+            assert_eq!(row[8], r.out_of_place.wrong.unwrap().to_string());
+            let ip_busbw: f64 = row[11].parse().unwrap();
+            assert!((ip_busbw / r.busbw_of(&r.in_place) - 1.0).abs() < 0.01);
+            assert_eq!(row[12], r.in_place.wrong.unwrap().to_string());
+            // Our extras come after field 13.
+            assert_eq!(row[13], r.algo_label());
+            assert_eq!(row.len(), 18);
+            assert_eq!(row[17], "-"); // host: not judged in this fixture
+        }
+        // Earth-Moon bandwidths are readable, not 0.00.
+        assert_eq!(rows[2][7], "0.000000700");
+        // One footer per algorithm; the avg line's last field is that algorithm's mean busbw.
+        let avgs: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with("# Avg bus bandwidth"))
+            .map(|l| l.split_whitespace().last().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(avgs.len(), 2);
+        let ring = s.avg_busbw_of(Algorithm::Ring);
+        assert!((avgs[0] / ring - 1.0).abs() < 1e-5, "{avgs:?} vs {ring}");
+        let oob: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("# Out of bounds values"))
+            .collect();
+        assert_eq!(
+            oob,
+            [
+                "# Out of bounds values : 1 FAILED",
+                "# Out of bounds values : 0 OK"
+            ]
         );
+        assert!(text.contains("# nThread 1 nGpus 8 minBytes 1024 maxBytes 4096 step: 4(factor)"));
+        assert!(text.ends_with("# Collective test concluded: all_reduce_perf\n"));
     }
-    out
-}
 
-fn write_hdr(s: &Sweep, dir: &Path) -> anyhow::Result<()> {
-    use hdrhistogram::Histogram;
-    use hdrhistogram::serialization::V2Serializer;
-    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating --hdr-dir {}", dir.display()))?;
-    for r in &s.results {
-        let mut h = Histogram::<u64>::new(3).context("creating a histogram")?;
-        for t in &r.times {
-            h.record(t.as_micros().max(1) as u64)
-                .context("recording a time")?;
+    /// The column header lines line up with nccl-tests': same names at the same field
+    /// positions, `out-of-place` over field 6 and `in-place` over field 10.
+    #[test]
+    fn the_column_header_is_nccl_tests_with_extras_after_field_13() {
+        let t = table_start_text(Algorithm::Ring);
+        let lines: Vec<&str> = t.lines().collect();
+        let names: Vec<&str> = lines[3]
+            .trim_start_matches('#')
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            names[..13],
+            [
+                "size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong",
+                "time", "algbw", "busbw", "#wrong"
+            ]
+        );
+        assert_eq!(names[13..], ["algo", "bound", "eff", "model", "host"]);
+        let first_time = lines[3].find("time").unwrap();
+        let second_time = lines[3].rfind("time").unwrap();
+        assert_eq!(lines[2].find("out-of-place"), Some(first_time));
+        assert_eq!(lines[2].find("in-place"), Some(second_time));
+        // Fields of a data row end where their names end (the columns line up while the
+        // values fit nccl-tests' widths; slow links' bandwidths are wider).
+        let mut s = sweep();
+        s.results[2].out_of_place = Measured {
+            times: vec![Duration::from_micros(150)],
+            wrong: Some(0),
+        };
+        s.results[2].in_place = s.results[2].out_of_place.clone();
+        s.results[2].bytes = 1 << 20;
+        let row = row_text(&s, &s.results[2]);
+        let end_of_field = |line: &str, n: usize| {
+            let mut fields = 0;
+            let mut prev = ' ';
+            for (i, c) in line.char_indices() {
+                if c == ' ' && prev != ' ' {
+                    fields += 1;
+                    if fields == n {
+                        return i;
+                    }
+                }
+                prev = c;
+            }
+            line.len()
+        };
+        let names_line = lines[3].replacen('#', " ", 1);
+        for n in 1..=13 {
+            assert_eq!(
+                end_of_field(&row, n),
+                end_of_field(&names_line, n),
+                "field {n}\n{row}\n{}",
+                lines[3]
+            );
         }
-        let path = dir.join(format!(
-            "allreduce-{}-{}-{}B.hlog",
-            s.profile,
-            r.algo.short_name(),
-            r.bytes
-        ));
-        let mut buf = Vec::new();
-        let mut ser = V2Serializer::new();
-        {
-            let mut w = IntervalLogWriterBuilder::new()
-                .add_comment(&format!(
-                    "spacefabric-bench allreduce: profile {} nodes {} algorithm {} size {} B; values are per-iteration times in microseconds",
-                    s.profile,
-                    s.nodes,
-                    r.algo_label(),
-                    r.bytes
-                ))
-                .with_base_time(std::time::SystemTime::now())
-                .begin_log_with(&mut buf, &mut ser)
-                .context("starting the HDR log")?;
-            let total: Duration = r.times.iter().sum();
-            w.write_histogram(&h, Duration::ZERO, total, Tag::new(r.algo.short_name()))
-                .map_err(|e| anyhow::anyhow!("writing the HDR log: {e}"))?;
-        }
-        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(())
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_time_us(2_560_000.0), "2.56 s");
+        assert_eq!(human_time_us(1_500.0), "1.5 ms");
+        assert_eq!(human_time_us(12.345), "12.3 µs");
+        assert_eq!(human_bits(0.0125), "100 Mbit/s");
+        assert_eq!(human_bits(1e-6), "8 kbit/s");
+        assert_eq!(human_size(4096), "4 KiB");
+        assert_eq!(fmt_sig(92.34051, 6), "92.3405");
+        assert_eq!(fmt_gbs(12.345), "12.35");
+        assert_eq!(fmt_gbs(0.0107), "0.0107");
+        assert_eq!(fmt_wrong(None), "N/A");
+    }
 }

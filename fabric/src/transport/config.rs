@@ -228,7 +228,54 @@ pub fn tune_with_mtu(
     }
 }
 
+/// [`LinkTuning`] as plain numbers in fixed units, for reports and JSON files.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinkTuningReport {
+    /// Propagation round trip, ms.
+    pub rtt_ms: f64,
+    /// quinn's `initial_rtt`, ms.
+    pub initial_rtt_ms: f64,
+    /// Rate towards the peer, bit/s (`None`: unlimited).
+    pub send_rate_bps: Option<u64>,
+    /// Bandwidth-delay product towards the peer, bytes.
+    pub send_bdp_bytes: Option<u64>,
+    /// Bandwidth-delay product from the peer, bytes.
+    pub recv_bdp_bytes: Option<u64>,
+    /// Per-stream receive window, bytes.
+    pub stream_receive_window_bytes: u64,
+    /// Per-connection receive window, bytes.
+    pub receive_window_bytes: u64,
+    /// Send window, bytes.
+    pub send_window_bytes: u64,
+    /// Congestion window (initial or fixed), bytes.
+    pub cc_window_bytes: u64,
+    /// Congestion controller: `cubic`, `bbr` or `link-aware`.
+    pub cc: String,
+    /// Idle timeout, s.
+    pub idle_timeout_s: f64,
+    /// UDP payload size, bytes.
+    pub mtu: u16,
+}
+
 impl LinkTuning {
+    /// The tuning in fixed units, for reports.
+    pub fn report(&self) -> LinkTuningReport {
+        LinkTuningReport {
+            rtt_ms: self.rtt.as_secs_f64() * 1e3,
+            initial_rtt_ms: self.initial_rtt.as_secs_f64() * 1e3,
+            send_rate_bps: self.send_rate_bps,
+            send_bdp_bytes: self.send_bdp,
+            recv_bdp_bytes: self.recv_bdp,
+            stream_receive_window_bytes: self.stream_receive_window,
+            receive_window_bytes: self.receive_window,
+            send_window_bytes: self.send_window,
+            cc_window_bytes: self.cc_window,
+            cc: self.cc.as_str().to_string(),
+            idle_timeout_s: self.idle_timeout.as_secs_f64(),
+            mtu: self.mtu,
+        }
+    }
+
     /// The quinn transport config for this link.
     pub fn transport_config(&self) -> TransportConfig {
         let mut config = TransportConfig::default();

@@ -1,6 +1,8 @@
 //! One rank's part of an all-reduce benchmark sweep (nccl-tests' all_reduce_perf loop):
-//! for every algorithm and size, warm-up iterations, timed iterations, then one checked
-//! iteration on exact inputs. Every rank of the world runs [`run_sweep`] with the same spec;
+//! for every algorithm and size, two runs as nccl-tests makes them — out-of-place (the
+//! result goes to an output buffer, the input buffer is left as it was) and then in-place
+//! (the output buffer is the input buffer) — each of warm-up iterations, timed iterations,
+//! then one checked iteration on exact inputs. Every rank of the world runs [`run_sweep`] with the same spec;
 //! the results of all ranks are combined by whoever collects them (the benchmark binary, or
 //! the controller for a job): an iteration's time is the slowest rank's, #wrong is the sum.
 //!
@@ -50,10 +52,94 @@ pub struct SweepPoint {
     pub bytes: u64,
     /// Elements per rank.
     pub count: usize,
-    /// This rank's time of each timed iteration, µs.
+    /// This rank's time of each timed out-of-place iteration, µs.
     pub times_us: Vec<f64>,
-    /// Wrong elements in this rank's checked result (`None` when not checked).
+    /// Wrong elements in this rank's checked out-of-place result, plus any element of the
+    /// input buffer that the out-of-place run changed (`None` when not checked).
     pub wrong: Option<usize>,
+    /// This rank's time of each timed in-place iteration, µs (empty from nodes that
+    /// predate the in-place run).
+    #[serde(default)]
+    pub in_place_times_us: Vec<f64>,
+    /// Wrong elements in this rank's checked in-place result (`None` when not checked).
+    #[serde(default)]
+    pub in_place_wrong: Option<usize>,
+}
+
+/// Where the result of a run goes (nccl-tests' two runs per size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Input and output are separate buffers; the input must be left unchanged.
+    OutOfPlace,
+    /// The output overwrites the input.
+    InPlace,
+}
+
+/// One placement's measurement on this rank.
+struct Run {
+    times_us: Vec<f64>,
+    wrong: Option<usize>,
+    used: Option<super::Concrete>,
+}
+
+/// Warm-up, timed and checked iterations of one (algorithm, size, placement).
+async fn measure<E: Exchange>(
+    comm: &Communicator<E>,
+    spec: &SweepSpec,
+    algo: Algorithm,
+    count: usize,
+    placement: Placement,
+) -> Result<Run, SweepError> {
+    let rank = comm.rank();
+    let world = comm.world_size();
+    // Small values so repeated sums stay finite.
+    let send = vec![1.0f32; count];
+    let mut recv = vec![0.0f32; count];
+    let mut times_us = Vec::with_capacity(spec.iterations);
+    let mut used = None;
+    for i in 0..spec.warmup + spec.iterations {
+        if placement == Placement::InPlace {
+            // The in-place buffer is the input: refilled outside the timed part.
+            recv.fill(1.0);
+        }
+        let start = comm.barrier().await?;
+        if placement == Placement::OutOfPlace {
+            // Out of place, the input is read into the output buffer: part of the op.
+            recv.copy_from_slice(&send);
+        }
+        let c = all_reduce(comm, algo, &mut recv).await?;
+        let t = comm.elapsed_since(start);
+        used = Some(c);
+        if i >= spec.warmup {
+            times_us.push(t.as_secs_f64() * 1e6);
+        }
+    }
+    let wrong = if spec.check {
+        let collective = Collective::AllReduce;
+        let input = verify::input(collective, spec.seed, world, rank, count);
+        comm.barrier().await?;
+        let changed_input = match placement {
+            Placement::OutOfPlace => {
+                let send = input.clone();
+                recv.copy_from_slice(&send);
+                used = Some(all_reduce(comm, algo, &mut recv).await?);
+                send.iter().zip(&input).filter(|(a, b)| a != b).count()
+            }
+            Placement::InPlace => {
+                recv = input;
+                used = Some(all_reduce(comm, algo, &mut recv).await?);
+                0
+            }
+        };
+        Some(verify::count_wrong(collective, spec.seed, world, rank, &recv) + changed_input)
+    } else {
+        None
+    };
+    Ok(Run {
+        times_us,
+        wrong,
+        used,
+    })
 }
 
 /// Parses the spec's algorithm names.
@@ -69,37 +155,13 @@ pub async fn run_sweep<E: Exchange>(
 ) -> Result<Vec<SweepPoint>, SweepError> {
     let algos = algorithms(spec)?;
     let rank = comm.rank();
-    let world = comm.world_size();
     let mut points = Vec::with_capacity(algos.len() * spec.sizes.len());
     for &algo in &algos {
         for &bytes in &spec.sizes {
             let count = (bytes / 4) as usize;
-            let mut data = vec![0.0f32; count];
-            let mut times_us = Vec::with_capacity(spec.iterations);
-            let mut used = algo.concrete();
-            for i in 0..spec.warmup + spec.iterations {
-                // Small values so repeated sums stay finite; refilled outside the timed part.
-                data.fill(1.0);
-                let start = comm.barrier().await?;
-                let c = all_reduce(comm, algo, &mut data).await?;
-                let t = comm.elapsed_since(start);
-                used = Some(c);
-                if i >= spec.warmup {
-                    times_us.push(t.as_secs_f64() * 1e6);
-                }
-            }
-            let wrong = if spec.check {
-                let collective = Collective::AllReduce;
-                data = verify::input(collective, spec.seed, world, rank, count);
-                comm.barrier().await?;
-                let c = all_reduce(comm, algo, &mut data).await?;
-                used = Some(c);
-                Some(verify::count_wrong(
-                    collective, spec.seed, world, rank, &data,
-                ))
-            } else {
-                None
-            };
+            let out_of_place = measure(comm, spec, algo, count, Placement::OutOfPlace).await?;
+            let in_place = measure(comm, spec, algo, count, Placement::InPlace).await?;
+            let used = in_place.used.or(out_of_place.used);
             let point = SweepPoint {
                 index: points.len(),
                 rank,
@@ -110,8 +172,10 @@ pub async fn run_sweep<E: Exchange>(
                 ),
                 bytes,
                 count,
-                times_us,
-                wrong,
+                times_us: out_of_place.times_us,
+                wrong: out_of_place.wrong,
+                in_place_times_us: in_place.times_us,
+                in_place_wrong: in_place.wrong,
             };
             on_point(&point);
             points.push(point);

@@ -63,8 +63,11 @@ pub struct NodeSweepResult {
     pub spec: SweepSpec,
     /// This rank's points, algorithm-major, in the order of `spec`.
     pub points: Vec<SweepPoint>,
-    /// The mesh's transport counters after the sweep (debug text).
+    /// The mesh's transport counters after the sweep (debug text; kept for older readers).
     pub transport_stats: String,
+    /// The same counters as numbers (absent from nodes that predate them).
+    #[serde(default)]
+    pub transport_counters: Option<spacefabric_fabric::transport::MeshStats>,
     /// The mesh's transport settings: socket kind, congestion controller, datagram size,
     /// and the quinn tuning towards every peer (empty from nodes that predate it).
     #[serde(default)]
@@ -168,16 +171,21 @@ impl AllReduceRunner {
         drop(tx);
         // Deliver the last progress reports before the result.
         let _ = reporter.await;
-        let transport_stats = format!("{:?}", mesh.stats());
+        let transport_counters = mesh.stats();
+        let transport_stats = format!("{transport_counters:?}");
         let per_link: Vec<serde_json::Value> = (0..mesh.world_size())
             .filter_map(|to| {
                 mesh.tuning(to).map(|t| {
-                    serde_json::json!({ "from_rank": rank, "to_rank": to, "tuning": format!("{t:?}") })
+                    serde_json::json!({ "from_rank": rank, "to_rank": to, "tuning": t.report() })
                 })
             })
             .collect();
         let transport_settings = serde_json::json!({
-            "socket": format!("{socket:?}"),
+            "socket": match socket {
+                SocketKind::Emulated => "emulated",
+                SocketKind::Passthrough => "passthrough",
+                SocketKind::PlainUdp => "plain_udp",
+            },
             "emulated": socket == SocketKind::Emulated,
             "cc": cc.as_str(),
             "udp_payload_bytes": udp_payload,
@@ -195,6 +203,7 @@ impl AllReduceRunner {
             spec,
             points: swept?,
             transport_stats,
+            transport_counters: Some(transport_counters),
             transport_settings,
         })
     }

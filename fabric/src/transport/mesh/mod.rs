@@ -101,7 +101,7 @@ mod stop_code {
 const CHUNK: usize = 256 * 1024;
 
 /// Counters of one mesh (all since [`Mesh::connect`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MeshStats {
     /// Connections established (first ones and re-connections).
     pub connections: u64,
