@@ -145,6 +145,8 @@ pub(crate) struct Sweep {
     pub(crate) lanes: usize,
     pub(crate) seed: u64,
     pub(crate) clock: crate::clock::ClockMode,
+    /// Dilation K of the scenario clock (1: undilated).
+    pub(crate) dilation: u32,
     pub(crate) bound_formula: &'static str,
     pub(crate) site_names: Vec<String>,
     pub(crate) results: Vec<SizeResult>,
@@ -213,6 +215,7 @@ impl Sweep {
             lanes: args.lanes,
             seed: args.seed,
             clock: args.clock,
+            dilation: 1,
             bound_formula,
             site_names: profile.sites.iter().map(|s| s.name.clone()).collect(),
             results: Vec::new(),
@@ -286,6 +289,14 @@ pub(crate) fn print_header(s: &Sweep) {
     }
     let _ = writeln!(out, "# Fabric: {}", s.fabric);
     let _ = writeln!(out, "# Clock: {}", s.clock.describe());
+    if s.dilation > 1 {
+        let _ = writeln!(
+            out,
+            "# Scenario clock dilated K = {}: tokio's 1 ms timer grain is {} ns of emulated time",
+            s.dilation,
+            1_000_000 / u64::from(s.dilation)
+        );
+    }
     let _ = writeln!(
         out,
         "# time = mean per op over the timed iterations, until the last rank finishes; algbw = size/time; busbw = algbw*2(p-1)/p"
@@ -538,6 +549,7 @@ fn to_json(s: &Sweep) -> serde_json::Value {
         "placement": s.placement,
         "emulated": s.emulated,
         "clock": s.clock,
+        "clock_dilation": s.dilation,
         "fabric": s.fabric,
         "links": s.links,
         "transport": s.transport,
