@@ -258,7 +258,7 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
             args.corrupt,
             args.cc,
             args.udp_payload,
-            args.clock.dilation(),
+            args.clock.dilation_for(min_used_delay(&profile, &sites)),
         )
         .await
         .context("starting the local cluster")?;
@@ -325,6 +325,7 @@ async fn sweep<E: Exchange + 'static>(
         fabric.emulated(),
         fabric.transport_settings(),
     );
+    sweep.dilation = fabric.dilation();
     report::print_header(&sweep);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SweepPoint>();
     let mut tasks = tokio::task::JoinSet::new();

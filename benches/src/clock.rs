@@ -19,6 +19,14 @@ use clap::ValueEnum;
 /// times slower than tokio's paused clock and the grain becomes 1 µs of emulated time. quinn,
 /// the delay line, barriers and timeouts all follow the dilated clock; it costs no wall time.
 pub(crate) const VIRTUAL_DILATION: u32 = 1000;
+
+/// Under `--clock virtual` the timer grain is kept to at most 1/20 (5 %) of the smallest link
+/// delay of the run ([`ClockMode::dilation_for`]).
+pub(crate) const GRAIN_PER_DELAY: u32 = 20;
+
+/// The largest dilation: a 1 ns grain. Emulated spans are multiplied by it on tokio's clock,
+/// whose timers reach about two years: 60 s of emulated idle timeout is 694 days at this K.
+pub(crate) const MAX_VIRTUAL_DILATION: u32 = 1_000_000;
 use serde::Serialize;
 
 /// The clock of an in-process benchmark (`--clock`, env `SPACEFABRIC_CLOCK`).
@@ -59,6 +67,24 @@ impl ClockMode {
         }
     }
 
+    /// The dilation for a run whose smallest one-way link delay is `min_delay`: 1 on the real
+    /// clock; on the virtual clock at least [`VIRTUAL_DILATION`], and enough that tokio's
+    /// 1 ms grain is at most 1/[`GRAIN_PER_DELAY`] of that delay (0.5 µs formation links:
+    /// K = 40,000, a 25 ns grain), capped at [`MAX_VIRTUAL_DILATION`].
+    pub(crate) fn dilation_for(self, min_delay: std::time::Duration) -> u32 {
+        match self {
+            Self::Real => 1,
+            Self::Virtual => {
+                let ns = min_delay.as_nanos().max(1);
+                let wanted = (1_000_000u128 * u128::from(GRAIN_PER_DELAY)).div_ceil(ns);
+                wanted.clamp(
+                    u128::from(VIRTUAL_DILATION),
+                    u128::from(MAX_VIRTUAL_DILATION),
+                ) as u32
+            }
+        }
+    }
+
     /// The tokio runtime for this clock.
     pub(crate) fn runtime(self) -> std::io::Result<tokio::runtime::Runtime> {
         match self {
@@ -76,5 +102,24 @@ impl ClockMode {
 impl std::fmt::Display for ClockMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_virtual_grain_follows_the_smallest_link_delay() {
+        assert_eq!(ClockMode::Real.dilation_for(Duration::from_nanos(500)), 1);
+        // LAN and Earth-Moon: 1 µs grain is already under 5 % of 50 µs.
+        let v = ClockMode::Virtual;
+        assert_eq!(v.dilation_for(Duration::from_micros(50)), 1000);
+        assert_eq!(v.dilation_for(Duration::from_millis(1282)), 1000);
+        // 0.5 µs formation links: 25 ns grain.
+        assert_eq!(v.dilation_for(Duration::from_nanos(500)), 40_000);
+        assert_eq!(v.dilation_for(Duration::ZERO), MAX_VIRTUAL_DILATION);
     }
 }

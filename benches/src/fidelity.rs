@@ -89,8 +89,8 @@ pub(crate) struct FidelityArgs {
     )]
     scheduler: SchedulerArg,
     /// Clock: `real` (wall clock: what the emulator delivers on this host) or `virtual`
-    /// (tokio's paused clock, one thread, tokio-timer delay line: the error left is the
-    /// timer's 1 ms grain, not the host).
+    /// (tokio's paused clock, one thread, tokio-timer delay line, scenario clock dilated so
+    /// the timer grain is 1 µs: the error left is that grain, not the host).
     #[arg(long, env = "SPACEFABRIC_CLOCK", value_enum, default_value_t = ClockMode::Real)]
     clock: ClockMode,
     /// Spin window of the precise scheduler, µs (default: the library's).
@@ -305,7 +305,13 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
         SchedulerArg::Precise => SchedulerMode::Precise,
         SchedulerArg::Tokio => SchedulerMode::TokioTimer,
     };
-    let clock = EmuClock::new(tokio::time::Instant::now() + Duration::from_millis(200));
+    // Under --clock virtual the scenario clock is dilated (tokio's 1 ms timer grain becomes
+    // 1 µs of emulated time); every wait below is on this clock.
+    let dilation = args.clock.dilation();
+    let clock = EmuClock::dilated(
+        tokio::time::Instant::now() + Duration::from_millis(200) * dilation,
+        dilation,
+    );
     let mut sockets = Vec::new();
     for _ in 0..n {
         let table = Arc::new(LinkTable::new(clock).with_scheduler_mode(mode));
@@ -396,7 +402,7 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
             drain = drain.max(l.delay_at(clock.now()) + queue);
         }
     }
-    tokio::time::sleep(drain + Duration::from_millis(500)).await;
+    tokio::time::sleep(clock.wall(drain + Duration::from_millis(500))).await;
     stop_recv.notify_waiters();
     let mut recv_logs = Vec::new();
     for r in receivers {
@@ -488,7 +494,7 @@ async fn send(
     let mut probe = [0u8; PROBE_BYTES];
     let mut load = vec![0u8; LOAD_BYTES];
     tokio::time::sleep_until(clock.epoch()).await;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut tick = tokio::time::interval(clock.wall(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last = clock.now();
     while !stop.load(Ordering::Relaxed) {

@@ -13,7 +13,8 @@
 //!   minimum is the one-way delay), for each `--contact-aware` setting.
 //!
 //! `--clock real` (default) measures in wall-clock time, so the host's CPU is part of the
-//! result; `--clock virtual` runs on tokio's paused clock (infinitely fast CPU): the protocol
+//! result; `--clock virtual` runs on tokio's paused clock (infinitely fast CPU), its scenario
+//! clock dilated so tokio's 1 ms timer grain is 1 µs of emulated time: the protocol
 //! alone.
 
 use std::path::PathBuf;
@@ -238,6 +239,7 @@ async fn pair(
     to: &str,
     cc: CcChoice,
     contact_aware: bool,
+    dilation: u32,
 ) -> anyhow::Result<Pair> {
     let ca = DevCa::generate()?;
     let addrs: Vec<std::net::SocketAddr> = {
@@ -263,7 +265,7 @@ async fn pair(
             site: to.into(),
         },
     ];
-    let clock = EmuClock::new(Instant::now());
+    let clock = EmuClock::dilated(Instant::now(), dilation);
     let config = |rank: usize, name: &str| -> anyhow::Result<MeshConfig> {
         let mut c = MeshConfig::new(rank, peers.clone(), profile.clone(), ca.issue(name)?, clock);
         c.cc = cc;
@@ -310,9 +312,10 @@ async fn transfer(
     let start = p.clock.now();
     let send = p.sender.send(1, 1, payload.clone());
     let recv = p.receiver.recv(0, 1);
-    let (sent, got) = tokio::time::timeout(timeout, async { tokio::join!(send, recv) })
-        .await
-        .with_context(|| format!("transfer did not finish within {timeout:?}"))?;
+    let (sent, got) =
+        tokio::time::timeout(p.clock.wall(timeout), async { tokio::join!(send, recv) })
+            .await
+            .with_context(|| format!("transfer did not finish within {timeout:?}"))?;
     sent?;
     let got = got?;
     Ok((p.clock.now() - start, got == *payload))
@@ -400,7 +403,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
             "q_drops"
         );
         for &cc in &args.cc {
-            let p = pair(profile.clone(), &from, &to, cc, true).await?;
+            let p = pair(profile.clone(), &from, &to, cc, true, args.clock.dilation()).await?;
             let steps = watch_progress(&p.receiver, p.clock, args.size);
             let (completion, intact) = transfer(&p, &payload, timeout).await?;
             if !intact {
@@ -477,7 +480,15 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
         );
         for &cc in &args.cc {
             for &aware in &args.contact_aware {
-                let p = pair(profile.clone(), &from, &to, cc, aware).await?;
+                let p = pair(
+                    profile.clone(),
+                    &from,
+                    &to,
+                    cc,
+                    aware,
+                    args.clock.dilation(),
+                )
+                .await?;
                 let steps = watch_progress(&p.receiver, p.clock, args.size);
                 let (completion, intact) = transfer(&p, &payload, timeout).await?;
                 let steps = steps.await?;

@@ -36,6 +36,8 @@ fn every_shipped_profile_validates() {
         "lunar-farside-relay",
         "leo-shell",
         "mass-driver-swarm",
+        "lan-100g",
+        "formation-flying",
     ] {
         assert!(
             names.iter().any(|n| n == expected),

@@ -96,6 +96,8 @@ pub(crate) enum LocalFabric {
         emulated: bool,
         /// UDP payload bytes per fabric datagram.
         udp_payload: u16,
+        /// Dilation of the scenario clock.
+        dilation: u32,
     },
 }
 
@@ -208,6 +210,7 @@ impl LocalFabric {
                     meshes,
                     emulated: emulate,
                     udp_payload,
+                    dilation,
                 })
             }
         }
@@ -224,6 +227,7 @@ impl LocalFabric {
                 meshes,
                 emulated,
                 udp_payload,
+                ..
             } => format!(
                 "local cluster: {} node endpoints in this process (one tokio runtime), real QUIC (quinn, mutual TLS) on 127.0.0.1 over {}, {udp_payload}-byte UDP payloads",
                 meshes.len(),
@@ -245,6 +249,7 @@ impl LocalFabric {
                 meshes,
                 emulated,
                 udp_payload,
+                ..
             } => {
                 let mut links = Vec::new();
                 let n = meshes.len();
@@ -353,6 +358,14 @@ impl LocalFabric {
     /// A sample of the host's share of the run so far.
     pub(crate) fn host_sample(&self) -> HostSample {
         HostSample::now(self.delay_line_stats(), &self.udp_ports())
+    }
+
+    /// The dilation of the scenario clock (1 for the memory fabric).
+    pub(crate) fn dilation(&self) -> u32 {
+        match self {
+            Self::Memory(_) => 1,
+            Self::Quic { dilation, .. } => *dilation,
+        }
     }
 
     /// Whether links are emulated.

@@ -71,6 +71,9 @@ pub(crate) struct SweepFile {
     /// Which clock ran: `real` (wall clock, host CPU included) or `virtual` (tokio's paused
     /// clock: link model and protocol only).
     pub(crate) clock: String,
+    /// Dilation K of the scenario clock: emulated time runs K times slower than the runtime's
+    /// clock (1: undilated; the virtual clock dilates so tokio's 1 ms grain is ≤ 1 µs).
+    pub(crate) clock_dilation: u32,
     /// Rows the host, not the link model, bounded.
     pub(crate) host_bound_rows: HostBoundRowsFile,
     /// What carried the messages.
@@ -365,6 +368,7 @@ pub(crate) fn sweep_file(s: &Sweep) -> SweepFile {
         placement: s.placement.clone(),
         emulated: s.emulated,
         clock: s.clock.name().to_string(),
+        clock_dilation: s.dilation,
         host_bound_rows: {
             let (count, judged) = s.host_bound_rows();
             HostBoundRowsFile { count, judged }

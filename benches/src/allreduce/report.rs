@@ -186,6 +186,8 @@ pub(crate) struct Sweep {
     pub(crate) pid: Option<u32>,
     /// Where the ranks run.
     pub(crate) host: String,
+    /// Dilation K of the scenario clock (1: undilated).
+    pub(crate) dilation: u32,
     pub(crate) bound_formula: &'static str,
     pub(crate) site_names: Vec<String>,
     pub(crate) results: Vec<SizeResult>,
@@ -263,6 +265,7 @@ impl Sweep {
             site_of_rank: cost.site_of_rank().to_vec(),
             pid: Some(std::process::id()),
             host: "localhost".to_string(),
+            dilation: 1,
             bound_formula,
             site_names: profile.sites.iter().map(|s| s.name.clone()).collect(),
             results: Vec::new(),
@@ -514,6 +517,14 @@ pub(crate) fn header_text(s: &Sweep) -> String {
     }
     let _ = writeln!(out, "# Fabric: {}", s.fabric);
     let _ = writeln!(out, "# Clock: {}", s.clock.describe());
+    if s.dilation > 1 {
+        let _ = writeln!(
+            out,
+            "# Scenario clock dilated K = {}: tokio's 1 ms timer grain is {} ns of emulated time",
+            s.dilation,
+            1_000_000 / u64::from(s.dilation)
+        );
+    }
     let _ = writeln!(
         out,
         "# time = mean per op over the timed iterations, until the last rank finishes; algbw = size/time; busbw = algbw*2(p-1)/p (GB/s, 1e9)"
@@ -780,6 +791,7 @@ pub(crate) mod tests {
             lanes: 4,
             seed: 1,
             clock: crate::clock::ClockMode::Real,
+            dilation: 1,
             check: true,
             datatype: "float".into(),
             redop: "sum".into(),
