@@ -213,6 +213,11 @@ impl Shared {
     }
 }
 
+/// Milliseconds as the protocol's u32, saturating (the flags keep intervals far below).
+fn millis_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
 fn is_final(job: &Job) -> bool {
     matches!(
         JobState::try_from(job.state),
@@ -306,7 +311,7 @@ impl Controller for ControllerService {
                     certificate_pem,
                     ca_certificate_pem: s.ca.cert_pem().to_string(),
                     plan_version: reg.plan_version,
-                    heartbeat_interval_ms: core.config().heartbeat_interval.as_millis() as u32,
+                    heartbeat_interval_ms: millis_u32(core.config().heartbeat_interval),
                     controller_site: core.config().controller_site.clone(),
                 };
                 Ok((reg, response))
@@ -340,7 +345,7 @@ impl Controller for ControllerService {
         let (plan_version, interval) = result.map_err(err)?;
         Ok(Response::new(HeartbeatResponse {
             plan_version,
-            heartbeat_interval_ms: interval.as_millis() as u32,
+            heartbeat_interval_ms: millis_u32(interval),
         }))
     }
 
@@ -524,8 +529,21 @@ impl Controller for ControllerService {
         let req = request.into_inner();
         let s = &self.shared;
         s.check_token(&req.join_token)?;
-        let jobs = lock(&s.core).jobs();
-        Ok(Response::new(ListJobsResponse { jobs }))
+        let core = lock(&s.core);
+        let (jobs, next_page_token) = core
+            .list_jobs(
+                req.page_size,
+                &req.page_token,
+                req.omit_results,
+                req.newest_first,
+            )
+            .map_err(err)?;
+        let total_jobs = u32::try_from(core.persisted().jobs.len()).unwrap_or(u32::MAX);
+        Ok(Response::new(ListJobsResponse {
+            jobs,
+            next_page_token,
+            total_jobs,
+        }))
     }
 
     async fn list_nodes(

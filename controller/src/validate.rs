@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use spacefabric_proto::v1::{JobSpec, TrainJob, job_spec};
 
-use crate::error::ControllerError;
+use crate::error::{ControllerError, bounded};
 use crate::topology::Topology;
 
 /// Longest node name accepted (a DNS name).
@@ -69,7 +69,12 @@ pub fn node_name(name: &str) -> Result<()> {
 pub fn advertise_addr(addr: &str) -> Result<SocketAddr> {
     let parsed: SocketAddr = match addr.parse() {
         Ok(a) => a,
-        Err(_) => return invalid("advertise_addr", format!("'{addr}' is not an ip:port")),
+        Err(_) => {
+            return invalid(
+                "advertise_addr",
+                format!("'{}' is not an ip:port", bounded(addr)),
+            );
+        }
     };
     if parsed.ip().is_unspecified() {
         return invalid(
@@ -91,7 +96,8 @@ pub fn preferred_site(site: &str, topology: &Topology) -> Result<()> {
         invalid(
             "preferred_site",
             format!(
-                "unknown site '{site}' (profile '{}' has {})",
+                "unknown site '{}' (profile '{}' has {})",
+                bounded(site),
                 topology.profile_name,
                 topology.sites.join(", ")
             ),
@@ -114,6 +120,16 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
     };
     if spec.name.len() > 200 {
         return invalid("spec.name", "longer than 200 characters");
+    }
+    let max_deadline_ms = crate::deadline::MAX_DEADLINE.as_millis();
+    if u128::from(spec.deadline_ms) > max_deadline_ms {
+        return invalid(
+            "spec.deadline_ms",
+            format!(
+                "{} is longer than {max_deadline_ms} ms (30 days)",
+                spec.deadline_ms
+            ),
+        );
     }
     match &spec.kind {
         None => invalid("spec.kind", "one of all_reduce, train, ping is required"),
@@ -156,7 +172,11 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
                 if !ALGORITHMS.contains(&algo.as_str()) {
                     return invalid(
                         &format!("spec.all_reduce.algorithms[{i}]"),
-                        format!("unknown algorithm '{algo}' (use {})", ALGORITHMS.join(", ")),
+                        format!(
+                            "unknown algorithm '{}' (use {})",
+                            bounded(algo),
+                            ALGORITHMS.join(", ")
+                        ),
                     );
                 }
             }
@@ -189,7 +209,11 @@ fn train_job(t: &TrainJob) -> Result<()> {
         [s] if !STRATEGIES.contains(&s.as_str()) => {
             return invalid(
                 "spec.train.strategies[0]",
-                format!("unknown strategy '{s}' (use {})", STRATEGIES.join(", ")),
+                format!(
+                    "unknown strategy '{}' (use {})",
+                    bounded(s),
+                    STRATEGIES.join(", ")
+                ),
             );
         }
         [_] => {}
@@ -254,7 +278,10 @@ fn train_job(t: &TrainJob) -> Result<()> {
     if !["relu", "tanh"].contains(&r.activation.as_str()) {
         return invalid(
             &f("activation"),
-            format!("unknown activation '{}' (use relu or tanh)", r.activation),
+            format!(
+                "unknown activation '{}' (use relu or tanh)",
+                bounded(&r.activation)
+            ),
         );
     }
     if !ALGORITHMS.contains(&r.algorithm.as_str()) {
@@ -262,7 +289,7 @@ fn train_job(t: &TrainJob) -> Result<()> {
             &f("algorithm"),
             format!(
                 "unknown algorithm '{}' (use {})",
-                r.algorithm,
+                bounded(&r.algorithm),
                 ALGORITHMS.join(", ")
             ),
         );
@@ -286,6 +313,7 @@ mod tests {
 
     fn all_reduce(a: AllReduceJob) -> JobSpec {
         JobSpec {
+            deadline_ms: 0,
             name: String::new(),
             kind: Some(job_spec::Kind::AllReduce(a)),
         }
@@ -327,6 +355,7 @@ mod tests {
             "spec.all_reduce.algorithms[1]"
         );
         let ping = JobSpec {
+            deadline_ms: 0,
             name: String::new(),
             kind: Some(job_spec::Kind::Ping(PingJob { iterations: 0 })),
         };
@@ -354,6 +383,7 @@ mod tests {
     #[test]
     fn train_jobs_name_the_bad_field() {
         let train = |t: TrainJob| JobSpec {
+            deadline_ms: 0,
             name: String::new(),
             kind: Some(job_spec::Kind::Train(t)),
         };

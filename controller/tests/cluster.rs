@@ -53,6 +53,7 @@ fn config(state_dir: Option<&Path>) -> ServerConfig {
             controller_site: "earth".into(),
             heartbeat_interval: Duration::from_millis(100),
             heartbeat_misses: 5,
+            ..CoreConfig::default()
         },
         join_token: TOKEN.into(),
         state_dir: state_dir.map(Path::to_path_buf),
@@ -165,6 +166,7 @@ async fn list_nodes(c: &mut ControllerClient<Channel>) -> ListNodesResponse {
 
 fn ping_spec(iterations: u32) -> JobSpec {
     JobSpec {
+        deadline_ms: 0,
         name: "ping".into(),
         kind: Some(job_spec::Kind::Ping(PingJob { iterations })),
     }
@@ -435,6 +437,7 @@ async fn bad_requests_are_errors_naming_the_field_and_the_server_survives() {
     let url = format!("http://{}", server.addr);
     let mut c = client(&url).await;
     let bad = JobSpec {
+        deadline_ms: 0,
         name: "bad".into(),
         kind: Some(job_spec::Kind::AllReduce(AllReduceJob {
             min_bytes: 1024,

@@ -66,6 +66,7 @@ async fn run_job(
             )
         })?;
     let spec = JobSpec {
+        deadline_ms: 0,
         name: "spacefabric-bench allreduce".to_string(),
         kind: Some(job_spec::Kind::AllReduce(AllReduceJob {
             min_bytes: args.min_bytes,
