@@ -28,6 +28,8 @@ use spacefabric_node::collective::{
     Algorithm, Collective, Communicator, Corruption, CostModel, Exchange,
 };
 
+use crate::admission;
+
 pub(crate) use report::{SizeResult, Sweep};
 
 /// Default UDP payload of the local cluster's datagrams (see `--udp-payload`).
@@ -223,9 +225,16 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
         bail!("--lanes must be between 1 and 255 (got {})", args.lanes);
     }
     let sizes = sizes(args.min_bytes, args.max_bytes, args.step_factor)?;
+    admission::check_output_files(&[
+        ("--json", args.json.as_deref()),
+        ("--csv", args.csv.as_deref()),
+        ("--plot", args.plot.as_deref()),
+    ])?;
+    admission::check_output_dir("--hdr-dir", args.hdr_dir.as_deref())?;
     if let Some(url) = &args.controller {
         return controller_job::run(&args, url, &sizes);
     }
+    admission::admit(&controller_job::all_reduce_spec(&args)?, args.nodes)?;
     let profile = load_profile(&args.profile)?;
     let sites = placement(&profile, args.nodes);
     let cost = CostModel::from_profile(&profile, sites.clone(), Duration::ZERO)?;

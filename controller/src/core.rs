@@ -950,14 +950,9 @@ impl Core {
 
     /// Accepts a job (validated; the field is named on error) and starts it when possible.
     pub fn submit(&mut self, spec: Option<&JobSpec>, min_nodes: u32, now: Now) -> Result<Job> {
-        let spec = validate::job_spec(spec)?.clone();
         let world = self.state.plan.world_size().max(min_nodes as usize).max(1);
         let world = u32::try_from(world).unwrap_or(u32::MAX);
-        job_cost(&spec, world)
-            .check(&self.config.node_budget)
-            .map_err(|e| {
-                ControllerError::invalid(e.fields(), format!("on {world} ranks the job {e}"))
-            })?;
+        let spec = validate::admit(spec, world, &self.config.node_budget)?.clone();
         let job_id = format!("job-{}", self.state.next_job);
         self.state.next_job =
             self.state
@@ -1568,6 +1563,7 @@ mod tests {
             .submit(Some(&teacher), 0, at(0))
             .unwrap_err()
             .to_string();
+        println!("teacher poison: {err}");
         assert!(err.contains("spec.train.teacher_width"), "{err}");
         assert!(err.contains("node budget"), "{err}");
         let eval = JobSpec {
@@ -1581,6 +1577,7 @@ mod tests {
             ..train(10)
         };
         let err = core.submit(Some(&eval), 0, at(0)).unwrap_err().to_string();
+        println!("eval poison: {err}");
         assert!(err.contains("eval_samples"), "{err}");
         assert!(core.jobs().is_empty(), "nothing was queued");
     }

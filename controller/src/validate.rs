@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use spacefabric_proto::job_cost::{NodeBudget, job_cost};
 use spacefabric_proto::v1::{JobSpec, TrainJob, job_spec};
 
 use crate::error::{ControllerError, bounded};
@@ -111,6 +112,21 @@ pub fn csr(pem: &str) -> Result<()> {
         return invalid("csr_pem", format!("larger than {MAX_CSR_BYTES} bytes"));
     }
     Ok(())
+}
+
+/// What the controller admits — the spec's fields ([`job_spec`]) and what it costs one of
+/// `world` ranks against `budget` (`spacefabric_proto::job_cost`) — and what the in-process
+/// benches check with this same function before they run anything.
+pub fn admit<'a>(
+    spec: Option<&'a JobSpec>,
+    world: u32,
+    budget: &NodeBudget,
+) -> Result<&'a JobSpec> {
+    let spec = job_spec(spec)?;
+    job_cost(spec, world).check(budget).map_err(|e| {
+        ControllerError::invalid(e.fields(), format!("on {world} ranks the job {e}"))
+    })?;
+    Ok(spec)
 }
 
 /// A job spec, every field checked; zero optional fields take documented defaults.
