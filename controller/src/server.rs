@@ -155,7 +155,9 @@ pub async fn spawn_server(
     shared.with_core(|_, _| ());
     let ca_cert_pem = shared.ca().cert_pem().to_string();
 
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().layer(tower::util::MapResponseLayer::new(
+        undecodable_is_invalid_argument,
+    ));
     if let Some(names) = &config.tls_names {
         let (cert, key) = shared.ca().server_identity(names)?;
         builder =
@@ -213,6 +215,26 @@ pub async fn spawn_server(
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// tonic answers a request whose bytes are not the method's protobuf message with `INTERNAL`
+/// ("failed to decode Protobuf message"); the fault is the client's, so the status becomes
+/// `INVALID_ARGUMENT` (the message is kept).
+fn undecodable_is_invalid_argument(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let internal = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let undecodable = headers.get("grpc-message").is_some_and(|m| {
+        m.as_bytes().starts_with(b"failed%20to%20decode")
+            || m.as_bytes().starts_with(b"failed to decode")
+    });
+    if internal && undecodable {
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+    }
+    response
 }
 
 /// The accepted connections of `listener`, each with `TCP_NODELAY` set. tonic's
