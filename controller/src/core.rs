@@ -115,6 +115,10 @@ pub struct Member {
     pub ordinal: u64,
     /// First registration, unix ms.
     pub registered_unix_ms: u64,
+    /// The public key of the node's CSR (hex DER; empty when it registered without one). While
+    /// the member is alive, only this key may register the name again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
 }
 
 /// One job and who runs its current attempt (persisted).
@@ -296,6 +300,8 @@ pub struct RegisterFields {
     pub advertise_addr: String,
     /// Prometheus address.
     pub metrics_addr: String,
+    /// Public key of the CSR sent with the registration (hex DER), or empty.
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -446,9 +452,23 @@ impl Core {
             .iter()
             .position(|m| m.name == fields.node_name);
         let reattached = existing.is_some();
+        if let Some(i) = existing {
+            let member = &self.state.members[i];
+            // A live node's name is bound to its key: a join-token holder with another key
+            // cannot take it over (a replacement gets the name once the old node is dead).
+            if member.state == MemberState::Alive
+                && !member.key.is_empty()
+                && member.key != fields.key
+            {
+                return Err(ControllerError::NameTaken(bounded(&fields.node_name)));
+            }
+        }
         let index = match existing {
             Some(i) => {
                 let member = &mut self.state.members[i];
+                if !fields.key.is_empty() {
+                    member.key = fields.key.clone();
+                }
                 if !fields.preferred_site.is_empty() {
                     member.site = fields.preferred_site.clone();
                 }
@@ -474,6 +494,7 @@ impl Core {
                     state: MemberState::Alive,
                     ordinal,
                     registered_unix_ms: now.unix_ms,
+                    key: fields.key.clone(),
                 });
                 self.state.members.len() - 1
             }
@@ -1318,6 +1339,7 @@ mod tests {
                 preferred_site: site.into(),
                 advertise_addr: format!("127.0.0.1:{}", 7500 + name.len()),
                 metrics_addr: String::new(),
+                key: String::new(),
             },
             at(t),
         )
@@ -1741,5 +1763,38 @@ mod tests {
             dead.extend(core.expire(at(t)));
         }
         assert_eq!(dead, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn a_live_nodes_name_cannot_be_taken_over_with_another_key() {
+        let mut core = core();
+        let fields = |key: &str, port: u16| RegisterFields {
+            node_name: "a".into(),
+            preferred_site: "earth".into(),
+            advertise_addr: format!("127.0.0.1:{port}"),
+            metrics_addr: String::new(),
+            key: key.into(),
+        };
+        let first = core.register(&fields("k1", 7500), at(0)).unwrap();
+        // The same key re-attaches (a restarted controller, a new connection).
+        assert!(
+            core.register(&fields("k1", 7500), at(10))
+                .unwrap()
+                .reattached
+        );
+        // Another key, from another address, while the node lives: refused, nothing changes.
+        let err = core.register(&fields("k2", 9999), at(20)).unwrap_err();
+        assert!(matches!(err, ControllerError::NameTaken(_)), "{err}");
+        assert_eq!(core.persisted().members[0].advertise_addr, "127.0.0.1:7500");
+        assert_eq!(
+            tonic::Status::from(err).code(),
+            tonic::Code::AlreadyExists,
+            "not fatal for an agent: it retries until the old node is declared dead"
+        );
+        // Once the old node is dead, a replacement with a new key gets the name (and the id).
+        assert_eq!(core.expire(at(3_100)), vec!["a".to_string()]);
+        let again = core.register(&fields("k2", 9999), at(3_200)).unwrap();
+        assert_eq!(again.member.node_id, first.member.node_id);
+        assert_eq!(core.persisted().members[0].key, "k2");
     }
 }

@@ -20,6 +20,11 @@ pub enum ControllerError {
     /// No node with this id (register first).
     #[error("unknown node '{0}': register first")]
     UnknownNode(String),
+    /// A live node holds this name with another key.
+    #[error(
+        "node name '{0}' belongs to a live node with another key: a node re-registers with its own key, or after the old one is declared dead"
+    )]
+    NameTaken(String),
     /// A node reported on a job it does not take part in.
     #[error("node '{node_id}' does not take part in job '{job_id}'")]
     NotParticipant {
@@ -90,6 +95,7 @@ impl From<ControllerError> for tonic::Status {
             }
             ControllerError::NodeNotMember(_) => Self::failed_precondition(message),
             ControllerError::NotParticipant { .. } => Self::permission_denied(message),
+            ControllerError::NameTaken(_) => Self::already_exists(message),
             ControllerError::Certificate(_) | ControllerError::State { .. } => {
                 Self::internal(message)
             }

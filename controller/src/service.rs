@@ -289,7 +289,13 @@ impl Controller for ControllerService {
             s.ca.sign_node_csr(&req.csr_pem, &req.node_name, addr.ip())
                 .map_err(err)?
         };
+        let key = if req.csr_pem.is_empty() {
+            String::new()
+        } else {
+            ClusterCa::csr_public_key(&req.csr_pem).map_err(err)?
+        };
         let fields = RegisterFields {
+            key,
             node_name: req.node_name.clone(),
             preferred_site: req.preferred_site.clone(),
             advertise_addr: req.advertise_addr.clone(),

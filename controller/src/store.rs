@@ -146,6 +146,7 @@ mod tests {
             state: crate::core::MemberState::Alive,
             ordinal,
             registered_unix_ms: 0,
+            key: String::new(),
         }
     }
 
