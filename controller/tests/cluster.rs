@@ -239,23 +239,30 @@ async fn four_nodes_register_and_get_a_plan_grouped_by_site() {
     let moon = listed.nodes.iter().find(|n| n.site == "moon").unwrap();
     assert_eq!(moon.heartbeat_deadline_ms, 520);
 
-    // Registering again under a known name is a re-attach: same id, no new member.
-    let again = c
+    // Registering a live node's name without its key (a join-token holder taking it over
+    // from another address) is refused; nothing changes. The node itself re-attaches with its
+    // own key (core::tests, bench_reattach).
+    let takeover = c
         .register(RegisterRequest {
             join_token: TOKEN.into(),
             node_name: "node-0".into(),
             preferred_site: "earth".into(),
-            advertise_addr: "127.0.0.1:17500".into(),
+            advertise_addr: "127.0.0.1:17599".into(),
             csr_pem: String::new(),
             metrics_addr: String::new(),
         })
         .await
-        .unwrap()
-        .into_inner();
-    let first = nodes[0].status.borrow().node_id.clone().unwrap();
-    assert_eq!(again.node_id, first);
-    assert_eq!(list_nodes(&mut c).await.nodes.len(), 4);
-    assert!(!again.ca_certificate_pem.is_empty());
+        .unwrap_err();
+    assert_eq!(takeover.code(), Code::AlreadyExists, "{takeover:?}");
+    let listed = list_nodes(&mut c).await;
+    assert_eq!(listed.nodes.len(), 4);
+    assert!(
+        listed
+            .nodes
+            .iter()
+            .all(|n| n.advertise_addr != "127.0.0.1:17599"),
+        "the name was taken over"
+    );
 
     // A clean leave takes the node out of the plan at once.
     let leaving = nodes.pop().unwrap();
