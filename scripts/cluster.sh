@@ -49,6 +49,19 @@ pid_alive() {
 
 tcp_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# wait_exec FILE: waits (up to 10 s) until the pid in FILE has exec'd one of our binaries; `$!`
+# is the forked shell until then, so checking it at once can misreport a start as an exit.
+wait_exec() {
+  local file="$1" pid i
+  pid="$(cat "$file")"
+  for ((i = 0; i < 100; i++)); do
+    pid_alive "$file" && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 udp_busy() {
   local hex
   hex="$(printf '%04X' "$1")"
@@ -79,6 +92,7 @@ start_node() {
     --state-dir "$DIR/node-$i" --udp-payload "${SPACEFABRIC_CLUSTER_UDP_PAYLOAD:-16384}" \
     > "$DIR/logs/node-$i.log" 2>&1 &
   echo $! > "$DIR/node-$i.pid"
+  wait_exec "$DIR/node-$i.pid" || die "node-$i did not start; see $DIR/logs/node-$i.log"
 }
 
 cmd_up() {
@@ -92,6 +106,16 @@ cmd_up() {
     esac
   done
   [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "up: --nodes N (a positive number) is required"
+  (( ${#nodes} <= 5 )) || die "up: --nodes $nodes does not fit: one UDP and one TCP port per node (max 65535)"
+  # Node i uses NODE_PORT+i/udp and NODE_METRICS_PORT+i/tcp: both ranges must fit below 65536
+  # and the TCP range must not reach the controller's ports.
+  local last_quic=$((NODE_PORT + nodes - 1)) last_metrics=$((NODE_METRICS_PORT + nodes - 1))
+  (( last_quic <= 65535 && last_metrics <= 65535 )) ||
+    die "up: --nodes $nodes does not fit: node ports would reach $last_quic/udp and $last_metrics/tcp (max 65535)"
+  for p in "$CONTROLLER_PORT" "$METRICS_PORT"; do
+    (( p < NODE_METRICS_PORT || p > last_metrics )) ||
+      die "up: --nodes $nodes: node metrics ports $NODE_METRICS_PORT..$last_metrics/tcp would include the controller's port $p"
+  done
   [[ -n "$profile" ]] || die "up: --profile P (a shipped profile name or a file) is required"
   if pid_alive "$DIR/controller.pid"; then
     die "a cluster is already running (controller pid $(cat "$DIR/controller.pid")); see 'scripts/cluster.sh status', or 'scripts/cluster.sh down' first"
@@ -132,6 +156,8 @@ cmd_up() {
     --profile "$profile_file" --state-dir "$DIR/state" \
     > "$DIR/logs/controller.log" 2>&1 &
   echo $! > "$DIR/controller.pid"
+  wait_exec "$DIR/controller.pid" || die "the controller did not start; see $DIR/logs/controller.log:
+$(tail -n 5 "$DIR/logs/controller.log")"
 
   # Wait for the controller's port before starting nodes (they would retry anyway).
   local t0=$SECONDS

@@ -29,6 +29,7 @@ use spacefabric_node::collective::{
     Algorithm, Collective, Communicator, Corruption, CostModel, Exchange,
 };
 
+use crate::admission;
 use crate::clock::ClockMode;
 use crate::host_share::{HostShare, judge};
 
@@ -232,6 +233,12 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
         bail!("--lanes must be between 1 and 255 (got {})", args.lanes);
     }
     let sizes = sizes(args.min_bytes, args.max_bytes, args.step_factor)?;
+    admission::check_output_files(&[
+        ("--json", args.json.as_deref()),
+        ("--csv", args.csv.as_deref()),
+        ("--plot", args.plot.as_deref()),
+    ])?;
+    admission::check_output_dir("--hdr-dir", args.hdr_dir.as_deref())?;
     if let Some(url) = &args.controller {
         if args.clock != ClockMode::Real {
             bail!(
@@ -244,6 +251,7 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
     if let Some(us) = args.starve_delay_line_us {
         spacefabric_fabric::emu::set_starvation(Duration::from_micros(us));
     }
+    admission::admit(&controller_job::all_reduce_spec(&args)?, args.nodes)?;
     let profile = load_profile(&args.profile)?;
     let sites = placement(&profile, args.nodes);
     let cost = CostModel::from_profile(&profile, sites.clone(), Duration::ZERO)?;

@@ -64,6 +64,97 @@ pub(crate) fn block_on<T>(work: impl Future<Output = T>) -> anyhow::Result<T> {
     Ok(runtime.block_on(work))
 }
 
+/// How long the bench keeps trying to re-attach to its job while the controller is away
+/// (restarting, or unreachable).
+const REATTACH_PATIENCE: Duration = Duration::from_secs(300);
+
+/// True for errors a restarted or briefly unreachable controller gives (the stream broke, the
+/// connection was refused or reset); not for a refusal of the request itself.
+fn is_transient(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Internal
+    )
+}
+
+/// Follows `job` with WatchJob until it ends. When the stream breaks or the controller is
+/// gone (a restart), re-attaches to the same job id — the controller keeps it in its state
+/// dir — retrying with backoff for [`REATTACH_PATIENCE`] after the last contact.
+async fn follow(
+    client: &mut ControllerClient<Channel>,
+    token: &str,
+    job: Job,
+    on_update: &mut impl FnMut(&Job),
+) -> anyhow::Result<Job> {
+    let job_id = job.job_id.clone();
+    let mut last = job;
+    let mut last_contact = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    while !is_done(&last) {
+        let watched = client
+            .watch_job(WatchJobRequest {
+                join_token: token.to_string(),
+                job_id: job_id.clone(),
+            })
+            .await;
+        let broke = match watched {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(event)) => {
+                            last_contact = tokio::time::Instant::now();
+                            backoff = Duration::from_millis(100);
+                            if let Some(job) = event.job {
+                                on_update(&job);
+                                last = job;
+                                if is_done(&last) {
+                                    break None;
+                                }
+                            }
+                        }
+                        // The stream ended without a final state: ask again.
+                        Ok(None) => break None,
+                        Err(status) if is_transient(&status) => break Some(status),
+                        Err(status) => {
+                            return Err(anyhow::anyhow!("WatchJob {job_id}: stream: {status}"));
+                        }
+                    }
+                }
+            }
+            Err(status) if is_transient(&status) => Some(status),
+            Err(status) => return Err(anyhow::anyhow!("WatchJob {job_id}: {status}")),
+        };
+        if let Some(status) = broke {
+            if last_contact.elapsed() > REATTACH_PATIENCE {
+                bail!(
+                    "job {job_id}: lost the controller ({status}) and could not re-attach for {} s",
+                    REATTACH_PATIENCE.as_secs()
+                );
+            }
+            eprintln!(
+                "# job {job_id}: lost the controller ({}); re-attaching",
+                status.code()
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        } else if !is_done(&last) {
+            last = client
+                .get_job(GetJobRequest {
+                    join_token: token.to_string(),
+                    job_id: job_id.clone(),
+                })
+                .await
+                .with_context(|| format!("GetJob {job_id}"))?
+                .into_inner();
+        }
+    }
+    Ok(last)
+}
+
 /// True once the job succeeded, failed or was cancelled.
 pub(crate) fn is_done(job: &Job) -> bool {
     job.is_finished()
@@ -91,42 +182,8 @@ pub(crate) async fn submit_and_follow(
     let job_id = job.job_id.clone();
     eprintln!("# submitted job {job_id}");
     on_update(&job);
-    let mut last = job;
-    if !is_done(&last) {
-        let mut stream = client
-            .watch_job(WatchJobRequest {
-                join_token: token.to_string(),
-                job_id: job_id.clone(),
-            })
-            .await
-            .with_context(|| format!("WatchJob {job_id}"))?
-            .into_inner();
-        while let Some(event) = stream
-            .message()
-            .await
-            .with_context(|| format!("WatchJob {job_id}: stream"))?
-        {
-            let Some(job) = event.job else { continue };
-            on_update(&job);
-            last = job;
-            if is_done(&last) {
-                break;
-            }
-        }
-    }
-    if !is_done(&last) {
-        last = client
-            .get_job(GetJobRequest {
-                join_token: token.to_string(),
-                job_id: job_id.clone(),
-            })
-            .await
-            .with_context(|| format!("GetJob {job_id}"))?
-            .into_inner();
-        if !is_done(&last) {
-            bail!("job {job_id}: the watch ended while the job was still running");
-        }
-    }
+    let last = follow(client, token, job, &mut on_update).await?;
+    let job_id = last.job_id.clone();
     match JobState::try_from(last.state) {
         Ok(JobState::Succeeded) => Ok(last),
         Ok(JobState::Cancelled) => bail!("job {job_id} was cancelled: {}", last.error),

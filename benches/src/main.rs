@@ -2,6 +2,7 @@
 //! fidelity check. This file only dispatches subcommands; each benchmark lives in its own
 //! module.
 
+mod admission;
 mod allreduce;
 mod clock;
 mod controller_client;

@@ -290,6 +290,10 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| StrategyKind::parse(s.trim()).with_context(|| format!("--strategy {s}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    crate::admission::check_output_files(&[
+        ("--json", args.json.as_deref()),
+        ("--plot", args.plot.as_deref()),
+    ])?;
     if let Some(url) = &args.controller {
         if args.clock != ClockMode::Real {
             bail!(
@@ -298,6 +302,17 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             );
         }
         return controller_job::run(&args, url, &kinds);
+    }
+    for kind in &kinds {
+        let spec = spacefabric_proto::v1::JobSpec {
+            name: format!("spacefabric-bench train {}", kind.name()),
+            kind: Some(spacefabric_proto::v1::job_spec::Kind::Train(train_job(
+                &args, *kind,
+            )?)),
+            deadline_ms: 0,
+        };
+        crate::admission::admit(&spec, args.nodes)
+            .with_context(|| format!("--strategy {}", kind.name()))?;
     }
     let profile = Arc::new(load_profile(&args.profile)?);
     let nsites = profile.sites.len().max(1);

@@ -280,3 +280,26 @@ fn a_starved_delay_line_is_reported_host_bound() {
         "{stdout}"
     );
 }
+
+/// A 64 GiB sweep is refused by the controller's own cost check, cleanly (no abort), and an
+/// unwritable --json is refused before the sweep runs.
+#[test]
+fn a_64_gib_sweep_and_an_unwritable_json_are_refused_before_the_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spacefabric-bench"))
+        .args(["allreduce", "--fabric", "memory", "--nodes", "2"])
+        .args(["-b", "64G", "-e", "64G"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("spec.all_reduce.max_bytes"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_spacefabric-bench"))
+        .args(["allreduce", "--fabric", "memory", "--nodes", "2"])
+        .args(["--json", "/nonexistent-dir/a.json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("--json"), "{stderr}");
+    assert!(!stderr.contains("# size"), "the sweep ran first: {stderr}");
+}

@@ -88,3 +88,51 @@ fn bad_flags_are_refused_naming_the_flag() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+/// What the controller refuses, the in-process bench refuses too, before running anything: a
+/// NaN learning rate, zero steps, a poison teacher, an output file that cannot be written.
+#[test]
+fn the_controllers_admission_refuses_before_the_run() {
+    let run = |extra: &[&str]| {
+        let out = bench()
+            .args(["train", "--fabric", "memory", "--profile", "earth-moon"])
+            .args(["--nodes", "2", "--samples", "512"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for (flags, says) in [
+        (
+            &["--inner-lr", "NaN", "--strategy", "diloco"][..],
+            "spec.train.lr",
+        ),
+        (
+            &["--steps", "0", "--strategy", "diloco"],
+            "spec.train.steps",
+        ),
+        (
+            &[
+                "--teacher-width",
+                "65536",
+                "--teacher-depth",
+                "64",
+                "--strategy",
+                "sync",
+            ],
+            "teacher_width",
+        ),
+        (
+            &["--steps", "20", "--json", "/nonexistent-dir/t.json"],
+            "--json",
+        ),
+    ] {
+        let (code, stderr) = run(flags);
+        assert_ne!(code, Some(0), "{flags:?} ran: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
+    }
+}

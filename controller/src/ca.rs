@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 
 use crate::error::ControllerError;
@@ -109,6 +109,19 @@ impl ClusterCa {
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The public key of a PEM CSR (SubjectPublicKeyInfo DER, hex): what a node name is bound to.
+    pub fn csr_public_key(csr_pem: &str) -> Result<String, ControllerError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            ControllerError::invalid("csr_pem", format!("not a valid PEM CSR: {e}"))
+        })?;
+        Ok(csr
+            .public_key
+            .der_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
     }
 
     /// Signs a node's CSR: the certificate names `node_name` and `ip`, for client and server

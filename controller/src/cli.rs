@@ -70,22 +70,65 @@ pub struct ServeArgs {
     /// 127.0.0.1, the listen IP and the host name are always included.
     #[arg(long, env = "SPACEFABRIC_TLS_NAMES", value_delimiter = ',')]
     pub tls_names: Vec<String>,
-    /// Node heartbeat interval, ms.
+    /// Node heartbeat interval, ms (1 ms to 1 hour).
     #[arg(
         long,
         env = "SPACEFABRIC_HEARTBEAT_INTERVAL_MS",
-        default_value_t = 1000
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000)
     )]
     pub heartbeat_interval_ms: u64,
-    /// Heartbeats a node may miss (beyond its light delay) before it is declared dead.
-    #[arg(long, env = "SPACEFABRIC_HEARTBEAT_MISSES", default_value_t = 3)]
+    /// Heartbeats a node may miss (beyond its light delay) before it is declared dead (1–1000).
+    #[arg(
+        long,
+        env = "SPACEFABRIC_HEARTBEAT_MISSES",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
     pub heartbeat_misses: u32,
+    /// Memory one job may take on one node, bytes (1 MiB to 1 TiB); jobs that would need more
+    /// are refused naming the spec fields.
+    #[arg(
+        long,
+        env = "SPACEFABRIC_NODE_MEMORY_BUDGET",
+        default_value_t = spacefabric_proto::job_cost::budget_defaults::MEMORY_BYTES,
+        value_parser = clap::value_parser!(u64).range((1 << 20)..=(1 << 40))
+    )]
+    pub node_memory_budget: u64,
+    /// Largest result one rank may report, bytes (1 KiB up to below --max-message-bytes).
+    #[arg(
+        long,
+        env = "SPACEFABRIC_NODE_RESULT_BUDGET",
+        default_value_t = spacefabric_proto::job_cost::budget_defaults::RESULT_BYTES,
+        value_parser = clap::value_parser!(u64).range(1024..=(1 << 28))
+    )]
+    pub node_result_budget: u64,
+    /// Finished jobs kept (1 to 1,000,000); the oldest are forgotten first.
+    #[arg(
+        long,
+        env = "SPACEFABRIC_JOB_HISTORY",
+        default_value_t = crate::core::DEFAULT_JOB_HISTORY as u64,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub job_history: u64,
+    /// Also forget finished jobs older than this many seconds (default: never by age).
+    #[arg(
+        long,
+        env = "SPACEFABRIC_JOB_MAX_AGE_S",
+        value_parser = clap::value_parser!(u64).range(1..=(10 * 366 * 86_400))
+    )]
+    pub job_max_age_s: Option<u64>,
     /// Do not delay controller↔node messages by the light delay between their sites.
     #[arg(long, env = "SPACEFABRIC_NO_LIGHT_DELAY")]
     pub no_light_delay: bool,
-    /// Largest request decoded, bytes.
-    #[arg(long, env = "SPACEFABRIC_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
-    pub max_message_bytes: usize,
+    /// Largest request decoded, bytes (64 KiB to 256 MiB).
+    #[arg(
+        long,
+        env = "SPACEFABRIC_MAX_MESSAGE_BYTES",
+        default_value_t = DEFAULT_MAX_MESSAGE_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range((64 << 10)..=(256 << 20))
+    )]
+    pub max_message_bytes: u64,
 }
 
 /// `spacefabric-controller status`.
@@ -107,6 +150,14 @@ pub struct StatusArgs {
     /// Print JSON instead of tables.
     #[arg(long, env = "SPACEFABRIC_STATUS_JSON")]
     pub json: bool,
+    /// Show the newest this many jobs (1–1000), without their results.
+    #[arg(
+        long,
+        env = "SPACEFABRIC_STATUS_JOBS",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub jobs: u32,
 }
 
 fn host_name() -> Option<String> {
@@ -116,6 +167,38 @@ fn host_name() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+impl ServeArgs {
+    /// The core's settings from the flags, each range-checked (clap checks each flag's own
+    /// range; this checks how they combine).
+    pub fn core_config(&self, controller_site: String) -> Result<CoreConfig, CommandError> {
+        if self.node_result_budget >= self.max_message_bytes {
+            return Err(CommandError::Usage(format!(
+                "--node-result-budget {} must be below --max-message-bytes {} (a result travels in one request)",
+                self.node_result_budget, self.max_message_bytes
+            )));
+        }
+        if !(1..=3_600_000).contains(&self.heartbeat_interval_ms)
+            || !(1..=1000).contains(&self.heartbeat_misses)
+        {
+            return Err(CommandError::Usage(format!(
+                "--heartbeat-interval-ms {} must be 1..=3600000 and --heartbeat-misses {} 1..=1000",
+                self.heartbeat_interval_ms, self.heartbeat_misses
+            )));
+        }
+        Ok(CoreConfig {
+            controller_site,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            heartbeat_misses: self.heartbeat_misses,
+            node_budget: spacefabric_proto::job_cost::NodeBudget {
+                memory_bytes: self.node_memory_budget,
+                result_bytes: self.node_result_budget,
+            },
+            job_history: usize::try_from(self.job_history).unwrap_or(usize::MAX),
+            job_max_age: self.job_max_age_s.map(Duration::from_secs),
+        })
+    }
+}
+
 /// Runs the controller until SIGINT/SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), CommandError> {
     let (text, origin) = netem_profiles::profile_text(&args.profile.to_string_lossy())
@@ -123,7 +206,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CommandError> {
     let profile = Profile::parse(&text, &origin).map_err(|e| CommandError::Usage(e.to_string()))?;
     let topology = Topology::from_profile(&profile, &text);
     let controller_site =
-        match args.site {
+        match args.site.clone() {
             Some(site) if topology.site_index(&site).is_some() => site,
             Some(site) => {
                 return Err(CommandError::Usage(format!(
@@ -136,11 +219,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), CommandError> {
                 CommandError::Usage(format!("{origin}: the profile has no sites"))
             })?,
         };
-    if args.heartbeat_interval_ms == 0 || args.heartbeat_misses == 0 {
-        return Err(CommandError::Usage(
-            "--heartbeat-interval-ms and --heartbeat-misses must be at least 1".into(),
-        ));
-    }
+    let core = args.core_config(controller_site)?;
+    let max_message_bytes = usize::try_from(args.max_message_bytes).map_err(|_| {
+        CommandError::Usage(format!(
+            "--max-message-bytes {}: too large for this host",
+            args.max_message_bytes
+        ))
+    })?;
     let tls_names = args.tls.then(|| {
         let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         if !args.listen.ip().is_unspecified() {
@@ -175,16 +260,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), CommandError> {
         .map_err(|e| CommandError::Usage(format!("--listen {}: {e}", args.listen)))?;
     let config = ServerConfig {
         topology,
-        core: CoreConfig {
-            controller_site,
-            heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
-            heartbeat_misses: args.heartbeat_misses,
-        },
+        core,
         join_token: args.join_token,
         state_dir: args.state_dir,
         light_delay: !args.no_light_delay,
         tls_names,
-        max_message_bytes: args.max_message_bytes,
+        max_message_bytes,
     };
     let handle = spawn_server(config, listener).await?;
     let trigger = handle.shutdown_trigger();
@@ -269,12 +350,18 @@ pub async fn status(args: StatusArgs) -> Result<(), CommandError> {
         })
         .await?
         .into_inner();
-    let jobs = client
+    // The newest jobs without their results: one bounded message however long the history.
+    let mut jobs = client
         .list_jobs(ListJobsRequest {
             join_token: args.join_token.clone(),
+            page_size: args.jobs,
+            page_token: String::new(),
+            omit_results: true,
+            newest_first: true,
         })
         .await?
         .into_inner();
+    jobs.jobs.reverse();
     if args.json {
         let value = serde_json::json!({ "nodes": nodes, "jobs": jobs.jobs });
         let text = serde_json::to_string_pretty(&value)
@@ -333,6 +420,7 @@ pub async fn ping(args: PingArgs) -> Result<(), CommandError> {
         .submit_job(SubmitJobRequest {
             join_token: args.join_token.clone(),
             spec: Some(JobSpec {
+                deadline_ms: 0,
                 name: "ping".into(),
                 kind: Some(job_spec::Kind::Ping(PingJob {
                     iterations: args.iterations,
@@ -392,5 +480,57 @@ pub async fn ping(args: PingArgs) -> Result<(), CommandError> {
             crate::status::job_state(last.state),
             last.error
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut argv = vec!["serve", "--profile", "p.toml", "--join-token", "t"];
+        argv.extend_from_slice(extra);
+        Serve::try_parse_from(argv).map(|s| s.args)
+    }
+
+    #[test]
+    fn out_of_range_duration_and_size_flags_are_errors_not_panics() {
+        for flags in [
+            &["--heartbeat-interval-ms", "10000000000000"][..],
+            &["--heartbeat-interval-ms", "4294967296"],
+            &["--heartbeat-interval-ms", "0"],
+            &["--heartbeat-misses", "4000000000"],
+            &["--heartbeat-misses", "99999999999999999999"],
+            &["--max-message-bytes", "18446744073709551615"],
+            &["--node-memory-budget", "0"],
+            &["--job-history", "0"],
+            &["--job-max-age-s", "999999999999"],
+        ] {
+            let err = parse(flags).expect_err(&format!("{flags:?} accepted"));
+            assert!(err.to_string().contains(flags[0]), "{flags:?}: {err}");
+        }
+        let args = parse(&[
+            "--heartbeat-interval-ms",
+            "3600000",
+            "--heartbeat-misses",
+            "1000",
+        ])
+        .unwrap();
+        let core = args.core_config("lan".into()).unwrap();
+        // The largest settings still give a deadline, no overflow.
+        assert_eq!(
+            core.heartbeat_interval * core.heartbeat_misses,
+            Duration::from_secs(3_600_000)
+        );
+        let args = parse(&["--node-result-budget", "2000000"]).unwrap();
+        let err = args.core_config("lan".into()).unwrap_err().to_string();
+        assert!(err.contains("--node-result-budget"), "{err}");
     }
 }

@@ -26,12 +26,19 @@ use spacefabric_proto::v1::{
     NodeInfo, NodeProgress, NodeResult, NodeState, PlanUpdate, SiteInfo, control_event, job_spec,
 };
 
-use crate::error::ControllerError;
+use crate::deadline::attempt_deadline;
+use crate::error::{ControllerError, bounded};
 use crate::plan::{MembershipPlan, PlanMember, assign_ranks, job_plan};
 use crate::topology::Topology;
 use crate::validate;
+use spacefabric_proto::job_cost::{NodeBudget, job_cost};
 
 type Result<T> = std::result::Result<T, ControllerError>;
+
+/// Finished jobs kept by default.
+pub const DEFAULT_JOB_HISTORY: usize = 1000;
+/// Most jobs one ListJobs page holds.
+pub const MAX_JOBS_PAGE: usize = 1000;
 
 /// Version of the state-dir JSON format.
 pub const STATE_FORMAT: u32 = 1;
@@ -48,6 +55,14 @@ pub struct Now {
 /// Settings of the core, with documented defaults in [`CoreConfig::default`].
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
+    /// What a job may cost one node; checked at submit and again at every start (default
+    /// [`NodeBudget::default`]: 2 GiB of memory, 768 KiB of result per rank).
+    pub node_budget: NodeBudget,
+    /// Finished jobs kept (default 1000); the oldest are forgotten first.
+    pub job_history: usize,
+    /// Finished jobs older than this are forgotten (default: kept until `job_history` pushes
+    /// them out).
+    pub job_max_age: Option<Duration>,
     /// The site the controller runs on (delays and deadlines are measured from it).
     pub controller_site: String,
     /// How often nodes send heartbeats (default 1 s).
@@ -62,6 +77,9 @@ impl Default for CoreConfig {
             controller_site: String::new(),
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_misses: 3,
+            node_budget: NodeBudget::default(),
+            job_history: DEFAULT_JOB_HISTORY,
+            job_max_age: None,
         }
     }
 }
@@ -97,6 +115,10 @@ pub struct Member {
     pub ordinal: u64,
     /// First registration, unix ms.
     pub registered_unix_ms: u64,
+    /// The public key of the node's CSR (hex DER; empty when it registered without one). While
+    /// the member is alive, only this key may register the name again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
 }
 
 /// One job and who runs its current attempt (persisted).
@@ -161,6 +183,83 @@ impl PersistedState {
     }
 }
 
+impl PersistedState {
+    /// Checks what the state means, not just its syntax: node ids, names and job ids unique,
+    /// the counters above every number they handed out, the plan and the jobs naming only
+    /// known members. The error names the entry (`members[3].node_id`).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let mut ids = HashMap::new();
+        let mut names = HashMap::new();
+        for (i, m) in self.members.iter().enumerate() {
+            if let Some(first) = ids.insert(m.node_id.as_str(), i) {
+                return Err(format!(
+                    "members[{i}].node_id '{}' is also members[{first}].node_id",
+                    bounded(&m.node_id)
+                ));
+            }
+            if let Some(first) = names.insert(m.name.as_str(), i) {
+                return Err(format!(
+                    "members[{i}].name '{}' is also members[{first}].name",
+                    bounded(&m.name)
+                ));
+            }
+            if m.ordinal >= self.next_ordinal {
+                return Err(format!(
+                    "members[{i}].ordinal {} is not below next_ordinal {}: a new node would get a used id",
+                    m.ordinal, self.next_ordinal
+                ));
+            }
+            if m.node_id != format!("n{}", m.ordinal) {
+                return Err(format!(
+                    "members[{i}].node_id '{}' does not match its ordinal {}",
+                    bounded(&m.node_id),
+                    m.ordinal
+                ));
+            }
+        }
+        for (i, p) in self.plan.peers.iter().enumerate() {
+            if !ids.contains_key(p.node_id.as_str()) {
+                return Err(format!(
+                    "plan.peers[{i}].node_id '{}' is not a member",
+                    bounded(&p.node_id)
+                ));
+            }
+        }
+        let mut jobs = HashMap::new();
+        for (i, r) in self.jobs.iter().enumerate() {
+            let Some(n) = job_number(&r.job.job_id) else {
+                return Err(format!(
+                    "jobs[{i}].job.job_id '{}' is not job-<number>",
+                    bounded(&r.job.job_id)
+                ));
+            };
+            if let Some(first) = jobs.insert(n, i) {
+                return Err(format!(
+                    "jobs[{i}].job.job_id '{}' is also jobs[{first}]",
+                    r.job.job_id
+                ));
+            }
+            if n >= self.next_job {
+                return Err(format!(
+                    "jobs[{i}].job.job_id '{}' is not below next_job {}: a new job would reuse it",
+                    r.job.job_id, self.next_job
+                ));
+            }
+            if let Some(p) = r
+                .participants
+                .iter()
+                .find(|p| !ids.contains_key(p.as_str()))
+            {
+                return Err(format!(
+                    "jobs[{i}].participants: '{}' is not a member",
+                    bounded(p)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A consequence of an operation that the service layer delivers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -201,6 +300,8 @@ pub struct RegisterFields {
     pub advertise_addr: String,
     /// Prometheus address.
     pub metrics_addr: String,
+    /// Public key of the CSR sent with the registration (hex DER), or empty.
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -220,6 +321,16 @@ pub struct Core {
     liveness: HashMap<String, Liveness>,
     outbox: Vec<Effect>,
     dirty: bool,
+    /// When the current attempt of each running job started (monotonic; not persisted: a
+    /// restarted controller gives running jobs a fresh deadline).
+    attempt_started: HashMap<String, Duration>,
+    /// When the failure detector last ran (to tell a stall of the controller itself).
+    last_expire: Option<Duration>,
+}
+
+/// The number of a job id (`job-17` → 17).
+fn job_number(job_id: &str) -> Option<u64> {
+    job_id.strip_prefix("job-")?.parse().ok()
 }
 
 fn is_terminal(state: i32) -> bool {
@@ -251,6 +362,12 @@ impl Core {
                 )
             })
             .collect();
+        let attempt_started = state
+            .jobs
+            .iter()
+            .filter(|r| r.job.state == JobState::Running as i32)
+            .map(|r| (r.job.job_id.clone(), now.mono))
+            .collect();
         Self {
             config,
             topology,
@@ -258,6 +375,8 @@ impl Core {
             liveness,
             outbox: Vec::new(),
             dirty: !resumed,
+            attempt_started,
+            last_expire: None,
         }
     }
 
@@ -303,9 +422,13 @@ impl Core {
 
     /// Deadline for heartbeats from a node on `site`:
     /// `interval × misses + one-way delay (site → controller site)`.
+    /// Saturates instead of overflowing on absurd settings.
     pub fn heartbeat_deadline(&self, site: &str) -> Duration {
-        self.config.heartbeat_interval * self.config.heartbeat_misses
-            + self.topology.one_way(site, &self.config.controller_site)
+        self.config
+            .heartbeat_interval
+            .checked_mul(self.config.heartbeat_misses)
+            .and_then(|d| d.checked_add(self.topology.one_way(site, &self.config.controller_site)))
+            .unwrap_or(Duration::MAX)
     }
 
     /// Admits a node, or re-attaches it when its name is known (same id). Re-plans if the
@@ -326,9 +449,23 @@ impl Core {
             .iter()
             .position(|m| m.name == fields.node_name);
         let reattached = existing.is_some();
+        if let Some(i) = existing {
+            let member = &self.state.members[i];
+            // A live node's name is bound to its key: a join-token holder with another key
+            // cannot take it over (a replacement gets the name once the old node is dead).
+            if member.state == MemberState::Alive
+                && !member.key.is_empty()
+                && member.key != fields.key
+            {
+                return Err(ControllerError::NameTaken(bounded(&fields.node_name)));
+            }
+        }
         let index = match existing {
             Some(i) => {
                 let member = &mut self.state.members[i];
+                if !fields.key.is_empty() {
+                    member.key = fields.key.clone();
+                }
                 if !fields.preferred_site.is_empty() {
                     member.site = fields.preferred_site.clone();
                 }
@@ -354,6 +491,7 @@ impl Core {
                     state: MemberState::Alive,
                     ordinal,
                     registered_unix_ms: now.unix_ms,
+                    key: fields.key.clone(),
                 });
                 self.state.members.len() - 1
             }
@@ -408,9 +546,9 @@ impl Core {
 
     fn alive_member(&self, node_id: &str) -> Result<&Member> {
         match self.member(node_id) {
-            None => Err(ControllerError::UnknownNode(node_id.to_string())),
+            None => Err(ControllerError::UnknownNode(bounded(node_id))),
             Some(m) if m.state != MemberState::Alive => {
-                Err(ControllerError::NodeNotMember(node_id.to_string()))
+                Err(ControllerError::NodeNotMember(bounded(node_id)))
             }
             Some(m) => Ok(m),
         }
@@ -451,8 +589,28 @@ impl Core {
     }
 
     /// Declares dead every live node whose heartbeat deadline passed; re-plans if any did.
-    /// Returns the names of the nodes declared dead.
+    /// Fails every running job whose attempt outlived its deadline. Returns the names of the
+    /// nodes declared dead.
+    ///
+    /// The detector runs several times per heartbeat interval; a longer gap since its last
+    /// run means the controller itself stalled (paused, swapped, starved), and heartbeats
+    /// could not be heard meanwhile: the gap beyond one interval is forgiven rather than
+    /// declaring every node dead at once.
     pub fn expire(&mut self, now: Now) -> Vec<String> {
+        if let Some(last) = self.last_expire {
+            let gap = now.mono.saturating_sub(last);
+            let stall = gap.saturating_sub(self.config.heartbeat_interval);
+            if !stall.is_zero() {
+                for live in self.liveness.values_mut() {
+                    match &mut live.last_heard {
+                        Some(heard) => *heard = heard.saturating_add(stall).min(now.mono),
+                        None => live.since = live.since.saturating_add(stall).min(now.mono),
+                    }
+                }
+            }
+        }
+        self.last_expire = Some(now.mono);
+        self.expire_jobs(now);
         let mut dead = Vec::new();
         for member in &self.state.members {
             if member.state != MemberState::Alive {
@@ -606,55 +764,176 @@ impl Core {
         record.job.results.clear();
         record.participants.clear();
         record.job.error = format!("restarting: {reason}");
+        self.attempt_started.remove(&record.job.job_id);
         self.dirty = true;
         self.outbox.push(Effect::JobChanged(record.job.clone()));
         self.try_start(now);
     }
 
-    /// Starts the oldest pending job if no job runs and enough nodes are alive.
-    fn try_start(&mut self, _now: Now) {
-        if self
-            .state
-            .jobs
-            .iter()
-            .any(|r| r.job.state == JobState::Running as i32)
-        {
+    /// Starts the oldest pending job if no job runs and enough nodes are alive. A job that
+    /// does not fit the node budget on the plan it would run on fails here, with the fields
+    /// named, and the next pending job is tried: one bad job never blocks the queue.
+    fn try_start(&mut self, now: Now) {
+        self.prune_history(now);
+        loop {
+            if self
+                .state
+                .jobs
+                .iter()
+                .any(|r| r.job.state == JobState::Running as i32)
+            {
+                return;
+            }
+            let world = self.state.plan.world_size();
+            // `min_nodes` gates a job's first start. A train job that already ran goes on with
+            // whoever is left (that is what its commits are for); other kinds wait for
+            // `min_nodes` again, so their results always cover the cluster that was asked for.
+            let Some(index) = self.state.jobs.iter().position(|r| {
+                let needed = if r.is_train() && r.job.attempt > 0 {
+                    1
+                } else {
+                    r.min_nodes.max(1) as usize
+                };
+                r.job.state == JobState::Pending as i32 && world >= needed
+            }) else {
+                return;
+            };
+            let plan_version = self.state.plan_version;
+            let Some(spec) = self.state.jobs[index].job.spec.clone() else {
+                self.fail_job(index, "the job has no spec".into(), now);
+                continue;
+            };
+            let plan = job_plan(&self.state.plan, plan_version, &spec);
+            if let Err(e) = job_cost(&spec, plan.world_size).check(&self.config.node_budget) {
+                let reason = format!(
+                    "refused at start on {} ranks: {}: {e}",
+                    plan.world_size,
+                    e.fields()
+                );
+                self.fail_job(index, reason, now);
+                continue;
+            }
+            let deadline = attempt_deadline(&spec, &plan, &self.topology);
+            let record = &mut self.state.jobs[index];
+            record.job.attempt += 1;
+            record.job.state = JobState::Running as i32;
+            record.job.error.clear();
+            record.job.deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+            record.participants = plan.peers.iter().map(|p| p.node_id.clone()).collect();
+            record.job.plan = Some(plan);
+            let start = Self::start_event(record);
+            for id in &record.participants {
+                self.outbox.push(Effect::Control {
+                    node_id: id.clone(),
+                    event: start.clone(),
+                });
+            }
+            self.outbox.push(Effect::JobChanged(record.job.clone()));
+            self.attempt_started
+                .insert(record.job.job_id.clone(), now.mono);
+            self.dirty = true;
             return;
         }
-        let world = self.state.plan.world_size();
-        // `min_nodes` gates a job's first start. A train job that already ran goes on with
-        // whoever is left (that is what its commits are for); other kinds wait for
-        // `min_nodes` again, so their results always cover the cluster that was asked for.
-        let Some(index) = self.state.jobs.iter().position(|r| {
-            let needed = if r.is_train() && r.job.attempt > 0 {
-                1
-            } else {
-                r.min_nodes.max(1) as usize
-            };
-            r.job.state == JobState::Pending as i32 && world >= needed
-        }) else {
-            return;
-        };
-        let plan_version = self.state.plan_version;
+    }
+
+    /// Ends job `index` as failed with `reason`: its participants get an abort, its watchers
+    /// the final state. Does not start the next job (callers do).
+    fn fail_job(&mut self, index: usize, reason: String, now: Now) {
         let record = &mut self.state.jobs[index];
-        let Some(spec) = record.job.spec.clone() else {
-            return;
+        let abort = ControlEvent {
+            event: Some(control_event::Event::JobAbort(JobAbort {
+                job_id: record.job.job_id.clone(),
+                reason: reason.clone(),
+                attempt: record.job.attempt,
+            })),
         };
-        let plan = job_plan(&self.state.plan, plan_version, &spec);
-        record.job.attempt += 1;
-        record.job.state = JobState::Running as i32;
-        record.job.error.clear();
-        record.participants = plan.peers.iter().map(|p| p.node_id.clone()).collect();
-        record.job.plan = Some(plan);
-        let start = Self::start_event(record);
         for id in &record.participants {
             self.outbox.push(Effect::Control {
                 node_id: id.clone(),
-                event: start.clone(),
+                event: abort.clone(),
             });
         }
+        record.job.state = JobState::Failed as i32;
+        record.job.error = reason;
+        record.job.finished_unix_ms = now.unix_ms;
+        self.attempt_started.remove(&record.job.job_id);
         self.outbox.push(Effect::JobChanged(record.job.clone()));
         self.dirty = true;
+    }
+
+    /// Fails every running job whose current attempt outlived its deadline, naming the ranks
+    /// that did not report.
+    fn expire_jobs(&mut self, now: Now) {
+        let overdue: Vec<usize> = self
+            .state
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.job.state == JobState::Running as i32)
+            .filter(|(_, r)| {
+                let started = self
+                    .attempt_started
+                    .get(&r.job.job_id)
+                    .copied()
+                    .unwrap_or(now.mono);
+                now.mono.saturating_sub(started) > Duration::from_millis(r.job.deadline_ms)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if overdue.is_empty() {
+            return;
+        }
+        for index in overdue {
+            let record = &self.state.jobs[index];
+            let silent: Vec<String> = record
+                .participants
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| !record.job.results.iter().any(|r| &r.node_id == *id))
+                .map(|(rank, id)| {
+                    let name = self.member(id).map(|m| m.name.as_str()).unwrap_or("?");
+                    format!("{rank} ({name})")
+                })
+                .collect();
+            let reason = format!(
+                "deadline of {:.1} s passed (attempt {}); no result from rank {}",
+                record.job.deadline_ms as f64 / 1e3,
+                record.job.attempt,
+                silent.join(", ")
+            );
+            self.fail_job(index, reason, now);
+        }
+        self.try_start(now);
+    }
+
+    /// Forgets the oldest finished jobs beyond `job_history`, and those older than
+    /// `job_max_age`.
+    fn prune_history(&mut self, now: Now) {
+        let max_age_ms = self
+            .config
+            .job_max_age
+            .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX));
+        let finished = self
+            .state
+            .jobs
+            .iter()
+            .filter(|r| is_terminal(r.job.state))
+            .count();
+        let mut excess = finished.saturating_sub(self.config.job_history);
+        let before = self.state.jobs.len();
+        self.state.jobs.retain(|r| {
+            if !is_terminal(r.job.state) {
+                return true;
+            }
+            if excess > 0 {
+                excess -= 1;
+                return false;
+            }
+            max_age_ms.is_none_or(|age| now.unix_ms.saturating_sub(r.job.finished_unix_ms) <= age)
+        });
+        if self.state.jobs.len() != before {
+            self.dirty = true;
+        }
     }
 
     fn start_event(record: &JobRecord) -> ControlEvent {
@@ -689,9 +968,18 @@ impl Core {
 
     /// Accepts a job (validated; the field is named on error) and starts it when possible.
     pub fn submit(&mut self, spec: Option<&JobSpec>, min_nodes: u32, now: Now) -> Result<Job> {
-        let spec = validate::job_spec(spec)?.clone();
+        let world = self.state.plan.world_size().max(min_nodes as usize).max(1);
+        let world = u32::try_from(world).unwrap_or(u32::MAX);
+        let spec = validate::admit(spec, world, &self.config.node_budget)?.clone();
         let job_id = format!("job-{}", self.state.next_job);
-        self.state.next_job += 1;
+        self.state.next_job =
+            self.state
+                .next_job
+                .checked_add(1)
+                .ok_or_else(|| ControllerError::State {
+                    path: "next_job".into(),
+                    message: "job numbers exhausted".into(),
+                })?;
         let job = Job {
             job_id: job_id.clone(),
             spec: Some(spec),
@@ -719,7 +1007,7 @@ impl Core {
             .jobs
             .iter()
             .find(|r| r.job.job_id == job_id)
-            .ok_or_else(|| ControllerError::UnknownJob(job_id.to_string()))
+            .ok_or_else(|| ControllerError::UnknownJob(bounded(job_id)))
     }
 
     fn record_index(&self, job_id: &str) -> Result<usize> {
@@ -727,12 +1015,73 @@ impl Core {
             .jobs
             .iter()
             .position(|r| r.job.job_id == job_id)
-            .ok_or_else(|| ControllerError::UnknownJob(job_id.to_string()))
+            .ok_or_else(|| ControllerError::UnknownJob(bounded(job_id)))
     }
 
     /// Every job, oldest first.
     pub fn jobs(&self) -> Vec<Job> {
         self.state.jobs.iter().map(|r| r.job.clone()).collect()
+    }
+
+    /// One page of jobs: at most `page_size` (0 = 100, at most [`MAX_JOBS_PAGE`]) after the
+    /// job named by `page_token` (empty = from the start), oldest or newest first, with or
+    /// without results and progress. Returns the page and the next page's token (empty on the
+    /// last page).
+    pub fn list_jobs(
+        &self,
+        page_size: u32,
+        page_token: &str,
+        omit_results: bool,
+        newest_first: bool,
+    ) -> Result<(Vec<Job>, String)> {
+        let size = match page_size {
+            0 => 100,
+            n => (n as usize).min(MAX_JOBS_PAGE),
+        };
+        let after = if page_token.is_empty() {
+            None
+        } else {
+            Some(job_number(page_token).ok_or_else(|| {
+                ControllerError::invalid(
+                    "page_token",
+                    format!(
+                        "'{}' is not a job id from a previous page",
+                        bounded(page_token)
+                    ),
+                )
+            })?)
+        };
+        let past = |r: &&JobRecord| {
+            let n = job_number(&r.job.job_id).unwrap_or(0);
+            match after {
+                None => true,
+                Some(a) if newest_first => n < a,
+                Some(a) => n > a,
+            }
+        };
+        let ordered: Box<dyn Iterator<Item = &JobRecord>> = if newest_first {
+            Box::new(self.state.jobs.iter().rev())
+        } else {
+            Box::new(self.state.jobs.iter())
+        };
+        let mut page: Vec<Job> = ordered
+            .filter(past)
+            .take(size + 1)
+            .map(|r| r.job.clone())
+            .collect();
+        let next = if page.len() > size {
+            page.truncate(size);
+            page.last().map(|j| j.job_id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        if omit_results {
+            for job in &mut page {
+                job.results.clear();
+                job.progress.clear();
+            }
+        }
+        Ok((page, next))
     }
 
     /// Cancels a job that has not ended (an ended job is returned unchanged).
@@ -757,6 +1106,7 @@ impl Core {
         }
         record.job.state = JobState::Cancelled as i32;
         record.job.finished_unix_ms = now.unix_ms;
+        self.attempt_started.remove(job_id);
         let job = record.job.clone();
         self.outbox.push(Effect::JobChanged(job.clone()));
         self.dirty = true;
@@ -772,13 +1122,20 @@ impl Core {
         job_id: &str,
         attempt: u32,
     ) -> Result<Option<(usize, u32)>> {
+        if self.member(node_id).is_none() {
+            return Err(ControllerError::UnknownNode(bounded(node_id)));
+        }
         let index = self.record_index(job_id)?;
         let record = &self.state.jobs[index];
         if record.job.state != JobState::Running as i32 || record.job.attempt != attempt {
             return Ok(None);
         }
         let Some(rank) = record.participants.iter().position(|p| p == node_id) else {
-            return Ok(None);
+            // A member that is not in this attempt: not a stale report but a wrong one.
+            return Err(ControllerError::NotParticipant {
+                node_id: bounded(node_id),
+                job_id: bounded(job_id),
+            });
         };
         Ok(Some((index, rank as u32)))
     }
@@ -835,12 +1192,17 @@ impl Core {
         let Some((index, rank)) = self.participant(node_id, job_id, attempt)? else {
             return Ok(false);
         };
+        let name = self
+            .member(node_id)
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         let record = &mut self.state.jobs[index];
         let entry = NodeResult {
             rank,
             node_id: node_id.to_string(),
             ..result
         };
+        let failure = (!entry.ok).then(|| format!("rank {rank} ({name}): {}", entry.error));
         match record.job.results.iter_mut().find(|r| r.node_id == node_id) {
             Some(old) => *old = entry,
             None => {
@@ -848,19 +1210,18 @@ impl Core {
                 record.job.results.sort_by_key(|r| r.rank);
             }
         }
+        if let Some(reason) = failure {
+            // One failed rank fails the job at once: the others are aborted rather than left
+            // waiting for a peer that is gone.
+            self.fail_job(index, reason, now);
+            self.try_start(now);
+            return Ok(true);
+        }
         if record.job.results.len() == record.participants.len() {
-            let failed = record.job.results.iter().find(|r| !r.ok);
-            match failed {
-                Some(f) => {
-                    record.job.state = JobState::Failed as i32;
-                    record.job.error = format!("rank {}: {}", f.rank, f.error);
-                }
-                None => {
-                    record.job.state = JobState::Succeeded as i32;
-                    record.job.error.clear();
-                }
-            }
+            record.job.state = JobState::Succeeded as i32;
+            record.job.error.clear();
             record.job.finished_unix_ms = now.unix_ms;
+            self.attempt_started.remove(&record.job.job_id);
         }
         self.dirty = true;
         self.outbox.push(Effect::JobChanged(record.job.clone()));
@@ -896,7 +1257,10 @@ impl Core {
                     last_heartbeat_age_ms: live
                         .and_then(|l| l.last_heard)
                         .map(|t| now.mono.saturating_sub(t).as_millis() as u64),
-                    heartbeat_deadline_ms: self.heartbeat_deadline(&m.site).as_millis() as u64,
+                    heartbeat_deadline_ms: u64::try_from(
+                        self.heartbeat_deadline(&m.site).as_millis(),
+                    )
+                    .unwrap_or(u64::MAX),
                     registered_unix_ms: m.registered_unix_ms,
                 }
             })
@@ -972,6 +1336,7 @@ mod tests {
                 preferred_site: site.into(),
                 advertise_addr: format!("127.0.0.1:{}", 7500 + name.len()),
                 metrics_addr: String::new(),
+                key: String::new(),
             },
             at(t),
         )
@@ -980,6 +1345,7 @@ mod tests {
 
     fn ping(iterations: u32) -> JobSpec {
         JobSpec {
+            deadline_ms: 0,
             name: "ping".into(),
             kind: Some(job_spec::Kind::Ping(PingJob { iterations })),
         }
@@ -1089,6 +1455,7 @@ mod tests {
 
     fn train(steps: u64) -> JobSpec {
         JobSpec {
+            deadline_ms: 0,
             name: "t".into(),
             kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
                 strategies: vec!["sync".into()],
@@ -1188,5 +1555,243 @@ mod tests {
         assert_eq!(nodes.nodes[0].state, NodeState::Unknown as i32);
         let snapshot = again.control_snapshot("n0").unwrap();
         assert_eq!(snapshot.len(), 2, "plan + running job");
+    }
+
+    fn ok_result() -> NodeResult {
+        NodeResult {
+            ok: true,
+            ..NodeResult::default()
+        }
+    }
+
+    #[test]
+    fn poison_specs_are_refused_at_submit_naming_the_fields() {
+        let mut core = core();
+        reg(&mut core, "a", "earth", 0);
+        let teacher = JobSpec {
+            kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
+                strategies: vec!["sync".into()],
+                steps: 10,
+                teacher_width: 65_536,
+                teacher_depth: 64,
+                ..Default::default()
+            })),
+            ..train(10)
+        };
+        let err = core
+            .submit(Some(&teacher), 0, at(0))
+            .unwrap_err()
+            .to_string();
+        println!("teacher poison: {err}");
+        assert!(err.contains("spec.train.teacher_width"), "{err}");
+        assert!(err.contains("node budget"), "{err}");
+        let eval = JobSpec {
+            kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
+                strategies: vec!["sync".into()],
+                steps: 10,
+                eval_samples: 1 << 20,
+                input_dim: 2048,
+                ..Default::default()
+            })),
+            ..train(10)
+        };
+        let err = core.submit(Some(&eval), 0, at(0)).unwrap_err().to_string();
+        println!("eval poison: {err}");
+        assert!(err.contains("eval_samples"), "{err}");
+        assert!(core.jobs().is_empty(), "nothing was queued");
+    }
+
+    #[test]
+    fn a_failed_rank_fails_the_job_at_once_and_the_next_job_starts() {
+        let mut core = core();
+        let ids: Vec<String> = ["a", "b"]
+            .iter()
+            .map(|n| reg(&mut core, n, "earth", 0).member.node_id)
+            .collect();
+        let first = core.submit(Some(&ping(3)), 2, at(0)).unwrap();
+        let second = core.submit(Some(&ping(3)), 2, at(0)).unwrap();
+        core.take_effects();
+        let failed = NodeResult {
+            ok: false,
+            error: "result refused by the controller: OutOfRange".into(),
+            ..NodeResult::default()
+        };
+        assert!(
+            core.result(&ids[1], &first.job_id, 1, failed, at(10))
+                .unwrap()
+        );
+        let job = core.job(&first.job_id).unwrap();
+        assert_eq!(job.state, JobState::Failed as i32);
+        assert!(job.error.contains("rank 1 (b)"), "{}", job.error);
+        assert!(job.error.contains("OutOfRange"), "{}", job.error);
+        // rank 0 is told to stop; the queue moved on.
+        let effects = core.take_effects();
+        assert!(effects.iter().any(|e| matches!(e, Effect::Control { node_id, event: ControlEvent { event: Some(control_event::Event::JobAbort(_)) } } if node_id == &ids[0])));
+        assert_eq!(
+            core.job(&second.job_id).unwrap().state,
+            JobState::Running as i32
+        );
+    }
+
+    #[test]
+    fn a_silent_rank_fails_the_job_by_its_deadline_naming_the_rank() {
+        let mut core = core();
+        let ids: Vec<String> = ["a", "b"]
+            .iter()
+            .map(|n| reg(&mut core, n, "earth", 0).member.node_id)
+            .collect();
+        let mut spec = ping(3);
+        spec.deadline_ms = 5_000;
+        let job = core.submit(Some(&spec), 2, at(0)).unwrap();
+        assert_eq!(job.deadline_ms, 5_000);
+        let next = core.submit(Some(&ping(3)), 2, at(0)).unwrap();
+        assert!(
+            core.result(&ids[0], &job.job_id, 1, ok_result(), at(100))
+                .unwrap()
+        );
+        for t in (500..=5_000).step_by(500) {
+            for id in &ids {
+                core.heartbeat(id, at(t)).unwrap();
+            }
+            assert!(core.expire(at(t)).is_empty());
+            assert_eq!(
+                core.job(&job.job_id).unwrap().state,
+                JobState::Running as i32
+            );
+        }
+        for id in &ids {
+            core.heartbeat(id, at(5_400)).unwrap();
+        }
+        core.expire(at(5_400));
+        let failed = core.job(&job.job_id).unwrap();
+        assert_eq!(failed.state, JobState::Failed as i32);
+        assert!(failed.error.contains("deadline"), "{}", failed.error);
+        assert!(failed.error.contains("rank 1 (b)"), "{}", failed.error);
+        assert_eq!(
+            core.job(&next.job_id).unwrap().state,
+            JobState::Running as i32
+        );
+        // The default deadline is derived: some minutes on a 1 ms site.
+        let derived = core.job(&next.job_id).unwrap().deadline_ms;
+        assert!((120_000..1_000_000).contains(&derived), "{derived}");
+    }
+
+    #[test]
+    fn reports_from_non_members_and_non_participants_are_refused() {
+        let mut core = core();
+        let a = reg(&mut core, "a", "earth", 0).member.node_id;
+        let job = core.submit(Some(&ping(3)), 1, at(0)).unwrap();
+        let b = reg(&mut core, "b", "earth", 10).member.node_id;
+        assert!(matches!(
+            core.result("n99", &job.job_id, 1, ok_result(), at(20)),
+            Err(ControllerError::UnknownNode(_))
+        ));
+        assert!(matches!(
+            core.progress("n99", &job.job_id, 1, NodeProgress::default()),
+            Err(ControllerError::UnknownNode(_))
+        ));
+        assert!(matches!(
+            core.result(&b, &job.job_id, 1, ok_result(), at(20)),
+            Err(ControllerError::NotParticipant { .. })
+        ));
+        assert!(
+            core.result(&a, &job.job_id, 1, ok_result(), at(20))
+                .unwrap()
+        );
+        assert_eq!(
+            core.job(&job.job_id).unwrap().state,
+            JobState::Succeeded as i32
+        );
+    }
+
+    #[test]
+    fn history_is_pruned_by_count_and_age_and_paged() {
+        let config = CoreConfig {
+            controller_site: "earth".into(),
+            job_history: 5,
+            job_max_age: Some(Duration::from_secs(60)),
+            ..CoreConfig::default()
+        };
+        let mut core = Core::new(config, topology(), None, at(0));
+        let a = reg(&mut core, "a", "earth", 0).member.node_id;
+        for i in 0..12u64 {
+            let job = core.submit(Some(&ping(1)), 1, at(i)).unwrap();
+            assert!(core.result(&a, &job.job_id, 1, ok_result(), at(i)).unwrap());
+        }
+        core.submit(Some(&ping(1)), 1, at(20)).unwrap(); // runs
+        let ids: Vec<String> = core.jobs().into_iter().map(|j| j.job_id).collect();
+        assert_eq!(
+            ids,
+            ["job-8", "job-9", "job-10", "job-11", "job-12", "job-13"]
+        );
+        let (page, next) = core.list_jobs(4, "", true, true).unwrap();
+        let got: Vec<&str> = page.iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(got, ["job-13", "job-12", "job-11", "job-10"]);
+        assert!(page.iter().all(|j| j.results.is_empty()));
+        let (page, next) = core.list_jobs(4, &next, false, true).unwrap();
+        let got: Vec<&str> = page.iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(got, ["job-9", "job-8"]);
+        assert!(next.is_empty());
+        assert!(!page[0].results.is_empty());
+        assert!(core.list_jobs(4, "nonsense", false, false).is_err());
+        // An hour later the finished jobs age out; the running one stays.
+        core.submit(Some(&ping(1)), 1, at(3_600_000)).unwrap();
+        let ids: Vec<String> = core.jobs().into_iter().map(|j| j.job_id).collect();
+        assert_eq!(ids, ["job-13", "job-14"]);
+    }
+
+    #[test]
+    fn a_stall_of_the_controller_is_not_every_node_dying() {
+        let mut core = core();
+        reg(&mut core, "a", "earth", 0);
+        reg(&mut core, "b", "earth", 0);
+        assert!(core.expire(at(250)).is_empty());
+        // The detector did not run for 20 s (the controller was frozen): no heartbeat could be
+        // heard, so nobody is declared dead on waking up...
+        assert!(core.expire(at(20_250)).is_empty());
+        // ...but a node that stays silent after the stall is, one deadline later.
+        // (the stall beyond one interval is forgiven: 3 s of deadline end at 22 s)
+        for t in (20_500..=21_750).step_by(250) {
+            assert!(core.expire(at(t)).is_empty(), "at {t}");
+        }
+        core.heartbeat("n0", at(21_750)).unwrap();
+        let mut dead = Vec::new();
+        for t in (22_000..=24_500).step_by(250) {
+            dead.extend(core.expire(at(t)));
+        }
+        assert_eq!(dead, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn a_live_nodes_name_cannot_be_taken_over_with_another_key() {
+        let mut core = core();
+        let fields = |key: &str, port: u16| RegisterFields {
+            node_name: "a".into(),
+            preferred_site: "earth".into(),
+            advertise_addr: format!("127.0.0.1:{port}"),
+            metrics_addr: String::new(),
+            key: key.into(),
+        };
+        let first = core.register(&fields("k1", 7500), at(0)).unwrap();
+        // The same key re-attaches (a restarted controller, a new connection).
+        assert!(
+            core.register(&fields("k1", 7500), at(10))
+                .unwrap()
+                .reattached
+        );
+        // Another key, from another address, while the node lives: refused, nothing changes.
+        let err = core.register(&fields("k2", 9999), at(20)).unwrap_err();
+        assert!(matches!(err, ControllerError::NameTaken(_)), "{err}");
+        assert_eq!(core.persisted().members[0].advertise_addr, "127.0.0.1:7500");
+        assert_eq!(
+            tonic::Status::from(err).code(),
+            tonic::Code::AlreadyExists,
+            "not fatal for an agent: it retries until the old node is declared dead"
+        );
+        // Once the old node is dead, a replacement with a new key gets the name (and the id).
+        assert_eq!(core.expire(at(3_100)), vec!["a".to_string()]);
+        let again = core.register(&fields("k2", 9999), at(3_200)).unwrap();
+        assert_eq!(again.member.node_id, first.member.node_id);
+        assert_eq!(core.persisted().members[0].key, "k2");
     }
 }

@@ -20,6 +20,19 @@ pub enum ControllerError {
     /// No node with this id (register first).
     #[error("unknown node '{0}': register first")]
     UnknownNode(String),
+    /// A live node holds this name with another key.
+    #[error(
+        "node name '{0}' belongs to a live node with another key: a node re-registers with its own key, or after the old one is declared dead"
+    )]
+    NameTaken(String),
+    /// A node reported on a job it does not take part in.
+    #[error("node '{node_id}' does not take part in job '{job_id}'")]
+    NotParticipant {
+        /// The reporting node.
+        node_id: String,
+        /// The job.
+        job_id: String,
+    },
     /// The node was declared dead or left; it must register again.
     #[error("node '{0}' was declared dead or left: register again")]
     NodeNotMember(String),
@@ -39,6 +52,28 @@ pub enum ControllerError {
     ShuttingDown,
 }
 
+/// Longest piece of client input an error quotes, bytes.
+pub const MAX_QUOTED_INPUT: usize = 64;
+/// Longest error message the controller sends, bytes.
+pub const MAX_ERROR_MESSAGE: usize = 1024;
+
+/// `input` as an error may quote it: at most [`MAX_QUOTED_INPUT`] bytes (cut at a character
+/// boundary), with the full length said when it was cut.
+pub fn bounded(input: &str) -> String {
+    bounded_to(input, MAX_QUOTED_INPUT)
+}
+
+fn bounded_to(input: &str, max: usize) -> String {
+    if input.len() <= max {
+        return input.to_string();
+    }
+    let mut end = max;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &input[..end], input.len())
+}
+
 impl ControllerError {
     /// An [`ControllerError::InvalidArgument`] for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -51,7 +86,7 @@ impl ControllerError {
 
 impl From<ControllerError> for tonic::Status {
     fn from(err: ControllerError) -> Self {
-        let message = err.to_string();
+        let message = bounded_to(&err.to_string(), MAX_ERROR_MESSAGE);
         match err {
             ControllerError::Unauthenticated => Self::unauthenticated(message),
             ControllerError::InvalidArgument { .. } => Self::invalid_argument(message),
@@ -59,10 +94,33 @@ impl From<ControllerError> for tonic::Status {
                 Self::not_found(message)
             }
             ControllerError::NodeNotMember(_) => Self::failed_precondition(message),
+            ControllerError::NotParticipant { .. } => Self::permission_denied(message),
+            ControllerError::NameTaken(_) => Self::already_exists(message),
             ControllerError::Certificate(_) | ControllerError::State { .. } => {
                 Self::internal(message)
             }
             ControllerError::ShuttingDown => Self::unavailable(message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_quote_a_bounded_prefix_of_the_input() {
+        let id = "x".repeat(100_000);
+        let status = tonic::Status::from(ControllerError::UnknownJob(bounded(&id)));
+        assert!(status.message().len() < 200, "{}", status.message().len());
+        assert!(
+            status.message().contains("100000 bytes"),
+            "{}",
+            status.message()
+        );
+        let reason = "é".repeat(10_000);
+        let status = tonic::Status::from(ControllerError::invalid("spec.name", reason));
+        assert!(status.message().len() <= MAX_ERROR_MESSAGE + 32);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
     }
 }

@@ -3,7 +3,7 @@
 //! the profile tools (`profile check|show|timeline|contact-plan`).
 //!
 //! Layers, from pure to I/O:
-//! - [`topology`], [`plan`], [`validate`], [`core`]: the deciding parts, no I/O and no clock
+//! - [`topology`], [`plan`], [`validate`], [`deadline`], [`core`]: the deciding parts, no I/O and no clock
 //!   (time is a parameter), property-tested;
 //! - [`error`]: domain errors and the one mapping to `tonic::Status`;
 //! - [`ca`]: the cluster CA (signs node CSRs, issues the TLS server certificate);
@@ -17,6 +17,7 @@
 pub mod ca;
 pub mod cli;
 pub mod core;
+pub mod deadline;
 pub mod error;
 pub mod light_delay;
 pub mod metrics_catalog;

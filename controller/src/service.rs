@@ -213,6 +213,11 @@ impl Shared {
     }
 }
 
+/// Milliseconds as the protocol's u32, saturating (the flags keep intervals far below).
+fn millis_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
 fn is_final(job: &Job) -> bool {
     job.is_finished()
 }
@@ -281,7 +286,13 @@ impl Controller for ControllerService {
             s.ca.sign_node_csr(&req.csr_pem, &req.node_name, addr.ip())
                 .map_err(err)?
         };
+        let key = if req.csr_pem.is_empty() {
+            String::new()
+        } else {
+            ClusterCa::csr_public_key(&req.csr_pem).map_err(err)?
+        };
         let fields = RegisterFields {
+            key,
             node_name: req.node_name.clone(),
             preferred_site: req.preferred_site.clone(),
             advertise_addr: req.advertise_addr.clone(),
@@ -303,7 +314,7 @@ impl Controller for ControllerService {
                     certificate_pem,
                     ca_certificate_pem: s.ca.cert_pem().to_string(),
                     plan_version: reg.plan_version,
-                    heartbeat_interval_ms: core.config().heartbeat_interval.as_millis() as u32,
+                    heartbeat_interval_ms: millis_u32(core.config().heartbeat_interval),
                     controller_site: core.config().controller_site.clone(),
                 };
                 Ok((reg, response))
@@ -337,7 +348,7 @@ impl Controller for ControllerService {
         let (plan_version, interval) = result.map_err(err)?;
         Ok(Response::new(HeartbeatResponse {
             plan_version,
-            heartbeat_interval_ms: interval.as_millis() as u32,
+            heartbeat_interval_ms: millis_u32(interval),
         }))
     }
 
@@ -521,8 +532,21 @@ impl Controller for ControllerService {
         let req = request.into_inner();
         let s = &self.shared;
         s.check_token(&req.join_token)?;
-        let jobs = lock(&s.core).jobs();
-        Ok(Response::new(ListJobsResponse { jobs }))
+        let core = lock(&s.core);
+        let (jobs, next_page_token) = core
+            .list_jobs(
+                req.page_size,
+                &req.page_token,
+                req.omit_results,
+                req.newest_first,
+            )
+            .map_err(err)?;
+        let total_jobs = u32::try_from(core.persisted().jobs.len()).unwrap_or(u32::MAX);
+        Ok(Response::new(ListJobsResponse {
+            jobs,
+            next_page_token,
+            total_jobs,
+        }))
     }
 
     async fn list_nodes(

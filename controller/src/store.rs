@@ -99,6 +99,9 @@ impl StateDir {
                 ),
             ));
         }
+        state
+            .check()
+            .map_err(|e| state_err(&file, format!("inconsistent state: {e}")))?;
         Ok(Some(state))
     }
 
@@ -131,5 +134,52 @@ mod tests {
         store.write_atomic(STATE_FILE, b"{nonsense", false).unwrap();
         let err = store.load_state().unwrap_err().to_string();
         assert!(err.contains("state.json"), "{err}");
+    }
+
+    fn member(id: &str, name: &str, ordinal: u64) -> crate::core::Member {
+        crate::core::Member {
+            node_id: id.into(),
+            name: name.into(),
+            site: "lan".into(),
+            advertise_addr: "127.0.0.1:7500".into(),
+            metrics_addr: String::new(),
+            state: crate::core::MemberState::Alive,
+            ordinal,
+            registered_unix_ms: 0,
+            key: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_state_with_duplicate_ids_or_a_wrapped_counter_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateDir::open(dir.path()).unwrap();
+        let now = Now {
+            mono: Duration::ZERO,
+            unix_ms: 42,
+        };
+        let mut state = PersistedState::new("lan", now);
+        state.next_ordinal = 2;
+        state.members = vec![member("n0", "a", 0), member("n1", "b", 1)];
+        store.save_state(&state).unwrap();
+        assert!(store.load_state().unwrap().is_some());
+
+        let mut duplicate = state.clone();
+        duplicate.members[1].node_id = "n0".into();
+        store.save_state(&duplicate).unwrap();
+        let err = store.load_state().unwrap_err().to_string();
+        assert!(err.contains("members[1].node_id 'n0'"), "{err}");
+
+        let mut wrapped = state.clone();
+        wrapped.next_ordinal = 1;
+        store.save_state(&wrapped).unwrap();
+        let err = store.load_state().unwrap_err().to_string();
+        assert!(err.contains("next_ordinal"), "{err}");
+
+        let mut same_name = state;
+        same_name.members[1].name = "a".into();
+        store.save_state(&same_name).unwrap();
+        let err = store.load_state().unwrap_err().to_string();
+        assert!(err.contains("members[1].name"), "{err}");
     }
 }

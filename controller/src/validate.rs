@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 
 use spacefabric_proto::algorithm::AlgorithmName;
+use spacefabric_proto::job_cost::{NodeBudget, job_cost};
 use spacefabric_proto::v1::{JobSpec, TrainJob, job_spec};
 
-use crate::error::ControllerError;
+use crate::error::{ControllerError, bounded};
 use crate::topology::Topology;
 
 /// Longest node name accepted (a DNS name).
@@ -68,7 +69,12 @@ pub fn node_name(name: &str) -> Result<()> {
 pub fn advertise_addr(addr: &str) -> Result<SocketAddr> {
     let parsed: SocketAddr = match addr.parse() {
         Ok(a) => a,
-        Err(_) => return invalid("advertise_addr", format!("'{addr}' is not an ip:port")),
+        Err(_) => {
+            return invalid(
+                "advertise_addr",
+                format!("'{}' is not an ip:port", bounded(addr)),
+            );
+        }
     };
     if parsed.ip().is_unspecified() {
         return invalid(
@@ -90,7 +96,8 @@ pub fn preferred_site(site: &str, topology: &Topology) -> Result<()> {
         invalid(
             "preferred_site",
             format!(
-                "unknown site '{site}' (profile '{}' has {})",
+                "unknown site '{}' (profile '{}' has {})",
+                bounded(site),
                 topology.profile_name,
                 topology.sites.join(", ")
             ),
@@ -106,6 +113,21 @@ pub fn csr(pem: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the controller admits — the spec's fields ([`job_spec`]) and what it costs one of
+/// `world` ranks against `budget` (`spacefabric_proto::job_cost`) — and what the in-process
+/// benches check with this same function before they run anything.
+pub fn admit<'a>(
+    spec: Option<&'a JobSpec>,
+    world: u32,
+    budget: &NodeBudget,
+) -> Result<&'a JobSpec> {
+    let spec = job_spec(spec)?;
+    job_cost(spec, world).check(budget).map_err(|e| {
+        ControllerError::invalid(e.fields(), format!("on {world} ranks the job {e}"))
+    })?;
+    Ok(spec)
+}
+
 /// A job spec, every field checked; zero optional fields take documented defaults.
 pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
     let Some(spec) = spec else {
@@ -113,6 +135,16 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
     };
     if spec.name.len() > 200 {
         return invalid("spec.name", "longer than 200 characters");
+    }
+    let max_deadline_ms = crate::deadline::MAX_DEADLINE.as_millis();
+    if u128::from(spec.deadline_ms) > max_deadline_ms {
+        return invalid(
+            "spec.deadline_ms",
+            format!(
+                "{} is longer than {max_deadline_ms} ms (30 days)",
+                spec.deadline_ms
+            ),
+        );
     }
     match &spec.kind {
         None => invalid("spec.kind", "one of all_reduce, train, ping is required"),
@@ -188,7 +220,11 @@ fn train_job(t: &TrainJob) -> Result<()> {
         [s] if !STRATEGIES.contains(&s.as_str()) => {
             return invalid(
                 "spec.train.strategies[0]",
-                format!("unknown strategy '{s}' (use {})", STRATEGIES.join(", ")),
+                format!(
+                    "unknown strategy '{}' (use {})",
+                    bounded(s),
+                    STRATEGIES.join(", ")
+                ),
             );
         }
         [_] => {}
@@ -253,7 +289,10 @@ fn train_job(t: &TrainJob) -> Result<()> {
     if !["relu", "tanh"].contains(&r.activation.as_str()) {
         return invalid(
             &f("activation"),
-            format!("unknown activation '{}' (use relu or tanh)", r.activation),
+            format!(
+                "unknown activation '{}' (use relu or tanh)",
+                bounded(&r.activation)
+            ),
         );
     }
     if let Err(e) = AlgorithmName::parse(&r.algorithm) {
@@ -278,6 +317,7 @@ mod tests {
 
     fn all_reduce(a: AllReduceJob) -> JobSpec {
         JobSpec {
+            deadline_ms: 0,
             name: String::new(),
             kind: Some(job_spec::Kind::AllReduce(a)),
         }
@@ -319,6 +359,7 @@ mod tests {
             "spec.all_reduce.algorithms[1]"
         );
         let ping = JobSpec {
+            deadline_ms: 0,
             name: String::new(),
             kind: Some(job_spec::Kind::Ping(PingJob { iterations: 0 })),
         };
@@ -346,6 +387,7 @@ mod tests {
     #[test]
     fn train_jobs_name_the_bad_field() {
         let train = |t: TrainJob| JobSpec {
+            deadline_ms: 0,
             name: String::new(),
             kind: Some(job_spec::Kind::Train(t)),
         };

@@ -110,6 +110,7 @@ proptest! {
         let picks: Vec<(usize, u64)> = (0..world).map(|i| (i % 2, i as u64)).collect();
         let plan = assign_ranks(&members(2, &picks), &topo);
         let all_reduce = JobSpec {
+            deadline_ms: 0,
             name: String::new(),
             kind: Some(job_spec::Kind::AllReduce(AllReduceJob {
                 min_bytes: 4, max_bytes, factor: 2, iterations: 1, warmup: 0,
@@ -120,6 +121,7 @@ proptest! {
         prop_assert!(covers_exactly(&jp.data_shards, max_bytes / 4, world));
         prop_assert_eq!(jp.algorithms, vec!["ring".to_string(), "auto".to_string()]);
         let train = JobSpec {
+            deadline_ms: 0,
             name: String::new(),
             kind: Some(job_spec::Kind::Train(TrainJob {
                 strategies: vec!["sync".into()], steps: 10, width, depth,

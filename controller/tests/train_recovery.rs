@@ -173,6 +173,7 @@ async fn a_killed_node_is_replanned_around_and_a_replacement_fetches_state_from_
         let jobs = client
             .list_jobs(ListJobsRequest {
                 join_token: TOKEN.into(),
+                ..ListJobsRequest::default()
             })
             .await
             .unwrap()

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
+use spacefabric_proto::job_cost::{NodeBudget, job_cost};
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{
     ControlEvent, DeregisterRequest, HeartbeatRequest, JobPlan, JobSpec, JobStart, Peer,
@@ -357,6 +358,7 @@ pub struct Agent {
     config: AgentConfig,
     runners: HashMap<JobKind, Arc<dyn JobRunner>>,
     status: watch::Sender<AgentStatus>,
+    budget: NodeBudget,
 }
 
 impl std::fmt::Debug for Agent {
@@ -379,6 +381,15 @@ fn is_fatal(status: &Status) -> bool {
     matches!(
         status.code(),
         Code::Unauthenticated | Code::InvalidArgument | Code::PermissionDenied
+    )
+}
+
+/// The controller refused a report for what it holds (too large, invalid): sending the same
+/// report again cannot help.
+fn is_refusal(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument | Code::PermissionDenied
     )
 }
 
@@ -414,7 +425,15 @@ impl Agent {
             config,
             runners,
             status: watch::channel(AgentStatus::default()).0,
+            budget: NodeBudget::default(),
         }
+    }
+
+    /// What a job may cost this node (default [`NodeBudget::default`]); a job above it fails
+    /// with a result naming the spec fields, before anything is allocated.
+    pub fn with_budget(mut self, budget: NodeBudget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Plugs in the runner for a job kind (replacing any before it).
@@ -430,8 +449,16 @@ impl Agent {
 
     fn channel(&self) -> Result<Channel, AgentError> {
         let url = &self.config.controller;
-        let mut endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| AgentError::Config(format!("--controller {url}: {e}")))?
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| AgentError::Config(format!("--controller {url}: {e}")))?;
+        let uri = endpoint.uri();
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(AgentError::Config(format!(
+                "--controller '{}': not a controller URL (use http://HOST:PORT or https://HOST:PORT)",
+                url.chars().take(100).collect::<String>()
+            )));
+        }
+        let mut endpoint = endpoint
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true);
@@ -712,6 +739,18 @@ impl Agent {
         };
         let kind = JobKind::of(&spec);
         let runner = kind.and_then(|k| self.runners.get(&k).cloned());
+        // The same cost function the controller admitted the job with, against this node's
+        // own budget, before the runner allocates anything.
+        let over_budget = job_cost(&spec, plan.world_size)
+            .check(&self.budget)
+            .err()
+            .map(|e| {
+                JobError(format!(
+                    "refused by node {}: {}: {e}",
+                    self.config.name,
+                    e.fields()
+                ))
+            });
         let ctx = JobContext {
             job_id: job_id.clone(),
             attempt: start.attempt,
@@ -731,9 +770,10 @@ impl Agent {
         // span this one sits in, the node's name and site).
         let job_span = tracing::info_span!("job", job = %job_id, attempt = start.attempt, rank);
         tokio::spawn(async move {
-            let outcome = match runner {
-                Some(runner) => runner.run(ctx).await,
-                None => Err(JobError(format!(
+            let outcome = match (over_budget, runner) {
+                (Some(refused), _) => Err(refused),
+                (None, Some(runner)) => runner.run(ctx).await,
+                (None, None) => Err(JobError(format!(
                     "no runner for job kind {} in this node build",
                     kind.map(JobKind::name).unwrap_or("(none)")
                 ))),
@@ -746,7 +786,7 @@ impl Agent {
                 Err(e) => (false, e.0, JobOutput::default()),
             };
             metrics::counter!("spacefabric_node_jobs_total", "kind" => kind.map(JobKind::name).unwrap_or("?"), "ok" => ok.to_string()).increment(1);
-            let report = ResultReport {
+            let mut report = ResultReport {
                 join_token: control.join_token.clone(),
                 node_id: control.node_id.clone(),
                 job_id: control.job_id.clone(),
@@ -765,7 +805,30 @@ impl Agent {
                 };
                 match sent {
                     Ok(_) => break,
-                    Err(status) if is_fatal(&status) || status.code() == Code::NotFound => {
+                    Err(status)
+                        if is_refusal(&status)
+                            && (report.ok
+                                || !report.result_json.is_empty()
+                                || !report.metrics.is_empty()) =>
+                    {
+                        // The controller will not take this result (too large, invalid): the
+                        // job must fail with the reason, not wait for a result that never
+                        // comes. Report a small failure instead.
+                        tracing::warn!(job_id = %control.job_id, %status, "result refused; reporting the job as failed");
+                        report.ok = false;
+                        report.error = format!(
+                            "result refused by the controller: {:?}: {}",
+                            status.code(),
+                            status.message().chars().take(200).collect::<String>()
+                        );
+                        report.result_json.clear();
+                        report.metrics.clear();
+                    }
+                    Err(status)
+                        if is_fatal(&status)
+                            || is_refusal(&status)
+                            || status.code() == Code::NotFound =>
+                    {
                         tracing::warn!(job_id = %control.job_id, %status, "result refused");
                         break;
                     }
@@ -855,6 +918,15 @@ pub mod args {
         /// directory; in Kubernetes, a volume).
         #[arg(long, env = "SPACEFABRIC_STATE_DIR")]
         pub state_dir: Option<PathBuf>,
+        /// Memory one job may take on this node, bytes (1 MiB to 1 TiB): a job whose cost (the
+        /// controller's own cost function) is above it fails before anything is allocated.
+        #[arg(
+            long,
+            env = "SPACEFABRIC_MEMORY_BUDGET",
+            default_value_t = spacefabric_proto::job_cost::budget_defaults::MEMORY_BYTES,
+            value_parser = clap::value_parser!(u64).range((1 << 20)..=(1 << 40))
+        )]
+        pub memory_budget: u64,
     }
 
     /// The trailing ordinal of a name (`node-12` → 12).

@@ -79,6 +79,10 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
             let state_dir = config.state_dir.clone();
             let fabric = FabricSettings::new(args.listen).with_udp_payload(args.udp_payload);
             Agent::new(config)
+                .with_budget(spacefabric_proto::job_cost::NodeBudget {
+                    memory_bytes: args.memory_budget,
+                    ..Default::default()
+                })
                 .with_runner(JobKind::AllReduce, Arc::new(AllReduceRunner::new(fabric)))
                 .with_runner(
                     JobKind::Train,

@@ -54,9 +54,22 @@ impl AlgorithmName {
             "tree" => Ok(Self::Tree),
             "hier" | "hierarchical" => Ok(Self::Hierarchical),
             "auto" => Ok(Self::Auto),
-            _ => Err(UnknownAlgorithm(s.to_string())),
+            _ => Err(UnknownAlgorithm(quoted_prefix(s))),
         }
     }
+}
+
+/// At most 64 bytes of an input, for an error message: a hostile name is not echoed whole.
+fn quoted_prefix(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 impl fmt::Display for AlgorithmName {
@@ -79,5 +92,8 @@ mod tests {
             Ok(AlgorithmName::Hierarchical)
         );
         assert!(AlgorithmName::parse("magic").is_err());
+        let long = "x".repeat(100_000);
+        let e = AlgorithmName::parse(&long).unwrap_err().to_string();
+        assert!(e.len() < 200, "{}", e.len());
     }
 }

@@ -4,6 +4,7 @@
 //! Everything lives under [`v1`]; [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection; [`train_job`]
 //! holds the defaults of a train job that the controller and the nodes share; which job states
 //! are terminal is said once, here ([`v1::JobState::is_terminal`], [`v1::Job::is_finished`]).
+//! [`job_cost`] says what a job costs one node (admission on both sides).
 
 /// Version 1 of the spacefabric API: messages, client and server stubs.
 #[allow(
@@ -17,6 +18,7 @@ pub mod v1 {
 }
 
 pub mod algorithm;
+pub mod job_cost;
 pub mod metrics_catalog;
 pub mod shard;
 pub mod train_job;

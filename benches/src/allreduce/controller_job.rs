@@ -65,22 +65,7 @@ async fn run_job(
                 nodes.profile_name
             )
         })?;
-    let spec = JobSpec {
-        name: "spacefabric-bench allreduce".to_string(),
-        kind: Some(job_spec::Kind::AllReduce(AllReduceJob {
-            min_bytes: args.min_bytes,
-            max_bytes: args.max_bytes,
-            factor: u32::try_from(args.step_factor).context("-f is too large")?,
-            iterations: u32::try_from(args.iters).context("-n is too large")?,
-            warmup: u32::try_from(args.warmup).context("-w is too large")?,
-            algorithms: args
-                .algo
-                .iter()
-                .map(|a| a.short_name().to_string())
-                .collect(),
-            check: args.check != 0,
-        })),
-    };
+    let spec = all_reduce_spec(args)?;
     let mut last_line = String::new();
     let last = submit_and_follow(&mut client, token, spec, args.min_nodes, |job| {
         let line = progress_line(job);
@@ -181,5 +166,27 @@ fn report_results(
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// The all-reduce job of `args`: what `--controller` submits, and what the in-process sweep
+/// admits with the controller's own checks before it starts.
+pub(crate) fn all_reduce_spec(args: &AllreduceArgs) -> anyhow::Result<JobSpec> {
+    Ok(JobSpec {
+        deadline_ms: 0,
+        name: "spacefabric-bench allreduce".to_string(),
+        kind: Some(job_spec::Kind::AllReduce(AllReduceJob {
+            min_bytes: args.min_bytes,
+            max_bytes: args.max_bytes,
+            factor: u32::try_from(args.step_factor).context("-f is too large")?,
+            iterations: u32::try_from(args.iters).context("-n is too large")?,
+            warmup: u32::try_from(args.warmup).context("-w is too large")?,
+            algorithms: args
+                .algo
+                .iter()
+                .map(|a| a.short_name().to_string())
+                .collect(),
+            check: args.check != 0,
+        })),
     })
 }

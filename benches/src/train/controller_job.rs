@@ -161,6 +161,7 @@ async fn run_jobs(
     for &kind in kinds {
         let job = train_job(args, kind)?;
         let spec = JobSpec {
+            deadline_ms: 0,
             name: format!("spacefabric-bench train {}", kind.name()),
             kind: Some(job_spec::Kind::Train(job)),
         };
