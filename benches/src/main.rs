@@ -26,7 +26,7 @@ enum Command {
     /// All-reduce sweep (nccl-tests all_reduce_perf layout): every algorithm against the bound.
     Allreduce(allreduce::AllreduceArgs),
     /// Training strategies compared (sync, sharded, DiLoCo, hierarchical): loss against time and bytes.
-    Train(train::TrainArgs),
+    Train(train::TrainFlags),
     /// Emulator fidelity: timestamped probes under load across every link class.
     Fidelity(fidelity::FidelityArgs),
     /// Bulk transfer between two sites per congestion controller: goodput vs the link's
