@@ -454,7 +454,7 @@ async fn train_node_inner<S: GradientSync>(
             .map(|r| r.start as usize..r.end as usize)
             .collect::<Vec<_>>()
     } else {
-        vec![0..outer_len]
+        std::iter::once(0..outer_len).collect()
     };
     let stride = cfg.strategy.inner_steps / fragments.len() as u64;
     if kind == StrategyKind::Streaming && cfg.strategy.overlap >= stride {

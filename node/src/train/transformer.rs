@@ -190,7 +190,7 @@ impl Transformer {
                 self.param_count
             )));
         }
-        let want = batch.checked_mul(self.spec.ctx).unwrap_or(usize::MAX);
+        let want = batch.saturating_mul(self.spec.ctx);
         if x.len() != want || y.len() != want || batch == 0 {
             return Err(TrainError::Shape(format!(
                 "tokens: {} inputs and {} targets for batch {batch} × ctx {}",
