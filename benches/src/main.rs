@@ -28,8 +28,9 @@ struct Cli {
 enum Command {
     /// All-reduce sweep (nccl-tests all_reduce_perf layout): every algorithm against the bound.
     Allreduce(allreduce::AllreduceArgs),
-    /// Training strategies compared (sync, sharded, DiLoCo, hierarchical): loss against time and bytes.
-    Train(train::TrainArgs),
+    /// Training strategies compared (sync, sharded, diloco, hier, streaming, delayed; a
+    /// transformer LM or the MLP): loss against time and bytes.
+    Train(Box<train::TrainFlags>),
     /// Emulator fidelity: timestamped probes under load across every link class.
     Fidelity(fidelity::FidelityArgs),
     /// Bulk transfer between two sites per congestion controller: goodput vs the link's
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Allreduce(args) => allreduce::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
         Command::Fidelity(args) => fidelity::run(args).map(|()| ExitCode::SUCCESS),
         Command::Transfer(args) => transfer::run(args),
     };

@@ -16,6 +16,7 @@ fn every_strategy_gets_a_row_and_the_files_are_written() {
     let svg = dir.path().join("t.svg");
     let out = bench()
         .args(["train", "--fabric", "memory", "--profile", "earth-moon"])
+        .args(["--model", "mlp"])
         .args(["--nodes", "4", "--steps", "40", "--sync-steps", "20"])
         .args([
             "--inner-steps",
@@ -76,7 +77,17 @@ fn bad_flags_are_refused_naming_the_flag() {
             vec!["--profile", "no-such-profile"],
             "--profile no-such-profile",
         ),
-        (vec!["--activation", "gelu"], "--activation gelu"),
+        (
+            vec!["--model", "mlp", "--activation", "gelu"],
+            "--activation gelu",
+        ),
+        (vec!["--model", "gpt-5"], "--model gpt-5"),
+        (vec!["--strategy", "sync+c"], "--strategy sync+c"),
+        (
+            vec!["--strategy", "streaming", "--overlap", "50"],
+            "spec.train.overlap_steps",
+        ),
+        (vec!["--accelerator", "tpu9"], "spec.train.accelerator"),
     ] {
         let out = bench()
             .args(["train", "--fabric", "memory", "--steps", "2"])
@@ -134,5 +145,61 @@ fn the_controllers_admission_refuses_before_the_run() {
         assert_ne!(code, Some(0), "{flags:?} ran: {stderr}");
         assert!(stderr.contains(says), "{flags:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_transformer_comparison_runs_every_strategy_and_compression_cuts_bytes() {
+    // lm-tiny on 4 in-memory nodes (2 sites): every strategy of the default list, the same
+    // token budget, a row each and the goals' lines.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("lm.json");
+    let out = bench()
+        .args(["train", "--fabric", "memory", "--profile", "earth-moon"])
+        .args(["--model", "lm-tiny", "--nodes", "4", "--steps", "40"])
+        .args(["--inner-steps", "10", "--fragments", "2", "--overlap", "2"])
+        .args([
+            "--eval-samples",
+            "16",
+            "--eval-every",
+            "10",
+            "--target-loss",
+            "4.0",
+        ])
+        .args(["--samples", "200000", "--compress-density", "0.02"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(
+        names,
+        ["sync", "diloco", "diloco+c", "streaming", "delayed", "hier"],
+        "{stdout}"
+    );
+    // Same token budget: every strategy ran 40 steps.
+    assert!(rows.iter().all(|r| r[1] == "40"), "{stdout}");
+    assert!(stdout.contains("transformer LM lm-tiny"), "{stdout}");
+    assert!(stdout.contains("# goal: diloco+c sends"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let s = v["strategies"].as_array().unwrap();
+    let cross = |i: usize| s[i]["bytes"]["earth-moon"].as_u64().unwrap();
+    // 2 % density at 2 bits: far fewer bytes than plain DiLoCo's f32 deltas.
+    assert!(cross(2) * 8 < cross(1), "{} vs {}", cross(2), cross(1));
+    for st in s {
+        let first = st["curve"][0]["loss"].as_f64().unwrap();
+        let last = st["final_loss"].as_f64().unwrap();
+        assert!(last < first, "{}: {first} -> {last}", st["strategy"]);
     }
 }

@@ -18,7 +18,7 @@ pub const MAX_ALL_REDUCE_BYTES: u64 = 4 << 30;
 /// Most iterations of any job kind.
 pub const MAX_ITERATIONS: u32 = 1_000_000;
 /// Training strategy names.
-pub const STRATEGIES: &[&str] = &["sync", "sharded", "diloco", "hier"];
+pub const STRATEGIES: &[&str] = &["sync", "sharded", "diloco", "hier", "streaming", "delayed"];
 /// Most steps a train job may ask for.
 pub const MAX_TRAIN_STEPS: u64 = 10_000_000;
 /// Largest student model a train job may ask for (parameters).
@@ -307,6 +307,114 @@ fn train_job(t: &TrainJob) -> Result<()> {
     if r.dataset_samples > 1 << 40 {
         return invalid(&f("dataset_samples"), "at most 2^40");
     }
+    train_job_lm_and_outer(t, &r)
+}
+
+/// The transformer, schedule and outer-strategy fields of a train job (issue 14).
+fn train_job_lm_and_outer(t: &TrainJob, r: &TrainJob) -> Result<()> {
+    use spacefabric_proto::train_job::{Accelerator, LM_PRESETS, defaults};
+    let f = |name: &str| format!("spec.train.{name}");
+    if r.model != defaults::MODEL && r.lm_preset().is_none() {
+        let names: Vec<_> = LM_PRESETS.iter().map(|p| p.name).collect();
+        return invalid(
+            &f("model"),
+            format!(
+                "unknown model '{}' (use mlp, {})",
+                r.model,
+                names.join(", ")
+            ),
+        );
+    }
+    if r.lm_preset().is_some() {
+        if r.dataset_samples > defaults::LM_TRAIN_CHARS {
+            return invalid(
+                &f("dataset_samples"),
+                format!(
+                    "{} characters, but the corpus has {} of training text",
+                    r.dataset_samples,
+                    defaults::LM_TRAIN_CHARS
+                ),
+            );
+        }
+        if r.eval_samples > 100_000 {
+            return invalid(&f("eval_samples"), "at most 100000 validation windows");
+        }
+    }
+    for (name, v) in [
+        ("min_lr_ratio", r.min_lr_ratio),
+        ("mixing", r.mixing),
+        ("compress_density", r.compress_density),
+    ] {
+        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+            return invalid(&f(name), format!("{v} is not a number in [0, 1]"));
+        }
+    }
+    for (name, v) in [("grad_clip", r.grad_clip), ("weight_decay", r.weight_decay)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return invalid(&f(name), format!("{v} is not a finite number >= 0"));
+        }
+    }
+    if r.lr_decay_steps != 0 && r.lr_decay_steps < r.warmup_steps {
+        return invalid(
+            &f("lr_decay_steps"),
+            format!(
+                "{} ends before the warm-up ({} steps)",
+                r.lr_decay_steps, r.warmup_steps
+            ),
+        );
+    }
+    if ![2, 4, 8, 32].contains(&r.compress_bits) {
+        return invalid(
+            &f("compress_bits"),
+            format!("{} (use 2, 4, 8 or 32)", r.compress_bits),
+        );
+    }
+    let strategy = r.strategies.first().map(String::as_str).unwrap_or_default();
+    let compressed = r.compress_density > 0.0;
+    if compressed && !["diloco", "hier", "streaming", "delayed"].contains(&strategy) {
+        return invalid(
+            &f("compress_density"),
+            format!("compression applies to diloco, hier, streaming and delayed, not {strategy}"),
+        );
+    }
+    if strategy == "streaming" {
+        if r.fragments > r.inner_steps {
+            return invalid(
+                &f("fragments"),
+                format!(
+                    "{} fragments need inner_steps >= fragments ({})",
+                    r.fragments, r.inner_steps
+                ),
+            );
+        }
+        if r.parameter_count() < u64::from(r.fragments) {
+            return invalid(&f("fragments"), "more fragments than parameters");
+        }
+        let stride = r.inner_steps / r.fragments.max(1);
+        if r.overlap_steps >= stride {
+            return invalid(
+                &f("overlap_steps"),
+                format!(
+                    "{} must be below inner_steps / fragments = {stride}",
+                    r.overlap_steps
+                ),
+            );
+        }
+    }
+    if !t.accelerator.is_empty() && Accelerator::find(&t.accelerator).is_none() {
+        let names: Vec<_> = spacefabric_proto::train_job::ACCELERATORS
+            .iter()
+            .map(|a| a.name)
+            .collect();
+        return invalid(
+            &f("accelerator"),
+            format!(
+                "unknown accelerator '{}' (use {})",
+                t.accelerator,
+                names.join(", ")
+            ),
+        );
+    }
     Ok(())
 }
 
@@ -454,6 +562,115 @@ mod tests {
                     ..ok
                 },
                 "spec.train.width",
+            ),
+        ];
+        for (bad, field) in cases {
+            let err = job_spec(Some(&train(bad))).unwrap_err().to_string();
+            assert!(err.contains(field), "{err} should name {field}");
+        }
+    }
+
+    #[test]
+    fn transformer_and_outer_strategy_fields_are_checked_by_name() {
+        let train = |t: TrainJob| JobSpec {
+            name: String::new(),
+            kind: Some(job_spec::Kind::Train(t)),
+            deadline_ms: 0,
+        };
+        let ok = TrainJob {
+            strategies: vec!["streaming".into()],
+            steps: 100,
+            model: "lm-small".into(),
+            inner_steps: 40,
+            fragments: 4,
+            overlap_steps: 5,
+            compress_density: 0.05,
+            compress_bits: 2,
+            accelerator: "h100".into(),
+            warmup_steps: 10,
+            lr_decay_steps: 100,
+            min_lr_ratio: 0.1,
+            grad_clip: 1.0,
+            ..TrainJob::default()
+        };
+        assert!(job_spec(Some(&train(ok.clone()))).is_ok());
+        let cases = [
+            (
+                TrainJob {
+                    model: "gpt-5".into(),
+                    ..ok.clone()
+                },
+                "spec.train.model",
+            ),
+            (
+                TrainJob {
+                    overlap_steps: 10,
+                    ..ok.clone()
+                },
+                "spec.train.overlap_steps",
+            ),
+            (
+                TrainJob {
+                    fragments: 41,
+                    ..ok.clone()
+                },
+                "spec.train.fragments",
+            ),
+            (
+                TrainJob {
+                    compress_bits: 3,
+                    ..ok.clone()
+                },
+                "spec.train.compress_bits",
+            ),
+            (
+                TrainJob {
+                    compress_density: 1.5,
+                    ..ok.clone()
+                },
+                "spec.train.compress_density",
+            ),
+            (
+                TrainJob {
+                    strategies: vec!["sync".into()],
+                    ..ok.clone()
+                },
+                "spec.train.compress_density",
+            ),
+            (
+                TrainJob {
+                    accelerator: "tpu9".into(),
+                    ..ok.clone()
+                },
+                "spec.train.accelerator",
+            ),
+            (
+                TrainJob {
+                    lr_decay_steps: 5,
+                    ..ok.clone()
+                },
+                "spec.train.lr_decay_steps",
+            ),
+            (
+                TrainJob {
+                    grad_clip: f32::NAN,
+                    ..ok.clone()
+                },
+                "spec.train.grad_clip",
+            ),
+            (
+                TrainJob {
+                    dataset_samples: 2_000_000,
+                    ..ok.clone()
+                },
+                "spec.train.dataset_samples",
+            ),
+            (
+                TrainJob {
+                    strategies: vec!["gossip".into()],
+                    ..ok
+                },
+                "spec.train.strategies[0]",
             ),
         ];
         for (bad, field) in cases {

@@ -19,8 +19,9 @@ use spacefabric_node::jobs::NodeTrainResult;
 use spacefabric_node::train::{LossPoint, StrategyKind};
 use spacefabric_proto::v1::{Job, JobSpec, JobState, ListNodesRequest, job_spec};
 
-use super::{StrategyResult, TrainArgs, emit, train_job};
+use super::{StrategyResult, TrainArgs, Variant, emit, train_job};
 use crate::controller_client::{block_on, connect, required_token, submit_and_follow};
+use spacefabric_node::jobs::train::train_config;
 
 /// One restart of a job, as the bench saw it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -136,7 +137,7 @@ fn is_terminal(state: Option<JobState>) -> bool {
 }
 
 /// Runs every strategy in `kinds` as a job of the controller at `url`.
-pub(crate) fn run(args: &TrainArgs, url: &str, kinds: &[StrategyKind]) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &TrainArgs, url: &str, kinds: &[Variant]) -> anyhow::Result<ExitCode> {
     let token = required_token(args.join_token.as_ref())?;
     block_on(run_jobs(args, url, &token, kinds))?
 }
@@ -145,7 +146,7 @@ async fn run_jobs(
     args: &TrainArgs,
     url: &str,
     token: &str,
-    kinds: &[StrategyKind],
+    kinds: &[Variant],
 ) -> anyhow::Result<ExitCode> {
     let mut client = connect(url).await?;
     let nodes = client
@@ -158,14 +159,18 @@ async fn run_jobs(
     let mut results = Vec::new();
     let mut sites = Vec::new();
     let mut params = 0;
-    for &kind in kinds {
-        let job = train_job(args, kind)?;
+    for variant in kinds {
+        let kind = variant.kind;
+        let job = train_job(args, variant)?;
+        let tokens_per_step = train_config(&job)
+            .map(|c| c.model.tokens_per_step(c.batch))
+            .unwrap_or(0);
         let spec = JobSpec {
             deadline_ms: 0,
-            name: format!("spacefabric-bench train {}", kind.name()),
+            name: format!("spacefabric-bench train {}", variant.label()),
             kind: Some(job_spec::Kind::Train(job)),
         };
-        eprintln!("# {}: submitting to {url} ...", kind.name());
+        eprintln!("# {}: submitting to {url} ...", variant.label());
         let started = tokio::time::Instant::now();
         let mut tracker = RestartTracker::default();
         let mut last_line = String::new();
@@ -186,10 +191,14 @@ async fn run_jobs(
             }
         })
         .await
-        .with_context(|| format!("the {} job on {url}", kind.name()))?;
+        .with_context(|| format!("the {} job on {url}", variant.label()))?;
         let wall = started.elapsed();
-        let (result, rank_sites, n_params) =
+        let (mut result, rank_sites, n_params) =
             combine(kind, &done, &tracker, args.target_loss, wall)?;
+        result.label = variant.label();
+        result.tokens = tokens_per_step
+            .saturating_mul(result.steps)
+            .saturating_mul(rank_sites.len() as u64);
         eprintln!(
             "#   done in {:.1} s, final loss {}",
             wall.as_secs_f64(),
@@ -211,7 +220,7 @@ async fn run_jobs(
         for x in &r.restarts {
             println!(
                 "# restart of {}: attempt {} at +{:.1} s ({}); {} → {} ranks; resumed from committed step {} (last commit seen {}: {} committed steps lost, {} uncommitted steps redone); training past step {} again after {}",
-                r.kind.name(),
+                r.label,
                 x.attempt,
                 x.at_s,
                 x.reason,
@@ -328,6 +337,8 @@ fn combine(
     };
     let result = StrategyResult {
         kind,
+        label: kind.name().to_string(),
+        tokens: 0,
         steps: first.steps,
         syncs: first.syncs,
         time_to_target: curve.iter().find(|p| p.loss <= target).map(|p| p.elapsed),

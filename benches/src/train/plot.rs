@@ -13,7 +13,9 @@ const H: f64 = 480.0;
 const PANEL_W: f64 = 450.0;
 const PANEL_H: f64 = 330.0;
 const TOP: f64 = 80.0;
-const COLORS: [&str; 4] = ["#d62728", "#ff7f0e", "#1f77b4", "#2ca02c"];
+const COLORS: [&str; 7] = [
+    "#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf",
+];
 
 type Series = Vec<(String, &'static str, Vec<(f64, f64)>)>;
 
@@ -111,7 +113,7 @@ pub(crate) fn svg(header: &[String], results: &[StrategyResult], target: f64) ->
     let mut by_bytes: Series = Vec::new();
     for (i, r) in results.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let name = r.kind.name().to_string();
+        let name = r.label.clone();
         by_time.push((
             name.clone(),
             color,
@@ -158,7 +160,7 @@ pub(crate) fn svg(header: &[String], results: &[StrategyResult], target: f64) ->
             COLORS[i % COLORS.len()],
             x + 30.0,
             y + 4.0,
-            r.kind.name()
+            esc(&r.label)
         );
     }
     out.push_str("</svg>\n");

@@ -29,10 +29,11 @@ use crate::jobs::job_mesh::{FabricSettings, JobMeshError, JobPlacement, connect_
 use crate::train::fabric::{LinkBytes, MeteredExchange, job_groups};
 use crate::train::recovery::{self, StateSource};
 use crate::train::{
-    Activation, CommitSink, DirCommits, GradientSync, Mlp, MlpSpec, NodeContext, OptimizerConfig,
-    StrategyConfig, StrategyKind, TaskSpec, TrafficMeter, TrainConfig, TrainError, TrainProgress,
-    train_node,
+    Activation, CommitSink, CompressionConfig, DirCommits, GradientSync, LrSchedule, MlpSpec,
+    ModelConfig, NodeContext, OptimizerConfig, StrategyConfig, StrategyKind, TaskSpec,
+    TrafficMeter, TrainConfig, TrainError, TrainProgress, train_node,
 };
+use spacefabric_proto::train_job::defaults;
 
 /// Why a train job failed on this node.
 #[derive(Debug, thiserror::Error)]
@@ -124,44 +125,82 @@ pub fn train_config(job: &TrainJob) -> Result<TrainConfig, TrainJobError> {
         )));
     };
     let kind = StrategyKind::parse(strategy)?;
-    let activation = Activation::parse(&j.activation)?;
     let usize_of = |name: &str, v: u32| {
         usize::try_from(v).map_err(|_| TrainJobError::Spec(format!("{name} {v} is too large")))
     };
-    let input = usize_of("input_dim", j.input_dim)?;
-    let output = usize_of("output_dim", j.output_dim)?;
+    let model = if j.model == defaults::MODEL {
+        let activation = Activation::parse(&j.activation)?;
+        let input = usize_of("input_dim", j.input_dim)?;
+        let output = usize_of("output_dim", j.output_dim)?;
+        ModelConfig::Mlp {
+            spec: MlpSpec {
+                input,
+                width: usize_of("width", j.width)?,
+                depth: usize_of("depth", j.depth)?,
+                output,
+                activation,
+            },
+            task: TaskSpec {
+                seed: j.seed,
+                input,
+                output,
+                teacher_width: usize_of("teacher_width", j.teacher_width)?,
+                teacher_depth: usize_of("teacher_depth", j.teacher_depth)?,
+                noise: 0.0,
+            },
+        }
+    } else {
+        ModelConfig::lm_preset(&j.model, j.seed)
+            .map_err(|e| TrainJobError::Spec(format!("model: {e}")))?
+            .0
+    };
+    // AdamW; for a transformer β2 = 0.99, nanoGPT's Shakespeare setting (small data, so a
+    // shorter second-moment memory).
+    let inner = OptimizerConfig::AdamW {
+        lr: j.lr,
+        beta1: 0.9,
+        beta2: if j.lm_preset().is_some() { 0.99 } else { 0.999 },
+        eps: 1e-8,
+        weight_decay: j.weight_decay,
+    };
+    let step_time = match spacefabric_proto::train_job::Accelerator::find(&j.accelerator) {
+        Some(acc) => Duration::from_secs_f64(acc.step_seconds(j.flops_per_step())),
+        None if j.accelerator.is_empty() => Duration::from_millis(j.step_time_ms),
+        None => {
+            return Err(TrainJobError::Spec(format!(
+                "accelerator: unknown preset {:?}",
+                j.accelerator
+            )));
+        }
+    };
     Ok(TrainConfig {
-        model: MlpSpec {
-            input,
-            width: usize_of("width", j.width)?,
-            depth: usize_of("depth", j.depth)?,
-            output,
-            activation,
-        },
-        task: TaskSpec {
-            seed: j.seed,
-            input,
-            output,
-            teacher_width: usize_of("teacher_width", j.teacher_width)?,
-            teacher_depth: usize_of("teacher_depth", j.teacher_depth)?,
-            noise: 0.0,
-        },
+        model,
         batch: usize_of("batch_size", j.batch_size)?,
         total_samples: j.dataset_samples,
         steps: j.steps,
         strategy: StrategyConfig {
             kind,
-            inner: OptimizerConfig::adamw(j.lr),
+            inner,
             inner_steps: u64::from(j.inner_steps),
-            outer_lr: j
-                .outer_lr
-                .unwrap_or(spacefabric_proto::train_job::defaults::OUTER_LR),
-            outer_momentum: j
-                .outer_momentum
-                .unwrap_or(spacefabric_proto::train_job::defaults::OUTER_MOMENTUM),
+            outer_lr: j.outer_lr.unwrap_or(defaults::OUTER_LR),
+            outer_momentum: j.outer_momentum.unwrap_or(defaults::OUTER_MOMENTUM),
             commit_every: u64::from(j.commit_every),
+            schedule: LrSchedule {
+                warmup: u64::from(j.warmup_steps),
+                decay_steps: u64::from(j.lr_decay_steps),
+                min_ratio: j.min_lr_ratio,
+            },
+            grad_clip: j.grad_clip,
+            fragments: usize_of("fragments", j.fragments)?,
+            overlap: u64::from(j.overlap_steps),
+            mixing: j.mixing,
+            compression: (j.compress_density > 0.0).then_some(CompressionConfig {
+                density: j.compress_density,
+                bits: j.compress_bits,
+                error_feedback: j.error_feedback.unwrap_or(true),
+            }),
         },
-        step_time: Duration::from_millis(j.step_time_ms),
+        step_time,
         eval_every: u64::from(j.eval_every),
         eval_samples: usize_of("eval_samples", j.eval_samples)?,
         init_seed: j.seed.wrapping_add(0x5eed),
@@ -191,7 +230,7 @@ impl TrainRunner {
         let placement = JobPlacement::from_job(ctx)?;
         let rank = placement.rank;
         let world = placement.peers.len();
-        let parameters = Mlp::new(cfg.model.clone())?.param_count();
+        let parameters = cfg.model.param_count()?;
         if ctx.plan.param_len != parameters as u64 {
             return Err(TrainJobError::Plan(format!(
                 "param_len {} but the job's model has {parameters} parameters",
@@ -404,7 +443,7 @@ mod tests {
         assert_eq!(cfg.strategy.outer_momentum, 0.0);
         assert_eq!(cfg.strategy.outer_lr, 0.7);
         assert_eq!(cfg.step_time, Duration::from_millis(10));
-        let params = Mlp::new(cfg.model).unwrap().param_count();
+        let params = cfg.model.param_count().unwrap();
         assert_eq!(params as u64, job.parameter_count());
         let two = TrainJob {
             strategies: vec!["sync".into(), "diloco".into()],

@@ -135,6 +135,17 @@ impl Optimizer {
 
     /// One update of `params` along `grad` (both the length the optimiser was sized for).
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) -> Result<(), TrainError> {
+        self.step_scaled(params, grad, 1.0)
+    }
+
+    /// One update with the learning rate multiplied by `lr_scale` (a schedule's factor; the
+    /// decoupled weight decay scales with it, as in PyTorch).
+    pub fn step_scaled(
+        &mut self,
+        params: &mut [f32],
+        grad: &[f32],
+        lr_scale: f32,
+    ) -> Result<(), TrainError> {
         if params.len() != self.state.first.len() || grad.len() != params.len() {
             return Err(TrainError::Shape(format!(
                 "optimizer step: {} parameters and {} gradients, optimizer sized for {}",
@@ -151,6 +162,7 @@ impl Optimizer {
                 nesterov,
                 weight_decay,
             } => {
+                let lr = lr * lr_scale;
                 for ((p, &g), buf) in params.iter_mut().zip(grad).zip(&mut self.state.first) {
                     let g = g + weight_decay * *p;
                     if momentum == 0.0 {
@@ -169,6 +181,7 @@ impl Optimizer {
                 eps,
                 weight_decay,
             } => {
+                let lr = lr * lr_scale;
                 let t = self.state.t.min(i32::MAX as u64) as i32;
                 let bias1 = 1.0 - f64::from(beta1).powi(t);
                 let bias2 = 1.0 - f64::from(beta2).powi(t);
@@ -192,9 +205,81 @@ impl Optimizer {
     }
 }
 
+/// The learning-rate schedule of the per-step optimiser: linear warm-up, then cosine decay to
+/// a floor (nanoGPT's `get_lr`); constant without warm-up and decay.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LrSchedule {
+    /// Steps of linear warm-up.
+    pub warmup: u64,
+    /// Step at which the cosine reaches the floor (0 = no decay).
+    pub decay_steps: u64,
+    /// The floor as a fraction of the base learning rate.
+    pub min_ratio: f32,
+}
+
+impl LrSchedule {
+    /// The factor on the base learning rate for optimiser step `t` (1-based).
+    pub fn factor(&self, t: u64) -> f32 {
+        if t <= self.warmup && self.warmup > 0 {
+            return t as f32 / self.warmup as f32;
+        }
+        if self.decay_steps == 0 {
+            return 1.0;
+        }
+        if t >= self.decay_steps {
+            return self.min_ratio;
+        }
+        let span = self.decay_steps.saturating_sub(self.warmup).max(1) as f64;
+        let progress = (t - self.warmup) as f64 / span;
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        (f64::from(self.min_ratio) + cosine * (1.0 - f64::from(self.min_ratio))) as f32
+    }
+}
+
+/// Scales `grad` so its L2 norm is at most `max_norm` (no-op for `max_norm` ≤ 0); returns the
+/// norm before clipping.
+pub fn clip_grad_norm(grad: &mut [f32], max_norm: f32) -> f64 {
+    let norm = grad
+        .iter()
+        .map(|&g| f64::from(g) * f64::from(g))
+        .sum::<f64>()
+        .sqrt();
+    if max_norm > 0.0 && norm > f64::from(max_norm) {
+        let scale = (f64::from(max_norm) / (norm + 1e-6)) as f32;
+        grad.iter_mut().for_each(|g| *g *= scale);
+    }
+    norm
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warmup_then_cosine_to_the_floor() {
+        let s = LrSchedule {
+            warmup: 10,
+            decay_steps: 110,
+            min_ratio: 0.1,
+        };
+        assert!((s.factor(1) - 0.1).abs() < 1e-6);
+        assert!((s.factor(10) - 1.0).abs() < 1e-6);
+        assert!((s.factor(60) - 0.55).abs() < 1e-6);
+        assert!((s.factor(110) - 0.1).abs() < 1e-6);
+        assert!((s.factor(500) - 0.1).abs() < 1e-6);
+        assert!(s.factor(30) > s.factor(40));
+        assert_eq!(LrSchedule::default().factor(7), 1.0);
+    }
+
+    #[test]
+    fn clipping_caps_the_norm_and_keeps_the_direction() {
+        let mut g = [3.0f32, 4.0];
+        assert!((clip_grad_norm(&mut g, 1.0) - 5.0).abs() < 1e-9);
+        assert!((g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5);
+        let mut small = [0.3f32, 0.4];
+        clip_grad_norm(&mut small, 1.0);
+        assert_eq!(small, [0.3, 0.4]);
+    }
 
     #[test]
     fn sgd_with_momentum_matches_hand_computation() {

@@ -30,10 +30,10 @@ use tracing::Instrument;
 
 use super::TrainError;
 use super::checkpoint::{Checkpoint, CommitSink};
-use super::data::{Samples, TaskSpec, Teacher};
-use super::model::{Mlp, MlpSpec, Workspace};
-use super::optim::{Optimizer, OptimizerConfig};
+use super::compress::{CompressionConfig, Compressor, mean_of_payloads};
+use super::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerState, clip_grad_norm};
 use super::plan;
+use super::workload::{Evaluation, ModelConfig, Workload};
 
 /// The collectives a strategy needs from a group of ranks. Every member of the group calls
 /// the same operations in the same order with vectors of the same length.
@@ -87,18 +87,27 @@ pub enum StrategyKind {
     Diloco,
     /// Sync inside a site, DiLoCo across sites.
     Hierarchical,
+    /// Streaming DiLoCo: parameter fragments synchronised in turn, each sync overlapped with
+    /// τ inner steps before its result is merged.
+    Streaming,
+    /// DiLoCo with the outer update applied one outer step late: the all-reduce of a round's
+    /// delta runs during the next round's inner steps.
+    Delayed,
 }
 
 impl StrategyKind {
-    /// Parses `sync`, `sharded`, `diloco`, `hier` / `hierarchical`.
+    /// Parses `sync`, `sharded`, `diloco`, `hier` / `hierarchical`, `streaming`, `delayed`.
     pub fn parse(name: &str) -> Result<Self, TrainError> {
         match name {
             "sync" => Ok(Self::Sync),
             "sharded" => Ok(Self::Sharded),
             "diloco" => Ok(Self::Diloco),
             "hier" | "hierarchical" => Ok(Self::Hierarchical),
+            "streaming" => Ok(Self::Streaming),
+            "delayed" => Ok(Self::Delayed),
             other => Err(TrainError::Config(format!(
-                "unknown strategy {other:?}: expected sync, sharded, diloco or hier"
+                "unknown strategy {other:?}: expected sync, sharded, diloco, hier, streaming or \
+                 delayed"
             ))),
         }
     }
@@ -110,12 +119,17 @@ impl StrategyKind {
             Self::Sharded => "sharded",
             Self::Diloco => "diloco",
             Self::Hierarchical => "hier",
+            Self::Streaming => "streaming",
+            Self::Delayed => "delayed",
         }
     }
 
-    /// True for the strategies with an outer step (DiLoCo, hierarchical).
+    /// True for the strategies with an outer step (DiLoCo and its variants).
     pub fn has_outer_step(self) -> bool {
-        matches!(self, Self::Diloco | Self::Hierarchical)
+        matches!(
+            self,
+            Self::Diloco | Self::Hierarchical | Self::Streaming | Self::Delayed
+        )
     }
 }
 
@@ -135,6 +149,21 @@ pub struct StrategyConfig {
     /// Sync and sharded commit their state every this many steps (outer strategies commit
     /// at every outer step).
     pub commit_every: u64,
+    /// Learning-rate schedule of the inner optimiser (default: constant).
+    pub schedule: LrSchedule,
+    /// Clip the gradient's L2 norm to this before the inner step (0 = off). Sharded clips
+    /// each rank's shard of the gradient (no extra collective for the global norm).
+    pub grad_clip: f32,
+    /// Streaming: parameter fragments (contiguous, equal ranges of the flat vector), one
+    /// synchronised every `inner_steps / fragments` steps.
+    pub fragments: usize,
+    /// Streaming: τ, inner steps a fragment's synchronisation overlaps before it is merged
+    /// (must be below `inner_steps / fragments`).
+    pub overlap: u64,
+    /// Streaming: α, the local fragment's weight when merging (0 = take the global one).
+    pub mixing: f32,
+    /// Compressed outer gradients (diloco, hier, streaming, delayed); `None` = plain f32.
+    pub compression: Option<CompressionConfig>,
 }
 
 impl StrategyConfig {
@@ -148,6 +177,12 @@ impl StrategyConfig {
             outer_lr: 0.7,
             outer_momentum: 0.9,
             commit_every: 10,
+            schedule: LrSchedule::default(),
+            grad_clip: 0.0,
+            fragments: 1,
+            overlap: 0,
+            mixing: 0.0,
+            compression: None,
         }
     }
 }
@@ -155,13 +190,13 @@ impl StrategyConfig {
 /// A training job as one node sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
-    /// The student model.
-    pub model: MlpSpec,
-    /// The synthetic task (teacher, seed).
-    pub task: TaskSpec,
-    /// Samples per step on each node.
+    /// The model and its data (the MLP on the teacher task, or the transformer LM on the
+    /// corpus).
+    pub model: ModelConfig,
+    /// Samples (MLP) or windows of `ctx` tokens (LM) per step on each node.
     pub batch: usize,
-    /// Training samples in the whole job (split into data shards by [`plan::data_shard`]).
+    /// Training samples (MLP) or characters of training text (LM) in the whole job, split
+    /// into data shards by [`plan::data_shard`].
     pub total_samples: u64,
     /// Steps (inner steps for the outer strategies) to run.
     pub steps: u64,
@@ -171,7 +206,7 @@ pub struct TrainConfig {
     pub step_time: Duration,
     /// Sync and sharded evaluate every this many steps (outer strategies at every outer step).
     pub eval_every: u64,
-    /// Held-out samples used for the evaluation loss.
+    /// Held-out samples (MLP) or validation windows (LM) used for the evaluation loss.
     pub eval_samples: usize,
     /// Seed of the initial parameters (identical on every node).
     pub init_seed: u64,
@@ -295,37 +330,30 @@ impl NodeReport {
 /// The state that moves between the async task and the blocking compute pool.
 #[derive(Debug)]
 struct Worker {
-    mlp: Mlp,
-    shard: Samples,
+    work: Workload,
     batch: usize,
     params: Vec<f32>,
     grad: Vec<f32>,
-    ws: Workspace,
-    x: Vec<f32>,
-    y: Vec<f32>,
     inner: Optimizer,
     inner_range: Range<usize>,
+    schedule: LrSchedule,
+    grad_clip: f32,
     /// Compute on the async task itself (small steps) rather than the blocking pool.
     inline: bool,
 }
 
 impl Worker {
     fn compute_grad(&mut self, step: u64) -> Result<f64, TrainError> {
-        self.shard
-            .batch_into(step, self.batch, &mut self.x, &mut self.y);
-        self.mlp.loss_and_grad(
-            &self.params,
-            &self.x,
-            &self.y,
-            self.batch,
-            &mut self.grad,
-            &mut self.ws,
-        )
+        self.work
+            .loss_and_grad(&self.params, step, self.batch, &mut self.grad)
     }
 
     fn apply_inner(&mut self) -> Result<(), TrainError> {
         let r = self.inner_range.clone();
-        self.inner.step(&mut self.params[r.clone()], &self.grad[r])
+        clip_grad_norm(&mut self.grad[r.clone()], self.grad_clip);
+        let scale = self.schedule.factor(self.inner.state().t + 1);
+        self.inner
+            .step_scaled(&mut self.params[r.clone()], &self.grad[r], scale)
     }
 }
 
@@ -348,20 +376,6 @@ where
     })
     .await
     .map_err(|e| TrainError::Join(e.to_string()))
-}
-
-struct Evaluator {
-    mlp: Mlp,
-    set: Samples,
-    ws: Workspace,
-}
-
-impl Evaluator {
-    fn loss(&mut self, params: &[f32]) -> Result<f64, TrainError> {
-        let n = self.set.len();
-        self.mlp
-            .loss(params, &self.set.inputs, &self.set.targets, n, &mut self.ws)
-    }
 }
 
 /// Runs `cfg` on this node over `groups` until `cfg.steps` steps are done; returns what it
@@ -401,36 +415,24 @@ async fn train_node_inner<S: GradientSync>(
         }
         _ => None,
     };
-    tracing::info!(
-        seed = cfg.task.seed,
-        init_seed = cfg.init_seed,
-        world_size,
-        "training starts"
-    );
+    tracing::info!(init_seed = cfg.init_seed, world_size, "training starts");
 
-    let mlp = Mlp::new(cfg.model.clone())?;
-    let len = mlp.param_count();
-    let teacher = Teacher::new(cfg.task.clone())?;
     let shard_range = ctx
         .data_shard
         .clone()
         .unwrap_or_else(|| plan::data_shard(cfg.total_samples, world_size, rank));
-    let shard = teacher.shard(shard_range)?;
-    if shard.is_empty() {
+    if shard_range.is_empty() {
         return Err(TrainError::Config(format!(
             "rank {rank}: empty data shard ({} samples over {world_size} ranks)",
             cfg.total_samples
         )));
     }
-    let mut evaluator = if ctx.evaluate {
-        Some(Evaluator {
-            mlp: mlp.clone(),
-            set: teacher.eval_set(cfg.eval_samples)?,
-            ws: Workspace::default(),
-        })
-    } else {
-        None
-    };
+    let (work, mut evaluator) = Workload::build(
+        &cfg.model,
+        shard_range,
+        ctx.evaluate.then_some(cfg.eval_samples),
+    )?;
+    let len = work.param_count();
 
     let inner_range = if kind == StrategyKind::Sharded {
         world.shard_range(len)
@@ -438,10 +440,41 @@ async fn train_node_inner<S: GradientSync>(
         0..len
     };
     let outer_len = if kind.has_outer_step() { len } else { 0 };
-    let mut outer = Optimizer::new(
-        OptimizerConfig::nesterov(cfg.strategy.outer_lr, cfg.strategy.outer_momentum),
-        outer_len,
-    );
+    // The outer optimiser's fragments: one for the whole vector, or streaming's.
+    let fragments = if kind == StrategyKind::Streaming {
+        let p = cfg.strategy.fragments.max(1);
+        if p > len || u64::try_from(p).map_or(true, |p| p > cfg.strategy.inner_steps) {
+            return Err(TrainError::Config(format!(
+                "fragments {p}: at most inner_steps ({}) and the parameter count ({len})",
+                cfg.strategy.inner_steps
+            )));
+        }
+        plan::even_split(len as u64, p)
+            .into_iter()
+            .map(|r| r.start as usize..r.end as usize)
+            .collect::<Vec<_>>()
+    } else {
+        std::iter::once(0..outer_len).collect()
+    };
+    let stride = cfg.strategy.inner_steps / fragments.len() as u64;
+    if kind == StrategyKind::Streaming && cfg.strategy.overlap >= stride {
+        return Err(TrainError::Config(format!(
+            "overlap {} must be below inner_steps / fragments = {stride}",
+            cfg.strategy.overlap
+        )));
+    }
+    let outer_cfg = OptimizerConfig::nesterov(cfg.strategy.outer_lr, cfg.strategy.outer_momentum);
+    let mut outer: Vec<Optimizer> = fragments
+        .iter()
+        .map(|r| Optimizer::new(outer_cfg, r.len()))
+        .collect();
+    let mut compressors = match (&cfg.strategy.compression, kind.has_outer_step()) {
+        (Some(c), true) => fragments
+            .iter()
+            .map(|r| Compressor::new(*c, r.len()))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
     let mut inner = Optimizer::new(cfg.strategy.inner, inner_range.len());
     let mut step = 0u64;
     let params = match ctx.resume.take() {
@@ -463,13 +496,13 @@ async fn train_node_inner<S: GradientSync>(
             }
             inner.restore(state)?;
             if let Some(o) = ck.outer {
-                outer.restore(o)?;
+                restore_outer(&mut outer, &fragments, o)?;
             }
             step = ck.step;
             tracing::info!(step, "resuming from commit");
             ck.params
         }
-        None => mlp.init_params(cfg.init_seed),
+        None => work.init_params(cfg.init_seed),
     };
     let mut global = if kind.has_outer_step() {
         params.clone()
@@ -477,18 +510,19 @@ async fn train_node_inner<S: GradientSync>(
         Vec::new()
     };
     let mut delta = vec![0.0f32; outer_len];
+    // The MLP's small steps compute inline; the transformer always on the blocking pool.
+    let inline =
+        len.saturating_mul(cfg.batch) < INLINE_WORK && matches!(cfg.model, ModelConfig::Mlp { .. });
     let mut worker = Box::new(Worker {
-        mlp,
-        shard,
+        work,
         batch: cfg.batch,
         grad: vec![0.0; len],
         params,
-        ws: Workspace::default(),
-        x: Vec::new(),
-        y: Vec::new(),
         inner,
         inner_range,
-        inline: len.saturating_mul(cfg.batch) < INLINE_WORK,
+        schedule: cfg.strategy.schedule,
+        grad_clip: cfg.strategy.grad_clip,
+        inline,
     });
 
     // Start together: data generation and setup take different times on different nodes,
@@ -520,13 +554,24 @@ async fn train_node_inner<S: GradientSync>(
 
     // Declared compute not yet slept (see `settle`).
     let mut owed = Duration::ZERO;
+    // Streaming / delayed: the outer synchronisation running under the inner steps.
+    let mut inflight: Option<InFlight<'_>> = None;
+    // Delayed: the point this round's delta is measured from.
+    let mut anchor = if kind == StrategyKind::Delayed {
+        worker.params.clone()
+    } else {
+        Vec::new()
+    };
     while step < cfg.steps {
         let s = step;
-        let (w, (loss, real)) = on_blocking(worker, move |w| {
-            let t0 = std::time::Instant::now();
-            let loss = w.compute_grad(s);
-            (loss, t0.elapsed())
-        })
+        let (w, (loss, real)) = alongside(
+            &mut inflight,
+            on_blocking(worker, move |w| {
+                let t0 = std::time::Instant::now();
+                let loss = w.compute_grad(s);
+                (loss, t0.elapsed())
+            }),
+        )
         .await?;
         worker = w;
         let loss = loss?;
@@ -536,6 +581,7 @@ async fn train_node_inner<S: GradientSync>(
         owed += cfg.step_time;
         report.declared_compute += cfg.step_time;
         step += 1;
+        let last = step == cfg.steps;
 
         let mut outer_boundary = false;
         match kind {
@@ -566,7 +612,7 @@ async fn train_node_inner<S: GradientSync>(
                     report.comm += t0.elapsed();
                 }
                 worker = apply_inner(worker, &mut report).await?;
-                if step.is_multiple_of(cfg.strategy.inner_steps) || step == cfg.steps {
+                if step.is_multiple_of(cfg.strategy.inner_steps) || last {
                     outer_boundary = true;
                     for ((d, g), l) in delta.iter_mut().zip(&global).zip(&worker.params) {
                         *d = g - l;
@@ -574,7 +620,13 @@ async fn train_node_inner<S: GradientSync>(
                     settle(&mut owed).await;
                     let t0 = tokio::time::Instant::now();
                     match site {
-                        None => world.all_reduce_mean(&mut delta).await?,
+                        None => match compressors.first_mut() {
+                            None => world.all_reduce_mean(&mut delta).await?,
+                            Some(c) => {
+                                let out = Outgoing::prepare(std::mem::take(&mut delta), Some(c))?;
+                                delta = out.exchange(world).await?;
+                            }
+                        },
                         Some(site) => {
                             if let Some(leaders) = &groups.leaders {
                                 // Weight each site by its share of the ranks, so the result
@@ -584,7 +636,14 @@ async fn train_node_inner<S: GradientSync>(
                                 if w != 1.0 {
                                     delta.iter_mut().for_each(|d| *d *= w);
                                 }
-                                leaders.all_reduce_mean(&mut delta).await?;
+                                match compressors.first_mut() {
+                                    None => leaders.all_reduce_mean(&mut delta).await?,
+                                    Some(c) => {
+                                        let out =
+                                            Outgoing::prepare(std::mem::take(&mut delta), Some(c))?;
+                                        delta = out.exchange(leaders).await?;
+                                    }
+                                }
                             }
                             site.broadcast(0, &mut delta).await?;
                         }
@@ -592,9 +651,95 @@ async fn train_node_inner<S: GradientSync>(
                     report.comm += t0.elapsed();
                     report.syncs += 1;
                     let t0 = std::time::Instant::now();
-                    outer.step(&mut global, &delta)?;
+                    outer[0].step(&mut global, &delta)?;
                     worker.params.copy_from_slice(&global);
                     report.real_compute += t0.elapsed();
+                }
+            }
+            StrategyKind::Streaming => {
+                worker = alongside(&mut inflight, apply_inner(worker, &mut report)).await?;
+                // A fragment whose overlap has run out is merged.
+                if inflight.as_ref().is_some_and(|f| f.due <= step) || (last && inflight.is_some())
+                {
+                    finish_fragment(
+                        &mut inflight,
+                        &mut owed,
+                        &fragments,
+                        &mut outer,
+                        &mut global,
+                        &mut worker.params,
+                        cfg.strategy.mixing,
+                        &mut report,
+                    )
+                    .await?;
+                }
+                let due: Vec<usize> = if last {
+                    // The end: every fragment once more, nothing left in flight.
+                    (0..fragments.len()).collect()
+                } else {
+                    (0..fragments.len())
+                        .filter(|&p| {
+                            step % cfg.strategy.inner_steps
+                                == ((p as u64 + 1) * stride) % cfg.strategy.inner_steps
+                        })
+                        .collect()
+                };
+                for p in due {
+                    // Declared compute up to now happens before the fragment can leave.
+                    alongside(&mut inflight, settle(&mut owed)).await;
+                    let r = fragments[p].clone();
+                    let d: Vec<f32> = global[r.clone()]
+                        .iter()
+                        .zip(&worker.params[r])
+                        .map(|(g, l)| g - l)
+                        .collect();
+                    let out = Outgoing::prepare(d, compressors.get_mut(p))?;
+                    report.syncs += 1;
+                    inflight = Some(InFlight::start(world, out, p, step + cfg.strategy.overlap));
+                    if cfg.strategy.overlap == 0 || last {
+                        finish_fragment(
+                            &mut inflight,
+                            &mut owed,
+                            &fragments,
+                            &mut outer,
+                            &mut global,
+                            &mut worker.params,
+                            cfg.strategy.mixing,
+                            &mut report,
+                        )
+                        .await?;
+                    }
+                }
+                outer_boundary = step.is_multiple_of(cfg.strategy.inner_steps) || last;
+            }
+            StrategyKind::Delayed => {
+                worker = alongside(&mut inflight, apply_inner(worker, &mut report)).await?;
+                if step.is_multiple_of(cfg.strategy.inner_steps) || last {
+                    outer_boundary = true;
+                    for ((d, a), l) in delta.iter_mut().zip(&anchor).zip(&worker.params) {
+                        *d = a - l;
+                    }
+                    // Last round's average arrives (it ran under this round's steps) and is
+                    // applied one outer step late.
+                    if inflight.is_some() {
+                        let avg = wait_inflight(&mut inflight, &mut owed, &mut report).await?;
+                        outer[0].step(&mut global, &avg.1)?;
+                    }
+                    let out = Outgoing::prepare(delta.clone(), compressors.first_mut())?;
+                    report.syncs += 1;
+                    inflight = Some(InFlight::start(world, out, 0, step));
+                    if last {
+                        let avg = wait_inflight(&mut inflight, &mut owed, &mut report).await?;
+                        outer[0].step(&mut global, &avg.1)?;
+                        worker.params.copy_from_slice(&global);
+                    } else {
+                        // Go on from the new global model plus this rank's own progress of the
+                        // round (its stand-in for the average still on the wire).
+                        for ((p, g), d) in worker.params.iter_mut().zip(&global).zip(&delta) {
+                            *p = g - d;
+                        }
+                        anchor.copy_from_slice(&worker.params);
+                    }
                 }
             }
         }
@@ -649,7 +794,7 @@ async fn train_node_inner<S: GradientSync>(
                     worker.params.clone()
                 },
                 inner: inner_state,
-                outer: kind.has_outer_step().then(|| outer.state().clone()),
+                outer: kind.has_outer_step().then(|| outer_state(&outer)),
             };
             sink.commit(rank, &ck)?;
             progress.committed_step = step;
@@ -678,6 +823,197 @@ async fn train_node_inner<S: GradientSync>(
         "training done"
     );
     Ok(report)
+}
+
+/// An outer gradient ready to leave: plain f32, or a compressed payload.
+enum Outgoing {
+    Plain(Vec<f32>),
+    Compressed {
+        payload: Vec<u32>,
+        words: usize,
+        bits: u32,
+        len: usize,
+    },
+}
+
+impl Outgoing {
+    /// Compresses `delta` with `compressor` (updating its error feedback), or leaves it plain.
+    fn prepare(delta: Vec<f32>, compressor: Option<&mut Compressor>) -> Result<Self, TrainError> {
+        match compressor {
+            None => Ok(Self::Plain(delta)),
+            Some(c) => Ok(Self::Compressed {
+                payload: c.encode(&delta)?,
+                words: c.payload_words(),
+                bits: c.config().bits,
+                len: delta.len(),
+            }),
+        }
+    }
+
+    /// The group mean: an all-reduce of the plain vector, or an all-gather of every rank's
+    /// payload (one fixed-size slot each, so the wire carries exactly the compressed words)
+    /// decoded and averaged in rank order.
+    async fn exchange<S: GradientSync>(self, group: &S) -> Result<Vec<f32>, TrainError> {
+        match self {
+            Self::Plain(mut v) => {
+                group.all_reduce_mean(&mut v).await?;
+                Ok(v)
+            }
+            Self::Compressed {
+                payload,
+                words,
+                bits,
+                len,
+            } => {
+                let n = group.world_size();
+                let mut slots = vec![0.0f32; words * n];
+                let mine = group.shard_range(slots.len());
+                if mine.len() != words || payload.len() != words {
+                    return Err(TrainError::Shape(format!(
+                        "compressed slot of {} words, payload {}, expected {words}",
+                        mine.len(),
+                        payload.len()
+                    )));
+                }
+                for (d, w) in slots[mine].iter_mut().zip(&payload) {
+                    *d = f32::from_bits(*w);
+                }
+                group.all_gather(&mut slots).await?;
+                let words_in: Vec<u32> = slots.iter().map(|v| v.to_bits()).collect();
+                let mut mean = vec![0.0f32; len];
+                mean_of_payloads(&words_in, words, n, bits, &mut mean)?;
+                Ok(mean)
+            }
+        }
+    }
+}
+
+type SyncFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Vec<f32>, TrainError>> + Send + 'a>>;
+
+/// An outer synchronisation in flight under the inner steps (streaming, delayed).
+struct InFlight<'a> {
+    fut: Option<SyncFuture<'a>>,
+    result: Option<Result<Vec<f32>, TrainError>>,
+    /// The fragment it carries.
+    fragment: usize,
+    /// The step at which it is merged.
+    due: u64,
+}
+
+impl<'a> InFlight<'a> {
+    fn start<S: GradientSync>(group: &'a S, out: Outgoing, fragment: usize, due: u64) -> Self {
+        Self {
+            fut: Some(Box::pin(out.exchange(group))),
+            result: None,
+            fragment,
+            due,
+        }
+    }
+}
+
+/// Runs `work` while driving the synchronisation in flight (if any) alongside it.
+async fn alongside<T>(inflight: &mut Option<InFlight<'_>>, work: impl Future<Output = T>) -> T {
+    let Some(f) = inflight.as_mut() else {
+        return work.await;
+    };
+    let Some(fut) = f.fut.as_mut() else {
+        return work.await;
+    };
+    let mut work = std::pin::pin!(work);
+    let first = tokio::select! {
+        out = &mut work => Ok(out),
+        r = fut => Err(r),
+    };
+    match first {
+        Ok(out) => out,
+        Err(r) => {
+            f.result = Some(r);
+            f.fut = None;
+            work.await
+        }
+    }
+}
+
+/// Sleeps the declared compute owed (the synchronisation in flight runs during it), then
+/// waits for the synchronisation: the wait is the exposed communication time.
+async fn wait_inflight(
+    inflight: &mut Option<InFlight<'_>>,
+    owed: &mut Duration,
+    report: &mut NodeReport,
+) -> Result<(usize, Vec<f32>), TrainError> {
+    alongside(inflight, settle(owed)).await;
+    let Some(mut f) = inflight.take() else {
+        return Err(TrainError::Config("no synchronisation in flight".into()));
+    };
+    let t0 = tokio::time::Instant::now();
+    let r = match (f.result.take(), f.fut.take()) {
+        (Some(r), _) => r,
+        (None, Some(fut)) => fut.await,
+        (None, None) => Err(TrainError::Config("synchronisation lost".into())),
+    };
+    report.comm += t0.elapsed();
+    Ok((f.fragment, r?))
+}
+
+/// Streaming: waits for the fragment in flight, takes the outer step on its slice of the
+/// global model and merges it into the local one (`local ← α·local + (1 − α)·global`).
+#[allow(clippy::too_many_arguments)]
+async fn finish_fragment(
+    inflight: &mut Option<InFlight<'_>>,
+    owed: &mut Duration,
+    fragments: &[Range<usize>],
+    outer: &mut [Optimizer],
+    global: &mut [f32],
+    params: &mut [f32],
+    mixing: f32,
+    report: &mut NodeReport,
+) -> Result<(), TrainError> {
+    let (p, avg) = wait_inflight(inflight, owed, report).await?;
+    let r = fragments[p].clone();
+    let t0 = std::time::Instant::now();
+    outer[p].step(&mut global[r.clone()], &avg)?;
+    if mixing == 0.0 {
+        params[r.clone()].copy_from_slice(&global[r]);
+    } else {
+        for (l, g) in params[r.clone()].iter_mut().zip(&global[r]) {
+            *l = mixing * *l + (1.0 - mixing) * g;
+        }
+    }
+    report.real_compute += t0.elapsed();
+    Ok(())
+}
+
+/// The outer optimisers' states as one (fragments concatenated), for a commit.
+fn outer_state(outer: &[Optimizer]) -> OptimizerState {
+    let mut state = OptimizerState {
+        t: 0,
+        first: Vec::new(),
+        second: Vec::new(),
+    };
+    for o in outer {
+        state.t = state.t.max(o.state().t);
+        state.first.extend_from_slice(&o.state().first);
+        state.second.extend_from_slice(&o.state().second);
+    }
+    state
+}
+
+/// Splits a committed outer state over the fragments' optimisers.
+fn restore_outer(
+    outer: &mut [Optimizer],
+    fragments: &[Range<usize>],
+    state: OptimizerState,
+) -> Result<(), TrainError> {
+    for (o, r) in outer.iter_mut().zip(fragments) {
+        let part = OptimizerState {
+            t: state.t,
+            first: state.first.get(r.clone()).unwrap_or_default().to_vec(),
+            second: state.second.get(r.clone()).unwrap_or_default().to_vec(),
+        };
+        o.restore(part)?;
+    }
+    Ok(())
 }
 
 /// The whole `len`-element vector whose `range` this rank holds in `shard`, gathered from
@@ -731,7 +1067,7 @@ async fn apply_inner(
 }
 
 fn evaluate(
-    evaluator: &mut Option<Evaluator>,
+    evaluator: &mut Option<Evaluation>,
     report: &mut NodeReport,
     ctx: &NodeContext,
     step: u64,

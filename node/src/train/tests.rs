@@ -8,7 +8,7 @@ use tokio::sync::Barrier;
 
 use super::data::Teacher;
 use super::model::{Activation, Mlp, MlpSpec, Workspace};
-use super::optim::{Optimizer, OptimizerConfig};
+use super::optim::{LrSchedule, Optimizer, OptimizerConfig};
 use super::plan;
 use super::*;
 
@@ -104,20 +104,22 @@ impl GradientSync for LocalMember {
 
 fn small_config(kind: StrategyKind, inner: OptimizerConfig, steps: u64) -> TrainConfig {
     TrainConfig {
-        model: MlpSpec {
-            input: 8,
-            width: 16,
-            depth: 2,
-            output: 2,
-            activation: Activation::Tanh,
-        },
-        task: TaskSpec {
-            seed: 5,
-            input: 8,
-            output: 2,
-            teacher_width: 8,
-            teacher_depth: 1,
-            noise: 0.0,
+        model: ModelConfig::Mlp {
+            spec: MlpSpec {
+                input: 8,
+                width: 16,
+                depth: 2,
+                output: 2,
+                activation: Activation::Tanh,
+            },
+            task: TaskSpec {
+                seed: 5,
+                input: 8,
+                output: 2,
+                teacher_width: 8,
+                teacher_depth: 1,
+                noise: 0.0,
+            },
         },
         batch: 4,
         total_samples: 256,
@@ -131,6 +133,17 @@ fn small_config(kind: StrategyKind, inner: OptimizerConfig, steps: u64) -> Train
         eval_samples: 64,
         init_seed: 9,
     }
+}
+
+/// The MLP and teacher of an MLP config.
+fn mlp_of(cfg: &TrainConfig) -> (Mlp, Teacher) {
+    let ModelConfig::Mlp { spec, task } = &cfg.model else {
+        panic!("not an MLP config");
+    };
+    (
+        Mlp::new(spec.clone()).unwrap(),
+        Teacher::new(task.clone()).unwrap(),
+    )
 }
 
 /// Runs `cfg` on `n` in-memory nodes (flat world); returns every node's report.
@@ -194,8 +207,7 @@ async fn sync_on_n_nodes_equals_one_node_on_the_combined_batch() {
 
     // The single-node reference: one model, each step's batch = the union of the nodes'
     // batches of that step (4 × 4 samples), one optimiser.
-    let mlp = Mlp::new(cfg.model.clone()).unwrap();
-    let teacher = Teacher::new(cfg.task.clone()).unwrap();
+    let (mlp, teacher) = mlp_of(&cfg);
     let shards: Vec<_> = (0..n)
         .map(|r| {
             teacher
@@ -541,9 +553,11 @@ delay_ms = 1280
 async fn large_steps_run_on_the_blocking_pool_with_the_same_result() {
     // 8 → 128 × 2 → 2 with batch 16 is above the inline threshold.
     let mut cfg = small_config(StrategyKind::Sync, OptimizerConfig::adamw(0.01), 3);
-    cfg.model.width = 128;
+    if let ModelConfig::Mlp { spec, .. } = &mut cfg.model {
+        spec.width = 128;
+    }
     cfg.batch = 16;
-    let mlp = Mlp::new(cfg.model.clone()).unwrap();
+    let (mlp, _) = mlp_of(&cfg);
     assert!(mlp.param_count() * cfg.batch >= 1 << 18);
     let r = run_flat(&cfg, 2).await;
     assert_eq!(r[0].params, r[1].params);
@@ -553,4 +567,215 @@ async fn large_steps_run_on_the_blocking_pool_with_the_same_result() {
     cfg.batch = 1;
     let r = run_flat(&cfg, 2).await;
     assert_eq!(r[0].params, r[1].params);
+}
+
+// ---- The transformer LM and the streaming / delayed / compressed strategies (issue 14) ----
+
+/// `lm-tiny` (1 block, 16 wide, context 8, 4 windows per rank) on the first 100,000
+/// characters of the corpus.
+fn lm_config(kind: StrategyKind, inner: OptimizerConfig, steps: u64) -> TrainConfig {
+    let (model, batch) = ModelConfig::lm_preset("lm-tiny", 3).unwrap();
+    TrainConfig {
+        model,
+        batch,
+        total_samples: 100_000,
+        steps,
+        strategy: StrategyConfig {
+            inner,
+            ..StrategyConfig::new(kind, 0.01)
+        },
+        step_time: Duration::ZERO,
+        eval_every: 5,
+        eval_samples: 16,
+        init_seed: 9,
+    }
+}
+
+#[tokio::test]
+async fn transformer_sync_on_n_nodes_equals_one_node_on_the_combined_batch() {
+    use super::text::Corpus;
+    use super::transformer::Transformer;
+    let n = 3;
+    let mut cfg = lm_config(StrategyKind::Sync, OptimizerConfig::adamw(0.01), 6);
+    cfg.strategy.grad_clip = 1.0;
+    cfg.strategy.schedule = LrSchedule {
+        warmup: 2,
+        decay_steps: 6,
+        min_ratio: 0.1,
+    };
+    let reports = run_flat(&cfg, n).await;
+    for r in &reports[1..] {
+        assert_eq!(r.params, reports[0].params);
+    }
+    let ModelConfig::Lm { spec, data_seed } = cfg.model else {
+        panic!("not an LM config");
+    };
+    let model = Transformer::new(spec).unwrap();
+    let corpus = Corpus::shakespeare().unwrap();
+    let shards: Vec<_> = (0..n)
+        .map(|r| {
+            corpus
+                .shard(
+                    plan::data_shard(cfg.total_samples, n, r),
+                    spec.ctx,
+                    data_seed,
+                )
+                .unwrap()
+        })
+        .collect();
+    let mut params = model.init_params(cfg.init_seed);
+    let mut opt = Optimizer::new(cfg.strategy.inner, params.len());
+    let mut grad = vec![0.0; params.len()];
+    let (mut bx, mut by) = (Vec::new(), Vec::new());
+    for step in 0..cfg.steps {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for shard in &shards {
+            shard.batch_into(step, cfg.batch, &mut bx, &mut by);
+            x.extend_from_slice(&bx);
+            y.extend_from_slice(&by);
+        }
+        model
+            .loss_and_grad(&params, &x, &y, cfg.batch * n, &mut grad)
+            .unwrap();
+        optim::clip_grad_norm(&mut grad, 1.0);
+        let scale = cfg.strategy.schedule.factor(step + 1);
+        opt.step_scaled(&mut params, &grad, scale).unwrap();
+    }
+    let diff = max_abs_diff(&params, &reports[0].params);
+    assert!(diff < 1e-5, "max |Δ| = {diff}");
+    assert!(max_abs_diff(&params, &model.init_params(cfg.init_seed)) > 1e-3);
+}
+
+#[tokio::test]
+async fn transformer_diloco_with_h1_outer_lr1_no_momentum_equals_sync() {
+    let inner = OptimizerConfig::sgd(0.5, 0.0);
+    let sync = run_flat(&lm_config(StrategyKind::Sync, inner, 5), 3).await;
+    let mut cfg = lm_config(StrategyKind::Diloco, inner, 5);
+    cfg.strategy.inner_steps = 1;
+    cfg.strategy.outer_lr = 1.0;
+    cfg.strategy.outer_momentum = 0.0;
+    let diloco = run_flat(&cfg, 3).await;
+    let diff = max_abs_diff(&sync[0].params, &diloco[0].params);
+    assert!(diff < 1e-6, "max |Δ| = {diff}");
+    assert_eq!(diloco[0].syncs, 5);
+}
+
+#[tokio::test]
+async fn the_transformer_learns_and_its_checkpoint_resumes_bit_for_bit() {
+    for kind in [StrategyKind::Sync, StrategyKind::Diloco] {
+        let mut full = lm_config(kind, OptimizerConfig::adamw(0.02), 20);
+        full.strategy.inner_steps = 5;
+        full.strategy.commit_every = 5;
+        full.strategy.grad_clip = 1.0;
+        full.strategy.schedule = LrSchedule {
+            warmup: 3,
+            decay_steps: 20,
+            min_ratio: 0.1,
+        };
+        let reference = run_flat(&full, 2).await;
+        let curve = &reference[0].curve;
+        let (first, last) = (curve[0].loss, curve[curve.len() - 1].loss);
+        // From ln(74) ≈ 4.3 nats per character, 20 steps of 4 windows learn the frequencies.
+        assert!((first - 74f64.ln()).abs() < 0.2, "initial loss {first}");
+        assert!(last < first - 0.3, "{kind:?}: {first} -> {last}");
+
+        let commits = Arc::new(MemoryCommits::default());
+        let mut part = full.clone();
+        part.steps = 10;
+        run_flat_from(&part, 2, &|_| None, Some(commits.clone())).await;
+        for resumed in run_flat_from(&full, 2, &|rank| commits.latest(rank), None).await {
+            assert_eq!(resumed.params, reference[0].params, "{kind:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn streaming_with_one_fragment_and_no_overlap_equals_diloco() {
+    for steps in [20, 23] {
+        let mut diloco = small_config(StrategyKind::Diloco, OptimizerConfig::adamw(0.01), steps);
+        diloco.strategy.inner_steps = 5;
+        let mut streaming = diloco.clone();
+        streaming.strategy.kind = StrategyKind::Streaming;
+        let a = run_flat(&diloco, 3).await;
+        let b = run_flat(&streaming, 3).await;
+        assert_eq!(a[0].params, b[0].params, "{steps} steps");
+        assert_eq!(a[0].syncs, b[0].syncs);
+        assert_eq!(
+            a[0].curve.iter().map(|p| p.loss).collect::<Vec<_>>(),
+            b[0].curve.iter().map(|p| p.loss).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[tokio::test]
+async fn compression_at_full_density_and_32_bits_equals_none() {
+    for kind in [
+        StrategyKind::Diloco,
+        StrategyKind::Streaming,
+        StrategyKind::Delayed,
+    ] {
+        let mut plain = small_config(kind, OptimizerConfig::adamw(0.01), 20);
+        plain.strategy.inner_steps = 4;
+        plain.strategy.fragments = 2;
+        let mut full = plain.clone();
+        full.strategy.compression = Some(CompressionConfig {
+            density: 1.0,
+            bits: 32,
+            error_feedback: true,
+        });
+        let a = run_flat(&plain, 3).await;
+        let b = run_flat(&full, 3).await;
+        assert_eq!(a[0].params, b[0].params, "{kind:?}");
+    }
+    // Hierarchical: the leaders' exchange is the compressed one.
+    let mut plain = small_config(StrategyKind::Hierarchical, OptimizerConfig::adamw(0.01), 12);
+    plain.strategy.inner_steps = 4;
+    let mut full = plain.clone();
+    full.strategy.compression = Some(CompressionConfig {
+        density: 1.0,
+        bits: 32,
+        error_feedback: true,
+    });
+    let a = run_hier(&plain, 2, 2).await;
+    let b = run_hier(&full, 2, 2).await;
+    assert_eq!(a[0].params, b[0].params);
+}
+
+#[tokio::test]
+async fn streaming_delayed_and_compressed_runs_agree_across_ranks_and_learn() {
+    let mut base = small_config(StrategyKind::Streaming, OptimizerConfig::adamw(0.01), 60);
+    base.strategy.inner_steps = 10;
+    let mut runs = Vec::new();
+    let mut streaming = base.clone();
+    streaming.strategy.fragments = 3;
+    streaming.strategy.overlap = 2;
+    streaming.strategy.mixing = 0.5;
+    runs.push(("streaming", streaming.clone()));
+    let mut delayed = base.clone();
+    delayed.strategy.kind = StrategyKind::Delayed;
+    runs.push(("delayed", delayed.clone()));
+    let mut compressed = base.clone();
+    compressed.strategy.kind = StrategyKind::Diloco;
+    compressed.strategy.compression = Some(CompressionConfig {
+        density: 0.1,
+        bits: 2,
+        error_feedback: true,
+    });
+    runs.push(("diloco 10% 2-bit", compressed));
+    let mut streaming_c = streaming;
+    streaming_c.strategy.compression = Some(CompressionConfig {
+        density: 0.25,
+        bits: 4,
+        error_feedback: true,
+    });
+    runs.push(("streaming 25% 4-bit", streaming_c));
+    for (name, cfg) in runs {
+        let r = run_flat(&cfg, 3).await;
+        // Every rank ends on the same global model.
+        assert_eq!(r[0].params, r[1].params, "{name}");
+        assert_eq!(r[0].params, r[2].params, "{name}");
+        let first = r[0].curve[0].loss;
+        let last = r[0].final_loss().unwrap();
+        assert!(last < 0.7 * first, "{name}: {first} -> {last}");
+    }
 }
