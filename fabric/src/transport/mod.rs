@@ -11,5 +11,6 @@ pub mod mesh;
 pub mod tls;
 
 pub use config::CcChoice;
+pub use config::TrunkShare;
 pub use mesh::{Mesh, MeshConfig, MeshStats, PeerInfo, SocketKind, TransportError};
 pub use tls::{DevCa, NodeIdentity};
