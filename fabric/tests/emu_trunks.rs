@@ -108,11 +108,11 @@ async fn node_pairs_on_one_trunk_serialise_in_one_fifo() {
     }
     // Each receiver gets its datagrams in the order they entered the trunk.
     let mut buf = vec![0u8; 2048];
-    for b in n..2 * n {
+    for (b, receiver) in sockets.iter().enumerate().skip(n) {
         let mut got = Vec::new();
         while got.len() < n * 4 {
             let (len, _) =
-                tokio::time::timeout(Duration::from_secs(5), sockets[b].recv_from(&mut buf))
+                tokio::time::timeout(Duration::from_secs(5), receiver.recv_from(&mut buf))
                     .await
                     .expect("datagram did not arrive")
                     .unwrap();

@@ -529,7 +529,7 @@ type BuiltSocket = (Arc<dyn quinn::AsyncUdpSocket>, Option<Arc<EmulatedSocket>>)
 /// The link our datagrams to one peer cross.
 enum PeerLink {
     /// The pair's own copy of the link.
-    Private(netem_profiles::LinkModel),
+    Private(Box<netem_profiles::LinkModel>),
     /// A trunk shared with other node pairs.
     Shared(Trunk),
 }
@@ -560,7 +560,7 @@ fn build_socket(
             .with_max_udp_payload(max_udp_payload);
             for (peer, link, label) in links {
                 match link {
-                    PeerLink::Private(model) => table.set_peer_labelled(peer, model, label),
+                    PeerLink::Private(model) => table.set_peer_labelled(peer, *model, label),
                     PeerLink::Shared(trunk) => table.set_peer_trunk(peer, &trunk),
                 }
             }
@@ -667,7 +667,7 @@ impl Mesh {
                 });
             let link = match trunks.trunk(trunk) {
                 Some(t) => PeerLink::Shared(t),
-                None => PeerLink::Private(profile.link_model(my_site, their_site)),
+                None => PeerLink::Private(Box::new(profile.link_model(my_site, their_site))),
             };
             let share =
                 TrunkShare::new(u32::try_from(trunk_plan.pairs_on(trunk)).unwrap_or(u32::MAX));
