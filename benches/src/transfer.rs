@@ -12,6 +12,12 @@
 //!   the first new payload byte at the receiver (target ≤ 1 RTT + 50 ms; the physical
 //!   minimum is the one-way delay), for each `--contact-aware` setting.
 //!
+//! * **sharing** (with `--flows N`, N ≥ 2) — N senders at `--from` and N receivers at `--to`
+//!   (2N meshes sharing the profile's trunks), each sender sending `--size` bytes to its own
+//!   receiver at once over the one shared trunk. Reported per controller: aggregate goodput
+//!   (all payload bits / first to last byte at any receiver) against the trunk's rate, and
+//!   Jain's fairness index over the flows' goodputs (each over its own receive window).
+//!
 //! `--clock real` (default) measures in wall-clock time, so the host's CPU is part of the
 //! result; `--clock virtual` runs on tokio's paused clock (infinitely fast CPU), its scenario
 //! clock dilated so tokio's 1 ms timer grain is 1 µs of emulated time: the protocol
@@ -26,7 +32,7 @@ use bytes::Bytes;
 use clap::Args;
 use netem_profiles::{Profile, SiteId};
 use serde::Serialize;
-use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::emu::{EmuClock, TrunkSet};
 use spacefabric_fabric::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo};
 use tokio::time::Instant;
 
@@ -61,6 +67,9 @@ pub(crate) struct TransferArgs {
     /// Contact-aware sending in the outage runs: on, off, or both (comma-separated).
     #[arg(long, env = "SPACEFABRIC_TRANSFER_CONTACT_AWARE", value_delimiter = ',', default_value = "on", value_parser = parse_on_off)]
     contact_aware: Vec<bool>,
+    /// Concurrent flows over one shared trunk for the sharing runs (0 or 1 = no sharing run).
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_FLOWS", default_value_t = 0)]
+    flows: usize,
     /// Skip the goodput runs (outage runs only).
     #[arg(
         long,
@@ -156,6 +165,163 @@ struct OutageRow {
     intact: bool,
 }
 
+/// Result of one sharing run: `flows` concurrent transfers over one trunk.
+#[derive(Debug, Clone, Serialize)]
+struct SharingRow {
+    cc: String,
+    flows: usize,
+    bytes_per_flow: u64,
+    /// All payload bits / (last byte at any receiver - first byte at any receiver), Mbit/s.
+    aggregate_mbps: f64,
+    /// Aggregate as a share of the trunk's rate.
+    of_trunk_rate: f64,
+    /// Each flow's goodput over its own receive window, Mbit/s.
+    flow_mbps: Vec<f64>,
+    /// Jain's index over `flow_mbps`: 1 = equal shares, 1/flows = one flow takes all.
+    jain: f64,
+    /// Datagrams the trunk tail-dropped.
+    trunk_queue_drops: u64,
+    intact: bool,
+}
+
+/// Jain's fairness index of `x`: (Σx)² / (n·Σx²); 0 for no flows or all zero.
+fn jain(x: &[f64]) -> f64 {
+    let sum: f64 = x.iter().sum();
+    let sq: f64 = x.iter().map(|v| v * v).sum();
+    if x.is_empty() || sq == 0.0 {
+        0.0
+    } else {
+        sum * sum / (x.len() as f64 * sq)
+    }
+}
+
+/// `flows` senders at `from` each send `payload` to their own receiver at `to`, at once,
+/// over the shared trunk.
+async fn sharing_run(
+    profile: Arc<Profile>,
+    from: &str,
+    to: &str,
+    cc: CcChoice,
+    flows: usize,
+    payload: &Bytes,
+    timeout: Duration,
+) -> anyhow::Result<SharingRow> {
+    let ca = DevCa::generate()?;
+    let socks: Vec<std::net::UdpSocket> = (0..2 * flows)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let addrs: Vec<std::net::SocketAddr> = socks
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<Result<_, _>>()?;
+    drop(socks);
+    let peers: Vec<PeerInfo> = (0..2 * flows)
+        .map(|rank| PeerInfo {
+            rank,
+            name: if rank < flows {
+                format!("sender-{rank}")
+            } else {
+                format!("receiver-{}", rank - flows)
+            },
+            addr: addrs[rank],
+            site: if rank < flows { from } else { to }.to_string(),
+        })
+        .collect();
+    let clock = EmuClock::new(Instant::now());
+    let trunks = Arc::new(TrunkSet::new(profile.clone()));
+    let mut connects = Vec::new();
+    for p in &peers {
+        let mut c = MeshConfig::new(
+            p.rank,
+            peers.clone(),
+            profile.clone(),
+            ca.issue(&p.name)?,
+            clock,
+        );
+        c.cc = cc;
+        c.trunks = Some(trunks.clone());
+        connects.push(Mesh::connect(c));
+    }
+    let meshes = futures::future::try_join_all(connects).await?;
+    let share = u32::try_from(flows).unwrap_or(u32::MAX);
+    for (i, sender) in meshes.iter().take(flows).enumerate() {
+        sender.set_trunk_share(flows + i, share);
+    }
+    let size = payload.len() as u64;
+    let watchers: Vec<_> = meshes[flows..]
+        .iter()
+        .map(|m| watch_progress(m, clock, size))
+        .collect();
+    let runs = (0..flows).map(|i| {
+        let (s, r) = (&meshes[i], &meshes[flows + i]);
+        async move {
+            let (sent, got) = tokio::join!(s.send(flows + i, 1, payload.clone()), r.recv(i, 1));
+            sent?;
+            anyhow::Ok(got? == *payload)
+        }
+    });
+    let intact = tokio::time::timeout(timeout, futures::future::try_join_all(runs))
+        .await
+        .with_context(|| format!("the {flows} transfers did not finish within {timeout:?}"))??
+        .into_iter()
+        .all(|ok| ok);
+    let mut first = Duration::MAX;
+    let mut last = Duration::ZERO;
+    let mut flow_mbps = Vec::new();
+    for w in watchers {
+        let steps = w.await?;
+        let (Some(a), Some(b)) = (steps.first(), steps.last()) else {
+            flow_mbps.push(0.0);
+            continue;
+        };
+        first = first.min(a.0);
+        last = last.max(b.0);
+        let window = secs(b.0.saturating_sub(a.0));
+        flow_mbps.push(if window > 0.0 {
+            size as f64 * 8.0 / window / 1e6
+        } else {
+            0.0
+        });
+    }
+    let span = secs(last.saturating_sub(first));
+    let aggregate_mbps = if span > 0.0 {
+        (size * flows as u64) as f64 * 8.0 / span / 1e6
+    } else {
+        0.0
+    };
+    let (fi, ti) = (
+        profile.site_id(from).unwrap_or(0),
+        profile.site_id(to).unwrap_or(0),
+    );
+    let trunk_rate = profile
+        .link(fi, ti)
+        .rate_bps
+        .map_or(0.0, |r| r as f64 / 1e6);
+    let trunk_queue_drops = trunks
+        .stats()
+        .iter()
+        .find(|s| s.label == format!("{from}->{to}#0"))
+        .map_or(0, |s| s.traffic.dropped_queue);
+    for m in meshes {
+        m.close().await;
+    }
+    Ok(SharingRow {
+        cc: cc.to_string(),
+        flows,
+        bytes_per_flow: size,
+        aggregate_mbps,
+        of_trunk_rate: if trunk_rate > 0.0 {
+            aggregate_mbps / trunk_rate
+        } else {
+            0.0
+        },
+        jain: jain(&flow_mbps),
+        flow_mbps,
+        trunk_queue_drops,
+        intact,
+    })
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     profile: String,
@@ -167,6 +333,7 @@ struct Report {
     rate_bps: Option<u64>,
     goodput: Vec<GoodputRow>,
     outage: Vec<OutageRow>,
+    sharing: Vec<SharingRow>,
 }
 
 /// Finds the profile text: a file path, or a shipped profile's name (embedded in the binary).
@@ -378,6 +545,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
         rate_bps: rate,
         goodput: Vec::new(),
         outage: Vec::new(),
+        sharing: Vec::new(),
     };
     let ideal = rate.map_or(Duration::ZERO, |r| {
         Duration::from_secs_f64(args.size as f64 * 8.0 / r as f64)
@@ -457,6 +625,42 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
             report.goodput.push(row);
             p.sender.close().await;
             p.receiver.close().await;
+        }
+    }
+
+    if args.flows > 1 {
+        println!("#");
+        println!(
+            "# sharing: {} concurrent flows of {} bytes over the one {from}->{to} trunk; aggregate = all bits / (last - first byte at any receiver); Jain over per-flow goodput",
+            args.flows, args.size
+        );
+        println!(
+            "# {:<11} {:>14} {:>13} {:>6} {:>9} {:>7}  per-flow Mbit/s",
+            "cc", "aggregate_Mbps", "of_trunk_rate", "jain", "q_drops", "intact"
+        );
+        for &cc in &args.cc {
+            let row = sharing_run(
+                profile.clone(),
+                &from,
+                &to,
+                cc,
+                args.flows,
+                &payload,
+                timeout,
+            )
+            .await?;
+            let per_flow: Vec<String> = row.flow_mbps.iter().map(|x| format!("{x:.1}")).collect();
+            println!(
+                "  {:<11} {:>14.1} {:>12.1}% {:>6.3} {:>9} {:>7}  {}",
+                row.cc,
+                row.aggregate_mbps,
+                row.of_trunk_rate * 100.0,
+                row.jain,
+                row.trunk_queue_drops,
+                if row.intact { "yes" } else { "NO" },
+                per_flow.join(" ")
+            );
+            report.sharing.push(row);
         }
     }
 
@@ -544,7 +748,8 @@ pub(crate) fn run(args: TransferArgs) -> anyhow::Result<std::process::ExitCode> 
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("--json {}", path.display()))?;
     }
-    let corrupted = report.outage.iter().any(|r| !r.intact);
+    let corrupted =
+        report.outage.iter().any(|r| !r.intact) || report.sharing.iter().any(|r| !r.intact);
     Ok(if corrupted {
         std::process::ExitCode::FAILURE
     } else {
@@ -555,6 +760,13 @@ pub(crate) fn run(args: TransferArgs) -> anyhow::Result<std::process::ExitCode> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jain_index_is_one_for_equal_shares_and_one_over_n_for_a_hog() {
+        assert!((jain(&[5.0, 5.0, 5.0, 5.0]) - 1.0).abs() < 1e-12);
+        assert!((jain(&[20.0, 0.0, 0.0, 0.0]) - 0.25).abs() < 1e-12);
+        assert_eq!(jain(&[]), 0.0);
+    }
 
     #[test]
     fn sizes_parse_with_suffixes() {

@@ -81,7 +81,7 @@ pub fn load(path: &Path) -> Result<Profile, ReportError> {
 }
 
 /// `profile show`: sites, then every directed link with its delay, RTT, rate, BDP, loss,
-/// jitter, queue and next outages.
+/// jitter, queue, how node pairs share it, and next outages.
 pub fn show(profile: &Profile) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "profile {}: {}", profile.name, profile.description);
@@ -102,7 +102,7 @@ pub fn show(profile: &Profile) -> String {
     let n = profile.sites.len();
     let _ = writeln!(out, "links ({} directed):", n * n);
     let mut links = Table::new(&[
-        "link", "delay", "RTT", "rate", "BDP", "loss", "jitter", "dup", "queue",
+        "link", "delay", "RTT", "rate", "BDP", "loss", "jitter", "dup", "queue", "sharing",
     ]);
     for (from, to) in directed_pairs(n) {
         let spec = profile.link(from, to);
@@ -121,9 +121,14 @@ pub fn show(profile: &Profile) -> String {
             } else {
                 "-".into()
             },
+            profile.sharing(from, to).describe(),
         ]);
     }
     out.push_str(&links.render("  "));
+    let _ = writeln!(
+        out,
+        "  sharing: `shared` = one trunk per direction for every node pair of the two sites (one rate, one queue, one loss and outage process); `shared xK` = K parallel trunks, node pairs placed in turn; `per pair` = a private copy per node pair"
+    );
     let _ = writeln!(out);
 
     let _ = writeln!(out, "outages (emulated time since the scenario epoch):");

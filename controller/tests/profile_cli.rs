@@ -98,9 +98,21 @@ fn show_prints_delay_rtt_rate_and_bdp() {
         .lines()
         .find(|l| l.trim_start().starts_with("earth -> moon"))
         .unwrap();
-    for want in ["1.282 s", "2.564 s", "200 Mbit/s", "64.1 MB", "2.5 MB"] {
+    for want in [
+        "1.282 s",
+        "2.564 s",
+        "200 Mbit/s",
+        "64.1 MB",
+        "2.5 MB",
+        "shared",
+    ] {
         assert!(row.contains(want), "{want} not in {row}");
     }
+    let inside = s
+        .lines()
+        .find(|l| l.trim_start().starts_with("earth -> earth"))
+        .unwrap();
+    assert!(inside.trim_end().ends_with("per pair"), "{inside}");
     assert!(s.contains("every link is always up"));
 }
 

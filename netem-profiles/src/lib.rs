@@ -1,7 +1,8 @@
 //! netem-profiles: the link model of spacefabric.
 //!
 //! A [`Profile`] names sites (earth, moon, leo-3, ...) and one directed [`LinkSpec`] for every
-//! ordered pair of sites, the link inside each site included. A [`LinkModel`] is the per-link
+//! ordered pair of sites, the link inside each site included, and how node pairs share it
+//! ([`LinkSharing`]: one trunk between sites by default; [`TrunkPlan`] places node pairs). A [`LinkModel`] is the per-link
 //! state machine the emulated socket asks, for every datagram, whether to drop it (and why) or
 //! when to deliver it.
 //!
@@ -19,11 +20,15 @@ pub mod profile;
 mod profile_toml;
 pub mod rng;
 pub mod schedule;
+pub mod trunk;
 
 pub use error::{ProfileError, ProfileErrors};
 pub use link::{DropCause, JITTER_CAP, LinkModel, Verdict};
-pub use profile::{GeometryDelay, Jitter, JitterDist, LinkSpec, LossModel, Profile, Site, SiteId};
+pub use profile::{
+    GeometryDelay, Jitter, JitterDist, LinkSharing, LinkSpec, LossModel, Profile, Site, SiteId,
+};
 pub use schedule::{OutageSchedule, PeriodicOutage, Window};
+pub use trunk::{TrunkId, TrunkPlan};
 
 /// Speed of light in vacuum, km/s: turns a distance into a one-way light time.
 pub const SPEED_OF_LIGHT_KM_S: f64 = 299_792.458;

@@ -128,6 +128,40 @@ impl LinkSpec {
     }
 }
 
+/// How the node pairs of two sites use the link between them (both directions alike).
+///
+/// Physics first: a link between two different sites is one shared trunk per direction
+/// unless the profile says otherwise. See `docs/PROFILES.md` ("Link sharing").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkSharing {
+    /// Every ordered node pair has its own private copy of the link (a terminal per node, or
+    /// a non-blocking switch inside a site): the default inside a site, `per_pair = true`
+    /// between sites.
+    PerPair,
+    /// `terminals` parallel trunks per direction, each with the link's full rate, its own
+    /// FIFO queue, loss process and the link's outages; every ordered node pair of the two
+    /// sites is placed on one of them (see [`crate::trunk::TrunkPlan`]). The default between
+    /// two sites is one terminal; inside a site `per_pair = false` asks for it.
+    Shared {
+        /// Parallel trunks per direction (≥ 1).
+        terminals: u32,
+    },
+}
+
+impl LinkSharing {
+    /// One shared trunk per direction: the default between two sites.
+    pub const ONE_TRUNK: Self = Self::Shared { terminals: 1 };
+
+    /// Short text for reports: `shared`, `shared x3`, `per pair`.
+    pub fn describe(self) -> String {
+        match self {
+            Self::PerPair => "per pair".to_string(),
+            Self::Shared { terminals: 1 } => "shared".to_string(),
+            Self::Shared { terminals } => format!("shared x{terminals}"),
+        }
+    }
+}
+
 /// A validated scenario: sites, links between every ordered pair, seed and time scale.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
@@ -144,6 +178,8 @@ pub struct Profile {
     pub sites: Vec<Site>,
     /// `links[from * sites.len() + to]`.
     pub(crate) links: Vec<LinkSpec>,
+    /// `sharing[from * sites.len() + to]`; the same for both directions of a link.
+    pub(crate) sharing: Vec<LinkSharing>,
 }
 
 impl Profile {
@@ -178,6 +214,33 @@ impl Profile {
     /// If either id is out of range: ids come from [`Profile::site_id`] or `0..sites.len()`.
     pub fn link(&self, from: SiteId, to: SiteId) -> &LinkSpec {
         &self.links[from * self.sites.len() + to]
+    }
+
+    /// How node pairs of `from` and `to` share the link between the two sites.
+    ///
+    /// # Panics
+    /// If either id is out of range (as [`Profile::link`]).
+    pub fn sharing(&self, from: SiteId, to: SiteId) -> LinkSharing {
+        self.sharing
+            .get(from * self.sites.len() + to)
+            .copied()
+            .unwrap_or(if from == to {
+                LinkSharing::PerPair
+            } else {
+                LinkSharing::ONE_TRUNK
+            })
+    }
+
+    /// A fresh state machine for terminal `terminal` of the shared link `from → to`.
+    /// Terminal 0 is seeded exactly as [`Profile::link_model`]; the others get independent
+    /// streams, identical in every process.
+    pub fn trunk_model(&self, from: SiteId, to: SiteId, terminal: u32) -> LinkModel {
+        let mut seed =
+            crate::rng::link_seed(self.seed, &self.sites[from].name, &self.sites[to].name);
+        if terminal > 0 {
+            seed = crate::rng::link_seed(seed, "terminal", &terminal.to_string());
+        }
+        LinkModel::new(self.link(from, to).clone(), seed)
     }
 
     /// A fresh state machine for the link `from → to`, seeded from (profile seed, from, to):

@@ -18,7 +18,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::SPEED_OF_LIGHT_KM_S;
 use crate::error::{ProfileError, ProfileErrors};
-use crate::profile::{Jitter, JitterDist, LinkSpec, LossModel, Profile, Site};
+use crate::profile::{Jitter, JitterDist, LinkSharing, LinkSpec, LossModel, Profile, Site};
 use crate::schedule::{OutageSchedule, PeriodicOutage, Window};
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -51,7 +51,16 @@ const DIRECTION_KEYS: &[&str] = &[
     "geometry",
 ];
 /// Keys only a `[[links]]` entry has.
-const LINK_ONLY_KEYS: &[&str] = &["from", "to", "description", "reverse"];
+const LINK_ONLY_KEYS: &[&str] = &[
+    "from",
+    "to",
+    "description",
+    "reverse",
+    "per_pair",
+    "terminals",
+];
+/// Most parallel terminals a shared link may declare.
+const MAX_TERMINALS: u64 = 4096;
 const JITTER_KEYS: &[&str] = &["dist", "ms", "reorder"];
 const BERNOULLI_KEYS: &[&str] = &["model", "p"];
 const GILBERT_ELLIOTT_KEYS: &[&str] = &["model", "p", "r", "h", "k"];
@@ -387,7 +396,7 @@ fn read_profile(
     if let Some(v) = root.get("geometry") {
         cx.geometry = geometry::read_section(cx, v, scale);
     }
-    let links = match (&sites, root.get("links")) {
+    let read = match (&sites, root.get("links")) {
         (Some(sites), Some(v)) => read_links(cx, v, sites, scale),
         (Some(sites), None) if !sites.is_empty() => {
             cx.error(
@@ -399,6 +408,10 @@ fn read_profile(
         }
         _ => None,
     };
+    let (links, sharing) = match read {
+        Some((l, s)) => (Some(l), Some(s)),
+        None => (None, None),
+    };
 
     Some(Profile {
         name: name?,
@@ -407,6 +420,7 @@ fn read_profile(
         time_scale: time_scale?,
         sites: sites?.into_iter().map(|(site, _)| site).collect(),
         links: links?,
+        sharing: sharing?,
     })
 }
 
@@ -829,13 +843,56 @@ fn read_outages(
     ok.then_some(sched)
 }
 
-/// Reads `[[links]]` into the `from * n + to` matrix, reporting missing and duplicated pairs.
+/// Reads `per_pair` and `terminals` of one `[[links]]` entry: how its node pairs share it.
+fn read_sharing(
+    cx: &mut Context<'_>,
+    t: &DeTable<'_>,
+    path: &str,
+    inside_site: bool,
+) -> Option<LinkSharing> {
+    let per_pair = match t.get("per_pair") {
+        Some(v) => Some(cx.as_bool(v, &join(path, "per_pair"))?),
+        None => None,
+    };
+    let terminals = match t.get("terminals") {
+        Some(v) => {
+            let p = join(path, "terminals");
+            match cx.as_u64(v, &p)? {
+                k @ 1..=MAX_TERMINALS => Some((k as u32, v.span())),
+                k => {
+                    let msg = format!("must be between 1 and {MAX_TERMINALS}, found {k}");
+                    cx.error(v.span(), &p, msg);
+                    return None;
+                }
+            }
+        }
+        None => None,
+    };
+    match (per_pair, terminals) {
+        (Some(true), Some((_, span))) => {
+            cx.error(
+                span,
+                &join(path, "terminals"),
+                "a per_pair link has no shared terminals: remove `terminals` or set per_pair = false",
+            );
+            None
+        }
+        (Some(true), None) => Some(LinkSharing::PerPair),
+        (_, Some((k, _))) => Some(LinkSharing::Shared { terminals: k }),
+        (Some(false), None) => Some(LinkSharing::ONE_TRUNK),
+        (None, None) if inside_site => Some(LinkSharing::PerPair),
+        (None, None) => Some(LinkSharing::ONE_TRUNK),
+    }
+}
+
+/// Reads `[[links]]` into the `from * n + to` matrix (specs, and how each is shared),
+/// reporting missing and duplicated pairs.
 fn read_links(
     cx: &mut Context<'_>,
     v: &Value<'_>,
     sites: &[(Site, Range<usize>)],
     scale: f64,
-) -> Option<Vec<LinkSpec>> {
+) -> Option<(Vec<LinkSpec>, Vec<LinkSharing>)> {
     let n = sites.len();
     let items = table_array(cx, v, "links")?;
     let site_id = |name: &str| sites.iter().position(|(s, _)| s.name == name);
@@ -845,6 +902,7 @@ fn read_links(
     // matrix[from * n + to]: the spec; covered[..]: index of the [[links]] entry naming it
     let mut matrix: Vec<Option<LinkSpec>> = vec![None; n * n];
     let mut covered: Vec<Option<usize>> = vec![None; n * n];
+    let mut sharing: Vec<LinkSharing> = vec![LinkSharing::PerPair; n * n];
     // line of the entry defining each unordered pair, for duplicate messages
     let mut entry_lines: Vec<usize> = Vec::with_capacity(items.len());
     let mut ok = true;
@@ -914,6 +972,13 @@ fn read_links(
         }
         covered[a] = Some(idx);
         covered[b] = Some(idx);
+        match read_sharing(cx, t, p, from == to) {
+            Some(s) => {
+                sharing[a] = s;
+                sharing[b] = s;
+            }
+            None => ok = false,
+        }
 
         // With `geometry`, delay_ms (optional) is a fixed part added to the light time.
         let fixed = |k: &DirectionKeys| k.delay.or(k.geometry.as_ref().map(|_| Duration::ZERO));
@@ -968,7 +1033,8 @@ fn read_links(
     if !ok {
         return None;
     }
-    matrix.into_iter().collect()
+    let specs: Vec<LinkSpec> = matrix.into_iter().collect::<Option<_>>()?;
+    Some((specs, sharing))
 }
 
 #[cfg(test)]
@@ -1008,6 +1074,56 @@ rate_mbps = 20
         // 100 ms at 100 Mbit/s
         assert_eq!(ab.queue_limit_bytes, 1_250_000);
         assert_eq!(p.link(0, 0).rate_bps, None);
+        // Between sites: one shared trunk; inside a site: per node pair.
+        assert_eq!(p.sharing(0, 1), LinkSharing::ONE_TRUNK);
+        assert_eq!(p.sharing(1, 0), LinkSharing::ONE_TRUNK);
+        assert_eq!(p.sharing(0, 0), LinkSharing::PerPair);
+    }
+
+    /// MINIMAL with `inside` added to the a–a link and `between` to the a–b link; also
+    /// returns the text, for line numbers.
+    fn with_keys(inside: &str, between: &str) -> (String, Result<Profile, ProfileErrors>) {
+        let text = MINIMAL
+            .replace(
+                "from = \"a\"\nto = \"a\"\n",
+                &format!("from = \"a\"\nto = \"a\"\n{inside}\n"),
+            )
+            .replace(
+                "rate_mbps = 100\n",
+                &format!("rate_mbps = 100\n{between}\n"),
+            );
+        let parsed = Profile::parse(&text, "t.toml");
+        (text, parsed)
+    }
+
+    /// 1-based line of the first line of `text` starting with `prefix`.
+    fn line_of(text: &str, prefix: &str) -> usize {
+        text.lines().position(|l| l.starts_with(prefix)).unwrap() + 1
+    }
+
+    #[test]
+    fn sharing_keys_choose_terminals_or_private_links() {
+        let p = with_keys("per_pair = false", "terminals = 4").1.unwrap();
+        assert_eq!(p.sharing(0, 0), LinkSharing::ONE_TRUNK);
+        assert_eq!(p.sharing(0, 1), LinkSharing::Shared { terminals: 4 });
+        assert_eq!(p.sharing(1, 0), LinkSharing::Shared { terminals: 4 });
+        let p = with_keys("", "per_pair = true").1.unwrap();
+        assert_eq!(p.sharing(0, 1), LinkSharing::PerPair);
+    }
+
+    #[test]
+    fn sharing_errors_name_line_and_key() {
+        let (text, parsed) = with_keys("", "per_pair = true\nterminals = 2");
+        let e = parsed.unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].key, "links[2].terminals");
+        assert_eq!(e.0[0].line, line_of(&text, "terminals"));
+        let (text, parsed) = with_keys("terminals = 0", "per_pair = \"yes\"");
+        let e = parsed.unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["links[0].terminals", "links[2].per_pair"], "{e}");
+        assert_eq!(e.0[0].line, line_of(&text, "terminals"));
+        assert_eq!(e.0[1].line, line_of(&text, "per_pair"));
     }
 
     #[test]

@@ -224,3 +224,105 @@ fn a_schedule_for_another_world_is_an_error() {
     let s = Schedule::build(Collective::AllReduce, Concrete::Ring, 4, 16, None).unwrap();
     assert!(uniform(8).predict(&[s]).is_err());
 }
+
+/// Two sites of `k` ranks from a profile: 0.1 ms / 1 Gbit/s inside, 1.28 s / 100 Mbit/s
+/// between; `sharing` goes into the cross-site link (`""` = the default, one shared trunk).
+fn two_site_profile(k: usize, sharing: &str) -> CostModel {
+    let text = format!(
+        r#"
+name = "t"
+[sites.a]
+[sites.b]
+[[links]]
+from = "a"
+to = "a"
+delay_ms = 0.1
+rate_mbps = 1000
+[[links]]
+from = "b"
+to = "b"
+delay_ms = 0.1
+rate_mbps = 1000
+[[links]]
+from = "a"
+to = "b"
+delay_ms = 1280
+rate_mbps = 100
+{sharing}
+"#
+    );
+    let profile = netem_profiles::Profile::parse(&text, "t.toml").unwrap();
+    CostModel::from_profile(
+        &profile,
+        (0..2 * k).map(|r| usize::from(r >= k)).collect(),
+        Duration::ZERO,
+    )
+    .unwrap()
+}
+
+#[test]
+fn concurrent_cross_site_messages_queue_on_the_shared_trunk() {
+    let (k, al, rl, ag, rg) = (4, 0.0001, 1e9, 1.28, 1e8);
+    let count = 4 * 1024 * 1024;
+    let n = (count * 4) as f64;
+    let kf = k as f64;
+    let intra = 2.0 * (kf - 1.0) * al + 2.0 * (kf - 1.0) / kf * n * 8.0 / rl;
+    // Hierarchical sends n/k over each of k cross-site pairs at once: on one shared trunk
+    // they queue, so the whole n crosses at the trunk's rate.
+    let shared = two_site_profile(k, "");
+    close(
+        predict(
+            &shared,
+            Concrete::Hierarchical,
+            Collective::AllReduce,
+            count,
+        ),
+        intra + ag + n * 8.0 / rg,
+        "hier, shared trunk",
+    );
+    // Nothing beats the cut bound on a shared trunk.
+    let bound = shared.all_reduce_bound(n);
+    close(bound.total_s, ag + n * 8.0 / rg, "cut bound");
+    for algo in [
+        Concrete::Ring,
+        Concrete::HalvingDoubling,
+        Concrete::Tree,
+        Concrete::Hierarchical,
+    ] {
+        let t = predict(&shared, algo, Collective::AllReduce, count);
+        assert!(
+            t >= bound.total_s,
+            "{algo:?}: {t} < bound {}",
+            bound.total_s
+        );
+    }
+    // Per pair: each pair has its own copy, as before shared trunks.
+    let per_pair = two_site_profile(k, "per_pair = true");
+    close(
+        predict(
+            &per_pair,
+            Concrete::Hierarchical,
+            Collective::AllReduce,
+            count,
+        ),
+        intra + ag + n / kf * 8.0 / rg,
+        "hier, per pair",
+    );
+    // k terminals: pairs spread over k trunks, and the bound counts k × the rate.
+    let terminals = two_site_profile(k, &format!("terminals = {k}"));
+    close(
+        predict(
+            &terminals,
+            Concrete::Hierarchical,
+            Collective::AllReduce,
+            count,
+        ),
+        intra + ag + n / kf * 8.0 / rg,
+        "hier, k terminals",
+    );
+    close(
+        terminals.all_reduce_bound(n).total_s,
+        ag + n * 8.0 / (rg * kf),
+        "bound, k terminals",
+    );
+}

@@ -1,7 +1,9 @@
 //! The local cluster the sweep runs on when no controller is given: N node endpoints in
 //! this process (one tokio runtime), each with its own QUIC endpoint on its own emulated
 //! UDP socket on 127.0.0.1, connected by a real QUIC mesh with mutual TLS from a fresh dev
-//! CA. Every datagram crosses the profile's link from the sender's site to the receiver's.
+//! CA. Every datagram crosses the profile's link from the sender's site to the receiver's;
+//! every mesh holds the same shared trunks ([`TrunkSet`]), so all node pairs of two sites
+//! queue on one trunk per direction, as the profile says.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use netem_profiles::Profile;
-use spacefabric_fabric::emu::{EmuClock, SchedulerMode, SchedulerStats};
+use spacefabric_fabric::emu::{EmuClock, SchedulerMode, SchedulerStats, TrunkSet};
 use spacefabric_fabric::transport::config::FABRIC_MTU;
 use spacefabric_fabric::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
 use spacefabric_node::collective::{Corruption, MemoryExchange, MemoryFabric};
@@ -177,6 +179,7 @@ impl LocalFabric {
                     .collect();
                 let profile = Arc::new(profile.clone());
                 let clock = EmuClock::dilated(tokio::time::Instant::now(), dilation);
+                let trunks = Arc::new(TrunkSet::new(Arc::clone(&profile)));
                 let mut tasks = Vec::new();
                 for peer in &peers {
                     let identity = ca
@@ -191,6 +194,7 @@ impl LocalFabric {
                     );
                     config.cc = cc;
                     config.udp_payload = udp_payload;
+                    config.trunks = Some(Arc::clone(&trunks));
                     config.socket = if emulate {
                         SocketKind::Emulated
                     } else {

@@ -246,7 +246,7 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    fn new(label: String, model: LinkModel, max_held: u64) -> Self {
+    pub(crate) fn new(label: String, model: LinkModel, max_held: u64) -> Self {
         let spec = model.spec();
         let hold_limit_bytes = match spec.rate_bps.filter(|&r| r > 0) {
             Some(bps) => {
@@ -282,6 +282,22 @@ impl Link {
         let v = model.on_packet(now, len);
         self.metrics.queue_bytes.set(model.queued_bytes(now) as f64);
         v
+    }
+
+    /// Bytes waiting for serialisation at `now`.
+    pub(crate) fn queued_bytes(&self, now: Duration) -> u64 {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .queued_bytes(now)
+    }
+
+    pub(crate) fn stats(&self) -> LinkStats {
+        LinkStats {
+            label: self.label.clone(),
+            traffic: self.counters.snapshot(),
+            hold_limit_bytes: self.hold_limit_bytes,
+        }
     }
 
     pub(crate) fn record_sent(&self, len: usize) {
@@ -417,6 +433,16 @@ impl LinkTable {
             .insert(canonical(addr), link);
     }
 
+    /// Emulates every datagram to `addr` through the shared `trunk` (replacing any previous
+    /// link to it). Other tables may hold the same trunk: their datagrams then queue in the
+    /// same FIFO (see [`Trunk`](super::Trunk)).
+    pub fn set_peer_trunk(&self, addr: SocketAddr, trunk: &super::Trunk) {
+        self.links
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(canonical(addr), trunk.0.clone());
+    }
+
     /// Removes the link to `addr` (its datagrams then go out unemulated, counted as unmapped).
     pub fn remove_peer(&self, addr: SocketAddr) {
         self.links
@@ -427,11 +453,7 @@ impl LinkTable {
 
     /// Counters of the link to `addr`, if there is one.
     pub fn link_stats(&self, addr: SocketAddr) -> Option<LinkStats> {
-        self.get(addr).map(|l| LinkStats {
-            label: l.label.clone(),
-            traffic: l.counters.snapshot(),
-            hold_limit_bytes: l.hold_limit_bytes,
-        })
+        self.get(addr).map(|l| l.stats())
     }
 
     pub(crate) fn get(&self, addr: SocketAddr) -> Option<Arc<Link>> {

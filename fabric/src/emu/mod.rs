@@ -6,6 +6,10 @@
 //! outage, queue) or *deliver at t*; the socket then holds the datagram until t and writes
 //! it to the real socket. Receiving is not emulated: the sender already applied the link.
 //!
+//! A link between two sites is by default one shared [`Trunk`] per direction: the tables of
+//! all nodes in a process hold the same trunk object for every peer the roster places on it
+//! (a [`TrunkSet`] hands them out), so their datagrams serialise through one queue.
+//!
 //! Time is [`EmuClock`] — tokio's clock minus the scenario epoch — so tests under tokio's
 //! paused clock time-warp quinn, the link model and the delay line together.
 //!
@@ -71,6 +75,7 @@ mod clock;
 mod link_table;
 mod scheduler;
 mod socket;
+mod trunks;
 
 pub use clock::EmuClock;
 pub use link_table::{
@@ -81,6 +86,7 @@ pub use scheduler::{
     SPIN_WINDOW, SchedulerMode, SchedulerStats, set_spin_window, set_starvation, spin_window,
 };
 pub use socket::{EmuStats, EmulatedSocket, Fate};
+pub use trunks::{Trunk, TrunkSet};
 
 /// IP MTU of every emulated path, in bytes.
 pub const EMULATED_PATH_MTU: usize = 1500;

@@ -31,11 +31,18 @@
 //! * Congestion control: quinn's Cubic or BBR (initial window = the BDP, so neither spends
 //!   ~30 s of slow start at 2.56 s RTT), or [`LinkAwareConfig`]: a fixed window = scheduled
 //!   rate × RTT that never shrinks on loss, as deep-space protocols do on dedicated links.
+//! * Shared trunks: the link-aware window is the TRUNK's window; a connection uses
+//!   window / share, where the share ([`TrunkShare`]) is the number of connections the plan
+//!   puts on that trunk at once (the mesh starts it at the roster's count of node pairs on the
+//!   trunk; a collective sets it from its schedule). So k connections together keep one
+//!   trunk's BDP in flight and pace at its rate instead of overflowing its queue k-fold.
+//!   Cubic and BBR start at BDP / share and find their share by loss.
 
 use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use netem_profiles::{LinkSpec, UDP_IP_OVERHEAD_BYTES};
@@ -60,6 +67,9 @@ pub const UNLIMITED_WINDOW: u64 = 16 * 1024 * 1024;
 pub const MIN_WINDOW: u64 = 2 * 1024 * 1024;
 /// Lower bound of the idle timeout.
 pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Smallest window a connection's share of a trunk is cut to, in datagrams of the
+/// connection's MTU (so a heavily shared trunk still lets each connection make progress).
+pub const MIN_SHARED_WINDOW_DATAGRAMS: u64 = 16;
 /// Concurrent uni streams a peer may open (collectives pipeline many chunks).
 pub const MAX_CONCURRENT_UNI_STREAMS: u32 = 1024;
 
@@ -109,6 +119,40 @@ impl FromStr for CcChoice {
             "link-aware" | "linkaware" | "link_aware" => Ok(Self::LinkAware),
             other => Err(UnknownCc(other.to_string())),
         }
+    }
+}
+
+/// How many connections share the trunk a connection's datagrams cross (≥ 1): a handle the
+/// link-aware controller reads at every window query, so the mesh can change it while the
+/// connection runs. Clones share the value.
+#[derive(Debug, Clone)]
+pub struct TrunkShare(Arc<AtomicU32>);
+
+impl TrunkShare {
+    /// A share of `connections` (0 counts as 1).
+    pub fn new(connections: u32) -> Self {
+        Self(Arc::new(AtomicU32::new(connections.max(1))))
+    }
+
+    /// The connections sharing the trunk now.
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Sets the connections sharing the trunk (0 counts as 1).
+    pub fn set(&self, connections: u32) {
+        self.0.store(connections.max(1), Ordering::Relaxed);
+    }
+
+    /// `window` divided among the sharers, never below `floor`.
+    pub fn of(&self, window: u64, floor: u64) -> u64 {
+        (window / u64::from(self.get())).max(floor.min(window))
+    }
+}
+
+impl Default for TrunkShare {
+    fn default() -> Self {
+        Self::new(1)
     }
 }
 
@@ -276,8 +320,17 @@ impl LinkTuning {
         }
     }
 
-    /// The quinn transport config for this link.
+    /// The quinn transport config for this link, owning it alone.
     pub fn transport_config(&self) -> TransportConfig {
+        self.transport_config_shared(&TrunkShare::default())
+    }
+
+    /// The quinn transport config for a connection that shares its trunk as `share` says:
+    /// the link-aware window is the trunk's window / share (read live); Cubic and BBR start
+    /// at it.
+    pub fn transport_config_shared(&self, share: &TrunkShare) -> TransportConfig {
+        let floor = MIN_SHARED_WINDOW_DATAGRAMS * u64::from(self.mtu);
+        let initial = share.of(self.cc_window, floor);
         let mut config = TransportConfig::default();
         config
             .initial_rtt(self.initial_rtt)
@@ -295,17 +348,19 @@ impl LinkTuning {
         match self.cc {
             CcChoice::Cubic => {
                 let mut cubic = quinn::congestion::CubicConfig::default();
-                cubic.initial_window(self.cc_window);
+                cubic.initial_window(initial);
                 config.congestion_controller_factory(Arc::new(cubic));
             }
             CcChoice::Bbr => {
                 let mut bbr = quinn::congestion::BbrConfig::default();
-                bbr.initial_window(self.cc_window);
+                bbr.initial_window(initial);
                 config.congestion_controller_factory(Arc::new(bbr));
             }
             CcChoice::LinkAware => {
                 config.congestion_controller_factory(Arc::new(LinkAwareConfig {
                     window: self.cc_window,
+                    floor,
+                    share: share.clone(),
                 }));
             }
         }
@@ -322,28 +377,48 @@ fn idle_timeout(d: Duration) -> IdleTimeout {
     IdleTimeout::from(varint(ms))
 }
 
-/// Factory of the link-aware controller: a fixed congestion window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Factory of the link-aware controller: a fixed congestion window, divided among the
+/// connections sharing the trunk.
+#[derive(Debug, Clone)]
 pub struct LinkAwareConfig {
-    /// The window in bytes (scheduled rate × RTT of the link).
+    /// The trunk's window in bytes (scheduled rate × RTT of the link).
     pub window: u64,
+    /// Least window of one connection, bytes.
+    pub floor: u64,
+    /// Connections sharing the trunk.
+    pub share: TrunkShare,
+}
+
+impl LinkAwareConfig {
+    /// A link owned by one connection.
+    pub fn dedicated(window: u64) -> Self {
+        Self {
+            window,
+            floor: 0,
+            share: TrunkShare::default(),
+        }
+    }
 }
 
 impl ControllerFactory for LinkAwareConfig {
     fn build(self: Arc<Self>, _now: Instant, _current_mtu: u16) -> Box<dyn Controller> {
         Box::new(LinkAwareController {
             window: self.window,
+            floor: self.floor,
+            share: self.share.clone(),
         })
     }
 }
 
-/// A congestion "controller" for a dedicated link of known rate: the window is the link's
-/// bandwidth-delay product from the start and stays there. Loss on such a link is noise or
-/// an outage, not congestion, so it does not shrink the window (quinn still retransmits
-/// what was lost and paces at 1.25 × window / RTT).
+/// A congestion "controller" for a link of known rate: the window is the link's
+/// bandwidth-delay product divided by the connections sharing its trunk, from the start.
+/// Loss on such a link is noise or an outage, not congestion, so it does not shrink the
+/// window (quinn still retransmits what was lost and paces at 1.25 × window / RTT).
 #[derive(Debug, Clone)]
 pub struct LinkAwareController {
     window: u64,
+    floor: u64,
+    share: TrunkShare,
 }
 
 impl Controller for LinkAwareController {
@@ -359,7 +434,7 @@ impl Controller for LinkAwareController {
     fn on_mtu_update(&mut self, _new_mtu: u16) {}
 
     fn window(&self) -> u64 {
-        self.window
+        self.share.of(self.window, self.floor)
     }
 
     fn clone_box(&self) -> Box<dyn Controller> {
@@ -367,7 +442,7 @@ impl Controller for LinkAwareController {
     }
 
     fn initial_window(&self) -> u64 {
-        self.window
+        self.window()
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
@@ -462,7 +537,7 @@ mod tests {
 
     #[test]
     fn link_aware_controller_never_shrinks() {
-        let factory = Arc::new(LinkAwareConfig { window: 1_000_000 });
+        let factory = Arc::new(LinkAwareConfig::dedicated(1_000_000));
         let now = Instant::now();
         let mut cc = factory.build(now, 1452);
         assert_eq!(cc.window(), 1_000_000);
@@ -470,6 +545,24 @@ mod tests {
         cc.on_mtu_update(1200);
         assert_eq!(cc.window(), 1_000_000);
         assert_eq!(cc.clone_box().initial_window(), 1_000_000);
+    }
+
+    #[test]
+    fn link_aware_window_follows_the_trunk_share() {
+        let share = TrunkShare::new(4);
+        let factory = Arc::new(LinkAwareConfig {
+            window: 8_000_000,
+            floor: 100_000,
+            share: share.clone(),
+        });
+        let cc = factory.build(Instant::now(), 1452);
+        assert_eq!(cc.window(), 2_000_000);
+        share.set(1);
+        assert_eq!(cc.window(), 8_000_000);
+        share.set(1000);
+        assert_eq!(cc.window(), 100_000);
+        share.set(0);
+        assert_eq!(share.get(), 1);
     }
 
     #[test]

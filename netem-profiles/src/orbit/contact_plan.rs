@@ -238,6 +238,7 @@ mod tests {
             time_scale: 1.0,
             sites: vec![site("earth"), site("moon")],
             links: vec![lan.clone(), em.clone(), em, lan],
+            sharing: Vec::new(),
         }
     }
 

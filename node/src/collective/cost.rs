@@ -1,10 +1,12 @@
 //! The cost model: a schedule's predicted completion time over a profile's links, and the
 //! reference bound reports compare against.
 //!
-//! Links are those of the emulator: every ordered pair of ranks (a, b) has its own link with
-//! the one-way delay and rate of the profile's link between their sites. A message of `n`
-//! bytes from `a` to `b` issued at `t` starts serialising when the link `a → b` is free (the
-//! link serialises its messages in issue order), leaves after `n·8/rate` and arrives
+//! Links are those of the emulator: the ordered pair of ranks (a, b) crosses the trunk the
+//! profile's sharing places it on (`netem_profiles::TrunkPlan`): between two sites by default
+//! one trunk per direction shared by every node pair, inside a site a link of its own. A
+//! message of `n` bytes from `a` to `b` issued at `t` starts serialising when that trunk is
+//! free (a trunk serialises its messages in issue order, whichever pair sent them: concurrent
+//! cross-site messages queue behind each other), leaves after `n·8/rate` and arrives
 //! `delay(a→b)` later, plus an optional fixed per-message overhead. A rank issues a step's
 //! sends when the step starts and starts its next step when the step's receives have all
 //! arrived (the executor's semantics, see [`super::schedule`]). The completion time is the
@@ -20,7 +22,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
 
-use netem_profiles::{Profile, SiteId};
+use netem_profiles::{LinkSharing, Profile, SiteId, TrunkPlan};
 use thiserror::Error;
 
 use super::schedule::{Collective, Concrete, Rank, Schedule, ScheduleError, shard_span};
@@ -104,6 +106,13 @@ pub struct CostModel {
     nsites: usize,
     /// `links[from_site * nsites + to_site]`.
     links: Vec<LinkCost>,
+    /// `channel[from_rank * world + to_rank]`: the serialiser (trunk) a message between the
+    /// two ranks queues on; equal ids queue behind each other. `None`: every ordered rank
+    /// pair has its own.
+    channel: Option<Vec<usize>>,
+    /// `parallel[from_site * nsites + to_site]`: parallel trunks between the sites (the
+    /// bound's capacity is rate × this); empty = 1 everywhere.
+    parallel: Vec<u32>,
     /// Fixed cost added to every message's arrival (framing, stream setup), seconds.
     pub per_message_overhead_s: f64,
 }
@@ -126,6 +135,7 @@ impl CostModel {
             });
         }
         let mut links = Vec::with_capacity(nsites * nsites);
+        let mut parallel = Vec::with_capacity(nsites * nsites);
         for a in 0..nsites {
             for b in 0..nsites {
                 let spec = profile.link(a, b);
@@ -133,6 +143,23 @@ impl CostModel {
                     delay_s: spec.delay_at(t).as_secs_f64(),
                     rate_bps: spec.rate_bps.map(|r| r as f64),
                 });
+                parallel.push(match profile.sharing(a, b) {
+                    LinkSharing::Shared { terminals } => terminals.max(1),
+                    LinkSharing::PerPair => 1,
+                });
+            }
+        }
+        let plan = TrunkPlan::new(profile, &site_of_rank);
+        let world = site_of_rank.len();
+        let mut ids: HashMap<netem_profiles::TrunkId, usize> = HashMap::new();
+        let mut channel = Vec::with_capacity(world * world);
+        for a in 0..world {
+            for b in 0..world {
+                let next = ids.len();
+                let id = plan
+                    .trunk(a, b)
+                    .map_or(next, |t| *ids.entry(t).or_insert(next));
+                channel.push(id);
             }
         }
         Ok(Self {
@@ -140,6 +167,8 @@ impl CostModel {
             site_names: profile.sites.iter().map(|s| s.name.clone()).collect(),
             nsites,
             links,
+            channel: Some(channel),
+            parallel,
             per_message_overhead_s: 0.0,
         })
     }
@@ -176,7 +205,18 @@ impl CostModel {
             site_names: (0..nsites).map(|s| format!("site{s}")).collect(),
             nsites,
             links,
+            channel: None,
+            parallel: Vec::new(),
             per_message_overhead_s: 0.0,
+        }
+    }
+
+    /// The serialiser a message from rank `a` to rank `b` queues on.
+    fn channel(&self, a: Rank, b: Rank) -> usize {
+        let w = self.world();
+        match &self.channel {
+            Some(c) => c.get(a * w + b).copied().unwrap_or(a * w + b),
+            None => a * w + b,
         }
     }
 
@@ -270,7 +310,7 @@ impl CostModel {
         // Start time of the current step of (lane, rank) once its sends are issued.
         let mut issued_at: Vec<Vec<Option<f64>>> = vec![vec![None; world]; nl];
         let mut finish = vec![0.0f64; world];
-        let mut link_free: HashMap<(Rank, Rank), f64> = HashMap::new();
+        let mut link_free: HashMap<usize, f64> = HashMap::new();
         let mut bytes_by_class: HashMap<(SiteId, SiteId), u64> = HashMap::new();
         let mut heap = BinaryHeap::new();
         for (l, sched) in lanes.iter().enumerate() {
@@ -288,7 +328,9 @@ impl CostModel {
             for &m in &step.sends {
                 let msg = sched.messages[m];
                 let link = self.link(msg.from, msg.to);
-                let free = link_free.entry((msg.from, msg.to)).or_insert(0.0);
+                let free = link_free
+                    .entry(self.channel(msg.from, msg.to))
+                    .or_insert(0.0);
                 let begin = free.max(t);
                 *free = begin + link.serialise_s(msg.bytes() as f64);
                 arrival[l][m] = Some(*free + link.delay_s + self.per_message_overhead_s);
@@ -390,18 +432,19 @@ impl CostModel {
     /// beside the measured time (eff % = bound / time).
     ///
     /// - Ranks on two or more sites (the cut bound): `α_g + n·8/B_min`, with `α_g` the largest
-    ///   one-way delay between two populated sites and `B_min` the smallest rate of a link
-    ///   between two populated sites: each site must learn the other sites' n-byte partial
-    ///   sum across the slow link, and the last byte to leave arrives one delay later.
+    ///   one-way delay between two populated sites and `B_min` the smallest capacity of a
+    ///   link between two populated sites (its rate × its parallel terminals): each site
+    ///   must learn the other sites' n-byte partial sum across the link, and the last byte
+    ///   to leave arrives one delay later.
     /// - Ranks on one site: `max(α, 2(p−1)/p·n·8/B)` with α and B the site's link: the
     ///   first result cannot arrive before one message crossed a link, and a rank with one
     ///   port of rate B must move 2(p−1)/p·n bytes (the bus-bandwidth bound nccl-tests'
     ///   busbw refers to).
     ///
-    /// Both assume each rank has one port of the link's rate. The emulator gives every node
-    /// pair its own link, so an algorithm spreading traffic over parallel pairs (hierarchical
-    /// sends 1/k of the vector over each of k cross-site pairs) can beat it: eff > 100 %
-    /// then says "faster than one link per rank could", not "faster than physics".
+    /// With shared trunks (the default between sites) no algorithm can beat the cut bound.
+    /// A `per_pair` link gives every node pair its own copy, so an algorithm spreading
+    /// traffic over parallel pairs can beat it there: eff > 100 % then says "faster than one
+    /// link could", which that profile allows.
     pub fn all_reduce_bound(&self, bytes: f64) -> Bound {
         let sites = self.populated_sites();
         let p = self.world().max(1) as f64;
@@ -415,7 +458,8 @@ impl CostModel {
                     }
                     let l = self.site_link(a, b);
                     alpha = alpha.max(l.delay_s);
-                    if let Some(r) = l.rate_bps.filter(|r| *r > 0.0) {
+                    let k = self.parallel.get(a * self.nsites + b).copied().unwrap_or(1);
+                    if let Some(r) = l.rate_bps.filter(|r| *r > 0.0).map(|r| r * f64::from(k)) {
                         rate = Some(rate.map_or(r, |x: f64| x.min(r)));
                     }
                 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+use netem_profiles::TrunkPlan;
 use spacefabric_fabric::emu::EmuClock;
 
 /// A failure of the point-to-point layer, with its cause.
@@ -75,11 +76,25 @@ pub trait Exchange: Send + Sync {
     fn clock(&self) -> Option<EmuClock> {
         None
     }
+    /// Where the transport places node pairs on shared trunks, if it emulates them (then
+    /// the collective tells it, per schedule, how many connections share each trunk).
+    fn trunk_plan(&self) -> Option<&TrunkPlan> {
+        None
+    }
+    /// `connections` connections use the trunk towards `peer` at once from now on: the
+    /// transport paces to that share (see `spacefabric_fabric::transport::TrunkShare`).
+    fn set_trunk_share(&self, _peer: usize, _connections: u32) {}
 }
 
 impl<T: Exchange> Exchange for Arc<T> {
     fn rank(&self) -> usize {
         (**self).rank()
+    }
+    fn trunk_plan(&self) -> Option<&TrunkPlan> {
+        (**self).trunk_plan()
+    }
+    fn set_trunk_share(&self, peer: usize, connections: u32) {
+        (**self).set_trunk_share(peer, connections);
     }
     fn world_size(&self) -> usize {
         (**self).world_size()

@@ -8,9 +8,12 @@
 //! combining each as it arrives, then moves on. Every message's tag is unique per
 //! (call, lane, message): see [`tag`].
 
+use std::collections::{BTreeSet, HashMap};
+
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use netem_profiles::{TrunkId, TrunkPlan};
 use thiserror::Error;
 
 use super::exchange::{Exchange, ExchangeError};
@@ -99,6 +102,32 @@ fn combine(dst: &mut [f32], payload: &[u8], how: Combine) {
         Combine::Sum => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
         Combine::Copy => dst.iter_mut().zip(src).for_each(|(d, s)| *d = s),
     }
+}
+
+/// For each peer this rank sends to over a shared trunk in `schedules` (the lanes of one
+/// call, run at once), how many connections the schedules put on that trunk: the distinct
+/// ordered rank pairs whose messages cross it. That is the share the transport paces to
+/// (an upper bound on how many are busy at once: pairs a schedule uses one after the other
+/// get less than they could).
+pub(crate) fn trunk_shares(schedules: &[Schedule], plan: &TrunkPlan, me: Rank) -> Vec<(Rank, u32)> {
+    let mut pairs: BTreeSet<(Rank, Rank)> = BTreeSet::new();
+    for s in schedules {
+        pairs.extend(s.messages.iter().map(|m| (m.from, m.to)));
+    }
+    let mut per_trunk: HashMap<TrunkId, u32> = HashMap::new();
+    for &(a, b) in &pairs {
+        if let Some(t) = plan.trunk(a, b).filter(TrunkId::is_shared) {
+            *per_trunk.entry(t).or_insert(0) += 1;
+        }
+    }
+    pairs
+        .iter()
+        .filter(|(a, _)| *a == me)
+        .filter_map(|&(_, b)| {
+            let t = plan.trunk(me, b)?;
+            per_trunk.get(&t).map(|&n| (b, n))
+        })
+        .collect()
 }
 
 /// Runs this rank's steps of one lane's `schedule` on `data` (the lane's slice).

@@ -44,6 +44,14 @@ impl Exchange for Mesh {
         }
     }
 
+    fn trunk_plan(&self) -> Option<&netem_profiles::TrunkPlan> {
+        Some(Self::trunk_plan(self))
+    }
+
+    fn set_trunk_share(&self, peer: usize, connections: u32) {
+        Self::set_trunk_share(self, peer, connections);
+    }
+
     /// The mesh's scenario clock: every node counts from the controller's epoch.
     fn clock(&self) -> Option<EmuClock> {
         Some(*Self::clock(self))

@@ -333,6 +333,11 @@ impl<E: Exchange> Communicator<E> {
                 Some(self.cost.site_of_rank()),
             )?);
         }
+        if let Some(plan) = self.exchange.trunk_plan() {
+            for (peer, share) in executor::trunk_shares(&schedules, plan, rank) {
+                self.exchange.set_trunk_share(peer, share);
+            }
+        }
         let mut rest: &mut [f32] = data;
         let mut lanes = Vec::with_capacity(spans.len());
         for (lane, (span, sched)) in spans.iter().zip(&schedules).enumerate() {

@@ -20,6 +20,10 @@
 //!   contact instead of pouring data into the outage.
 //! * **Socket.** quinn runs on an [`EmulatedSocket`] whose links are the profile's links
 //!   from our site to each peer's ([`SocketKind`]; passthrough and plain UDP for baselines).
+//!   A shared link is a [`Trunk`](crate::emu::Trunk) from the config's [`TrunkSet`] (meshes
+//!   in one process pass the same set, so their node pairs queue in one FIFO), placed by the
+//!   roster's [`TrunkPlan`]; each connection's link-aware window is the trunk's divided by
+//!   its [`TrunkShare`] (see [`Mesh::set_trunk_share`]).
 //! * **Bad input.** A malformed header or control message, a wrong rank, a stream that ends
 //!   early close that stream (or that connection) with an error code and a log line; the
 //!   process and the other connections carry on.
@@ -62,8 +66,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
-use crate::emu::{EmuClock, EmulatedSocket};
-use crate::transport::config::{LinkTuning, MAX_FABRIC_MTU, tune_with_mtu};
+use netem_profiles::{TrunkId, TrunkPlan};
+
+use crate::emu::{EmuClock, EmulatedSocket, TrunkSet};
+use crate::transport::config::{LinkTuning, MAX_FABRIC_MTU, TrunkShare, tune_with_mtu};
 use crate::transport::contact::{ContactPlan, SendClock};
 use crate::transport::frame::{FabricControl, TransferHeader};
 use crate::transport::tls::{self, TlsError};
@@ -75,7 +81,7 @@ use connection::{accept_loop, dial_loop, watchdog};
 use ledger::{Incoming, Mailbox, Outgoing, PeerHolds};
 use receive::deliver_local;
 use send::{contact_guard, drive_transfer};
-use socket::{build_socket, release_port};
+use socket::{PeerLink, build_socket, release_port};
 
 /// Application close codes on fabric connections.
 mod close_code {
@@ -162,6 +168,9 @@ struct Link {
 struct PeerSlot {
     info: PeerInfo,
     tuning: LinkTuning,
+    /// The trunk our datagrams to this peer cross, and how many connections share it.
+    trunk: TrunkId,
+    share: TrunkShare,
     plan: ContactPlan,
     client_config: quinn::ClientConfig,
     server_config: Arc<quinn::ServerConfig>,
@@ -174,6 +183,8 @@ struct PeerSlot {
 #[derive(Debug)]
 struct Inner {
     rank: usize,
+    /// Which trunk every ordered rank pair crosses.
+    trunk_plan: TrunkPlan,
     site: String,
     world_size: usize,
     endpoint: quinn::Endpoint,
@@ -266,6 +277,15 @@ impl Mesh {
             })
         };
         let my_site = site_id(me)?;
+        let site_of_rank = by_rank
+            .iter()
+            .map(|p| p.map_or(Ok(usize::MAX), site_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let trunk_plan = TrunkPlan::new(profile, &site_of_rank);
+        let trunks = config
+            .trunks
+            .clone()
+            .unwrap_or_else(|| Arc::new(TrunkSet::new(profile.clone())));
         if !(1200..=MAX_FABRIC_MTU).contains(&config.udp_payload) {
             return Err(TransportError::Config(format!(
                 "udp_payload {} is outside 1200..={MAX_FABRIC_MTU}",
@@ -297,9 +317,21 @@ impl Mesh {
                 continue;
             }
             let their_site = site_id(p)?;
+            let trunk = trunk_plan
+                .trunk(config.rank, rank)
+                .unwrap_or(TrunkId::Private {
+                    from_rank: config.rank,
+                    to_rank: rank,
+                });
+            let link = match trunks.trunk(trunk) {
+                Some(t) => PeerLink::Shared(t),
+                None => PeerLink::Private(Box::new(profile.link_model(my_site, their_site))),
+            };
+            let share =
+                TrunkShare::new(u32::try_from(trunk_plan.pairs_on(trunk)).unwrap_or(u32::MAX));
             emulated_links.push((
                 p.addr,
-                profile.link_model(my_site, their_site),
+                link,
                 format!("{}/{}->{}/{}", me.site, config.rank, p.site, rank),
             ));
             let out = profile.link(my_site, their_site);
@@ -313,7 +345,7 @@ impl Mesh {
                 config.udp_payload,
             );
             slowest_rtt = slowest_rtt.max(tuning.rtt);
-            let transport = Arc::new(tuning.transport_config());
+            let transport = Arc::new(tuning.transport_config_shared(&share));
             let mut client_config = quinn::ClientConfig::new(client_crypto.clone());
             client_config.transport_config(transport.clone());
             let mut server_config = quinn::ServerConfig::with_crypto(server_crypto.clone());
@@ -326,6 +358,8 @@ impl Mesh {
             }
             peers.push(Some(PeerSlot {
                 info: (*p).clone(),
+                trunk,
+                share,
                 plan: ContactPlan::new(out, back, contact_guard(tuning.rtt)),
                 send_clock: Mutex::new(SendClock::new(out.rate_bps, tuning.mtu)),
                 tuning,
@@ -382,6 +416,7 @@ impl Mesh {
         let span = tracing::info_span!("mesh", rank = config.rank, site = %me.site);
         let inner = Arc::new(Inner {
             rank: config.rank,
+            trunk_plan,
             site: me.site.clone(),
             world_size,
             endpoint,
@@ -472,6 +507,31 @@ impl Mesh {
     /// The transport settings used towards `peer`.
     pub fn tuning(&self, peer: usize) -> Option<&LinkTuning> {
         self.inner.peers.get(peer)?.as_ref().map(|s| &s.tuning)
+    }
+
+    /// The roster's placement of node pairs on trunks.
+    pub fn trunk_plan(&self) -> &TrunkPlan {
+        &self.inner.trunk_plan
+    }
+
+    /// The trunk our datagrams to `peer` cross (`None` for ourselves or an unknown rank).
+    pub fn trunk(&self, peer: usize) -> Option<TrunkId> {
+        self.inner.peers.get(peer)?.as_ref().map(|s| s.trunk)
+    }
+
+    /// How many connections share the trunk towards `peer` now.
+    pub fn trunk_share(&self, peer: usize) -> Option<u32> {
+        self.inner.peers.get(peer)?.as_ref().map(|s| s.share.get())
+    }
+
+    /// Tells the link-aware controller of our connection to `peer` that `connections`
+    /// connections use its trunk at once from now on (the plan knows; the mesh starts at
+    /// the roster's count of node pairs on the trunk). Takes effect at the next window
+    /// query, also on a reconnected connection. Unknown ranks are ignored.
+    pub fn set_trunk_share(&self, peer: usize, connections: u32) {
+        if let Some(Some(slot)) = self.inner.peers.get(peer) {
+            slot.share.set(connections);
+        }
     }
 
     /// The current QUIC connection to `peer`, if any (statistics, RTT).

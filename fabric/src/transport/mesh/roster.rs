@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use netem_profiles::Profile;
 
-use crate::emu::EmuClock;
+use crate::emu::{EmuClock, TrunkSet};
 use crate::transport::config::{CcChoice, FABRIC_MTU};
 use crate::transport::tls::NodeIdentity;
 
@@ -76,6 +76,10 @@ pub struct MeshConfig {
     /// datagrams that large (each serialised for its full length), so a CPU-bound host
     /// handles a fraction of the datagrams for the same bytes.
     pub udp_payload: u16,
+    /// The shared trunks of the roster (default: a set of our own, so at least our own
+    /// connections across one trunk share it). Meshes in one process pass the same set so
+    /// that all their node pairs on a trunk queue in one FIFO.
+    pub trunks: Option<Arc<TrunkSet>>,
 }
 
 impl MeshConfig {
@@ -102,6 +106,7 @@ impl MeshConfig {
             max_transfer_bytes: 4 << 30,
             contact_aware: true,
             udp_payload: FABRIC_MTU,
+            trunks: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::emu::{EmuClock, EmulatedSocket, LinkTable};
+use crate::emu::{EmuClock, EmulatedSocket, LinkTable, Trunk};
 
 use super::{Inner, SocketKind, TransportError};
 
@@ -71,16 +71,24 @@ impl quinn::AsyncUdpSocket for DiscardSocket {
 /// The socket quinn runs on, and the emulated socket behind it if there is one.
 pub(super) type BuiltSocket = (Arc<dyn quinn::AsyncUdpSocket>, Option<Arc<EmulatedSocket>>);
 
+/// The link our datagrams to one peer cross.
+pub(super) enum PeerLink {
+    /// The pair's own copy of the link.
+    Private(Box<netem_profiles::LinkModel>),
+    /// A trunk shared with other node pairs.
+    Shared(Trunk),
+}
+
 /// The socket seam: builds the socket quinn runs on, on `bound` (a clone of its handle) or
-/// else on a socket bound to `addr`. `links` are (peer address, link model from our site to
-/// the peer's, label) for the emulated kinds.
+/// else on a socket bound to `addr`. `links` are (peer address, link from our site to the
+/// peer's, label) for the emulated kinds.
 pub(super) fn build_socket(
     kind: SocketKind,
     addr: SocketAddr,
     bound: Option<&std::net::UdpSocket>,
     clock: EmuClock,
     max_udp_payload: usize,
-    links: Vec<(SocketAddr, netem_profiles::LinkModel, String)>,
+    links: Vec<(SocketAddr, PeerLink, String)>,
 ) -> Result<BuiltSocket, TransportError> {
     let addr = match bound {
         Some(socket) => socket.local_addr().unwrap_or(addr),
@@ -105,8 +113,11 @@ pub(super) fn build_socket(
                 LinkTable::new(clock)
             }
             .with_max_udp_payload(max_udp_payload);
-            for (peer, model, label) in links {
-                table.set_peer_labelled(peer, model, label);
+            for (peer, link, label) in links {
+                match link {
+                    PeerLink::Private(model) => table.set_peer_labelled(peer, *model, label),
+                    PeerLink::Shared(trunk) => table.set_peer_trunk(peer, &trunk),
+                }
             }
             let table = Arc::new(table);
             let socket = match bound {
