@@ -138,28 +138,28 @@ pub(crate) struct TrainFlags {
     /// `+c` strategies: turn error feedback off (it is on by default).
     #[arg(long, env = "SPACEFABRIC_TRAIN_NO_ERROR_FEEDBACK")]
     no_error_feedback: bool,
-    /// Student hidden width (mlp; 128: at 32 the student stalls near 0.14 for hundreds of
-    /// steps).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_WIDTH", default_value_t = 128)]
-    width: usize,
-    /// Student hidden layers (mlp).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_DEPTH", default_value_t = 2)]
-    depth: usize,
-    /// Student activation (mlp): relu or tanh.
-    #[arg(long, env = "SPACEFABRIC_TRAIN_ACTIVATION", default_value = "relu")]
-    activation: String,
-    /// Input features of the task (mlp).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_INPUT", default_value_t = 32)]
-    input: usize,
-    /// Outputs of the task (mlp).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_OUTPUT", default_value_t = 8)]
-    output: usize,
-    /// Teacher hidden width (mlp).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_TEACHER_WIDTH", default_value_t = 32)]
-    teacher_width: usize,
-    /// Teacher hidden layers (mlp).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_TEACHER_DEPTH", default_value_t = 1)]
-    teacher_depth: usize,
+    /// Student hidden width (mlp only; default 128: at 32 the student stalls near 0.14 for
+    /// hundreds of steps).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_WIDTH")]
+    width: Option<usize>,
+    /// Student hidden layers (mlp only; default 2).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_DEPTH")]
+    depth: Option<usize>,
+    /// Student activation (mlp only): relu (default) or tanh.
+    #[arg(long, env = "SPACEFABRIC_TRAIN_ACTIVATION")]
+    activation: Option<String>,
+    /// Input features of the task (mlp only; default 32).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_INPUT")]
+    input: Option<usize>,
+    /// Outputs of the task (mlp only; default 8).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_OUTPUT")]
+    output: Option<usize>,
+    /// Teacher hidden width (mlp only; default 32).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_TEACHER_WIDTH")]
+    teacher_width: Option<usize>,
+    /// Teacher hidden layers (mlp only; default 1).
+    #[arg(long, env = "SPACEFABRIC_TRAIN_TEACHER_DEPTH")]
+    teacher_depth: Option<usize>,
     /// Training samples (mlp) or characters of training text (lm) in the whole job, split
     /// into one data shard per node. Per model (lm: all 984,354; mlp 65,536).
     #[arg(long, env = "SPACEFABRIC_TRAIN_SAMPLES")]
@@ -383,6 +383,21 @@ impl TrainFlags {
                         .join(", ")
                 );
             };
+            let mlp_only = [
+                ("--width", self.width.is_some()),
+                ("--depth", self.depth.is_some()),
+                ("--activation", self.activation.is_some()),
+                ("--input", self.input.is_some()),
+                ("--output", self.output.is_some()),
+                ("--teacher-width", self.teacher_width.is_some()),
+                ("--teacher-depth", self.teacher_depth.is_some()),
+            ];
+            if let Some((flag, _)) = mlp_only.iter().find(|(_, given)| *given) {
+                bail!(
+                    "{flag} applies to --model mlp only; the transformer preset {} fixes its own shape",
+                    self.model
+                );
+            }
             (ModelDefaults::LM, Some(p.batch as usize))
         };
         let strategy = if self.strategy.is_empty() {
@@ -422,13 +437,13 @@ impl TrainFlags {
             compress_density: self.compress_density,
             compress_bits: self.compress_bits,
             no_error_feedback: self.no_error_feedback,
-            width: self.width,
-            depth: self.depth,
-            activation: self.activation,
-            input: self.input,
-            output: self.output,
-            teacher_width: self.teacher_width,
-            teacher_depth: self.teacher_depth,
+            width: self.width.unwrap_or(128),
+            depth: self.depth.unwrap_or(2),
+            activation: self.activation.unwrap_or_else(|| "relu".into()),
+            input: self.input.unwrap_or(32),
+            output: self.output.unwrap_or(8),
+            teacher_width: self.teacher_width.unwrap_or(32),
+            teacher_depth: self.teacher_depth.unwrap_or(1),
             samples: self
                 .samples
                 .or(d.samples)

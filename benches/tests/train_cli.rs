@@ -82,6 +82,8 @@ fn bad_flags_are_refused_naming_the_flag() {
             "--activation gelu",
         ),
         (vec!["--model", "gpt-5"], "--model gpt-5"),
+        // MLP-only flags are refused with a transformer, not silently ignored.
+        (vec!["--width", "16"], "--width applies to --model mlp only"),
         (vec!["--strategy", "sync+c"], "--strategy sync+c"),
         (
             vec!["--strategy", "streaming", "--overlap", "50"],
@@ -127,6 +129,8 @@ fn the_controllers_admission_refuses_before_the_run() {
         ),
         (
             &[
+                "--model",
+                "mlp",
                 "--teacher-width",
                 "65536",
                 "--teacher-depth",
@@ -202,4 +206,74 @@ fn the_transformer_comparison_runs_every_strategy_and_compression_cuts_bytes() {
         let last = st["final_loss"].as_f64().unwrap();
         assert!(last < first, "{}: {first} -> {last}", st["strategy"]);
     }
+}
+
+#[test]
+fn streaming_delayed_and_compressed_exchanges_over_quic_match_the_memory_fabric() {
+    // The same lm-tiny job twice: over real QUIC through the emulated earth-moon links (on the
+    // virtual clock, so the 1.28 s light delay costs no wall time), and over in-process
+    // mailboxes. The exchanges of streaming (fragments), delayed (one step late) and compressed
+    // outer gradients (all-gathered payload words) must carry the same numbers over QUIC: the
+    // curves agree, and compression cuts the bytes the QUIC fabric's meters counted.
+    let run = |fabric: &str, dir: &std::path::Path| -> serde_json::Value {
+        let json = dir.join(format!("{fabric}.json"));
+        let out = bench()
+            .args(["train", "--fabric", fabric, "--clock", "virtual"])
+            .args([
+                "--profile",
+                "earth-moon",
+                "--model",
+                "lm-tiny",
+                "--nodes",
+                "4",
+            ])
+            .args(["--strategy", "diloco,diloco+c,streaming,delayed"])
+            .args(["--steps", "20", "--inner-steps", "5", "--fragments", "2"])
+            .args(["--overlap", "1", "--eval-samples", "8", "--eval-every", "5"])
+            .args(["--samples", "100000", "--compress-density", "0.02"])
+            .args(["--step-time", "0.01", "--target-loss", "4.0"])
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{fabric}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let quic = run("quic", dir.path());
+    let memory = run("memory", dir.path());
+    let (q, m) = (
+        quic["strategies"].as_array().unwrap(),
+        memory["strategies"].as_array().unwrap(),
+    );
+    assert_eq!(q.len(), 4);
+    for (q, m) in q.iter().zip(m) {
+        let name = q["strategy"].as_str().unwrap();
+        let (qc, mc) = (
+            q["curve"].as_array().unwrap(),
+            m["curve"].as_array().unwrap(),
+        );
+        assert_eq!(qc.len(), mc.len(), "{name}: evaluation points");
+        for (a, b) in qc.iter().zip(mc) {
+            let (a, b) = (a["loss"].as_f64().unwrap(), b["loss"].as_f64().unwrap());
+            // Sums may associate differently per fabric: float tolerance, not bits.
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{name}: quic {a} vs memory {b}"
+            );
+        }
+    }
+    let cross = |i: usize| q[i]["bytes"]["earth-moon"].as_u64().unwrap();
+    assert!(cross(1) > 0, "no cross-site bytes counted: {}", q[1]);
+    assert!(
+        cross(1) * 8 < cross(0),
+        "diloco+c {} B vs diloco {} B across sites over QUIC",
+        cross(1),
+        cross(0)
+    );
 }

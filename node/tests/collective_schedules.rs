@@ -67,6 +67,15 @@ fn reduce_scatter_and_all_gather_are_exact() {
                 check(Collective::ReduceScatter, algo, p, count, None);
                 check(Collective::AllGather, algo, p, count, None);
             }
+            for sites in site_maps(p) {
+                check(
+                    Collective::AllGather,
+                    Concrete::Hierarchical,
+                    p,
+                    count,
+                    Some(&sites),
+                );
+            }
         }
     }
 }
@@ -155,6 +164,47 @@ fn hierarchical_crosses_sites_once_per_element() {
     // and only between site-rank j of Earth and site-rank j of the Moon (equal shards)
     for m in s.messages.iter().filter(|m| sites[m.from] != sites[m.to]) {
         assert_eq!(m.from % 4, m.to % 4, "{m:?}");
+    }
+}
+
+#[test]
+fn hierarchical_all_gather_crosses_to_each_other_site_once_per_shard() {
+    // 4 + 4 ranks, and three uneven sites: every shard crosses to every other site exactly
+    // once (ring and recursive doubling carry shards across the cut several times).
+    for sites in [
+        (0..8).map(|r| usize::from(r >= 4)).collect::<Vec<usize>>(),
+        (0..7).map(|r| r % 3).collect(),
+    ] {
+        let p = sites.len();
+        let n_sites = sites.iter().max().unwrap() + 1;
+        let count = 1000;
+        let s = Schedule::build(
+            Collective::AllGather,
+            Concrete::Hierarchical,
+            p,
+            count,
+            Some(&sites),
+        )
+        .unwrap();
+        assert_eq!(s.algorithm, Concrete::Hierarchical);
+        let cross: usize = s
+            .messages
+            .iter()
+            .filter(|m| sites[m.from] != sites[m.to])
+            .map(|m| m.span.len)
+            .sum();
+        assert_eq!(cross, (n_sites - 1) * count, "sites {sites:?}");
+        for algo in [Concrete::Ring, Concrete::HalvingDoubling] {
+            let other =
+                Schedule::build(Collective::AllGather, algo, p, count, Some(&sites)).unwrap();
+            let other_cross: usize = other
+                .messages
+                .iter()
+                .filter(|m| sites[m.from] != sites[m.to])
+                .map(|m| m.span.len)
+                .sum();
+            assert!(other_cross > cross, "{algo}: {other_cross} vs {cross}");
+        }
     }
 }
 

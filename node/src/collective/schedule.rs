@@ -265,7 +265,9 @@ impl Schedule {
     ///
     /// Algorithms that do not apply fall back, and [`Schedule::algorithm`] says what was
     /// built: reduce-scatter and all-gather have ring and halving-doubling forms (halving-
-    /// doubling only for a power-of-two world, else ring; tree and hierarchical → ring);
+    /// doubling only for a power-of-two world, else ring; tree → ring), all-gather also a
+    /// hierarchical one on two or more sites (each shard crosses to each other site once;
+    /// reduce-scatter's hierarchical and one-site all-gather's → ring);
     /// broadcast has ring (a chain), halving-doubling (binomial tree), tree (binary) and
     /// hierarchical (root to one rank per site, then a binary tree inside each site).
     pub fn build(
@@ -314,12 +316,18 @@ impl Schedule {
                 let all: Vec<Rank> = (0..world).collect();
                 let whole = Span::range(0, count);
                 let hd = algorithm == Concrete::HalvingDoubling && world.is_power_of_two();
+                let hier = collective == Collective::AllGather
+                    && algorithm == Concrete::Hierarchical
+                    && groups.len() > 1;
                 match (collective, hd) {
                     (Collective::ReduceScatter, true) => {
                         halving(&mut b, &all);
                     }
                     (Collective::ReduceScatter, false) => {
                         ring_reduce_scatter(&mut b, &[all], whole);
+                    }
+                    (_, _) if hier => {
+                        hierarchical_all_gather(&mut b, &groups);
                     }
                     (_, true) => {
                         doubling(&mut b, &all);
@@ -328,7 +336,9 @@ impl Schedule {
                         ring_all_gather(&mut b, &[all], whole);
                     }
                 }
-                if hd {
+                if hier {
+                    Concrete::Hierarchical
+                } else if hd {
                     Concrete::HalvingDoubling
                 } else {
                     Concrete::Ring
@@ -706,6 +716,58 @@ fn hierarchical_all_reduce(b: &mut Builder, groups: &[Vec<Rank>]) {
     }
     b.round(transfers);
     ring_all_gather(b, groups, whole);
+}
+
+/// Hierarchical all-gather: every rank sends its shard once to each other site (to the rank
+/// at its own site position there, wrapping when the sites differ in size), then each site
+/// ring-all-gathers what its ranks hold. Every shard crosses to every other site exactly
+/// once — the least any all-gather can move over a shared inter-site trunk — where a ring or
+/// recursive doubling over all ranks carries a shard across the cut several times.
+fn hierarchical_all_gather(b: &mut Builder, groups: &[Vec<Rank>]) {
+    let (world, count) = (b.world, b.count);
+    // held[site][position]: the ranks whose shards that position holds after the crossing.
+    let mut held: Vec<Vec<Vec<Rank>>> = groups
+        .iter()
+        .map(|g| g.iter().map(|&r| vec![r]).collect())
+        .collect();
+    let mut transfers = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        for (hi, h) in groups.iter().enumerate() {
+            if gi == hi || h.is_empty() {
+                continue;
+            }
+            for (j, &a) in g.iter().enumerate() {
+                let l = j % h.len();
+                transfers.push((a, h[l], shard_span(count, world, a), Combine::Copy));
+                held[hi][l].push(a);
+            }
+        }
+    }
+    b.round(transfers);
+    // Ring inside each site: in round s, position j forwards the set that position j − s
+    // held after the crossing.
+    let rounds = groups
+        .iter()
+        .map(|g| g.len().saturating_sub(1))
+        .max()
+        .unwrap_or(0);
+    for s in 0..rounds {
+        let mut transfers = Vec::new();
+        for (hi, h) in groups.iter().enumerate() {
+            let k = h.len();
+            if s + 1 >= k {
+                continue;
+            }
+            for (j, &rank) in h.iter().enumerate() {
+                let origin = (j + k - s) % k;
+                let next = h[(j + 1) % k];
+                for &src in &held[hi][origin] {
+                    transfers.push((rank, next, shard_span(count, world, src), Combine::Copy));
+                }
+            }
+        }
+        b.round(transfers);
+    }
 }
 
 /// Hierarchical broadcast: the root sends to the first rank of every other site, then a
