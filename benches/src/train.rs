@@ -114,11 +114,11 @@ pub(crate) struct TrainFlags {
     #[arg(long, env = "SPACEFABRIC_TRAIN_WEIGHT_DECAY")]
     weight_decay: Option<f32>,
     /// streaming: parameter fragments, synchronised in turn.
-    #[arg(long, env = "SPACEFABRIC_TRAIN_FRAGMENTS", default_value_t = 5)]
+    #[arg(long, env = "SPACEFABRIC_TRAIN_FRAGMENTS", default_value_t = 2)]
     fragments: u32,
     /// streaming: τ, inner steps a fragment's synchronisation overlaps before it is merged
     /// (below inner-steps / fragments).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_OVERLAP", default_value_t = 5)]
+    #[arg(long, env = "SPACEFABRIC_TRAIN_OVERLAP", default_value_t = 24)]
     overlap: u32,
     /// streaming: α, the local fragment's weight when merging (Streaming DiLoCo: 0.5).
     #[arg(long, env = "SPACEFABRIC_TRAIN_MIXING", default_value_t = 0.5)]
@@ -181,11 +181,13 @@ pub(crate) struct TrainFlags {
     /// Turn the link emulation off (same code, links pass through).
     #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
     no_emulation: bool,
-    /// Clock of the local cluster: `real` (wall clock: real compute and the host's load count)
-    /// or `virtual` (tokio's paused clock, one thread: real compute costs no time, only the
-    /// declared --step-time does; same seed, same table). Not with --controller.
-    #[arg(long, env = "SPACEFABRIC_CLOCK", value_enum, default_value_t = ClockMode::Real)]
-    clock: ClockMode,
+    /// Clock of the local cluster: `virtual` (the default in process: tokio's paused clock,
+    /// one thread; real compute costs no time, only the declared --step-time or
+    /// --accelerator does, so the host's load cannot move a result; same seed, same table)
+    /// or `real` (wall clock: real compute and the host's load count). A --controller
+    /// cluster runs on the wall clock (`real`, its only choice).
+    #[arg(long, env = "SPACEFABRIC_CLOCK", value_enum)]
+    clock: Option<ClockMode>,
     /// Fabric of the local cluster: `quic` (real QUIC over emulated links) or `memory`
     /// (in-process mailboxes, no links: the strategies' convergence without any network).
     #[arg(long, env = "SPACEFABRIC_FABRIC", default_value = "quic")]
@@ -247,7 +249,11 @@ impl ModelDefaults {
         steps: 300,
         sync_steps: None,
         target_loss: 2.5,
-        step_time: 0.01,
+        // ~0.175 GFLOP per lm-small step and rank (6·N·tokens + attention) at ~3 GFLOP/s
+        // sustained: a space-qualified multi-core CPU board. It is also what lets delayed
+        // (H = 50: 3 s of compute) and streaming (τ = 24: 1.44 s) hide the 1.33 s
+        // Earth–Moon all-reduce: no schedule hides a delay longer than the compute beside it.
+        step_time: 0.06,
         inner_steps: 50,
         inner_lr: 0.003,
         sync_lr: 0.003,
@@ -451,7 +457,11 @@ impl TrainFlags {
             eval_every: self.eval_every.unwrap_or(d.eval_every),
             eval_samples: self.eval_samples.unwrap_or(d.eval_samples),
             seed: self.seed,
-            clock: self.clock,
+            clock: self.clock.unwrap_or(if self.controller.is_some() {
+                ClockMode::Real
+            } else {
+                ClockMode::Virtual
+            }),
             algo: self.algo,
             no_emulation: self.no_emulation,
             fabric: self.fabric,
