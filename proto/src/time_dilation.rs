@@ -90,10 +90,7 @@ impl TimeDilation {
 
     /// The K a node runs: the controller's, unless the node was started with another
     /// explicit K, which is refused naming both.
-    pub fn agree(
-        node: Option<TimeDilation>,
-        controller: TimeDilation,
-    ) -> Result<TimeDilation, TimeDilationMismatch> {
+    pub fn agree(node: Option<Self>, controller: Self) -> Result<Self, TimeDilationMismatch> {
         match node {
             Some(node) if node != controller => Err(TimeDilationMismatch { node, controller }),
             _ => Ok(controller),
