@@ -137,12 +137,13 @@ async fn the_controller_hands_out_k_and_refuses_a_node_with_another() {
     let task = tokio::spawn(agent.run(async move {
         let _ = stopped.await;
     }));
+    // Registered (a node id) and running the controller's K; a timeout here fails the test.
     let seen = tokio::time::timeout(
         Duration::from_secs(60),
-        status.wait_for(|s| s.node_id.is_some()),
+        status.wait_for(|s| s.node_id.is_some() && s.time_dilation.is_dilated()),
     )
     .await
-    .expect("the agent registers")
+    .expect("the agent registers and takes the controller's K")
     .unwrap()
     .time_dilation;
     assert_eq!(seen.get(), 4);
