@@ -2,6 +2,7 @@
 # A local spacefabric cluster: one controller and N nodes as background processes on 127.0.0.1.
 #
 #   scripts/cluster.sh up --nodes 8 --profile earth-moon   build (release, once), start, wait
+#                         [--time-dilation K]              every clock K times slower (default 1)
 #   scripts/cluster.sh status                              nodes, sites, jobs
 #   scripts/cluster.sh logs [controller|NODE] [-f]         a process's log (NODE: index or name)
 #   scripts/cluster.sh bench ARGS...                       spacefabric-bench [allreduce] ARGS --controller URL --join-token T
@@ -17,6 +18,11 @@
 #   (9400/tcp), SPACEFABRIC_CLUSTER_NODE_PORT (7500+i/udp QUIC), SPACEFABRIC_CLUSTER_NODE_METRICS_PORT
 #   (9500+i/tcp). SPACEFABRIC_CLUSTER_WAIT (seconds to wait for registration, default 120).
 #   SPACEFABRIC_CLUSTER_UDP_PAYLOAD (fabric datagram size on loopback, default 16384).
+#
+# --time-dilation K (DieCast's time dilation; env SPACEFABRIC_TIME_DILATION): the controller and
+# every node run their emulated clock K times slower than the wall clock, so this host can
+# emulate links K times faster than it could keep up with; every reported time is emulated
+# time. Kept in .cluster/time_dilation for `add`; benches take K from the controller.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,7 +38,7 @@ URL="http://127.0.0.1:$CONTROLLER_PORT"
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -70,6 +76,8 @@ udp_busy() {
 
 token() { cat "$DIR/token"; }
 
+time_dilation() { cat "$DIR/time_dilation" 2>/dev/null || echo 1; }
+
 resolve_profile() {
   local p="$1"
   if [[ -f "$p" ]]; then
@@ -90,21 +98,24 @@ start_node() {
     --listen "127.0.0.1:$((NODE_PORT + i))" --advertise "127.0.0.1:$((NODE_PORT + i))" \
     --metrics-listen "127.0.0.1:$((NODE_METRICS_PORT + i))" \
     --state-dir "$DIR/node-$i" --udp-payload "${SPACEFABRIC_CLUSTER_UDP_PAYLOAD:-16384}" \
+    --time-dilation "$(time_dilation)" \
     > "$DIR/logs/node-$i.log" 2>&1 &
   echo $! > "$DIR/node-$i.pid"
   wait_exec "$DIR/node-$i.pid" || die "node-$i did not start; see $DIR/logs/node-$i.log"
 }
 
 cmd_up() {
-  local nodes="" profile=""
+  local nodes="" profile="" dilation="${SPACEFABRIC_TIME_DILATION:-1}"
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --nodes) nodes="${2:-}"; shift 2 ;;
       --profile) profile="${2:-}"; shift 2 ;;
+      --time-dilation) dilation="${2:-}"; shift 2 ;;
       -h|--help) usage 0 ;;
-      *) die "up: unknown argument '$1' (use --nodes N --profile P)" ;;
+      *) die "up: unknown argument '$1' (use --nodes N --profile P [--time-dilation K])" ;;
     esac
   done
+  [[ "$dilation" =~ ^[1-9][0-9]{0,6}$ ]] || die "up: --time-dilation $dilation: an integer K from 1 to 1000000"
   [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "up: --nodes N (a positive number) is required"
   (( ${#nodes} <= 5 )) || die "up: --nodes $nodes does not fit: one UDP and one TCP port per node (max 65535)"
   # Node i uses NODE_PORT+i/udp and NODE_METRICS_PORT+i/tcp: both ranges must fit below 65536
@@ -150,10 +161,11 @@ cmd_up() {
   fi
   printf '%s\n' "$profile_file" > "$DIR/profile"
   printf '%s\n' "$nodes" > "$DIR/nodes"
+  printf '%s\n' "$dilation" > "$DIR/time_dilation"
 
   SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-controller" serve \
     --listen "127.0.0.1:$CONTROLLER_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
-    --profile "$profile_file" --state-dir "$DIR/state" \
+    --profile "$profile_file" --state-dir "$DIR/state" --time-dilation "$dilation" \
     > "$DIR/logs/controller.log" 2>&1 &
   echo $! > "$DIR/controller.pid"
   wait_exec "$DIR/controller.pid" || die "the controller did not start; see $DIR/logs/controller.log:
@@ -193,7 +205,7 @@ $(tail -n 5 "$DIR/logs/node-$i.log")"
   status_text
   cat <<EOF
 
-cluster up: $nodes nodes on profile $(basename "$profile_file" .toml) (${sites[*]})
+cluster up: $nodes nodes on profile $(basename "$profile_file" .toml) (${sites[*]}), time dilation K = $dilation
   controller  $URL  (metrics http://127.0.0.1:$METRICS_PORT/metrics)
   nodes       QUIC 127.0.0.1:$NODE_PORT..$((NODE_PORT + nodes - 1))/udp, metrics http://127.0.0.1:$NODE_METRICS_PORT..$((NODE_METRICS_PORT + nodes - 1))/metrics
   logs        $DIR/logs/   pids $DIR/*.pid   state $DIR/state/   join token $DIR/token

@@ -142,6 +142,11 @@ pub(crate) struct AllreduceArgs {
     /// With --controller: start the job only once this many nodes are alive (0: any).
     #[arg(long, env = "SPACEFABRIC_MIN_NODES", default_value_t = 0)]
     min_nodes: u32,
+    /// With --controller: the time dilation K the cluster must run (integer ≥ 1; refused,
+    /// naming both, when the controller's differs). Default: the controller's. The report's
+    /// times are emulated time either way. Not for in-process runs (use --clock virtual).
+    #[arg(long, env = "SPACEFABRIC_TIME_DILATION")]
+    time_dilation: Option<spacefabric_proto::time_dilation::TimeDilation>,
     /// Write every result (per-iteration times, percentiles, bytes per link class, links,
     /// transport settings) as JSON to this file.
     #[arg(long, env = "SPACEFABRIC_JSON")]
@@ -247,6 +252,11 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
             );
         }
         return controller_job::run(&args, url, &sizes);
+    }
+    if args.time_dilation.is_some_and(|k| k.is_dilated()) {
+        bail!(
+            "--time-dilation applies to a process cluster (--controller); an in-process run uses --clock virtual"
+        );
     }
     if let Some(us) = args.starve_delay_line_us {
         spacefabric_fabric::emu::set_starvation(Duration::from_micros(us));

@@ -2,11 +2,15 @@
 //! Job or a script may start the bench together with the cluster), submit one job, follow it
 //! with `WatchJob` until it ends, and turn a failed or cancelled job into an error that names
 //! the failing ranks. `allreduce --controller` and `train --controller` both go through here.
+//! The cluster's time dilation K comes from the controller ([`cluster_dilation`]); a bench
+//! started with another `--time-dilation` is refused, naming both.
 
 use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use spacefabric_proto::time_dilation::TimeDilation;
+use spacefabric_proto::v1::ListNodesResponse;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{
     GetJobRequest, Job, JobSpec, JobState, SubmitJobRequest, WatchJobRequest,
@@ -45,6 +49,20 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<ControllerClient<Channe
     Ok(ControllerClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// The cluster's time dilation K as the controller's ListNodes says it, checked against the
+/// bench's `--time-dilation` (`None`: take the controller's). Every time the nodes report is
+/// emulated time already; K goes into the report's header.
+pub(crate) fn cluster_dilation(
+    url: &str,
+    nodes: &ListNodesResponse,
+    expected: Option<TimeDilation>,
+) -> anyhow::Result<TimeDilation> {
+    let controller = TimeDilation::from_wire(nodes.time_dilation)
+        .with_context(|| format!("--controller {url}: ListNodes.time_dilation"))?;
+    TimeDilation::agree(expected, controller)
+        .with_context(|| format!("--controller {url}: this bench's --time-dilation"))
 }
 
 /// The join token `--controller` needs, or an error naming the flag.

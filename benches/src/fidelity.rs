@@ -93,6 +93,12 @@ pub(crate) struct FidelityArgs {
     /// the timer grain is 1 µs: the error left is that grain, not the host).
     #[arg(long, env = "SPACEFABRIC_CLOCK", value_enum, default_value_t = ClockMode::Real)]
     clock: ClockMode,
+    /// Time dilation K on the real clock (integer ≥ 1, default 1): the endpoints' emulated
+    /// clock runs K times slower than the wall clock, as in a process cluster started with
+    /// `--time-dilation K` (probing lasts `--duration` × K of wall time; the load's wall rate
+    /// is 1/K of its emulated rate). Every latency and error reported is emulated time.
+    #[arg(long, env = "SPACEFABRIC_TIME_DILATION", default_value = "1")]
+    time_dilation: spacefabric_proto::time_dilation::TimeDilation,
     /// Spin window of the precise scheduler, µs (default: the library's).
     #[arg(long, env = "SPACEFABRIC_BENCH_SPIN_WINDOW_US")]
     spin_window_us: Option<u64>,
@@ -160,6 +166,8 @@ struct Report {
     max_load_mbps: f64,
     scheduler: SchedulerArg,
     clock: ClockMode,
+    /// Dilation K of the scenario clock (the virtual clock's, or `--time-dilation`).
+    time_dilation: u32,
     spin_window_us: f64,
     classes: Vec<ClassReport>,
     scheduler_stats: Option<SchedulerStats>,
@@ -202,6 +210,12 @@ pub(crate) fn run(args: FidelityArgs) -> anyhow::Result<()> {
     }
     if !(args.duration > 0.0 && args.duration.is_finite()) {
         bail!("--duration must be a positive number of seconds");
+    }
+    if args.clock == ClockMode::Virtual && args.time_dilation.is_dilated() {
+        bail!(
+            "--time-dilation is for the real clock; --clock virtual dilates its own clock (K = {})",
+            args.clock.dilation()
+        );
     }
     if !(args.probe_interval_ms > 0.0 && args.probe_interval_ms.is_finite()) {
         bail!("--probe-interval-ms must be positive");
@@ -307,7 +321,10 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
     };
     // Under --clock virtual the scenario clock is dilated (tokio's 1 ms timer grain becomes
     // 1 µs of emulated time); every wait below is on this clock.
-    let dilation = args.clock.dilation();
+    let dilation = match args.clock {
+        ClockMode::Real => args.time_dilation.get(),
+        ClockMode::Virtual => args.clock.dilation(),
+    };
     let clock = EmuClock::dilated(
         tokio::time::Instant::now() + Duration::from_millis(200) * dilation,
         dilation,
@@ -449,6 +466,7 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
         max_load_mbps: args.max_load_mbps,
         scheduler: args.scheduler,
         clock: args.clock,
+        time_dilation: dilation,
         spin_window_us: spacefabric_fabric::emu::spin_window().as_secs_f64() * 1e6,
         classes: classes.iter().map(|c| c.report.clone()).collect(),
         scheduler_stats: sockets[0].scheduler_stats(),
@@ -773,6 +791,12 @@ fn print_table(r: &Report) {
         r.clock
     );
     println!("# clock: {}", r.clock.describe());
+    if r.clock == ClockMode::Real && r.time_dilation > 1 {
+        println!(
+            "# time dilation K = {}: the emulated clock runs K times slower than the wall clock; every time below is emulated time (wall / K)",
+            r.time_dilation
+        );
+    }
     println!("# NOTE: {}", r.note);
     println!(
         "# latency = arrival − send (includes serialisation and queueing the model prescribes);"

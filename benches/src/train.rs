@@ -213,6 +213,11 @@ pub(crate) struct TrainFlags {
     /// With --controller: start each job only once this many nodes are alive (0: any).
     #[arg(long, env = "SPACEFABRIC_MIN_NODES", default_value_t = 0)]
     min_nodes: u32,
+    /// With --controller: the time dilation K the cluster must run (integer ≥ 1; refused,
+    /// naming both, when the controller's differs). Default: the controller's. Reported
+    /// times are emulated time either way. Not for in-process runs (use --clock virtual).
+    #[arg(long, env = "SPACEFABRIC_TIME_DILATION")]
+    time_dilation: Option<spacefabric_proto::time_dilation::TimeDilation>,
 }
 
 /// The per-model defaults of the flags marked "per model".
@@ -369,6 +374,7 @@ pub(crate) struct TrainArgs {
     controller: Option<String>,
     join_token: Option<String>,
     min_nodes: u32,
+    time_dilation: Option<spacefabric_proto::time_dilation::TimeDilation>,
 }
 
 impl TrainFlags {
@@ -471,6 +477,7 @@ impl TrainFlags {
             controller: self.controller,
             join_token: self.join_token,
             min_nodes: self.min_nodes,
+            time_dilation: self.time_dilation,
         })
     }
 }
@@ -651,6 +658,11 @@ pub(crate) fn run(flags: TrainFlags) -> anyhow::Result<ExitCode> {
             );
         }
         return controller_job::run(&args, url, &kinds);
+    }
+    if args.time_dilation.is_some_and(|k| k.is_dilated()) {
+        bail!(
+            "--time-dilation applies to a process cluster (--controller); an in-process run uses --clock virtual"
+        );
     }
     // Every job is checked by the controller's own admission (validation naming the field,
     // and the per-node cost) before anything starts, as a controller would check it.

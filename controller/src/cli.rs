@@ -129,6 +129,12 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range((64 << 10)..=(256 << 20))
     )]
     pub max_message_bytes: u64,
+    /// Time dilation K, an integer from 1 (default: none) to 1,000,000: every process of the
+    /// cluster runs its emulated clock K times slower than the wall clock (links, quinn's
+    /// timers, heartbeats, deadlines, declared step times; every reported time is emulated).
+    /// Handed to every node at registration; a node started with another K is refused.
+    #[arg(long, env = "SPACEFABRIC_TIME_DILATION", default_value = "1")]
+    pub time_dilation: spacefabric_proto::time_dilation::TimeDilation,
 }
 
 /// `spacefabric-controller status`.
@@ -189,6 +195,7 @@ impl ServeArgs {
             controller_site,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             heartbeat_misses: self.heartbeat_misses,
+            time_dilation: self.time_dilation,
             node_budget: spacefabric_proto::job_cost::NodeBudget {
                 memory_bytes: self.node_memory_budget,
                 result_bytes: self.node_result_budget,

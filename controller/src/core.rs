@@ -11,6 +11,10 @@
 //! `interval × misses + one-way delay (node site → controller site)`; a Moon node's heartbeats
 //! are 1.28 s old when they arrive, so its deadline is that much longer.
 //!
+//! Time dilation: with K > 1 ([`CoreConfig::time_dilation`]) [`Now::mono`] is emulated time
+//! (the service divides the wall time by K), so every deadline here (heartbeats, jobs) lasts
+//! K times longer on the wall clock without the core knowing.
+//!
 //! Jobs run one at a time over the whole plan. When a participant dies or leaves, the job is
 //! aborted and restarted on the new plan from its last committed step (the lowest step every
 //! rank reported as committed); with no live node left it waits as pending. A train job also
@@ -32,6 +36,7 @@ use crate::plan::{MembershipPlan, PlanMember, assign_ranks, job_plan};
 use crate::topology::Topology;
 use crate::validate;
 use spacefabric_proto::job_cost::{NodeBudget, job_cost};
+use spacefabric_proto::time_dilation::TimeDilation;
 
 type Result<T> = std::result::Result<T, ControllerError>;
 
@@ -46,7 +51,8 @@ pub const STATE_FORMAT: u32 = 1;
 /// The time, as the caller sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
-    /// Monotonic time since the controller process started (deadlines).
+    /// Monotonic time since the controller process started (deadlines), in emulated time:
+    /// the wall time divided by the time dilation K.
     pub mono: Duration,
     /// Wall-clock unix milliseconds (timestamps shown to users).
     pub unix_ms: u64,
@@ -69,6 +75,9 @@ pub struct CoreConfig {
     pub heartbeat_interval: Duration,
     /// Heartbeats a node may miss before it is declared dead (default 3).
     pub heartbeat_misses: u32,
+    /// The cluster's time dilation K (default 1), handed to every node at registration.
+    /// Every duration the core sees ([`Now::mono`], intervals, deadlines) is emulated time.
+    pub time_dilation: TimeDilation,
 }
 
 impl Default for CoreConfig {
@@ -77,6 +86,7 @@ impl Default for CoreConfig {
             controller_site: String::new(),
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_misses: 3,
+            time_dilation: TimeDilation::NONE,
             node_budget: NodeBudget::default(),
             job_history: DEFAULT_JOB_HISTORY,
             job_max_age: None,
@@ -1289,6 +1299,7 @@ impl Core {
             profile_name: self.topology.profile_name.clone(),
             controller_site: controller_site.clone(),
             scenario_epoch_unix_ms: self.state.scenario_epoch_unix_ms,
+            time_dilation: self.config.time_dilation.get(),
         }
     }
 }

@@ -50,6 +50,9 @@ pub enum ControllerError {
     /// The controller is shutting down.
     #[error("the controller is shutting down")]
     ShuttingDown,
+    /// A node was started with another time dilation than the controller's.
+    #[error("time_dilation: {0}")]
+    TimeDilation(#[from] spacefabric_proto::time_dilation::TimeDilationMismatch),
 }
 
 /// Longest piece of client input an error quotes, bytes.
@@ -93,7 +96,9 @@ impl From<ControllerError> for tonic::Status {
             ControllerError::UnknownJob(_) | ControllerError::UnknownNode(_) => {
                 Self::not_found(message)
             }
-            ControllerError::NodeNotMember(_) => Self::failed_precondition(message),
+            ControllerError::NodeNotMember(_) | ControllerError::TimeDilation(_) => {
+                Self::failed_precondition(message)
+            }
             ControllerError::NotParticipant { .. } => Self::permission_denied(message),
             ControllerError::NameTaken(_) => Self::already_exists(message),
             ControllerError::Certificate(_) | ControllerError::State { .. } => {

@@ -16,10 +16,12 @@
 //! - client RPCs (status, job submission and watching) are taken to come from the
 //!   controller's own site and are not delayed.
 //!
-//! Disabled, every delay is zero: same code path.
+//! Disabled, every delay is zero: same code path. With a time dilation K every delay lasts K
+//! times longer on the wall clock (the profile's delays are emulated time).
 
 use std::time::Duration;
 
+use spacefabric_proto::time_dilation::TimeDilation;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,18 +30,28 @@ use tokio_stream::wrappers::ReceiverStream;
 #[derive(Debug, Clone, Copy)]
 pub struct LightDelay {
     enabled: bool,
+    dilation: TimeDilation,
 }
 
 impl LightDelay {
     /// `enabled = false` makes every delay zero.
     pub fn new(enabled: bool) -> Self {
-        Self { enabled }
+        Self {
+            enabled,
+            dilation: TimeDilation::NONE,
+        }
     }
 
-    /// The delay actually applied for a one-way propagation delay of `one_way`.
+    /// The same with every delay dilated by K.
+    pub fn dilated(self, dilation: TimeDilation) -> Self {
+        Self { dilation, ..self }
+    }
+
+    /// The wall-clock delay actually applied for a one-way propagation delay of `one_way`
+    /// (emulated time).
     pub fn effective(&self, one_way: Duration) -> Duration {
         if self.enabled {
-            one_way
+            self.dilation.wall(one_way)
         } else {
             Duration::ZERO
         }

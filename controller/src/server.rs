@@ -146,7 +146,7 @@ pub async fn spawn_server(
         store,
         ca,
         config.join_token.clone(),
-        LightDelay::new(config.light_delay),
+        LightDelay::new(config.light_delay).dilated(config.core.time_dilation),
         started,
         shutdown_rx.clone(),
     );
@@ -175,10 +175,15 @@ pub async fn spawn_server(
     let service = ControllerServer::new(ControllerService::new(shared.clone()))
         .max_decoding_message_size(config.max_message_bytes);
 
-    // Failure detector: a few checks per heartbeat interval.
+    // Failure detector: a few checks per heartbeat interval (emulated: K times longer on the
+    // wall clock).
     let detector_shared = shared.clone();
     let mut detector_stop = shutdown_rx.clone();
-    let tick = (config.core.heartbeat_interval / 4).max(Duration::from_millis(10));
+    let tick = config
+        .core
+        .time_dilation
+        .wall(config.core.heartbeat_interval / 4)
+        .max(Duration::from_millis(10));
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,6 +211,7 @@ pub async fn spawn_server(
     tracing::info!(
         %addr, profile = %config.topology.profile_name, controller_site = %config.core.controller_site,
         resumed, tls = config.tls_names.is_some(), light_delay = config.light_delay,
+        time_dilation = config.core.time_dilation.get(),
         "controller serving"
     );
     Ok(ServerHandle {

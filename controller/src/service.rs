@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
+use spacefabric_proto::time_dilation::TimeDilation;
 use spacefabric_proto::v1::controller_server::Controller;
 use spacefabric_proto::v1::{
     Ack, CancelJobRequest, ControlEvent, DeregisterRequest, DeregisterResponse, GetJobRequest,
@@ -28,7 +29,7 @@ use tonic::{Request, Response, Status};
 
 use crate::ca::ClusterCa;
 use crate::core::{Core, Effect, Now, RegisterFields};
-use crate::error::ControllerError;
+use crate::error::{ControllerError, bounded};
 use crate::light_delay::{LightDelay, delay_line};
 use crate::store::StateDir;
 use crate::validate;
@@ -45,6 +46,8 @@ pub struct Shared {
     join_token: String,
     delay: LightDelay,
     started: Instant,
+    /// The cluster's K: [`Now::mono`] is the wall time since `started` divided by it.
+    dilation: TimeDilation,
     watchers: Mutex<HashMap<String, mpsc::Sender<(Instant, ControlEvent)>>>,
     jobs: Mutex<HashMap<String, watch::Sender<Job>>>,
     shutdown: watch::Receiver<bool>,
@@ -72,7 +75,9 @@ impl Shared {
         started: Instant,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let dilation = core.config().time_dilation;
         Self {
+            dilation,
             core: Mutex::new(core),
             store,
             ca,
@@ -92,7 +97,7 @@ impl Shared {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         Now {
-            mono: self.started.elapsed(),
+            mono: self.dilation.emulated(self.started.elapsed()),
             unix_ms,
         }
     }
@@ -261,6 +266,15 @@ impl Controller for ControllerService {
         let req = request.into_inner();
         let s = &self.shared;
         s.check_token(&req.join_token)?;
+        // A node started with an explicit K must run the controller's (0: it takes ours).
+        let node_dilation = TimeDilation::from_wire(req.time_dilation)
+            .map_err(|e| err(ControllerError::invalid("time_dilation", e.to_string())))?;
+        if req.time_dilation != 0 {
+            TimeDilation::agree(Some(node_dilation), s.dilation).map_err(|e| {
+                tracing::warn!(node = %bounded(&req.node_name), error = %e, "registration refused");
+                err(e.into())
+            })?;
+        }
         let (up, down) = {
             let core = lock(&s.core);
             let site = if req.preferred_site.is_empty() {
@@ -316,6 +330,7 @@ impl Controller for ControllerService {
                     plan_version: reg.plan_version,
                     heartbeat_interval_ms: millis_u32(core.config().heartbeat_interval),
                     controller_site: core.config().controller_site.clone(),
+                    time_dilation: core.config().time_dilation.get(),
                 };
                 Ok((reg, response))
             })

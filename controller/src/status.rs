@@ -49,8 +49,18 @@ pub fn render(url: &str, nodes: &ListNodesResponse, jobs: &[Job]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "controller {url}  profile {}  site {}  plan v{}",
-        nodes.profile_name, nodes.controller_site, nodes.plan_version
+        "controller {url}  profile {}  site {}  plan v{}{}",
+        nodes.profile_name,
+        nodes.controller_site,
+        nodes.plan_version,
+        if nodes.time_dilation > 1 {
+            format!(
+                "  time dilation K = {} (times below are emulated)",
+                nodes.time_dilation
+            )
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         out,

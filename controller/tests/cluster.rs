@@ -250,6 +250,7 @@ async fn four_nodes_register_and_get_a_plan_grouped_by_site() {
             advertise_addr: "127.0.0.1:17599".into(),
             csr_pem: String::new(),
             metrics_addr: String::new(),
+            time_dilation: 0,
         })
         .await
         .unwrap_err();

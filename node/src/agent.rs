@@ -10,6 +10,12 @@
 //! control-plane round-trip probe (every RTT includes the light delay between the node's site
 //! and the controller's). All-reduce and training runners plug in with [`Agent::with_runner`];
 //! a job of a kind without a runner fails with a result saying so.
+//!
+//! Time dilation: the controller hands out the cluster's K at registration (a node started
+//! with another explicit K is refused, [`Agent::with_time_dilation`]); the agent then waits K
+//! times longer on the wall clock for everything the controller specifies in emulated time
+//! (the heartbeat interval), divides every wall span it measures by K before reporting it
+//! (heartbeat and ping round trips), and gives the jobs K in [`Scenario::time_dilation`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use spacefabric_proto::job_cost::{NodeBudget, job_cost};
+use spacefabric_proto::time_dilation::TimeDilation;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{
     ControlEvent, DeregisterRequest, HeartbeatRequest, JobPlan, JobSpec, JobStart, Peer,
@@ -89,8 +96,10 @@ pub struct AgentStatus {
     pub registrations: u64,
     /// Jobs this node finished (any outcome).
     pub jobs_finished: u64,
-    /// Last control-plane round trip measured by a heartbeat.
+    /// Last control-plane round trip measured by a heartbeat (emulated time).
     pub last_heartbeat_rtt: Option<Duration>,
+    /// The cluster's time dilation K (from the last registration).
+    pub time_dilation: TimeDilation,
 }
 
 /// The node's TLS identity for the QUIC fabric, issued by the cluster CA at registration.
@@ -129,6 +138,9 @@ pub struct Scenario {
     pub seed: u64,
     /// Scenario epoch, unix ms.
     pub epoch_unix_ms: u64,
+    /// The cluster's time dilation K: the scenario clock runs K times slower than the wall
+    /// clock, and every time a job reports is emulated time.
+    pub time_dilation: TimeDilation,
     /// TLS identity for the fabric.
     pub identity: AgentIdentity,
 }
@@ -172,6 +184,7 @@ pub struct ControlLink {
     node_id: String,
     job_id: String,
     attempt: u32,
+    dilation: TimeDilation,
 }
 
 /// A progress report.
@@ -209,7 +222,7 @@ impl ControlLink {
         }
     }
 
-    /// One control-plane round trip (a heartbeat), timed.
+    /// One control-plane round trip (a heartbeat), timed in emulated time.
     pub async fn ping(&self) -> Result<Duration, Status> {
         let mut client = self.client.clone();
         let start = Instant::now();
@@ -220,7 +233,7 @@ impl ControlLink {
                 sent_unix_ms: unix_ms(),
             })
             .await?;
-        Ok(start.elapsed())
+        Ok(self.dilation.emulated(start.elapsed()))
     }
 
     /// The job's id.
@@ -359,6 +372,7 @@ pub struct Agent {
     runners: HashMap<JobKind, Arc<dyn JobRunner>>,
     status: watch::Sender<AgentStatus>,
     budget: NodeBudget,
+    time_dilation: Option<TimeDilation>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -426,7 +440,16 @@ impl Agent {
             runners,
             status: watch::channel(AgentStatus::default()).0,
             budget: NodeBudget::default(),
+            time_dilation: None,
         }
+    }
+
+    /// The time dilation K this node was started with (`--time-dilation`); `None` (the
+    /// default) takes the controller's. A controller running another K refuses the node
+    /// (FAILED_PRECONDITION naming both), and [`Agent::run`] returns that refusal.
+    pub fn with_time_dilation(mut self, dilation: Option<TimeDilation>) -> Self {
+        self.time_dilation = dilation;
+        self
     }
 
     /// What a job may cost this node (default [`NodeBudget::default`]); a job above it fails
@@ -498,6 +521,10 @@ impl Agent {
                 Ok(reg) => reg,
                 Err(e) => break Err(e),
             };
+            let time_dilation = match self.dilation_of(&reg) {
+                Ok(k) => k,
+                Err(e) => break Err(e),
+            };
             let scenario = Scenario {
                 node_id: reg.node_id.clone(),
                 site: reg.site.clone(),
@@ -506,6 +533,7 @@ impl Agent {
                 profile_name: reg.profile_name.clone(),
                 seed: reg.seed,
                 epoch_unix_ms: reg.scenario_epoch_unix_ms,
+                time_dilation,
                 identity: AgentIdentity {
                     key_pem: key_pem.clone(),
                     cert_pem: reg.certificate_pem.clone(),
@@ -536,8 +564,14 @@ impl Agent {
                 join_token: self.config.join_token.clone(),
                 node_id: node_id.clone(),
             };
-            // The answer takes a light round trip from the Moon: allow for it.
-            match tokio::time::timeout(Duration::from_secs(10), client.deregister(request)).await {
+            // The answer takes a light round trip from the Moon (K times longer when dilated):
+            // allow for it.
+            let patience = self
+                .status
+                .borrow()
+                .time_dilation
+                .wall(Duration::from_secs(10));
+            match tokio::time::timeout(patience, client.deregister(request)).await {
                 Ok(Ok(_)) => tracing::info!(node = %self.config.name, %node_id, "left the cluster"),
                 Ok(Err(status)) => tracing::warn!(%status, "deregister failed"),
                 Err(_) => tracing::warn!("deregister timed out"),
@@ -558,6 +592,7 @@ impl Agent {
             advertise_addr: self.config.advertise.to_string(),
             csr_pem: csr_pem.to_string(),
             metrics_addr: self.config.metrics_addr.clone().unwrap_or_default(),
+            time_dilation: self.time_dilation.map_or(0, TimeDilation::get),
         };
         let mut attempts = 0u64;
         loop {
@@ -581,7 +616,10 @@ impl Agent {
                     });
                     return Ok(reg);
                 }
-                Err(status) if is_fatal(&status) => return Err(AgentError::Refused(status)),
+                // FAILED_PRECONDITION at registration: our --time-dilation is not the cluster's.
+                Err(status) if is_fatal(&status) || status.code() == Code::FailedPrecondition => {
+                    return Err(AgentError::Refused(status));
+                }
                 Err(status) => {
                     attempts += 1;
                     if attempts == 1 || attempts.is_multiple_of(20) {
@@ -591,6 +629,26 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// The K the controller handed out, checked against ours (the controller refuses a node
+    /// with another K; this catches a controller that does not know the field).
+    fn dilation_of(&self, reg: &RegisterResponse) -> Result<TimeDilation, AgentError> {
+        let controller = TimeDilation::from_wire(reg.time_dilation).map_err(|e| {
+            AgentError::Config(format!(
+                "the controller's RegisterResponse.time_dilation: {e}"
+            ))
+        })?;
+        let k = TimeDilation::agree(self.time_dilation, controller)
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        self.status.send_modify(|s| s.time_dilation = k);
+        if k.is_dilated() {
+            tracing::info!(
+                time_dilation = k.get(),
+                "time dilated: the emulated clock runs K times slower than the wall clock"
+            );
+        }
+        Ok(k)
     }
 
     async fn session(
@@ -618,8 +676,10 @@ impl Agent {
                 Err(status) => return SessionEnd::Reconnect(format!("watch: {status}")),
             }
         };
+        // The interval is emulated time: K times longer on the wall clock.
+        let dilation = scenario.time_dilation;
         let interval_ms = u64::from(reg.heartbeat_interval_ms.max(10));
-        let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
+        let mut ticker = tokio::time::interval(dilation.wall(Duration::from_millis(interval_ms)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (hb_tx, mut hb_rx) = tokio::sync::mpsc::channel::<Result<Duration, Status>>(4);
         loop {
@@ -636,7 +696,10 @@ impl Agent {
                     let tx = hb_tx.clone();
                     tokio::spawn(async move {
                         let start = Instant::now();
-                        let r = client.heartbeat(request).await.map(|_| start.elapsed());
+                        let r = client
+                            .heartbeat(request)
+                            .await
+                            .map(|_| dilation.emulated(start.elapsed()));
                         let _ = tx.try_send(r);
                     });
                 }
@@ -736,6 +799,7 @@ impl Agent {
             node_id: scenario.node_id.clone(),
             job_id: job_id.clone(),
             attempt: start.attempt,
+            dilation: scenario.time_dilation,
         };
         let kind = JobKind::of(&spec);
         let runner = kind.and_then(|k| self.runners.get(&k).cloned());
@@ -927,6 +991,11 @@ pub mod args {
             value_parser = clap::value_parser!(u64).range((1 << 20)..=(1 << 40))
         )]
         pub memory_budget: u64,
+        /// Time dilation K (an integer from 1 to 1,000,000) this node expects: the
+        /// controller owns K and hands it out at registration; a node started with another K
+        /// is refused, naming both. Default: take the controller's.
+        #[arg(long, env = "SPACEFABRIC_TIME_DILATION")]
+        pub time_dilation: Option<spacefabric_proto::time_dilation::TimeDilation>,
     }
 
     /// The trailing ordinal of a name (`node-12` → 12).

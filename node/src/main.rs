@@ -83,6 +83,7 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
                     memory_bytes: args.memory_budget,
                     ..Default::default()
                 })
+                .with_time_dilation(args.time_dilation)
                 .with_runner(JobKind::AllReduce, Arc::new(AllReduceRunner::new(fabric)))
                 .with_runner(
                     JobKind::Train,

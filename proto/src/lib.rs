@@ -4,7 +4,8 @@
 //! Everything lives under [`v1`]; [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection; [`train_job`]
 //! holds the defaults of a train job that the controller and the nodes share; which job states
 //! are terminal is said once, here ([`v1::JobState::is_terminal`], [`v1::Job::is_finished`]).
-//! [`job_cost`] says what a job costs one node (admission on both sides).
+//! [`job_cost`] says what a job costs one node (admission on both sides). [`time_dilation`]
+//! is the cluster's dilation factor K that the controller hands its nodes.
 
 /// Version 1 of the spacefabric API: messages, client and server stubs.
 #[allow(
@@ -21,6 +22,7 @@ pub mod algorithm;
 pub mod job_cost;
 pub mod metrics_catalog;
 pub mod shard;
+pub mod time_dilation;
 pub mod train_job;
 
 impl v1::JobState {

@@ -12,7 +12,9 @@ use spacefabric_node::collective::CostModel;
 use spacefabric_node::jobs::NodeSweepResult;
 use spacefabric_proto::v1::{AllReduceJob, Job, JobSpec, JobState, ListNodesRequest, job_spec};
 
-use crate::controller_client::{block_on, connect, required_token, submit_and_follow};
+use crate::controller_client::{
+    block_on, cluster_dilation, connect, required_token, submit_and_follow,
+};
 
 use super::report::{self, Sweep};
 use super::{AllreduceArgs, combine, load_profile};
@@ -56,6 +58,7 @@ async fn run_job(
         .await
         .with_context(|| format!("ListNodes on {url}"))?
         .into_inner();
+    let dilation = cluster_dilation(url, &nodes, args.time_dilation)?;
     // The controller's profile by name (a shipped one), else --profile.
     let profile = load_profile(&nodes.profile_name)
         .or_else(|_| load_profile(&args.profile))
@@ -76,7 +79,7 @@ async fn run_job(
     })
     .await
     .with_context(|| format!("the all-reduce job on {url}"))?;
-    report_results(args, &profile, &last, sizes)
+    report_results(args, &profile, &last, sizes, dilation)
 }
 
 fn report_results(
@@ -84,6 +87,7 @@ fn report_results(
     profile: &netem_profiles::Profile,
     job: &Job,
     sizes: &[u64],
+    dilation: spacefabric_proto::time_dilation::TimeDilation,
 ) -> anyhow::Result<ExitCode> {
     let mut ranks: Vec<NodeSweepResult> = job
         .results
@@ -128,6 +132,7 @@ fn report_results(
     sweep.nodes = world;
     sweep.pid = None;
     sweep.host = "cluster".to_string();
+    sweep.dilation = dilation.get();
     sweep.transport_stats = ranks
         .iter()
         .map(|r| {

@@ -517,7 +517,13 @@ pub(crate) fn header_text(s: &Sweep) -> String {
     }
     let _ = writeln!(out, "# Fabric: {}", s.fabric);
     let _ = writeln!(out, "# Clock: {}", s.clock.describe());
-    if s.dilation > 1 {
+    if s.dilation > 1 && s.clock == crate::clock::ClockMode::Real {
+        let _ = writeln!(
+            out,
+            "# Time dilation K = {}: every process's emulated clock runs K times slower than the wall clock (links, quinn's timers, barriers); every time below is emulated time (wall / K)",
+            s.dilation
+        );
+    } else if s.dilation > 1 {
         let _ = writeln!(
             out,
             "# Scenario clock dilated K = {}: tokio's 1 ms timer grain is {} ns of emulated time",

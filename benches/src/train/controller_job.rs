@@ -20,7 +20,9 @@ use spacefabric_node::train::{LossPoint, StrategyKind};
 use spacefabric_proto::v1::{Job, JobSpec, JobState, ListNodesRequest, job_spec};
 
 use super::{StrategyResult, TrainArgs, Variant, emit, train_job};
-use crate::controller_client::{block_on, connect, required_token, submit_and_follow};
+use crate::controller_client::{
+    block_on, cluster_dilation, connect, required_token, submit_and_follow,
+};
 use spacefabric_node::jobs::train::train_config;
 
 /// One restart of a job, as the bench saw it.
@@ -156,6 +158,11 @@ async fn run_jobs(
         .await
         .with_context(|| format!("ListNodes on {url}"))?
         .into_inner();
+    // The bench's own clock reads wall time: divided by K, as the nodes' times are.
+    let dilation = cluster_dilation(url, &nodes, args.time_dilation)?;
+    if dilation.is_dilated() {
+        eprintln!("# time dilation K = {dilation}: every time below is emulated time (wall / K)");
+    }
     let mut results = Vec::new();
     let mut sites = Vec::new();
     let mut params = 0;
@@ -175,7 +182,7 @@ async fn run_jobs(
         let mut tracker = RestartTracker::default();
         let mut last_line = String::new();
         let done = submit_and_follow(&mut client, token, spec, args.min_nodes, |job| {
-            let now = started.elapsed().as_secs_f64();
+            let now = dilation.emulated(started.elapsed()).as_secs_f64();
             let seen = tracker.restarts.len();
             tracker.observe(job, now);
             for r in &tracker.restarts[seen..] {
@@ -192,7 +199,7 @@ async fn run_jobs(
         })
         .await
         .with_context(|| format!("the {} job on {url}", variant.label()))?;
-        let wall = started.elapsed();
+        let wall = dilation.emulated(started.elapsed());
         let (mut result, rank_sites, n_params) =
             combine(kind, &done, &tracker, args.target_loss, wall)?;
         result.label = variant.label();

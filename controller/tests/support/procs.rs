@@ -70,25 +70,34 @@ pub fn spawn_controller(
     token: &str,
     logs: &Path,
 ) -> (Proc, String) {
+    spawn_controller_with(bin, profile, dir, token, logs, &[])
+}
+
+/// [`spawn_controller`] with `extra` flags after the others (e.g. `--time-dilation 4`).
+pub fn spawn_controller_with(
+    bin: &Path,
+    profile: &Path,
+    dir: &Path,
+    token: &str,
+    logs: &Path,
+    extra: &[String],
+) -> (Proc, String) {
     let port = free_tcp();
-    let proc = Proc::spawn(
-        "controller",
-        bin,
-        &[
-            "serve".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{}", free_tcp()),
-            "--profile".into(),
-            profile.display().to_string(),
-            "--state-dir".into(),
-            dir.join("controller").display().to_string(),
-            "--join-token".into(),
-            token.into(),
-        ],
-        logs,
-    );
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{}", free_tcp()),
+        "--profile".into(),
+        profile.display().to_string(),
+        "--state-dir".into(),
+        dir.join("controller").display().to_string(),
+        "--join-token".into(),
+        token.into(),
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc::spawn("controller", bin, &args, logs);
     (proc, format!("http://127.0.0.1:{port}"))
 }
 

@@ -20,6 +20,7 @@ use spacefabric_fabric::transport::config::FABRIC_MTU;
 use spacefabric_fabric::transport::{
     Mesh, MeshConfig, NodeIdentity, PeerInfo, SocketKind, TransportError,
 };
+use spacefabric_proto::time_dilation::TimeDilation;
 
 /// Why a job's mesh could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +129,7 @@ impl JobPlacement {
             self.peers.clone(),
             Arc::clone(&self.profile),
             identity,
-            scenario_clock(ctx.scenario.epoch_unix_ms),
+            scenario_clock(ctx.scenario.epoch_unix_ms, ctx.scenario.time_dilation),
         );
         config.listen = Some(fabric.listen);
         config.socket = fabric.socket;
@@ -206,22 +207,27 @@ fn unix_now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Emulated time now: how long ago the scenario epoch was (zero if it is in the future).
+/// Emulated time now: how long ago the scenario epoch was, divided by the time dilation K
+/// (zero if the epoch is in the future).
 pub fn scenario_time(scenario: &Scenario) -> Duration {
-    Duration::from_millis(unix_now_ms().saturating_sub(scenario.epoch_unix_ms))
+    scenario.time_dilation.emulated(Duration::from_millis(
+        unix_now_ms().saturating_sub(scenario.epoch_unix_ms),
+    ))
 }
 
 /// The scenario clock: emulated time 0 is the controller's epoch (unix ms), so every node's
 /// link schedules agree (up to the hosts' clock skew). Read to the nanosecond (not the
 /// millisecond), so the barriers of node processes on one host release within microseconds
-/// of each other.
-pub fn scenario_clock(epoch_unix_ms: u64) -> EmuClock {
+/// of each other. Dilated by the cluster's K: emulated time is the wall time since the epoch
+/// divided by K, the same on every node, and quinn runs on it too (the mesh picks
+/// `DilatedRuntime` for K > 1).
+pub fn scenario_clock(epoch_unix_ms: u64, dilation: TimeDilation) -> EmuClock {
     let now = Instant::now();
     let since_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
     let ago = since_unix.saturating_sub(Duration::from_millis(epoch_unix_ms));
-    EmuClock::new(now.checked_sub(ago).unwrap_or(now))
+    EmuClock::dilated(now.checked_sub(ago).unwrap_or(now), dilation.get())
 }
 
 #[cfg(test)]
@@ -231,7 +237,13 @@ mod tests {
     #[test]
     fn the_clock_counts_from_the_epoch() {
         let epoch = unix_now_ms().saturating_sub(5_000);
-        let clock = scenario_clock(epoch);
+        let clock = scenario_clock(epoch, TimeDilation::NONE);
         assert!(clock.now() >= Duration::from_millis(4_900));
+        // Dilated by 4: the same epoch is a quarter as long ago in emulated time, and the
+        // clock's instants are K times further apart.
+        let dilated = scenario_clock(epoch, TimeDilation::new(4).expect("valid"));
+        assert_eq!(dilated.dilation(), 4);
+        assert!(dilated.now() >= Duration::from_millis(1_225));
+        assert!(dilated.now() < Duration::from_millis(2_500));
     }
 }

@@ -341,7 +341,7 @@ impl TrainRunner {
                     .await;
             }
         });
-        let startup = started.elapsed();
+        let startup = ctx.scenario.time_dilation.emulated(started.elapsed());
         let node_ctx = NodeContext {
             evaluate: rank == 0,
             commits: Some(Arc::new(commits) as Arc<dyn CommitSink>),
@@ -349,6 +349,7 @@ impl TrainRunner {
             resume,
             data_shard: Some(data_shard),
             progress: Some(tx),
+            time_dilation: ctx.scenario.time_dilation,
         };
         let trained = train_node(&cfg, &groups, node_ctx).await;
         // The progress sender went with the context: deliver the last report before the

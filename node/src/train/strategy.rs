@@ -26,6 +26,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spacefabric_proto::time_dilation::TimeDilation;
 use tracing::Instrument;
 
 use super::TrainError;
@@ -242,6 +243,10 @@ pub struct NodeContext {
     pub data_shard: Option<Range<u64>>,
     /// Receives the step, the last commit and the latest losses as training goes.
     pub progress: Option<tokio::sync::watch::Sender<TrainProgress>>,
+    /// The cluster's time dilation K (default 1): declared compute is slept K times longer
+    /// on the wall clock, and every measured time in the report is divided by K
+    /// ([`NodeReport::measured_in_emulated_time`]).
+    pub time_dilation: TimeDilation,
 }
 
 /// Where a node's training is, published on [`NodeContext::progress`] after every step.
@@ -266,6 +271,7 @@ impl std::fmt::Debug for NodeContext {
             .field("resume", &self.resume.as_ref().map(|c| c.step))
             .field("data_shard", &self.data_shard)
             .field("progress", &self.progress.is_some())
+            .field("time_dilation", &self.time_dilation)
             .finish()
     }
 }
@@ -275,7 +281,8 @@ impl std::fmt::Debug for NodeContext {
 pub struct LossPoint {
     /// Steps completed.
     pub step: u64,
-    /// Time since this node started training (tokio clock).
+    /// Time since this node started training (emulated time: tokio's clock divided by the
+    /// time dilation K).
     pub elapsed: Duration,
     /// Held-out mean squared error.
     pub loss: f64,
@@ -324,6 +331,21 @@ impl NodeReport {
     /// The last evaluated loss.
     pub fn final_loss(&self) -> Option<f64> {
         self.curve.last().map(|p| p.loss)
+    }
+
+    /// The report with every time measured on tokio's or the host's clock (compute,
+    /// collectives, evaluation, the run, the curve's instants) divided by the time dilation
+    /// K: under dilation the host is K times faster in emulated time. Declared compute is
+    /// emulated time already and stays.
+    pub fn measured_in_emulated_time(mut self, k: TimeDilation) -> Self {
+        self.real_compute = k.emulated(self.real_compute);
+        self.comm = k.emulated(self.comm);
+        self.eval = k.emulated(self.eval);
+        self.wall = k.emulated(self.wall);
+        for p in &mut self.curve {
+            p.elapsed = k.emulated(p.elapsed);
+        }
+        self
     }
 }
 
@@ -578,7 +600,8 @@ async fn train_node_inner<S: GradientSync>(
         train_losses.push(loss);
         progress.train_loss = loss;
         report.real_compute += real;
-        owed += cfg.step_time;
+        // Declared compute is emulated time: K times longer on tokio's clock.
+        owed += ctx.time_dilation.wall(cfg.step_time);
         report.declared_compute += cfg.step_time;
         step += 1;
         let last = step == cfg.steps;
@@ -822,7 +845,7 @@ async fn train_node_inner<S: GradientSync>(
         wall_s = report.wall.as_secs_f64(),
         "training done"
     );
-    Ok(report)
+    Ok(report.measured_in_emulated_time(ctx.time_dilation))
 }
 
 /// An outer gradient ready to leave: plain f32, or a compressed payload.
