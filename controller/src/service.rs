@@ -30,7 +30,7 @@ use crate::ca::ClusterCa;
 use crate::core::{Core, Effect, Now, RegisterFields};
 use crate::error::ControllerError;
 use crate::light_delay::{LightDelay, delay_line};
-use crate::store::StateDir;
+use crate::state_log::StateLog;
 use crate::validate;
 
 /// Control events queued per node before its stream is dropped (it resubscribes and gets a
@@ -40,7 +40,7 @@ const CONTROL_QUEUE: usize = 1024;
 /// State shared by the handlers and the failure detector.
 pub struct Shared {
     core: Mutex<Core>,
-    store: Option<StateDir>,
+    store: Option<Mutex<StateLog>>,
     ca: ClusterCa,
     join_token: String,
     delay: LightDelay,
@@ -65,7 +65,7 @@ impl Shared {
     /// Shared state over a core; `started` is the monotonic origin of [`Now::mono`].
     pub fn new(
         core: Core,
-        store: Option<StateDir>,
+        store: Option<StateLog>,
         ca: ClusterCa,
         join_token: String,
         delay: LightDelay,
@@ -74,7 +74,7 @@ impl Shared {
     ) -> Self {
         Self {
             core: Mutex::new(core),
-            store,
+            store: store.map(Mutex::new),
             ca,
             join_token,
             delay,
@@ -110,8 +110,12 @@ impl Shared {
         self.deliver(core.take_effects());
         if core.is_dirty() {
             match &self.store {
-                Some(store) => match store.save_state(core.persisted()) {
-                    Ok(()) => core.mark_clean(),
+                Some(store) => match lock(store).save(core.persisted(), core.touched_jobs()) {
+                    Ok(report) => {
+                        metrics::counter!("spacefabric_controller_state_bytes_written_total")
+                            .increment(report.bytes);
+                        core.mark_clean();
+                    }
                     Err(e) => {
                         metrics::counter!("spacefabric_controller_state_write_errors_total")
                             .increment(1);
