@@ -1,6 +1,6 @@
 //! `status` after 1,000 jobs: a real controller (in process, tonic over 127.0.0.1) loads a
-//! state dir holding 1,000 finished jobs, each with 4 rank results of 20 KB of JSON (80 MB of
-//! history), and answers what `spacefabric-controller status` asks for: ListNodes and the
+//! state dir holding 1,000 finished all-reduce jobs on 4 nodes (spec, plan), each with 4 rank
+//! results of 20 KB of JSON (80 MB of history), and answers what `spacefabric-controller status` asks for: ListNodes and the
 //! newest 20 jobs without results. The test checks both answers stay small however long the
 //! history, and prints their sizes and round trips next to the unbounded ListJobs the issue's
 //! `status` used to send:
@@ -17,7 +17,10 @@ use spacefabric_controller::state_log::StateLog;
 use spacefabric_controller::store::StateDir;
 use spacefabric_controller::topology::Topology;
 use spacefabric_proto::v1::controller_client::ControllerClient;
-use spacefabric_proto::v1::{Job, JobState, ListJobsRequest, ListNodesRequest, NodeResult};
+use spacefabric_proto::v1::{
+    AllReduceJob, Job, JobPlan, JobSpec, JobState, ListJobsRequest, ListNodesRequest, NodeResult,
+    Peer, job_spec,
+};
 use tonic::transport::Endpoint;
 
 const TOKEN: &str = "status-token";
@@ -41,6 +44,37 @@ fn history(jobs: u64) -> PersistedState {
                 job_id: format!("job-{n}"),
                 state: JobState::Succeeded as i32,
                 attempt: 1,
+                spec: Some(JobSpec {
+                    name: format!("sweep-{n}"),
+                    kind: Some(job_spec::Kind::AllReduce(AllReduceJob {
+                        min_bytes: 4 << 10,
+                        max_bytes: 64 << 20,
+                        factor: 2,
+                        iterations: 20,
+                        warmup: 5,
+                        algorithms: vec!["ring".into()],
+                        check: true,
+                    })),
+                    deadline_ms: 0,
+                }),
+                plan: Some(JobPlan {
+                    plan_version: 3,
+                    world_size: 4,
+                    peers: (0..4)
+                        .map(|rank| Peer {
+                            rank,
+                            name: format!("node-{rank}"),
+                            site: "lan".into(),
+                            addr: format!("127.0.0.1:{}", 7500 + rank),
+                            node_id: format!("n{rank}"),
+                        })
+                        .collect(),
+                    algorithms: vec!["ring".into()],
+                    ..JobPlan::default()
+                }),
+                submitted_unix_ms: 1_700_000_000_000 + n,
+                finished_unix_ms: 1_700_000_001_000 + n,
+                deadline_ms: 180_000,
                 results: (0..4)
                     .map(|rank| NodeResult {
                         rank,
