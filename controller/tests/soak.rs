@@ -148,6 +148,15 @@ fn spec(n: u64) -> JobSpec {
     }
 }
 
+fn status_name(state: i32) -> &'static str {
+    match JobState::try_from(state) {
+        Ok(JobState::Failed) => "failed",
+        Ok(JobState::Cancelled) => "cancelled",
+        Ok(JobState::Succeeded) => "succeeded",
+        _ => "?",
+    }
+}
+
 #[derive(Default)]
 struct Outcomes {
     succeeded: u64,
@@ -247,9 +256,13 @@ async fn soak_back_to_back_jobs_with_kills_and_a_controller_restart() {
                     now.as_secs_f64()
                 );
                 nodes[victim].kill_hard();
-                let mut replacement =
-                    Proc::spawn(&name, &node_bin, &node_args(&url, TOKEN, &name), &logs);
-                replacement.name = format!("{name}#{}", kills + 1);
+                // Its own log file (`node-1#2.log`), the killed one's log stays.
+                let replacement = Proc::spawn(
+                    &format!("{name}#{}", kills + 1),
+                    &node_bin,
+                    &node_args(&url, TOKEN, &name),
+                    &logs,
+                );
                 traces.push(Trace::new(&replacement));
                 nodes[victim] = replacement;
                 next_kill += kill_every;
@@ -276,6 +289,13 @@ async fn soak_back_to_back_jobs_with_kills_and_a_controller_restart() {
                 if job.state == JobState::Succeeded as i32 {
                     outcomes.succeeded += 1;
                 } else {
+                    println!(
+                        "+{:>5.0}s {} {}: {}",
+                        started.elapsed().as_secs_f64(),
+                        job_id,
+                        status_name(job.state),
+                        job.error.chars().take(300).collect::<String>()
+                    );
                     // Group reasons without their numbers (ranks, times, attempts).
                     let reason: String = job
                         .error
