@@ -48,22 +48,31 @@ fn env_secs(name: &str, default: u64) -> Duration {
 
 fn controller(bin: &Path, port: u16, dir: &Path, logs: &Path, name: &str) -> Proc {
     let profile = workspace_root().join("netem-profiles/profiles/lan.toml");
+    // SPACEFABRIC_SOAK_JOB_HISTORY: the controller's --job-history (default: its own, 1000).
+    let history: Vec<String> = std::env::var("SPACEFABRIC_SOAK_JOB_HISTORY")
+        .ok()
+        .map(|n| vec!["--job-history".into(), n])
+        .unwrap_or_default();
     Proc::spawn(
         name,
         bin,
         &[
-            "serve".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{}", free_tcp()),
-            "--profile".into(),
-            profile.display().to_string(),
-            "--state-dir".into(),
-            dir.join("controller").display().to_string(),
-            "--join-token".into(),
-            TOKEN.into(),
-        ],
+            vec![
+                "serve".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--metrics-listen".into(),
+                format!("127.0.0.1:{}", free_tcp()),
+                "--profile".into(),
+                profile.display().to_string(),
+                "--state-dir".into(),
+                dir.join("controller").display().to_string(),
+                "--join-token".into(),
+                TOKEN.into(),
+            ],
+            history,
+        ]
+        .concat(),
         logs,
     )
 }
@@ -348,6 +357,16 @@ async fn soak_back_to_back_jobs_with_kills_and_a_controller_restart() {
             }
             None => println!("{:<12} (too short-lived) {lived:>7.0}s", t.name),
         }
+    }
+    // The controllers' RSS over their lives, one sample a minute (history fills up first).
+    for t in traces.iter().filter(|t| t.name.starts_with("controller")) {
+        let minutes: Vec<String> = t
+            .samples
+            .iter()
+            .step_by((60 / SAMPLE_EVERY.as_secs()).max(1) as usize)
+            .map(|(d, k)| format!("{:.0}s {:.1}MB", d.as_secs_f64(), *k as f64 / 1024.0))
+            .collect();
+        println!("{} RSS: {}", t.name, minutes.join(", "));
     }
     assert!(stuck.is_empty(), "jobs that never ended: {stuck:?}");
     for reason in outcomes.failed.keys() {
