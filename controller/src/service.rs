@@ -97,6 +97,11 @@ impl Shared {
         }
     }
 
+    /// Jobs with a WatchJob channel (only jobs that have not ended keep one).
+    pub fn watched_jobs(&self) -> usize {
+        lock(&self.jobs).len()
+    }
+
     /// The CA.
     pub fn ca(&self) -> &ClusterCa {
         &self.ca
@@ -137,7 +142,7 @@ impl Shared {
         }
         let now = Instant::now();
         let mut watchers = lock(&self.watchers);
-        let jobs = lock(&self.jobs);
+        let mut jobs = lock(&self.jobs);
         for effect in effects {
             match effect {
                 Effect::Control { node_id, event } => {
@@ -156,8 +161,15 @@ impl Shared {
                         )
                         .increment(1);
                     }
-                    if let Some(tx) = jobs.get(&job.job_id) {
+                    let id = job.job_id.clone();
+                    let last = is_final(&job);
+                    if let Some(tx) = jobs.get(&id) {
                         tx.send_replace(job);
+                    }
+                    // Watchers still see the final value after the sender is gone; without
+                    // this every job ever watched would stay in memory with its results.
+                    if last {
+                        jobs.remove(&id);
                     }
                 }
             }
@@ -210,6 +222,10 @@ impl Shared {
     }
 
     fn job_watch(&self, job: Job) -> watch::Receiver<Job> {
+        if is_final(&job) {
+            // Nothing will change: a channel of its own, not kept.
+            return watch::channel(job).1;
+        }
         let mut jobs = lock(&self.jobs);
         jobs.entry(job.job_id.clone())
             .or_insert_with(|| watch::channel(job).0)
