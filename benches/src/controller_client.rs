@@ -27,7 +27,9 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 pub(crate) async fn connect(url: &str) -> anyhow::Result<ControllerClient<Channel>> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .with_context(|| format!("--controller {url}: not a URL"))?
-        .connect_timeout(Duration::from_secs(10));
+        .connect_timeout(Duration::from_secs(10))
+        // No Nagle delay on the control plane (tonic's default too; set so it stays).
+        .tcp_nodelay(true);
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(100);
     let channel = loop {

@@ -315,7 +315,9 @@ pub async fn connect(url: &str, ca_pem: Option<&str>) -> Result<Channel, Command
     };
     let mut endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| connect_err(format!("not a URL: {e}")))?
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(Duration::from_secs(5))
+        // No Nagle delay on the control plane (tonic's default too; set so it stays).
+        .tcp_nodelay(true);
     if url.starts_with("https://") {
         let ca = ca_pem.ok_or_else(|| {
             connect_err("https needs --ca-cert (the controller's <state-dir>/ca.cert.pem)".into())

@@ -21,7 +21,7 @@
 //! restarts (from its last commit) when a node joins, so a replacement takes part, and its
 //! restarts do not wait for the job's `min_nodes` (which gates the first start).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -45,8 +45,9 @@ pub const DEFAULT_JOB_HISTORY: usize = 1000;
 /// Most jobs one ListJobs page holds.
 pub const MAX_JOBS_PAGE: usize = 1000;
 
-/// Version of the state-dir JSON format.
-pub const STATE_FORMAT: u32 = 1;
+/// Version of the state-dir format: 2 = `state.json` snapshot + `state.log` change log
+/// ([`crate::state_log`]; format 1 snapshots of older controllers are still read).
+pub const STATE_FORMAT: u32 = 2;
 
 /// The time, as the caller sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,6 +332,8 @@ pub struct Core {
     liveness: HashMap<String, Liveness>,
     outbox: Vec<Effect>,
     dirty: bool,
+    /// Jobs changed since the last [`Core::mark_clean`] (ids; the state log writes only these).
+    touched_jobs: BTreeSet<String>,
     /// When the current attempt of each running job started (monotonic; not persisted: a
     /// restarted controller gives running jobs a fresh deadline).
     attempt_started: HashMap<String, Duration>,
@@ -385,6 +388,7 @@ impl Core {
             liveness,
             outbox: Vec::new(),
             dirty: !resumed,
+            touched_jobs: BTreeSet::new(),
             attempt_started,
             last_expire: None,
         }
@@ -410,9 +414,17 @@ impl Core {
         self.dirty
     }
 
+    /// Ids of the jobs changed (or added) since the last [`Core::mark_clean`]: what an
+    /// incremental store must write besides members and the plan. Jobs that disappeared
+    /// (pruned history) are not listed; the store sees them missing.
+    pub fn touched_jobs(&self) -> &BTreeSet<String> {
+        &self.touched_jobs
+    }
+
     /// The persisted part was written.
     pub fn mark_clean(&mut self) {
         self.dirty = false;
+        self.touched_jobs.clear();
     }
 
     /// Takes the pending effects.
@@ -731,6 +743,7 @@ impl Core {
     /// step (or leaves it pending if too few nodes are alive).
     fn restart_job(&mut self, index: usize, reason: &str, now: Now) {
         let record = &mut self.state.jobs[index];
+        self.touched_jobs.insert(record.job.job_id.clone());
         let committed = if record.participants.is_empty() {
             record.job.resume_from_step
         } else {
@@ -825,6 +838,7 @@ impl Core {
             }
             let deadline = attempt_deadline(&spec, &plan, &self.topology);
             let record = &mut self.state.jobs[index];
+            self.touched_jobs.insert(record.job.job_id.clone());
             record.job.attempt += 1;
             record.job.state = JobState::Running as i32;
             record.job.error.clear();
@@ -850,6 +864,7 @@ impl Core {
     /// the final state. Does not start the next job (callers do).
     fn fail_job(&mut self, index: usize, reason: String, now: Now) {
         let record = &mut self.state.jobs[index];
+        self.touched_jobs.insert(record.job.job_id.clone());
         let abort = ControlEvent {
             event: Some(control_event::Event::JobAbort(JobAbort {
                 job_id: record.job.job_id.clone(),
@@ -1002,6 +1017,7 @@ impl Core {
             min_nodes,
             participants: Vec::new(),
         });
+        self.touched_jobs.insert(job_id.clone());
         self.dirty = true;
         self.try_start(now);
         self.job(&job_id)
@@ -1098,6 +1114,7 @@ impl Core {
     pub fn cancel(&mut self, job_id: &str, now: Now) -> Result<Job> {
         let index = self.record_index(job_id)?;
         let record = &mut self.state.jobs[index];
+        self.touched_jobs.insert(record.job.job_id.clone());
         if is_terminal(record.job.state) {
             return Ok(record.job.clone());
         }
@@ -1162,6 +1179,7 @@ impl Core {
             return Ok(false);
         };
         let record = &mut self.state.jobs[index];
+        self.touched_jobs.insert(record.job.job_id.clone());
         let entry = NodeProgress {
             rank,
             node_id: node_id.to_string(),
@@ -1207,6 +1225,7 @@ impl Core {
             .map(|m| m.name.clone())
             .unwrap_or_default();
         let record = &mut self.state.jobs[index];
+        self.touched_jobs.insert(record.job.job_id.clone());
         let entry = NodeResult {
             rank,
             node_id: node_id.to_string(),
@@ -1360,6 +1379,82 @@ mod tests {
             name: "ping".into(),
             kind: Some(job_spec::Kind::Ping(PingJob { iterations })),
         }
+    }
+
+    /// Drives the core through registrations, deaths, a restarted job, progress, results, a
+    /// failure, a cancel and pruned history; after every step the state log (written with
+    /// [`Core::touched_jobs`] only) reloads to exactly the core's state.
+    #[test]
+    fn the_state_log_sees_every_change_of_the_core() {
+        use crate::state_log::StateLog;
+        use crate::store::StateDir;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = StateLog::open(StateDir::open(dir.path()).unwrap()).unwrap();
+        let config = CoreConfig {
+            controller_site: "earth".into(),
+            job_history: 2,
+            ..CoreConfig::default()
+        };
+        let mut core = Core::new(config, topology(), None, at(0));
+        let mut step = 0;
+        let mut check = |core: &mut Core| {
+            step += 1;
+            log.save(core.persisted(), core.touched_jobs()).unwrap();
+            core.mark_clean();
+            let (_, loaded) = StateLog::open(StateDir::open(dir.path()).unwrap()).unwrap();
+            assert_eq!(loaded.as_ref(), Some(core.persisted()), "after step {step}");
+        };
+        check(&mut core);
+        let ids: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(|n| reg(&mut core, n, "earth", 0).member.node_id)
+            .collect();
+        check(&mut core);
+        let job = core.submit(Some(&ping(10)), 3, at(0)).unwrap();
+        check(&mut core);
+        for id in &ids {
+            let report = NodeProgress {
+                step: 5,
+                committed_step: 4,
+                ..NodeProgress::default()
+            };
+            core.progress(id, &job.job_id, 1, report).unwrap();
+            check(&mut core);
+        }
+        for id in &ids[..2] {
+            core.heartbeat(id, at(2_000)).unwrap();
+        }
+        core.expire(at(3_500));
+        check(&mut core);
+        reg(&mut core, "c", "earth", 3_600);
+        check(&mut core);
+        for id in &ids {
+            let ok = NodeResult {
+                ok: true,
+                ..NodeResult::default()
+            };
+            core.result(id, &job.job_id, 2, ok, at(4_000)).unwrap();
+            check(&mut core);
+        }
+        for n in 0..3u64 {
+            let job = core.submit(Some(&ping(1)), 1, at(5_000 + n)).unwrap();
+            check(&mut core);
+            if n == 1 {
+                core.cancel(&job.job_id, at(5_100)).unwrap();
+            } else {
+                let failed = NodeResult {
+                    ok: false,
+                    error: "boom".into(),
+                    ..NodeResult::default()
+                };
+                core.result(&ids[0], &job.job_id, 1, failed, at(5_200))
+                    .unwrap();
+            }
+            check(&mut core);
+        }
+        core.deregister(&ids[1], at(6_000)).unwrap();
+        check(&mut core);
+        assert!(core.persisted().jobs.len() <= 2, "history was pruned");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!   (time is a parameter), property-tested;
 //! - [`error`]: domain errors and the one mapping to `tonic::Status`;
 //! - [`ca`]: the cluster CA (signs node CSRs, issues the TLS server certificate);
-//! - [`store`]: the state dir (JSON, written atomically);
+//! - [`store`]: the state dir (files written atomically); [`state_log`]: the state as a
+//!   snapshot plus an append-only change log;
 //! - [`light_delay`]: the control plane's light delay between the controller's site and a node's;
 //! - [`service`]: thin tonic handlers over the core; [`server`]: wiring (health, reflection,
 //!   TLS, failure detector, shutdown);
@@ -25,6 +26,7 @@ pub mod plan;
 pub mod profile_report;
 pub mod server;
 pub mod service;
+pub mod state_log;
 pub mod status;
 pub mod store;
 pub mod timeline_plot;

@@ -54,6 +54,12 @@ pub const CONTROLLER_METRICS: &[MetricSpec] = &[
         initial_labels: &[],
     },
     MetricSpec {
+        name: "spacefabric_controller_state_bytes_written_total",
+        kind: MetricKind::Counter,
+        help: "Bytes the controller wrote to its state dir (change-log lines and snapshots)",
+        initial_labels: &[],
+    },
+    MetricSpec {
         name: "spacefabric_controller_plan_version",
         kind: MetricKind::Gauge,
         help: "Version of the current cluster plan (bumped on every membership change)",

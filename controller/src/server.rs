@@ -20,6 +20,7 @@ use crate::core::{Core, CoreConfig};
 use crate::error::ControllerError;
 use crate::light_delay::LightDelay;
 use crate::service::{ControllerService, Shared};
+use crate::state_log::StateLog;
 use crate::store::StateDir;
 use crate::topology::Topology;
 
@@ -116,9 +117,9 @@ pub async fn spawn_server(
     let started = tokio::time::Instant::now();
     let (store, persisted, ca) = match &config.state_dir {
         Some(dir) => {
-            let store = StateDir::open(dir)?;
-            let persisted = store.load_state()?;
-            let ca = ClusterCa::load_or_create(&store)?;
+            let dir = StateDir::open(dir)?;
+            let ca = ClusterCa::load_or_create(&dir)?;
+            let (store, persisted) = StateLog::open(dir)?;
             (Some(store), persisted, ca)
         }
         None => (None, None, ClusterCa::generate()?),

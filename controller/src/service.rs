@@ -31,7 +31,7 @@ use crate::ca::ClusterCa;
 use crate::core::{Core, Effect, Now, RegisterFields};
 use crate::error::{ControllerError, bounded};
 use crate::light_delay::{LightDelay, delay_line};
-use crate::store::StateDir;
+use crate::state_log::StateLog;
 use crate::validate;
 
 /// Control events queued per node before its stream is dropped (it resubscribes and gets a
@@ -41,7 +41,7 @@ const CONTROL_QUEUE: usize = 1024;
 /// State shared by the handlers and the failure detector.
 pub struct Shared {
     core: Mutex<Core>,
-    store: Option<StateDir>,
+    store: Option<Mutex<StateLog>>,
     ca: ClusterCa,
     join_token: String,
     delay: LightDelay,
@@ -68,7 +68,7 @@ impl Shared {
     /// Shared state over a core; `started` is the monotonic origin of [`Now::mono`].
     pub fn new(
         core: Core,
-        store: Option<StateDir>,
+        store: Option<StateLog>,
         ca: ClusterCa,
         join_token: String,
         delay: LightDelay,
@@ -79,7 +79,7 @@ impl Shared {
         Self {
             dilation,
             core: Mutex::new(core),
-            store,
+            store: store.map(Mutex::new),
             ca,
             join_token,
             delay,
@@ -102,6 +102,11 @@ impl Shared {
         }
     }
 
+    /// Jobs with a WatchJob channel (only jobs that have not ended keep one).
+    pub fn watched_jobs(&self) -> usize {
+        lock(&self.jobs).len()
+    }
+
     /// The CA.
     pub fn ca(&self) -> &ClusterCa {
         &self.ca
@@ -115,8 +120,12 @@ impl Shared {
         self.deliver(core.take_effects());
         if core.is_dirty() {
             match &self.store {
-                Some(store) => match store.save_state(core.persisted()) {
-                    Ok(()) => core.mark_clean(),
+                Some(store) => match lock(store).save(core.persisted(), core.touched_jobs()) {
+                    Ok(report) => {
+                        metrics::counter!("spacefabric_controller_state_bytes_written_total")
+                            .increment(report.bytes);
+                        core.mark_clean();
+                    }
                     Err(e) => {
                         metrics::counter!("spacefabric_controller_state_write_errors_total")
                             .increment(1);
@@ -138,7 +147,7 @@ impl Shared {
         }
         let now = Instant::now();
         let mut watchers = lock(&self.watchers);
-        let jobs = lock(&self.jobs);
+        let mut jobs = lock(&self.jobs);
         for effect in effects {
             match effect {
                 Effect::Control { node_id, event } => {
@@ -157,8 +166,15 @@ impl Shared {
                         )
                         .increment(1);
                     }
-                    if let Some(tx) = jobs.get(&job.job_id) {
+                    let id = job.job_id.clone();
+                    let last = is_final(&job);
+                    if let Some(tx) = jobs.get(&id) {
                         tx.send_replace(job);
+                    }
+                    // Watchers still see the final value after the sender is gone; without
+                    // this every job ever watched would stay in memory with its results.
+                    if last {
+                        jobs.remove(&id);
                     }
                 }
             }
@@ -211,6 +227,10 @@ impl Shared {
     }
 
     fn job_watch(&self, job: Job) -> watch::Receiver<Job> {
+        if is_final(&job) {
+            // Nothing will change: a channel of its own, not kept.
+            return watch::channel(job).1;
+        }
         let mut jobs = lock(&self.jobs);
         jobs.entry(job.job_id.clone())
             .or_insert_with(|| watch::channel(job).0)

@@ -483,6 +483,8 @@ impl Agent {
         }
         let mut endpoint = endpoint
             .connect_timeout(Duration::from_secs(5))
+            // No Nagle delay on the control plane (tonic's default too; set so it stays).
+            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true);
         if url.starts_with("https://") {

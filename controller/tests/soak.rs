@@ -1,0 +1,379 @@
+//! The soak of issue 18, on real processes (opt-in: `SPACEFABRIC_SOAK=1` and `--ignored`):
+//! the built controller (shipped `lan` profile, a state dir) and four `spacefabric-node`
+//! agents run back-to-back small jobs (a ping, then a small checked ring all-reduce, in turn,
+//! each needing all four nodes) for `SPACEFABRIC_SOAK_SECS` (default 1800 s). Every
+//! `SPACEFABRIC_SOAK_KILL_EVERY_SECS` (default 300 s) one node (not node-0) gets SIGKILL and a
+//! replacement starts under its name; once, at 40 % of the run, the controller gets SIGKILL
+//! and starts again on its port and state dir.
+//!
+//! Asserts: every job ends (succeeded, or failed with a reason) within
+//! [`JOB_BOUND`]; the RSS of every process that lived through at least 4 samples after its
+//! warm-up grows by at most 10 % from its first sample after warm-up to its last. Prints a
+//! summary (jobs by outcome, failure reasons, RSS per process, load average).
+//!
+//! `SPACEFABRIC_SOAK=1 cargo test -p spacefabric-controller --test soak -- --ignored --nocapture`
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use spacefabric_proto::v1::controller_client::ControllerClient;
+use spacefabric_proto::v1::{
+    AllReduceJob, GetJobRequest, JobSpec, JobState, PingJob, SubmitJobRequest, job_spec,
+};
+use support::procs::{Proc, free_tcp, node_args};
+use support::{workspace_bin, workspace_root};
+use tonic::transport::Channel;
+
+const TOKEN: &str = "soak-token";
+const NODES: usize = 4;
+/// Longest a job may take from its submission to its end, restarts included.
+const JOB_BOUND: Duration = Duration::from_secs(600);
+/// How often RSS is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// RSS samples taken before this much of a process's life are warm-up.
+const WARM_UP: Duration = Duration::from_secs(60);
+
+fn env_secs(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+fn controller(bin: &Path, port: u16, dir: &Path, logs: &Path, name: &str) -> Proc {
+    let profile = workspace_root().join("netem-profiles/profiles/lan.toml");
+    // SPACEFABRIC_SOAK_JOB_HISTORY: the controller's --job-history (default: its own, 1000).
+    let history: Vec<String> = std::env::var("SPACEFABRIC_SOAK_JOB_HISTORY")
+        .ok()
+        .map(|n| vec!["--job-history".into(), n])
+        .unwrap_or_default();
+    Proc::spawn(
+        name,
+        bin,
+        &[
+            vec![
+                "serve".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--metrics-listen".into(),
+                format!("127.0.0.1:{}", free_tcp()),
+                "--profile".into(),
+                profile.display().to_string(),
+                "--state-dir".into(),
+                dir.join("controller").display().to_string(),
+                "--join-token".into(),
+                TOKEN.into(),
+            ],
+            history,
+        ]
+        .concat(),
+        logs,
+    )
+}
+
+/// RSS of a live process in KiB (None once it is gone).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One process instance's RSS over its life.
+struct Trace {
+    name: String,
+    pid: u32,
+    started: Instant,
+    samples: Vec<(Duration, u64)>,
+}
+
+impl Trace {
+    fn new(p: &Proc) -> Self {
+        Self {
+            name: p.name.clone(),
+            pid: p.child.id(),
+            started: Instant::now(),
+            samples: Vec::new(),
+        }
+    }
+
+    fn sample(&mut self) {
+        if let Some(kib) = rss_kib(self.pid) {
+            self.samples.push((self.started.elapsed(), kib));
+        }
+    }
+
+    /// (first after warm-up, last, samples after warm-up).
+    fn growth(&self) -> Option<(u64, u64, usize)> {
+        let after: Vec<u64> = self
+            .samples
+            .iter()
+            .filter(|(t, _)| *t >= WARM_UP)
+            .map(|(_, k)| *k)
+            .collect();
+        Some((*after.first()?, *after.last()?, after.len()))
+    }
+}
+
+async fn client(url: &str) -> Option<ControllerClient<Channel>> {
+    ControllerClient::connect(url.to_string()).await.ok()
+}
+
+fn spec(n: u64) -> JobSpec {
+    let kind = if n.is_multiple_of(2) {
+        job_spec::Kind::Ping(PingJob { iterations: 5 })
+    } else {
+        job_spec::Kind::AllReduce(AllReduceJob {
+            min_bytes: 4 << 10,
+            max_bytes: 64 << 10,
+            factor: 4,
+            iterations: 5,
+            warmup: 1,
+            algorithms: vec!["ring".into()],
+            check: true,
+        })
+    };
+    JobSpec {
+        name: format!("soak-{n}"),
+        kind: Some(kind),
+        deadline_ms: 0,
+    }
+}
+
+fn status_name(state: i32) -> &'static str {
+    match JobState::try_from(state) {
+        Ok(JobState::Failed) => "failed",
+        Ok(JobState::Cancelled) => "cancelled",
+        Ok(JobState::Succeeded) => "succeeded",
+        _ => "?",
+    }
+}
+
+#[derive(Default)]
+struct Outcomes {
+    succeeded: u64,
+    failed: BTreeMap<String, u64>,
+    longest: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: 30 minutes; SPACEFABRIC_SOAK=1 to run"]
+async fn soak_back_to_back_jobs_with_kills_and_a_controller_restart() {
+    if std::env::var("SPACEFABRIC_SOAK").as_deref() != Ok("1") {
+        eprintln!("SPACEFABRIC_SOAK is not 1: soak skipped");
+        return;
+    }
+    let total = env_secs("SPACEFABRIC_SOAK_SECS", 1800);
+    let kill_every = env_secs("SPACEFABRIC_SOAK_KILL_EVERY_SECS", 300);
+    let controller_bin = workspace_bin("spacefabric-controller", "spacefabric-controller");
+    let node_bin = workspace_bin("spacefabric-node", "spacefabric-node");
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("spacefabric-soak-{}", std::process::id()));
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    println!(
+        "soak: {total:?}, a node killed every {kill_every:?}, logs in {}",
+        logs.display()
+    );
+    println!("load average at start: {}", load_average());
+    let port = free_tcp();
+    let url = format!("http://127.0.0.1:{port}");
+
+    let mut ctl = controller(&controller_bin, port, &dir, &logs, "controller-1");
+    let mut traces = vec![Trace::new(&ctl)];
+    let mut nodes: Vec<Proc> = (0..NODES)
+        .map(|i| {
+            let name = format!("node-{i}");
+            Proc::spawn(&name, &node_bin, &node_args(&url, TOKEN, &name), &logs)
+        })
+        .collect();
+    traces.extend(nodes.iter().map(Trace::new));
+
+    let started = Instant::now();
+    let restart_at = total.mul_f64(0.4);
+    let mut restarted = false;
+    let mut next_kill = kill_every;
+    let mut kills = 0usize;
+    let mut next_sample = Duration::ZERO;
+    let mut outcomes = Outcomes::default();
+    let mut submitted = 0u64;
+    let mut stuck = Vec::new();
+
+    while started.elapsed() < total {
+        // Submit the next job (retrying while the controller restarts).
+        let spec = spec(submitted);
+        let submit_started = Instant::now();
+        let job_id = loop {
+            assert!(
+                submit_started.elapsed() < JOB_BOUND,
+                "cannot submit for {JOB_BOUND:?}\n{}",
+                ctl.log_tail(30)
+            );
+            if let Some(mut c) = client(&url).await {
+                let r = c
+                    .submit_job(SubmitJobRequest {
+                        join_token: TOKEN.into(),
+                        spec: Some(spec.clone()),
+                        min_nodes: NODES as u32,
+                    })
+                    .await;
+                if let Ok(r) = r {
+                    break r.into_inner().job_id;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        submitted += 1;
+        // Follow it to its end, doing the chores (samples, kills, the restart) meanwhile.
+        let job_started = Instant::now();
+        loop {
+            let now = started.elapsed();
+            if now >= next_sample {
+                traces.iter_mut().for_each(Trace::sample);
+                next_sample = now + SAMPLE_EVERY;
+            }
+            if !restarted && now >= restart_at {
+                println!("+{:>5.0}s controller SIGKILL + restart", now.as_secs_f64());
+                ctl.kill_hard();
+                ctl = controller(&controller_bin, port, &dir, &logs, "controller-2");
+                traces.push(Trace::new(&ctl));
+                restarted = true;
+            }
+            if now >= next_kill && now + Duration::from_secs(30) < total {
+                let victim = 1 + kills % (NODES - 1);
+                kills += 1;
+                let name = format!("node-{victim}");
+                println!(
+                    "+{:>5.0}s SIGKILL {name}, replacement started",
+                    now.as_secs_f64()
+                );
+                nodes[victim].kill_hard();
+                // Its own log file (`node-1#2.log`), the killed one's log stays.
+                let replacement = Proc::spawn(
+                    &format!("{name}#{}", kills + 1),
+                    &node_bin,
+                    &node_args(&url, TOKEN, &name),
+                    &logs,
+                );
+                traces.push(Trace::new(&replacement));
+                nodes[victim] = replacement;
+                next_kill += kill_every;
+            }
+            if job_started.elapsed() > JOB_BOUND {
+                stuck.push(job_id.clone());
+                break;
+            }
+            let job = match client(&url).await {
+                Some(mut c) => c
+                    .get_job(GetJobRequest {
+                        join_token: TOKEN.into(),
+                        job_id: job_id.clone(),
+                    })
+                    .await
+                    .ok()
+                    .map(tonic::Response::into_inner),
+                None => None,
+            };
+            if let Some(job) = job
+                && JobState::try_from(job.state).is_ok_and(JobState::is_terminal)
+            {
+                outcomes.longest = outcomes.longest.max(job_started.elapsed());
+                if job.state == JobState::Succeeded as i32 {
+                    outcomes.succeeded += 1;
+                } else {
+                    println!(
+                        "+{:>5.0}s {} {}: {}",
+                        started.elapsed().as_secs_f64(),
+                        job_id,
+                        status_name(job.state),
+                        job.error.chars().take(300).collect::<String>()
+                    );
+                    // Group reasons without their numbers (ranks, times, attempts).
+                    let reason: String = job
+                        .error
+                        .chars()
+                        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                        .take(160)
+                        .collect();
+                    *outcomes.failed.entry(reason).or_default() += 1;
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !stuck.is_empty() {
+            break;
+        }
+    }
+    traces.iter_mut().for_each(Trace::sample);
+    println!("load average at end: {}", load_average());
+    println!(
+        "jobs: {submitted} submitted, {} succeeded, {} failed, longest {:.1}s, {} node kills, controller restarted: {restarted}",
+        outcomes.succeeded,
+        outcomes.failed.values().sum::<u64>(),
+        outcomes.longest.as_secs_f64(),
+        kills
+    );
+    for (reason, n) in &outcomes.failed {
+        println!("  failed x{n}: {reason}");
+    }
+    println!(
+        "{:<12} {:>8} {:>12} {:>12} {:>8} {:>8}",
+        "process", "samples", "RSS first", "RSS last", "growth", "lived"
+    );
+    let mut grown = Vec::new();
+    for t in &traces {
+        let lived = t.samples.last().map_or(0.0, |(d, _)| d.as_secs_f64());
+        match t.growth() {
+            Some((first, last, n)) => {
+                let growth = last as f64 / first as f64 - 1.0;
+                println!(
+                    "{:<12} {n:>8} {:>9} KiB {:>9} KiB {:>7.1}% {lived:>7.0}s",
+                    t.name,
+                    first,
+                    last,
+                    growth * 100.0
+                );
+                if n >= 4 && growth > 0.10 {
+                    grown.push(format!("{}: {:.1}%", t.name, growth * 100.0));
+                }
+            }
+            None => println!("{:<12} (too short-lived) {lived:>7.0}s", t.name),
+        }
+    }
+    // The controllers' RSS over their lives, one sample a minute (history fills up first).
+    for t in traces.iter().filter(|t| t.name.starts_with("controller")) {
+        let minutes: Vec<String> = t
+            .samples
+            .iter()
+            .step_by((60 / SAMPLE_EVERY.as_secs()).max(1) as usize)
+            .map(|(d, k)| format!("{:.0}s {:.1}MB", d.as_secs_f64(), *k as f64 / 1024.0))
+            .collect();
+        println!("{} RSS: {}", t.name, minutes.join(", "));
+    }
+    assert!(stuck.is_empty(), "jobs that never ended: {stuck:?}");
+    for reason in outcomes.failed.keys() {
+        assert!(!reason.trim().is_empty(), "a job failed without a reason");
+    }
+    assert!(outcomes.succeeded > 0, "no job succeeded");
+    assert!(grown.is_empty(), "RSS grew more than 10 %: {grown:?}");
+    drop(nodes);
+    drop(ctl);
+}
