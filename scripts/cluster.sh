@@ -2,6 +2,7 @@
 # A local spacefabric cluster: one controller and N nodes as background processes on 127.0.0.1.
 #
 #   scripts/cluster.sh up --nodes 8 --profile earth-moon   build (release, once), start, wait
+#                         [--no-forwarder]                 (default: a forwarder carries shared trunks)
 #   scripts/cluster.sh status                              nodes, sites, jobs
 #   scripts/cluster.sh logs [controller|NODE] [-f]         a process's log (NODE: index or name)
 #   scripts/cluster.sh bench ARGS...                       spacefabric-bench [allreduce] ARGS --controller URL --join-token T
@@ -9,6 +10,7 @@
 #   scripts/cluster.sh ping [--iterations N]               control-plane round trips per node
 #   scripts/cluster.sh kill NODE                           SIGKILL a node (a failure drill)
 #   scripts/cluster.sh add --site S                        start one more node (a replacement)
+#   scripts/cluster.sh kill forwarder; add --forwarder     a forwarder outage drill, and its restart
 #   scripts/cluster.sh down                                stop exactly what `up` started
 #
 # Everything lives under .cluster/ at the repository root: pid files, logs, the controller's
@@ -17,6 +19,9 @@
 #   (9400/tcp), SPACEFABRIC_CLUSTER_NODE_PORT (7500+i/udp QUIC), SPACEFABRIC_CLUSTER_NODE_METRICS_PORT
 #   (9500+i/tcp). SPACEFABRIC_CLUSTER_WAIT (seconds to wait for registration, default 120).
 #   SPACEFABRIC_CLUSTER_UDP_PAYLOAD (fabric datagram size on loopback, default 16384).
+#   SPACEFABRIC_CLUSTER_FORWARDER_PORT (7390/udp), SPACEFABRIC_CLUSTER_FORWARDER_METRICS_PORT
+#   (9390/tcp): the forwarder that applies the profile's shared cross-site trunks for all nodes
+#   (started when the profile has more than one site, unless --no-forwarder).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,11 +33,13 @@ NODE_PORT="${SPACEFABRIC_CLUSTER_NODE_PORT:-7500}"
 NODE_METRICS_PORT="${SPACEFABRIC_CLUSTER_NODE_METRICS_PORT:-9500}"
 WAIT_SECONDS="${SPACEFABRIC_CLUSTER_WAIT:-120}"
 URL="http://127.0.0.1:$CONTROLLER_PORT"
+FORWARDER_PORT="${SPACEFABRIC_CLUSTER_FORWARDER_PORT:-7390}"
+FORWARDER_METRICS_PORT="${SPACEFABRIC_CLUSTER_FORWARDER_METRICS_PORT:-9390}"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -95,14 +102,33 @@ start_node() {
   wait_exec "$DIR/node-$i.pid" || die "node-$i did not start; see $DIR/logs/node-$i.log"
 }
 
+# start_forwarder: the forwarder on FORWARDER_PORT/udp; it asks the controller for the
+# scenario epoch, so the controller must be up.
+start_forwarder() {
+  SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-node" forwarder \
+    --profile "$(cat "$DIR/profile")" --controller "$URL" \
+    --listen "127.0.0.1:$FORWARDER_PORT" --metrics-listen "127.0.0.1:$FORWARDER_METRICS_PORT" \
+    >> "$DIR/logs/forwarder.log" 2>&1 &
+  echo $! > "$DIR/forwarder.pid"
+  wait_exec "$DIR/forwarder.pid" || die "the forwarder did not start; see $DIR/logs/forwarder.log"
+  local t0=$SECONDS
+  until udp_busy "$FORWARDER_PORT"; do
+    pid_alive "$DIR/forwarder.pid" || die "the forwarder exited; see $DIR/logs/forwarder.log:
+$(tail -n 5 "$DIR/logs/forwarder.log")"
+    (( SECONDS - t0 < 30 )) || die "the forwarder did not open port $FORWARDER_PORT/udp within 30 s"
+    sleep 0.2
+  done
+}
+
 cmd_up() {
-  local nodes="" profile=""
+  local nodes="" profile="" forwarder=1
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --nodes) nodes="${2:-}"; shift 2 ;;
       --profile) profile="${2:-}"; shift 2 ;;
+      --no-forwarder) forwarder=""; shift ;;
       -h|--help) usage 0 ;;
-      *) die "up: unknown argument '$1' (use --nodes N --profile P)" ;;
+      *) die "up: unknown argument '$1' (use --nodes N --profile P [--no-forwarder])" ;;
     esac
   done
   [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "up: --nodes N (a positive number) is required"
@@ -124,11 +150,17 @@ cmd_up() {
   profile_file="$(resolve_profile "$profile")"
   mapfile -t sites < <(sed -n 's/^\[sites\.\([^]]*\)\].*/\1/p' "$profile_file")
   [[ ${#sites[@]} -gt 0 ]] || die "$profile_file: no [sites.NAME] tables found"
+  # One site: no cross-site trunk to share.
+  [[ ${#sites[@]} -gt 1 ]] || forwarder=""
 
   # Every port must be free before anything starts.
   local busy=()
   tcp_busy "$CONTROLLER_PORT" && busy+=("$CONTROLLER_PORT/tcp (controller gRPC)")
   tcp_busy "$METRICS_PORT" && busy+=("$METRICS_PORT/tcp (controller metrics)")
+  if [[ -n "$forwarder" ]]; then
+    udp_busy "$FORWARDER_PORT" && busy+=("$FORWARDER_PORT/udp (forwarder)")
+    tcp_busy "$FORWARDER_METRICS_PORT" && busy+=("$FORWARDER_METRICS_PORT/tcp (forwarder metrics)")
+  fi
   for ((i = 0; i < nodes; i++)); do
     udp_busy $((NODE_PORT + i)) && busy+=("$((NODE_PORT + i))/udp (node-$i QUIC)")
     tcp_busy $((NODE_METRICS_PORT + i)) && busy+=("$((NODE_METRICS_PORT + i))/tcp (node-$i metrics)")
@@ -151,9 +183,11 @@ cmd_up() {
   printf '%s\n' "$profile_file" > "$DIR/profile"
   printf '%s\n' "$nodes" > "$DIR/nodes"
 
+  local forwarder_flag=()
+  [[ -n "$forwarder" ]] && forwarder_flag=(--forwarder "127.0.0.1:$FORWARDER_PORT")
   SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-controller" serve \
     --listen "127.0.0.1:$CONTROLLER_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
-    --profile "$profile_file" --state-dir "$DIR/state" \
+    --profile "$profile_file" --state-dir "$DIR/state" "${forwarder_flag[@]}" \
     > "$DIR/logs/controller.log" 2>&1 &
   echo $! > "$DIR/controller.pid"
   wait_exec "$DIR/controller.pid" || die "the controller did not start; see $DIR/logs/controller.log:
@@ -167,6 +201,7 @@ $(tail -n 5 "$DIR/logs/controller.log")"
     (( SECONDS - t0 < 30 )) || die "the controller did not open port $CONTROLLER_PORT within 30 s"
     sleep 0.2
   done
+  [[ -n "$forwarder" ]] && start_forwarder
 
   local site
   for ((i = 0; i < nodes; i++)); do
@@ -196,6 +231,7 @@ $(tail -n 5 "$DIR/logs/node-$i.log")"
 cluster up: $nodes nodes on profile $(basename "$profile_file" .toml) (${sites[*]})
   controller  $URL  (metrics http://127.0.0.1:$METRICS_PORT/metrics)
   nodes       QUIC 127.0.0.1:$NODE_PORT..$((NODE_PORT + nodes - 1))/udp, metrics http://127.0.0.1:$NODE_METRICS_PORT..$((NODE_METRICS_PORT + nodes - 1))/metrics
+  forwarder   $([[ -n "$forwarder" ]] && echo "127.0.0.1:$FORWARDER_PORT/udp (metrics http://127.0.0.1:$FORWARDER_METRICS_PORT/metrics)" || echo "none: each node applies its own copy of each trunk (results may exceed the links)")
   logs        $DIR/logs/   pids $DIR/*.pid   state $DIR/state/   join token $DIR/token
 next: scripts/cluster.sh status | logs [NODE] | bench allreduce ... | down
 EOF
@@ -228,7 +264,7 @@ cmd_logs() {
 # A failure drill: SIGKILL one node (no goodbye: the controller finds out from the missing
 # heartbeats and re-plans the survivors).
 cmd_kill() {
-  [[ $# -eq 1 ]] || die "kill: which node? (an index or node-N)"
+  [[ $# -eq 1 ]] || die "kill: which node? (an index, node-N, or forwarder)"
   local who="$1"
   [[ "$who" =~ ^[0-9]+$ ]] && who="node-$who"
   local file="$DIR/$who.pid"
@@ -244,11 +280,18 @@ cmd_add() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --site) site="${2:-}"; shift 2 ;;
-      *) die "add: unknown argument '$1' (use --site S)" ;;
+      --forwarder) site="--forwarder"; shift ;;
+      *) die "add: unknown argument '$1' (use --site S, or --forwarder)" ;;
     esac
   done
   [[ -n "$site" ]] || die "add: --site S is required"
   pid_alive "$DIR/controller.pid" || die "no running cluster (scripts/cluster.sh up first)"
+  if [[ "$site" == "--forwarder" ]]; then
+    pid_alive "$DIR/forwarder.pid" && die "add: the forwarder is already running"
+    start_forwarder
+    echo "started the forwarder (127.0.0.1:$FORWARDER_PORT/udp, log $DIR/logs/forwarder.log)"
+    return 0
+  fi
   grep -q "^\[sites\.$site\]" "$(cat "$DIR/profile")" \
     || die "add: site '$site' is not in $(cat "$DIR/profile")"
   local i=0
@@ -310,6 +353,7 @@ cmd_down() {
     stop "$f" "$(basename "$f" .pid)" &
   done
   wait
+  stop "$DIR/forwarder.pid" forwarder
   stop "$DIR/controller.pid" controller
   echo "logs and state kept in $DIR (remove the directory to start afresh)"
 }
