@@ -3,6 +3,7 @@
 #
 #   scripts/cluster.sh up --nodes 8 --profile earth-moon   build (release, once), start, wait
 #                         [--time-dilation K]              every clock K times slower (default 1)
+#                         [--no-forwarder]                 (default: a forwarder carries shared trunks)
 #   scripts/cluster.sh status                              nodes, sites, jobs
 #   scripts/cluster.sh logs [controller|NODE] [-f]         a process's log (NODE: index or name)
 #   scripts/cluster.sh bench ARGS...                       spacefabric-bench [allreduce] ARGS --controller URL --join-token T
@@ -10,6 +11,7 @@
 #   scripts/cluster.sh ping [--iterations N]               control-plane round trips per node
 #   scripts/cluster.sh kill NODE                           SIGKILL a node (a failure drill)
 #   scripts/cluster.sh add --site S                        start one more node (a replacement)
+#   scripts/cluster.sh kill forwarder; add --forwarder     a forwarder outage drill, and its restart
 #   scripts/cluster.sh down                                stop exactly what `up` started
 #
 # Everything lives under .cluster/ at the repository root: pid files, logs, the controller's
@@ -23,6 +25,9 @@
 # every node run their emulated clock K times slower than the wall clock, so this host can
 # emulate links K times faster than it could keep up with; every reported time is emulated
 # time. Kept in .cluster/time_dilation for `add`; benches take K from the controller.
+#   SPACEFABRIC_CLUSTER_FORWARDER_PORT (7390/udp), SPACEFABRIC_CLUSTER_FORWARDER_METRICS_PORT
+#   (9390/tcp): the forwarder that applies the profile's shared cross-site trunks for all nodes
+#   (started when the profile has more than one site, unless --no-forwarder).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,11 +39,13 @@ NODE_PORT="${SPACEFABRIC_CLUSTER_NODE_PORT:-7500}"
 NODE_METRICS_PORT="${SPACEFABRIC_CLUSTER_NODE_METRICS_PORT:-9500}"
 WAIT_SECONDS="${SPACEFABRIC_CLUSTER_WAIT:-120}"
 URL="http://127.0.0.1:$CONTROLLER_PORT"
+FORWARDER_PORT="${SPACEFABRIC_CLUSTER_FORWARDER_PORT:-7390}"
+FORWARDER_METRICS_PORT="${SPACEFABRIC_CLUSTER_FORWARDER_METRICS_PORT:-9390}"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -104,15 +111,34 @@ start_node() {
   wait_exec "$DIR/node-$i.pid" || die "node-$i did not start; see $DIR/logs/node-$i.log"
 }
 
+# start_forwarder: the forwarder on FORWARDER_PORT/udp; it asks the controller for the
+# scenario epoch, so the controller must be up.
+start_forwarder() {
+  SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-node" forwarder \
+    --profile "$(cat "$DIR/profile")" --controller "$URL" \
+    --listen "127.0.0.1:$FORWARDER_PORT" --metrics-listen "127.0.0.1:$FORWARDER_METRICS_PORT" \
+    >> "$DIR/logs/forwarder.log" 2>&1 &
+  echo $! > "$DIR/forwarder.pid"
+  wait_exec "$DIR/forwarder.pid" || die "the forwarder did not start; see $DIR/logs/forwarder.log"
+  local t0=$SECONDS
+  until udp_busy "$FORWARDER_PORT"; do
+    pid_alive "$DIR/forwarder.pid" || die "the forwarder exited; see $DIR/logs/forwarder.log:
+$(tail -n 5 "$DIR/logs/forwarder.log")"
+    (( SECONDS - t0 < 30 )) || die "the forwarder did not open port $FORWARDER_PORT/udp within 30 s"
+    sleep 0.2
+  done
+}
+
 cmd_up() {
-  local nodes="" profile="" dilation="${SPACEFABRIC_TIME_DILATION:-1}"
+  local nodes="" profile="" dilation="${SPACEFABRIC_TIME_DILATION:-1}" forwarder=1
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --nodes) nodes="${2:-}"; shift 2 ;;
       --profile) profile="${2:-}"; shift 2 ;;
       --time-dilation) dilation="${2:-}"; shift 2 ;;
+      --no-forwarder) forwarder=""; shift ;;
       -h|--help) usage 0 ;;
-      *) die "up: unknown argument '$1' (use --nodes N --profile P [--time-dilation K])" ;;
+      *) die "up: unknown argument '$1' (use --nodes N --profile P [--time-dilation K] [--no-forwarder])" ;;
     esac
   done
   [[ "$dilation" =~ ^[1-9][0-9]{0,6}$ ]] || die "up: --time-dilation $dilation: an integer K from 1 to 1000000"
@@ -135,11 +161,17 @@ cmd_up() {
   profile_file="$(resolve_profile "$profile")"
   mapfile -t sites < <(sed -n 's/^\[sites\.\([^]]*\)\].*/\1/p' "$profile_file")
   [[ ${#sites[@]} -gt 0 ]] || die "$profile_file: no [sites.NAME] tables found"
+  # One site: no cross-site trunk to share.
+  [[ ${#sites[@]} -gt 1 ]] || forwarder=""
 
   # Every port must be free before anything starts.
   local busy=()
   tcp_busy "$CONTROLLER_PORT" && busy+=("$CONTROLLER_PORT/tcp (controller gRPC)")
   tcp_busy "$METRICS_PORT" && busy+=("$METRICS_PORT/tcp (controller metrics)")
+  if [[ -n "$forwarder" ]]; then
+    udp_busy "$FORWARDER_PORT" && busy+=("$FORWARDER_PORT/udp (forwarder)")
+    tcp_busy "$FORWARDER_METRICS_PORT" && busy+=("$FORWARDER_METRICS_PORT/tcp (forwarder metrics)")
+  fi
   for ((i = 0; i < nodes; i++)); do
     udp_busy $((NODE_PORT + i)) && busy+=("$((NODE_PORT + i))/udp (node-$i QUIC)")
     tcp_busy $((NODE_METRICS_PORT + i)) && busy+=("$((NODE_METRICS_PORT + i))/tcp (node-$i metrics)")
@@ -163,9 +195,11 @@ cmd_up() {
   printf '%s\n' "$nodes" > "$DIR/nodes"
   printf '%s\n' "$dilation" > "$DIR/time_dilation"
 
+  local forwarder_flag=()
+  [[ -n "$forwarder" ]] && forwarder_flag=(--forwarder "127.0.0.1:$FORWARDER_PORT")
   SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-controller" serve \
     --listen "127.0.0.1:$CONTROLLER_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
-    --profile "$profile_file" --state-dir "$DIR/state" --time-dilation "$dilation" \
+    --profile "$profile_file" --state-dir "$DIR/state" --time-dilation "$dilation" "${forwarder_flag[@]}" \
     > "$DIR/logs/controller.log" 2>&1 &
   echo $! > "$DIR/controller.pid"
   wait_exec "$DIR/controller.pid" || die "the controller did not start; see $DIR/logs/controller.log:
@@ -179,6 +213,7 @@ $(tail -n 5 "$DIR/logs/controller.log")"
     (( SECONDS - t0 < 30 )) || die "the controller did not open port $CONTROLLER_PORT within 30 s"
     sleep 0.2
   done
+  [[ -n "$forwarder" ]] && start_forwarder
 
   local site
   for ((i = 0; i < nodes; i++)); do
@@ -208,6 +243,7 @@ $(tail -n 5 "$DIR/logs/node-$i.log")"
 cluster up: $nodes nodes on profile $(basename "$profile_file" .toml) (${sites[*]}), time dilation K = $dilation
   controller  $URL  (metrics http://127.0.0.1:$METRICS_PORT/metrics)
   nodes       QUIC 127.0.0.1:$NODE_PORT..$((NODE_PORT + nodes - 1))/udp, metrics http://127.0.0.1:$NODE_METRICS_PORT..$((NODE_METRICS_PORT + nodes - 1))/metrics
+  forwarder   $([[ -n "$forwarder" ]] && echo "127.0.0.1:$FORWARDER_PORT/udp (metrics http://127.0.0.1:$FORWARDER_METRICS_PORT/metrics)" || echo "none: each node applies its own copy of each trunk (results may exceed the links)")
   logs        $DIR/logs/   pids $DIR/*.pid   state $DIR/state/   join token $DIR/token
 next: scripts/cluster.sh status | logs [NODE] | bench allreduce ... | down
 EOF
@@ -240,7 +276,7 @@ cmd_logs() {
 # A failure drill: SIGKILL one node (no goodbye: the controller finds out from the missing
 # heartbeats and re-plans the survivors).
 cmd_kill() {
-  [[ $# -eq 1 ]] || die "kill: which node? (an index or node-N)"
+  [[ $# -eq 1 ]] || die "kill: which node? (an index, node-N, or forwarder)"
   local who="$1"
   [[ "$who" =~ ^[0-9]+$ ]] && who="node-$who"
   local file="$DIR/$who.pid"
@@ -256,11 +292,18 @@ cmd_add() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --site) site="${2:-}"; shift 2 ;;
-      *) die "add: unknown argument '$1' (use --site S)" ;;
+      --forwarder) site="--forwarder"; shift ;;
+      *) die "add: unknown argument '$1' (use --site S, or --forwarder)" ;;
     esac
   done
   [[ -n "$site" ]] || die "add: --site S is required"
   pid_alive "$DIR/controller.pid" || die "no running cluster (scripts/cluster.sh up first)"
+  if [[ "$site" == "--forwarder" ]]; then
+    pid_alive "$DIR/forwarder.pid" && die "add: the forwarder is already running"
+    start_forwarder
+    echo "started the forwarder (127.0.0.1:$FORWARDER_PORT/udp, log $DIR/logs/forwarder.log)"
+    return 0
+  fi
   grep -q "^\[sites\.$site\]" "$(cat "$DIR/profile")" \
     || die "add: site '$site' is not in $(cat "$DIR/profile")"
   local i=0
@@ -322,6 +365,7 @@ cmd_down() {
     stop "$f" "$(basename "$f" .pid)" &
   done
   wait
+  stop "$DIR/forwarder.pid" forwarder
   stop "$DIR/controller.pid" controller
   echo "logs and state kept in $DIR (remove the directory to start afresh)"
 }

@@ -691,6 +691,8 @@ fn build_classes(
                         }
                         Fate::SentNow => p.sent,
                         Fate::Held { at, .. } => at,
+                        // Not produced here (no forwarder): the verdict is the forwarder's.
+                        Fate::Forwarded => continue,
                     };
                     match arrivals.get(&p.seq) {
                         Some(&arrived) => {

@@ -121,6 +121,11 @@ pub struct ServeArgs {
     /// Do not delay controller↔node messages by the light delay between their sites.
     #[arg(long, env = "SPACEFABRIC_NO_LIGHT_DELAY")]
     pub no_light_delay: bool,
+    /// host:port of the forwarder that carries the profile's shared cross-site trunks
+    /// (`spacefabric-node forwarder`); handed to the nodes in every job plan. Default: none
+    /// (each node process applies its own copy of each trunk and warns).
+    #[arg(long, env = "SPACEFABRIC_FORWARDER")]
+    pub forwarder: Option<String>,
     /// Largest request decoded, bytes (64 KiB to 256 MiB).
     #[arg(
         long,
@@ -191,7 +196,16 @@ impl ServeArgs {
                 self.heartbeat_interval_ms, self.heartbeat_misses
             )));
         }
+        let forwarder = match self.forwarder.as_deref().map(str::trim) {
+            None | Some("") => String::new(),
+            Some(addr) => {
+                check_host_port(addr)
+                    .map_err(|e| CommandError::Usage(format!("--forwarder {addr:?}: {e}")))?;
+                addr.to_string()
+            }
+        };
         Ok(CoreConfig {
+            forwarder,
             controller_site,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             heartbeat_misses: self.heartbeat_misses,
@@ -203,6 +217,22 @@ impl ServeArgs {
             job_history: usize::try_from(self.job_history).unwrap_or(usize::MAX),
             job_max_age: self.job_max_age_s.map(Duration::from_secs),
         })
+    }
+}
+
+/// Checks that `addr` is `host:port` with a non-zero port (the host may be a DNS name, which
+/// the nodes resolve).
+fn check_host_port(addr: &str) -> Result<(), String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| "expected host:port".to_string())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("the host is empty".into());
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("port {port:?} is not 1..=65535")),
+        Ok(_) => Ok(()),
     }
 }
 

@@ -79,6 +79,9 @@ pub struct CoreConfig {
     /// The cluster's time dilation K (default 1), handed to every node at registration.
     /// Every duration the core sees ([`Now::mono`], intervals, deadlines) is emulated time.
     pub time_dilation: TimeDilation,
+    /// host:port of the forwarder carrying the shared trunks, put in every job plan (default
+    /// empty: none).
+    pub forwarder: String,
 }
 
 impl Default for CoreConfig {
@@ -91,6 +94,7 @@ impl Default for CoreConfig {
             node_budget: NodeBudget::default(),
             job_history: DEFAULT_JOB_HISTORY,
             job_max_age: None,
+            forwarder: String::new(),
         }
     }
 }
@@ -826,7 +830,8 @@ impl Core {
                 self.fail_job(index, "the job has no spec".into(), now);
                 continue;
             };
-            let plan = job_plan(&self.state.plan, plan_version, &spec);
+            let mut plan = job_plan(&self.state.plan, plan_version, &spec);
+            plan.forwarder_addr.clone_from(&self.config.forwarder);
             if let Err(e) = job_cost(&spec, plan.world_size).check(&self.config.node_budget) {
                 let reason = format!(
                     "refused at start on {} ranks: {}: {e}",

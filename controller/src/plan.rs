@@ -154,6 +154,8 @@ pub fn job_plan(plan: &MembershipPlan, plan_version: u64, spec: &JobSpec) -> Job
         algorithms,
         data_len,
         param_len,
+        // Filled in by the core from its configuration.
+        forwarder_addr: String::new(),
     }
 }
 

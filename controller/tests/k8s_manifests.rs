@@ -7,6 +7,9 @@
 //!   contract's (controller gRPC 7400/tcp, metrics 9400; node QUIC 7500/udp, metrics 9500) and
 //!   the binaries' defaults;
 //! - node identity and advertise address come from the Downward API;
+//! - the forwarder (`spacefabric-node forwarder`, trunk 7600/udp, metrics 9600) has a headless
+//!   Service, the controller hands its address to the nodes, and it loads the controller's
+//!   profile in the base and every overlay;
 //! - in the base and every overlay, the site ranges place each StatefulSet ordinal on exactly
 //!   one site of the profile the controller loads;
 //! - the benchmark Job uses flags `spacefabric-bench allreduce` has and reaches the
@@ -32,6 +35,8 @@ const CONTROLLER_GRPC: u16 = 7400;
 const CONTROLLER_METRICS: u16 = 9400;
 const NODE_QUIC: u16 = 7500;
 const NODE_METRICS: u16 = 9500;
+const FORWARDER_TRUNK: u16 = 7600;
+const FORWARDER_METRICS: u16 = 9600;
 
 fn k8s_dir() -> PathBuf {
     workspace_root().join("deploy/k8s")
@@ -412,6 +417,77 @@ fn node_manifest_matches_the_node_binary() {
         statefulset,
         &[("quic", NODE_QUIC, "UDP"), ("metrics", NODE_METRICS, "TCP")],
     );
+}
+
+#[test]
+fn forwarder_manifest_matches_the_forwarder_subcommand() {
+    let docs = base();
+    let deployment = find(&docs, "Deployment", "spacefabric-forwarder");
+    assert_eq!(
+        at(deployment, &["spec", "replicas"]).and_then(Value::as_u64),
+        Some(1),
+        "one process per trunk: two replicas would split its queue"
+    );
+    let container = &containers(deployment)[0];
+    assert_eq!(
+        seq_at(container, &["command"])[1].as_str(),
+        Some("forwarder")
+    );
+    check_container(
+        container,
+        ("trunk", FORWARDER_TRUNK, "UDP"),
+        FORWARDER_METRICS,
+        &[
+            "SPACEFABRIC_PROFILE",
+            "SPACEFABRIC_LISTEN",
+            "SPACEFABRIC_METRICS_LISTEN",
+            "SPACEFABRIC_CONTROLLER",
+            "SPACEFABRIC_JOIN_TOKEN",
+        ],
+    );
+    check_join_token(&docs, container);
+    check_scrape_annotations(deployment, FORWARDER_METRICS);
+    let service = find(&docs, "Service", "spacefabric-forwarder");
+    assert_eq!(
+        str_at(service, &["spec", "clusterIP"]),
+        Some("None"),
+        "headless: nodes recognise the forwarder by its pod IP"
+    );
+    check_service(
+        service,
+        deployment,
+        &[
+            ("trunk", FORWARDER_TRUNK, "UDP"),
+            ("metrics", FORWARDER_METRICS, "TCP"),
+        ],
+    );
+    // The controller tells the nodes where it is.
+    let controller = &containers(find(&docs, "Deployment", "spacefabric-controller"))[0];
+    assert_eq!(
+        env_value(controller, "SPACEFABRIC_FORWARDER"),
+        Some(format!("spacefabric-forwarder:{FORWARDER_TRUNK}").as_str())
+    );
+    // It applies the controller's profile, in the base and in every overlay.
+    let profile_of = |docs: &[Value], kind: &str, name: &str| {
+        env_value(
+            &containers(find(docs, kind, name))[0],
+            "SPACEFABRIC_PROFILE",
+        )
+        .map(str::to_string)
+    };
+    assert_eq!(
+        profile_of(&docs, "Deployment", "spacefabric-forwarder"),
+        profile_of(&docs, "Deployment", "spacefabric-controller")
+    );
+    for dir in overlay_dirs() {
+        let patches = manifests_in(&dir);
+        assert_eq!(
+            profile_of(&patches, "Deployment", "spacefabric-forwarder"),
+            profile_of(&patches, "Deployment", "spacefabric-controller"),
+            "{}: the forwarder and the controller must load the same profile",
+            dir.display()
+        );
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod collective;
+pub mod forwarder_command;
 pub mod jobs;
 pub mod metrics_catalog;
 pub mod train;

@@ -3,7 +3,8 @@
 //!
 //! Without a subcommand the node runs as an agent of the controller
 //! (`spacefabric-node --controller URL --join-token T [--site S] --listen ADDR --advertise ADDR`)
-//! running ping, all-reduce and train jobs.
+//! running ping, all-reduce and train jobs. `spacefabric-node forwarder --profile P` runs the
+//! forwarder that carries the profile's shared trunks for node processes.
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use spacefabric_fabric::transport::ca_command::{self, CaCommand};
 use spacefabric_node::agent::{Agent, JobKind, args::AgentArgs};
+use spacefabric_node::forwarder_command::{self, ForwarderArgs};
 use spacefabric_node::jobs::job_mesh::FabricSettings;
 use spacefabric_node::jobs::{AllReduceRunner, TrainRunner};
 
@@ -34,6 +36,9 @@ enum Command {
     /// Dev cluster CA and node identities for the QUIC fabric's mutual TLS.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// The forwarder that carries the profile's shared cross-site trunks for node processes
+    /// (give the controller --forwarder HOST:PORT so nodes use it).
+    Forwarder(ForwarderArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,11 +54,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Forwarder(args)) => run_forwarder(args),
         None => run_agent(&cli.agent),
     }
 }
 
-fn run_agent(args: &AgentArgs) -> ExitCode {
+fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -61,6 +67,35 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn run_forwarder(args: &ForwarderArgs) -> ExitCode {
+    init_tracing();
+    let result = (|| -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(args.metrics_listen)
+                .install()
+                .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
+            spacefabric_proto::metrics_catalog::describe_and_register(
+                spacefabric_fabric::forwarder::FORWARDER_METRICS,
+            );
+            spacefabric_fabric::emu::describe_metrics();
+            forwarder_command::run(args, shutdown_signal()).await
+        })
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spacefabric-node forwarder: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_agent(args: &AgentArgs) -> ExitCode {
+    init_tracing();
     let result = (|| -> anyhow::Result<()> {
         let config = args.to_config()?;
         let runtime = tokio::runtime::Runtime::new()?;

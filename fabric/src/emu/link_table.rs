@@ -18,6 +18,7 @@ use std::time::Duration;
 use netem_profiles::{DropCause, LinkModel};
 
 use super::clock::EmuClock;
+use super::encap::WireTrunk;
 use super::scheduler::SchedulerMode;
 
 /// Upper bound on the bytes one link may hold in its delay line by default (1 GiB): only
@@ -350,6 +351,10 @@ pub struct LinkTable {
     max_held_bytes_per_link: u64,
     max_udp_payload: usize,
     links: RwLock<HashMap<SocketAddr, Arc<Link>>>,
+    /// Where datagrams of forwarded peers go (see [`LinkTable::with_forwarder`]).
+    forwarder: Option<SocketAddr>,
+    /// Peers reached through the forwarder, and the shared trunk each crosses.
+    forwarded: RwLock<HashMap<SocketAddr, WireTrunk>>,
 }
 
 impl LinkTable {
@@ -362,6 +367,8 @@ impl LinkTable {
             max_held_bytes_per_link: DEFAULT_MAX_HELD_BYTES_PER_LINK,
             max_udp_payload: super::MAX_UDP_PAYLOAD,
             links: RwLock::new(HashMap::new()),
+            forwarder: None,
+            forwarded: RwLock::new(HashMap::new()),
         }
     }
 
@@ -397,6 +404,20 @@ impl LinkTable {
         self
     }
 
+    /// Sends the datagrams of peers added with [`LinkTable::set_peer_forwarded`] to the
+    /// forwarder at `addr`, encapsulated ([`encap`](super::encap)), and decapsulates what
+    /// arrives from `addr`. The hop from this node to the forwarder is not emulated: the
+    /// forwarder stands at the site's terminal, and applies the whole trunk itself.
+    pub fn with_forwarder(mut self, addr: SocketAddr) -> Self {
+        self.forwarder = Some(canonical(addr));
+        self
+    }
+
+    /// The forwarder this table sends shared-trunk traffic through, if any.
+    pub fn forwarder(&self) -> Option<SocketAddr> {
+        self.forwarder
+    }
+
     /// The largest UDP payload the emulated paths carry.
     pub fn max_udp_payload(&self) -> usize {
         self.max_udp_payload
@@ -427,28 +448,67 @@ impl LinkTable {
     /// `"earth/0->moon/4"`).
     pub fn set_peer_labelled(&self, addr: SocketAddr, link: LinkModel, label: impl Into<String>) {
         let link = Arc::new(Link::new(label.into(), link, self.max_held_bytes_per_link));
-        self.links
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(canonical(addr), link);
+        self.insert_link(addr, link);
     }
 
     /// Emulates every datagram to `addr` through the shared `trunk` (replacing any previous
     /// link to it). Other tables may hold the same trunk: their datagrams then queue in the
     /// same FIFO (see [`Trunk`](super::Trunk)).
     pub fn set_peer_trunk(&self, addr: SocketAddr, trunk: &super::Trunk) {
+        self.insert_link(addr, trunk.0.clone());
+    }
+
+    fn insert_link(&self, addr: SocketAddr, link: Arc<Link>) {
+        let addr = canonical(addr);
+        self.forwarded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&addr);
         self.links
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(canonical(addr), trunk.0.clone());
+            .insert(addr, link);
+    }
+
+    /// Sends every datagram to `addr` through the forwarder (see
+    /// [`LinkTable::with_forwarder`]), which applies the shared `trunk` for every node that
+    /// sends through it. Replaces any link to `addr` in this table; without a forwarder the
+    /// datagrams go out unemulated, counted as unmapped (callers check [`Self::forwarder`]).
+    pub fn set_peer_forwarded(&self, addr: SocketAddr, trunk: WireTrunk) {
+        let addr = canonical(addr);
+        self.links
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&addr);
+        self.forwarded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(addr, trunk);
     }
 
     /// Removes the link to `addr` (its datagrams then go out unemulated, counted as unmapped).
     pub fn remove_peer(&self, addr: SocketAddr) {
+        let addr = canonical(addr);
         self.links
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&canonical(addr));
+            .remove(&addr);
+        self.forwarded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&addr);
+    }
+
+    /// The trunk datagrams to `addr` cross through the forwarder, if `addr` is forwarded.
+    pub(crate) fn forwarded(&self, addr: SocketAddr) -> Option<WireTrunk> {
+        let map = self
+            .forwarded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&canonical(addr)).copied()
     }
 
     /// Counters of the link to `addr`, if there is one.
@@ -466,7 +526,7 @@ impl LinkTable {
 }
 
 /// IPv4-mapped IPv6 addresses and plain IPv4 ones name the same peer.
-fn canonical(addr: SocketAddr) -> SocketAddr {
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),

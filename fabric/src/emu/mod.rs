@@ -10,6 +10,12 @@
 //! all nodes in a process hold the same trunk object for every peer the roster places on it
 //! (a [`TrunkSet`] hands them out), so their datagrams serialise through one queue.
 //!
+//! Process clusters share a trunk through a **forwarder** (`crate::forwarder`): a table built
+//! [`LinkTable::with_forwarder`] sends the datagrams of peers added with
+//! [`LinkTable::set_peer_forwarded`] encapsulated ([`encap`]) to the forwarder, which applies
+//! the trunk with the same [`Trunk`] and delay line, and decapsulates what the forwarder
+//! delivers, reporting the true source to quinn. The hop to the forwarder is not emulated.
+//!
 //! Time is [`EmuClock`] — tokio's clock minus the scenario epoch — so tests under tokio's
 //! paused clock time-warp quinn, the link model and the delay line together.
 //!
@@ -72,6 +78,7 @@
 //! [`LinkTable::link_stats`].
 
 mod clock;
+pub mod encap;
 mod link_table;
 mod scheduler;
 mod socket;
@@ -87,6 +94,11 @@ pub use scheduler::{
 };
 pub use socket::{EmuStats, EmulatedSocket, Fate};
 pub use trunks::{Trunk, TrunkSet};
+
+// For the forwarder (`crate::forwarder`), which applies trunks with this same code.
+pub(crate) use link_table::Counters;
+pub(crate) use scheduler::{Outbound, Scheduler, tokio_clock_is_paused};
+pub(crate) use socket::Path;
 
 /// IP MTU of every emulated path, in bytes.
 pub const EMULATED_PATH_MTU: usize = 1500;

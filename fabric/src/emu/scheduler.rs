@@ -96,6 +96,9 @@ pub(crate) struct Held {
     pub(crate) due: Instant,
     pub(crate) dest: SocketAddr,
     pub(crate) data: Box<[u8]>,
+    /// Bytes counted for it in the link's and the socket's counters: the datagram's length,
+    /// or for an encapsulated datagram at the forwarder the inner (QUIC) datagram's.
+    pub(crate) counted: usize,
     pub(crate) out: Arc<Outbound>,
     pub(crate) link: Arc<Link>,
 }
@@ -256,9 +259,9 @@ impl Scheduler {
             self.stats.late_nanos_sum.fetch_add(late, Ordering::Relaxed);
             self.stats.late_nanos_max.fetch_max(late, Ordering::Relaxed);
             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-            send_now(&held.out, &held.link, held.dest, &held.data);
-            held.link.counters.release(held.data.len());
-            held.out.counters.release(held.data.len());
+            send_now(&held.out, &held.link, held.dest, &held.data, held.counted);
+            held.link.counters.release(held.counted);
+            held.out.counters.release(held.counted);
             held.link.record_held_gauge();
         }
     }
@@ -354,12 +357,13 @@ impl Scheduler {
     }
 }
 
-/// Writes one datagram to the real socket now, counting it as sent or dropped.
-pub(crate) fn send_now(out: &Outbound, link: &Link, dest: SocketAddr, data: &[u8]) {
+/// Writes one datagram to the real socket now, counting it (as `counted` bytes) as sent or
+/// dropped.
+pub(crate) fn send_now(out: &Outbound, link: &Link, dest: SocketAddr, data: &[u8], counted: usize) {
     match out.socket.send_to(data, dest) {
         Ok(_) => {
-            out.counters.sent(data.len());
-            link.record_sent(data.len());
+            out.counters.sent(counted);
+            link.record_sent(counted);
         }
         Err(e) => {
             tracing::debug!(link = %link.label, %dest, error = %e, "emulated link: real socket refused a due datagram");

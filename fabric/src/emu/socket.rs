@@ -15,6 +15,7 @@ use netem_profiles::Verdict;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 
+use super::encap::{self, WireTrunk};
 use super::link_table::{Counters, EmuDropCause, Link, LinkTable, TrafficStats};
 use super::scheduler::{
     Held, Outbound, Scheduler, SchedulerMode, SchedulerStats, send_now, tokio_clock_is_paused,
@@ -37,6 +38,9 @@ pub enum Fate {
     },
     /// Dropped, with the cause.
     Dropped(EmuDropCause),
+    /// Encapsulated and handed to the forwarder at once; the forwarder applies the shared
+    /// trunk (its verdict is not known here).
+    Forwarded,
 }
 
 /// Counters of one socket: outgoing traffic after emulation, plus what it received.
@@ -50,6 +54,10 @@ pub struct EmuStats {
     pub received_datagrams: u64,
     /// Bytes received.
     pub received_bytes: u64,
+    /// Datagrams sent encapsulated to the forwarder (their shared trunk is applied there).
+    pub forwarded_datagrams: u64,
+    /// Datagrams from the forwarder's address that did not decapsulate (dropped).
+    pub malformed_from_forwarder: u64,
 }
 
 /// A UDP socket whose outgoing datagrams cross emulated links; see the [module docs](super).
@@ -64,6 +72,8 @@ pub struct EmulatedSocket {
     warned_unmapped: AtomicBool,
     received_datagrams: AtomicU64,
     received_bytes: AtomicU64,
+    forwarded_datagrams: AtomicU64,
+    malformed_from_forwarder: AtomicU64,
     /// Set by [`EmulatedSocket::retire`]: receives fail, sends are discarded.
     retired: AtomicBool,
 }
@@ -137,6 +147,8 @@ impl EmulatedSocket {
             warned_unmapped: AtomicBool::new(false),
             received_datagrams: AtomicU64::new(0),
             received_bytes: AtomicU64::new(0),
+            forwarded_datagrams: AtomicU64::new(0),
+            malformed_from_forwarder: AtomicU64::new(0),
             retired: AtomicBool::new(false),
         }))
     }
@@ -171,6 +183,8 @@ impl EmulatedSocket {
             unmapped_datagrams: self.unmapped.load(Ordering::Relaxed),
             received_datagrams: self.received_datagrams.load(Ordering::Relaxed),
             received_bytes: self.received_bytes.load(Ordering::Relaxed),
+            forwarded_datagrams: self.forwarded_datagrams.load(Ordering::Relaxed),
+            malformed_from_forwarder: self.malformed_from_forwarder.load(Ordering::Relaxed),
         }
     }
 
@@ -189,6 +203,11 @@ impl EmulatedSocket {
             self.out.counters.sent(contents.len());
             return Ok(Fate::SentNow);
         };
+        if let Some(trunk) = self.links.forwarded(dest)
+            && let Some(forwarder) = self.links.forwarder()
+        {
+            return self.send_forwarded(forwarder, trunk, dest, contents);
+        }
         let Some(link) = self.links.get(dest) else {
             self.out.counters.offered(contents.len());
             self.unmapped.fetch_add(1, Ordering::Relaxed);
@@ -199,55 +218,147 @@ impl EmulatedSocket {
             self.out.counters.sent(contents.len());
             return Ok(Fate::SentNow);
         };
+        let path = Path {
+            link: &link,
+            out: &self.out,
+            scheduler,
+            clock: self.links.clock(),
+            max_udp_payload: self.links.max_udp_payload(),
+        };
+        Ok(path.emulate(dest, contents, contents.len()))
+    }
+
+    /// Encapsulates `contents` for `dest` and hands it to the forwarder at once (the hop to
+    /// the forwarder is not emulated; the forwarder applies the trunk).
+    fn send_forwarded(
+        &self,
+        forwarder: SocketAddr,
+        trunk: WireTrunk,
+        dest: SocketAddr,
+        contents: &[u8],
+    ) -> io::Result<Fate> {
         self.out.counters.offered(contents.len());
-        link.counters.offered(contents.len());
-        if contents.len() > self.links.max_udp_payload() {
-            return Ok(self.drop_with(&link, EmuDropCause::Oversize));
+        if contents.len() > self.links.max_udp_payload().min(encap::MAX_INNER) {
+            self.out.counters.dropped(EmuDropCause::Oversize);
+            return Ok(Fate::Dropped(EmuDropCause::Oversize));
         }
-        let clock = self.links.clock();
-        let now = clock.now();
-        let (at, duplicate_at) = match link.verdict(now, contents.len()) {
-            Verdict::Drop(cause) => return Ok(self.drop_with(&link, EmuDropCause::Link(cause))),
+        let header = encap::Header {
+            trunk,
+            src: self.local,
+            dst: dest,
+        };
+        let wire = encap::encode(&header, contents);
+        self.out.socket.send_to(&wire, forwarder)?;
+        self.out.counters.sent(contents.len());
+        self.forwarded_datagrams.fetch_add(1, Ordering::Relaxed);
+        Ok(Fate::Forwarded)
+    }
+
+    /// Turns a datagram that came from the forwarder into the inner datagram, in place:
+    /// returns its length and true source, or `None` (counted) if it is malformed.
+    fn unwrap_forwarded(&self, buf: &mut [u8], len: usize) -> Option<(usize, SocketAddr)> {
+        let datagram = buf.get(..len)?;
+        match encap::decode(datagram) {
+            Ok(h) => {
+                buf.copy_within(encap::HEADER_LEN..len, 0);
+                Some((len - encap::HEADER_LEN, h.src))
+            }
+            Err(e) => {
+                if self
+                    .malformed_from_forwarder
+                    .fetch_add(1, Ordering::Relaxed)
+                    == 0
+                {
+                    tracing::warn!(local = %self.local, error = %e, "dropping a malformed datagram from the forwarder");
+                }
+                None
+            }
+        }
+    }
+
+    /// Is `from` the forwarder this socket sends shared-trunk traffic through?
+    fn is_forwarder(&self, from: SocketAddr) -> bool {
+        self.links
+            .forwarder()
+            .is_some_and(|f| f == super::link_table::canonical(from))
+    }
+
+    /// Receives one datagram (for callers that use the socket without quinn).
+    /// A datagram from the forwarder is reported with its true source; a malformed one is
+    /// counted and skipped.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        loop {
+            let (mut len, mut addr) = self.io.recv_from(buf).await?;
+            if self.is_forwarder(addr) {
+                let Some(inner) = self.unwrap_forwarded(buf, len) else {
+                    continue;
+                };
+                (len, addr) = inner;
+            }
+            self.received_datagrams.fetch_add(1, Ordering::Relaxed);
+            self.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            return Ok((len, addr));
+        }
+    }
+}
+
+/// One datagram's way through one link: the link model's verdict, the hold limit and the
+/// delay line. The same for a node's socket and for the forwarder, which is how both apply
+/// a shared trunk with one code path.
+pub(crate) struct Path<'a> {
+    pub(crate) link: &'a Arc<Link>,
+    pub(crate) out: &'a Arc<Outbound>,
+    pub(crate) scheduler: &'a Scheduler,
+    pub(crate) clock: &'a super::EmuClock,
+    pub(crate) max_udp_payload: usize,
+}
+
+impl Path<'_> {
+    /// Sends `wire` to `dest` through the link, charged as `counted` bytes (the datagram the
+    /// link carries; the forwarder's header is not part of it).
+    pub(crate) fn emulate(&self, dest: SocketAddr, wire: &[u8], counted: usize) -> Fate {
+        let (link, out) = (self.link, self.out);
+        out.counters.offered(counted);
+        link.counters.offered(counted);
+        if counted > self.max_udp_payload {
+            return self.drop_with(EmuDropCause::Oversize);
+        }
+        let now = self.clock.now();
+        let (at, duplicate_at) = match link.verdict(now, counted) {
+            Verdict::Drop(cause) => return self.drop_with(EmuDropCause::Link(cause)),
             Verdict::Deliver { at, duplicate_at } => (at, duplicate_at),
         };
         if at <= now && duplicate_at.is_none() && link.counters.held_datagrams() == 0 {
             // Due now and nothing ahead of it on this link: no need to queue.
-            send_now(&self.out, &link, dest, contents);
-            return Ok(Fate::SentNow);
+            send_now(out, link, dest, wire, counted);
+            return Fate::SentNow;
         }
         for (i, due) in std::iter::once(at).chain(duplicate_at).enumerate() {
-            if link.counters.held_bytes() + contents.len() as u64 > link.hold_limit_bytes {
-                return Ok(self.drop_with(&link, EmuDropCause::HoldLimit));
+            if link.counters.held_bytes() + counted as u64 > link.hold_limit_bytes {
+                return self.drop_with(EmuDropCause::HoldLimit);
             }
             if i > 0 {
                 link.counters.duplicated();
-                self.out.counters.duplicated();
+                out.counters.duplicated();
             }
-            link.counters.hold(contents.len());
-            self.out.counters.hold(contents.len());
+            link.counters.hold(counted);
+            out.counters.hold(counted);
             link.record_held_gauge();
-            scheduler.push(Held {
-                due: clock.instant_at(due).into_std(),
+            self.scheduler.push(Held {
+                due: self.clock.instant_at(due).into_std(),
                 dest,
-                data: contents.into(),
-                out: self.out.clone(),
+                data: wire.into(),
+                counted,
+                out: out.clone(),
                 link: link.clone(),
             });
         }
-        Ok(Fate::Held { at, duplicate_at })
+        Fate::Held { at, duplicate_at }
     }
 
-    /// Receives one datagram (for callers that use the socket without quinn).
-    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let r = self.io.recv_from(buf).await?;
-        self.received_datagrams.fetch_add(1, Ordering::Relaxed);
-        self.received_bytes.fetch_add(r.0 as u64, Ordering::Relaxed);
-        Ok(r)
-    }
-
-    fn drop_with(&self, link: &Link, cause: EmuDropCause) -> Fate {
+    fn drop_with(&self, cause: EmuDropCause) -> Fate {
         self.out.counters.dropped(cause);
-        link.record_drop(cause);
+        self.link.record_drop(cause);
         Fate::Dropped(cause)
     }
 }
@@ -308,6 +419,14 @@ impl AsyncUdpSocket for EmulatedSocket {
             while count < max {
                 match self.io.try_recv_from(&mut bufs[count]) {
                     Ok((len, addr)) => {
+                        let (len, addr) = if self.is_forwarder(addr) {
+                            match self.unwrap_forwarded(&mut bufs[count], len) {
+                                Some(inner) => inner,
+                                None => continue,
+                            }
+                        } else {
+                            (len, addr)
+                        };
                         meta[count] = RecvMeta {
                             addr,
                             len,

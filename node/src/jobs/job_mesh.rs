@@ -175,7 +175,10 @@ impl FabricSettings {
 /// Connects a job's mesh from `config`. The previous attempt's mesh (aborted for a re-plan a
 /// moment ago) may still hold the port while its last delayed datagrams leave: a busy port is
 /// retried for a bounded time.
-pub async fn connect_mesh(ctx: &JobContext, config: MeshConfig) -> Result<Mesh, JobMeshError> {
+pub async fn connect_mesh(ctx: &JobContext, mut config: MeshConfig) -> Result<Mesh, JobMeshError> {
+    if config.forwarder.is_none() && config.socket == SocketKind::Emulated {
+        config.forwarder = resolve_forwarder(&ctx.plan.forwarder_addr, config.listen).await?;
+    }
     let listen = config.listen;
     tracing::info!(job_id = %ctx.job_id, rank = config.rank, ?listen, "connecting the job's mesh");
     let deadline = Instant::now() + PORT_PATIENCE;
@@ -196,6 +199,32 @@ pub async fn connect_mesh(ctx: &JobContext, config: MeshConfig) -> Result<Mesh, 
             other => return Ok(other?),
         }
     }
+}
+
+/// The forwarder the plan names (`forwarder_addr`, host:port, resolved now: a restarted
+/// forwarder pod may have a new address by the next attempt), preferring the address family
+/// of our `listen` address; `None` when the plan names none.
+async fn resolve_forwarder(
+    addr: &str,
+    listen: Option<SocketAddr>,
+) -> Result<Option<SocketAddr>, JobMeshError> {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| JobMeshError::Plan(format!("forwarder_addr {addr:?}: {e}")))?
+        .collect();
+    let v4 = listen.is_none_or(|l| l.is_ipv4());
+    let pick = found
+        .iter()
+        .find(|a| a.is_ipv4() == v4)
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| JobMeshError::Plan(format!("forwarder_addr {addr:?}: no address")))?;
+    tracing::info!(forwarder = %pick, "shared trunks go through the forwarder");
+    Ok(Some(pick))
 }
 
 /// How long a job waits for its fabric port to be released by the previous attempt.

@@ -23,7 +23,9 @@
 //!   A shared link is a [`Trunk`](crate::emu::Trunk) from the config's [`TrunkSet`] (meshes
 //!   in one process pass the same set, so their node pairs queue in one FIFO), placed by the
 //!   roster's [`TrunkPlan`]; each connection's link-aware window is the trunk's divided by
-//!   its [`TrunkShare`] (see [`Mesh::set_trunk_share`]).
+//!   its [`TrunkShare`] (see [`Mesh::set_trunk_share`]). Node *processes* share a trunk
+//!   through the forwarder instead ([`MeshConfig::forwarder`], `crate::forwarder`): datagrams
+//!   to a peer across a shared trunk go encapsulated to it, and it applies the trunk for all.
 //! * **Bad input.** A malformed header or control message, a wrong rank, a stream that ends
 //!   early close that stream (or that connection) with an error code and a log line; the
 //!   process and the other connections carry on.
@@ -68,6 +70,7 @@ use tracing::{Instrument, info, warn};
 
 use netem_profiles::{TrunkId, TrunkPlan};
 
+use crate::emu::encap::WireTrunk;
 use crate::emu::{EmuClock, EmulatedSocket, TrunkSet};
 use crate::transport::config::{LinkTuning, MAX_FABRIC_MTU, TrunkShare, tune_with_mtu};
 use crate::transport::contact::{ContactPlan, SendClock};
@@ -206,6 +209,14 @@ struct Inner {
     span: tracing::Span,
 }
 
+fn too_many_sites(profile: &netem_profiles::Profile) -> TransportError {
+    TransportError::Config(format!(
+        "profile {} has {} sites: the forwarder header carries at most 65,536",
+        profile.name,
+        profile.sites.len()
+    ))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks is a bug already reported; keep going with
     // the data as it is rather than cascading panics.
@@ -305,6 +316,7 @@ impl Mesh {
         let mut by_addr = HashMap::new();
         let mut emulated_links = Vec::new();
         let mut slowest_rtt = Duration::ZERO;
+        let mut private_trunk_copies = 0usize;
         for (rank, p) in by_rank.iter().enumerate() {
             let Some(p) = p else {
                 return Err(TransportError::Config(format!(
@@ -323,9 +335,28 @@ impl Mesh {
                     from_rank: config.rank,
                     to_rank: rank,
                 });
-            let link = match trunks.trunk(trunk) {
-                Some(t) => PeerLink::Shared(t),
-                None => PeerLink::Private(Box::new(profile.link_model(my_site, their_site))),
+            let link = match (trunk, config.forwarder) {
+                (
+                    TrunkId::Shared {
+                        from_site,
+                        to_site,
+                        terminal,
+                    },
+                    Some(_),
+                ) => PeerLink::Forwarded(WireTrunk {
+                    from_site: u16::try_from(from_site).map_err(|_| too_many_sites(profile))?,
+                    to_site: u16::try_from(to_site).map_err(|_| too_many_sites(profile))?,
+                    terminal,
+                }),
+                _ => match trunks.trunk(trunk) {
+                    Some(t) => {
+                        if config.trunks.is_none() {
+                            private_trunk_copies += 1;
+                        }
+                        PeerLink::Shared(t)
+                    }
+                    None => PeerLink::Private(Box::new(profile.link_model(my_site, their_site))),
+                },
             };
             let share =
                 TrunkShare::new(u32::try_from(trunk_plan.pairs_on(trunk)).unwrap_or(u32::MAX));
@@ -371,6 +402,16 @@ impl Mesh {
             }));
         }
 
+        if private_trunk_copies > 0 && config.socket == SocketKind::Emulated {
+            warn!(
+                rank = config.rank,
+                site = %me.site,
+                peers = private_trunk_copies,
+                "no forwarder configured: this process applies its own copy of each shared trunk, \
+                 so the cluster's results may exceed the profile's links (start a forwarder: \
+                 `spacefabric-node forwarder`, and give the controller --forwarder)"
+            );
+        }
         let listen = config.listen.unwrap_or(me.addr);
         let max_payload = usize::from(config.udp_payload).max(crate::emu::MAX_UDP_PAYLOAD);
         let (socket, emulated) = build_socket(
@@ -379,6 +420,7 @@ impl Mesh {
             config.bound.as_deref(),
             config.clock,
             max_payload,
+            config.forwarder,
             emulated_links,
         )?;
         let mut endpoint_config = quinn::EndpointConfig::default();

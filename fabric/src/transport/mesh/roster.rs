@@ -80,6 +80,13 @@ pub struct MeshConfig {
     /// connections across one trunk share it). Meshes in one process pass the same set so
     /// that all their node pairs on a trunk queue in one FIFO.
     pub trunks: Option<Arc<TrunkSet>>,
+    /// The forwarder that applies the shared trunks for node processes (default: none). With
+    /// it, datagrams to a peer across a shared trunk go encapsulated to the forwarder, which
+    /// applies the trunk for every node of the cluster (`crate::forwarder`); `trunks` is then
+    /// not used for those peers. Without it, and without `trunks` shared with the other
+    /// nodes, this node applies a private copy of each trunk and warns that its results may
+    /// exceed the link.
+    pub forwarder: Option<SocketAddr>,
 }
 
 impl MeshConfig {
@@ -107,6 +114,7 @@ impl MeshConfig {
             contact_aware: true,
             udp_payload: FABRIC_MTU,
             trunks: None,
+            forwarder: None,
         }
     }
 }

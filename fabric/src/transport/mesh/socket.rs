@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::emu::encap::WireTrunk;
 use crate::emu::{EmuClock, EmulatedSocket, LinkTable, Trunk};
 
 use super::{Inner, SocketKind, TransportError};
@@ -77,17 +78,20 @@ pub(super) enum PeerLink {
     Private(Box<netem_profiles::LinkModel>),
     /// A trunk shared with other node pairs.
     Shared(Trunk),
+    /// A trunk shared with node pairs of other processes, applied by the forwarder.
+    Forwarded(WireTrunk),
 }
 
 /// The socket seam: builds the socket quinn runs on, on `bound` (a clone of its handle) or
 /// else on a socket bound to `addr`. `links` are (peer address, link from our site to the
-/// peer's, label) for the emulated kinds.
+/// peer's, label) for the emulated kinds; `forwarder` carries the [`PeerLink::Forwarded`] ones.
 pub(super) fn build_socket(
     kind: SocketKind,
     addr: SocketAddr,
     bound: Option<&std::net::UdpSocket>,
     clock: EmuClock,
     max_udp_payload: usize,
+    forwarder: Option<SocketAddr>,
     links: Vec<(SocketAddr, PeerLink, String)>,
 ) -> Result<BuiltSocket, TransportError> {
     let addr = match bound {
@@ -107,16 +111,20 @@ pub(super) fn build_socket(
             Ok((socket, None))
         }
         SocketKind::Emulated | SocketKind::Passthrough => {
-            let table = if kind == SocketKind::Passthrough {
+            let mut table = if kind == SocketKind::Passthrough {
                 LinkTable::passthrough()
             } else {
                 LinkTable::new(clock)
             }
             .with_max_udp_payload(max_udp_payload);
+            if let Some(f) = forwarder {
+                table = table.with_forwarder(f);
+            }
             for (peer, link, label) in links {
                 match link {
                     PeerLink::Private(model) => table.set_peer_labelled(peer, *model, label),
                     PeerLink::Shared(trunk) => table.set_peer_trunk(peer, &trunk),
+                    PeerLink::Forwarded(trunk) => table.set_peer_forwarded(peer, trunk),
                 }
             }
             let table = Arc::new(table);
