@@ -7,8 +7,8 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use netem_profiles::Verdict;
@@ -76,6 +76,9 @@ pub struct EmulatedSocket {
     malformed_from_forwarder: AtomicU64,
     /// Set by [`EmulatedSocket::retire`]: receives fail, sends are discarded.
     retired: AtomicBool,
+    /// The task last waiting to receive: [`Self::retire`] wakes it, so that quinn sees the
+    /// retirement at once instead of at its next unrelated wake-up.
+    receiver: Mutex<Option<Waker>>,
 }
 
 impl fmt::Debug for EmulatedSocket {
@@ -150,6 +153,7 @@ impl EmulatedSocket {
             forwarded_datagrams: AtomicU64::new(0),
             malformed_from_forwarder: AtomicU64::new(0),
             retired: AtomicBool::new(false),
+            receiver: Mutex::new(None),
         }))
     }
 
@@ -159,6 +163,14 @@ impl EmulatedSocket {
     /// at the latest when the datagrams still held for their link delay have left.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
+        let waiting = self
+            .receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
     }
 
     /// The address the real socket is bound to (the port resolved if 0 was asked).
@@ -406,6 +418,12 @@ impl AsyncUdpSocket for EmulatedSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
+        {
+            let mut receiver = self.receiver.lock().unwrap_or_else(PoisonError::into_inner);
+            if !receiver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *receiver = Some(cx.waker().clone());
+            }
+        }
         if self.retired.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::Error::other("emulated socket retired")));
         }

@@ -19,13 +19,15 @@ pub(super) fn release_port(inner: &Inner) {
     let Some(emulated) = &inner.emulated else {
         return;
     };
-    emulated.retire();
     let discard = Arc::new(DiscardSocket {
         local: emulated.bound_addr(),
     });
+    // Move first, retire after: quinn logs a receive error on its current socket as an
+    // ERROR, on the socket it moved away from only at trace level (and then lets go of it).
     if let Err(e) = inner.endpoint.rebind_abstract(discard) {
         tracing::debug!(error = %e, "moving the closed endpoint off the fabric socket");
     }
+    emulated.retire();
 }
 
 /// A socket that sends nowhere and never receives: where a closed endpoint drains.
