@@ -15,6 +15,7 @@ mod files;
 mod plot;
 mod report;
 
+use crate::byte_size::parse_size;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -177,22 +178,6 @@ fn parse_corruption(s: &str) -> Result<Corruption, String> {
         to: num(to)?,
         nth: num(nth)?,
     })
-}
-
-/// Parses `1024`, `1K`, `16M`, `1G` (binary multiples) into bytes.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (expected e.g. 1024, 1K, 16M, 1G)"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size '{s}' is too large"))
 }
 
 /// The sizes of the sweep: `min`, `min·f`, ... up to `max`, each rounded down to whole f32.
@@ -516,9 +501,6 @@ mod tests {
 
     #[test]
     fn sizes_follow_nccl_tests_steps() {
-        assert_eq!(parse_size("1K"), Ok(1024));
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert!(parse_size("12Q").is_err());
         assert_eq!(
             sizes(1024, 16384, 2).ok(),
             Some(vec![1024, 2048, 4096, 8192, 16384])

@@ -23,6 +23,7 @@
 //! clock dilated so tokio's 1 ms timer grain is 1 µs of emulated time: the protocol
 //! alone.
 
+use crate::byte_size::parse_nonzero_size;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +46,7 @@ pub(crate) struct TransferArgs {
     #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
     profile: String,
     /// Bytes to transfer (suffixes K, M, G = 2^10, 2^20, 2^30).
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_SIZE", default_value = "256M", value_parser = parse_size)]
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_SIZE", default_value = "256M", value_parser = parse_nonzero_size)]
     size: u64,
     /// Congestion controllers to compare, comma-separated.
     #[arg(long, env = "SPACEFABRIC_TRANSFER_CC", value_delimiter = ',', default_value = "cubic,bbr,link-aware", value_parser = parse_cc)]
@@ -86,30 +87,6 @@ pub(crate) struct TransferArgs {
     /// Write the results as JSON to this file.
     #[arg(long, env = "SPACEFABRIC_JSON")]
     json: Option<PathBuf>,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (digits, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => {
-            let mult = match s[i..].to_ascii_uppercase().as_str() {
-                "K" | "KB" | "KIB" => 1u64 << 10,
-                "M" | "MB" | "MIB" => 1 << 20,
-                "G" | "GB" | "GIB" => 1 << 30,
-                "B" => 1,
-                other => return Err(format!("unknown size suffix {other:?} (use K, M or G)")),
-            };
-            (&s[..i], mult)
-        }
-        None => (s, 1),
-    };
-    let n: u64 = digits
-        .trim()
-        .parse()
-        .map_err(|e| format!("size {s:?}: {e}"))?;
-    n.checked_mul(mult)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("size {s:?} must be between 1 byte and 2^64"))
 }
 
 fn parse_cc(s: &str) -> Result<CcChoice, String> {
@@ -766,15 +743,6 @@ mod tests {
         assert!((jain(&[5.0, 5.0, 5.0, 5.0]) - 1.0).abs() < 1e-12);
         assert!((jain(&[20.0, 0.0, 0.0, 0.0]) - 0.25).abs() < 1e-12);
         assert_eq!(jain(&[]), 0.0);
-    }
-
-    #[test]
-    fn sizes_parse_with_suffixes() {
-        assert_eq!(parse_size("256M"), Ok(256 << 20));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("0").is_err());
     }
 
     #[test]
