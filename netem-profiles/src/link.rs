@@ -113,6 +113,15 @@ impl LinkModel {
         }
     }
 
+    /// Lets `bytes` more wait for serialisation before the tail drop (a rate-limited link
+    /// only; saturating). For a link private to one sender, whose queue is that sender's
+    /// own egress: a host blocks a sender that overruns its own port instead of dropping.
+    pub fn extend_queue(&mut self, bytes: u64) {
+        if self.spec.rate_bps.is_some_and(|r| r > 0) {
+            self.spec.queue_limit_bytes = self.spec.queue_limit_bytes.saturating_add(bytes);
+        }
+    }
+
     /// The link's parameters.
     pub fn spec(&self) -> &LinkSpec {
         &self.spec

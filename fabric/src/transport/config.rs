@@ -35,7 +35,9 @@
 //!   window / share, where the share ([`TrunkShare`]) is the number of connections the plan
 //!   puts on that trunk at once (the mesh starts it at the roster's count of node pairs on the
 //!   trunk; a collective sets it from its schedule). So k connections together keep one
-//!   trunk's BDP in flight and pace at its rate instead of overflowing its queue k-fold.
+//!   trunk's BDP in flight instead of overflowing its queue k-fold. quinn paces at 1.25 ×
+//!   window / RTT, so in a burst's first round trip the mesh also hands each connection its
+//!   chunks at no more than its share of the rate ([`pacing`](super::pacing)).
 //!   Cubic and BBR start at BDP / share and find their share by loss.
 
 use std::any::Any;

@@ -1,6 +1,7 @@
 //! The QUIC fabric between nodes: mutual TLS with the cluster CA ([`tls`]), quinn transport
 //! tuned per link from the profile ([`config`]), the contact plan that keeps senders out of
-//! scheduled outages ([`contact`]), the framing of transfers ([`frame`]) and the peer mesh the
+//! scheduled outages ([`contact`]), host-side pacing to a sender's share of a link
+//! ([`pacing`]), the framing of transfers ([`frame`]) and the peer mesh the
 //! collectives run on ([`mesh`]).
 
 pub mod ca_command;
@@ -9,6 +10,7 @@ pub mod contact;
 pub mod dilated_runtime;
 pub mod frame;
 pub mod mesh;
+pub mod pacing;
 pub mod tls;
 
 pub use config::CcChoice;

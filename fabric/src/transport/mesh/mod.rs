@@ -72,9 +72,11 @@ use netem_profiles::{TrunkId, TrunkPlan};
 
 use crate::emu::encap::WireTrunk;
 use crate::emu::{EmuClock, EmulatedSocket, TrunkSet};
+use crate::transport::config::CcChoice;
 use crate::transport::config::{LinkTuning, MAX_FABRIC_MTU, TrunkShare, tune_with_mtu};
 use crate::transport::contact::{ContactPlan, SendClock};
 use crate::transport::frame::{FabricControl, TransferHeader};
+use crate::transport::pacing::SendPacer;
 use crate::transport::tls::{self, TlsError};
 
 pub use error::TransportError;
@@ -108,6 +110,15 @@ mod stop_code {
 
 /// Bytes handed to QUIC per write (and per contact-plan check).
 const CHUNK: usize = 256 * 1024;
+
+/// What a private link (one sender's own port: a link inside a site, or `per_pair`) holds
+/// beyond its profile queue before it drops: the sender's socket buffer. A host blocks a
+/// sender that overruns its own port instead of dropping its datagrams (a UDP socket waits
+/// for send-buffer space), so a burst of up to quinn's minimum window
+/// ([`MIN_WINDOW`](crate::transport::config::MIN_WINDOW), 2 MiB) plus a pacing burst waits
+/// to be serialised rather than being lost. Shared trunks keep the profile's queue: their
+/// tail drop is a router's, shared by every sender.
+pub const SENDER_SOCKET_BUFFER_BYTES: u64 = 4 << 20;
 
 /// Counters of one mesh (all since [`Mesh::connect`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -181,6 +192,8 @@ struct PeerSlot {
     outgoing: Mutex<Outgoing>,
     incoming: Mutex<Incoming>,
     send_clock: Mutex<SendClock>,
+    /// Paces chunks to our share of the link's rate (link-aware, emulated links only).
+    pacer: Option<Mutex<SendPacer>>,
 }
 
 #[derive(Debug)]
@@ -355,7 +368,11 @@ impl Mesh {
                         }
                         PeerLink::Shared(t)
                     }
-                    None => PeerLink::Private(Box::new(profile.link_model(my_site, their_site))),
+                    None => {
+                        let mut model = profile.link_model(my_site, their_site);
+                        model.extend_queue(SENDER_SOCKET_BUFFER_BYTES);
+                        PeerLink::Private(Box::new(model))
+                    }
                 },
             };
             let share =
@@ -393,6 +410,8 @@ impl Mesh {
                 share,
                 plan: ContactPlan::new(out, back, contact_guard(tuning.rtt)),
                 send_clock: Mutex::new(SendClock::new(out.rate_bps, tuning.mtu)),
+                pacer: (config.socket == SocketKind::Emulated && config.cc == CcChoice::LinkAware)
+                    .then(|| Mutex::new(SendPacer::new(out.rate_bps, tuning.mtu))),
                 tuning,
                 client_config,
                 server_config: Arc::new(server_config),

@@ -176,6 +176,22 @@ pub(super) async fn wait_for_contact(
     }
 }
 
+/// Waits until the pacer lets `len` bytes go towards the peer at our share of its link.
+async fn wait_for_pacing(inner: &Inner, slot: &PeerSlot, len: usize) -> Result<(), TransportError> {
+    let Some(pacer) = &slot.pacer else {
+        return Ok(());
+    };
+    let now = emu_now(inner);
+    let start = lock(pacer).book(now, len, slot.share.get());
+    if start > now {
+        tokio::select! {
+            _ = tokio::time::sleep_until(inner.clock.instant_at(start)) => {}
+            _ = inner.shutdown.cancelled() => return Err(TransportError::Closed),
+        }
+    }
+    Ok(())
+}
+
 async fn write_transfer(
     inner: &Inner,
     slot: &PeerSlot,
@@ -209,6 +225,7 @@ async fn write_transfer(
             wait_for_contact(inner, slot, end - pos).await?;
         }
         first = false;
+        wait_for_pacing(inner, slot, end - pos).await?;
         if let Err(e) = stream.write_chunk(payload.slice(pos..end)).await {
             return Ok(classify(e));
         }
