@@ -235,6 +235,9 @@ async fn connection_watcher(
             matches!(&reason, quinn::ConnectionError::TimedOut) && lock(&slot.outgoing).is_idle();
         if idle {
             debug!(peer = rank, "idle connection timed out; dialling again");
+        } else if peer_left(&reason) {
+            // The peer closed its mesh in order (the end of a job or a run): not a fault here.
+            debug!(peer = rank, "the peer closed its mesh");
         } else {
             warn!(peer = rank, error = %reason, "connection lost");
         }
