@@ -229,6 +229,14 @@ impl Outgoing {
         self.pending.is_empty()
     }
 
+    /// One transfer still waiting for the receiver, and what is notified when it is held.
+    pub(super) fn any_pending(&self) -> Option<(u64, Arc<Notify>)> {
+        self.pending
+            .iter()
+            .next()
+            .map(|(&id, p)| (id, p.done.clone()))
+    }
+
     /// The receiver holds `id`: forget it, returning what to notify.
     pub(super) fn forget(&mut self, id: u64) -> Option<Pending> {
         self.pending.remove(&id)

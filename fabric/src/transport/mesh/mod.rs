@@ -215,6 +215,9 @@ struct Inner {
     max_transfer_bytes: u64,
     give_up_after: Duration,
     handshake_timeout: Duration,
+    /// How long [`Mesh::close`] waits for peers to hold what we sent (10 s + 4 RTT of the
+    /// slowest link).
+    drain_limit: Duration,
     shutdown: CancellationToken,
     stats: StatCounters,
     received_bytes: watch::Sender<u64>,
@@ -492,6 +495,7 @@ impl Mesh {
             // Emulated spans; waited on the clock (`EmuClock::wall`).
             give_up_after,
             handshake_timeout: Duration::from_secs(10) + slowest_rtt * 4,
+            drain_limit: Duration::from_secs(10) + slowest_rtt * 4,
             shutdown: CancellationToken::new(),
             stats: StatCounters::default(),
             received_bytes: watch::Sender::new(0),
@@ -648,7 +652,11 @@ impl Mesh {
     }
 
     /// Closes every connection and the endpoint, waiting briefly for the close to go out.
+    /// First waits (up to [`Inner::drain_limit`]) until every peer still reachable holds what
+    /// we sent it: [`Mesh::send`] returns once QUIC holds the bytes, and closing the connection
+    /// then would discard what is still in flight, failing a slower peer's last receive.
     pub async fn close(self) {
+        self.drain().await;
         self.inner.shutdown.cancel();
         self.inner
             .endpoint
@@ -660,6 +668,37 @@ impl Mesh {
         )
         .await;
         release_port(&self.inner);
+    }
+
+    /// Waits until every reachable peer holds every transfer we sent it, or the drain limit.
+    async fn drain(&self) {
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.clock.wall(inner.drain_limit);
+        for slot in inner.peers.iter().flatten() {
+            loop {
+                if slot.link.borrow().failed.is_some() {
+                    break;
+                }
+                let Some((id, done)) = lock(&slot.outgoing).any_pending() else {
+                    break;
+                };
+                let notified = done.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if !lock(&slot.outgoing).is_pending(id) {
+                    continue;
+                }
+                let mut link = slot.link.subscribe();
+                tokio::select! {
+                    _ = notified => {}
+                    _ = link.wait_for(|l| l.failed.is_some()) => {}
+                    _ = tokio::time::sleep_until(deadline) => {
+                        warn!(parent: &inner.span, peer = slot.info.rank, "closing with transfers the peer does not hold yet (drain limit reached)");
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Sends `payload` to rank `to` under `tag`: one transfer on its own QUIC stream. Returns
