@@ -1,18 +1,21 @@
-//! Closing a mesh right after a send loses nothing: `Mesh::send` returns once QUIC holds the
+//! Meshes of different jobs on the same addresses: closing a mesh right after a send loses
+//! nothing, and a mesh never talks to a mesh of another session. Closing: `Mesh::send` returns once QUIC holds the
 //! bytes, so a rank that finishes its part of a collective and closes its mesh at once must
 //! still let a slower peer receive the last transfer (seen in the soak: a job failed with
-//! "receiving from rank 2 … failed" because rank 2 had finished and closed). On tokio's
-//! paused clock, no sleeps.
+//! "receiving from rank 2 … failed" because rank 2 had finished and closed). Sessions: a
+//! node's mesh of the previous job, still closing on its port, answered the next job's dials
+//! and the next job ran against it. On tokio's paused clock, no sleeps.
 #![allow(clippy::unwrap_used)]
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use netem_profiles::Profile;
 use spacefabric_fabric::emu::EmuClock;
 use spacefabric_fabric::transport::tls::DevCa;
-use spacefabric_fabric::transport::{Mesh, MeshConfig, PeerInfo};
+use spacefabric_fabric::transport::{Mesh, MeshConfig, PeerInfo, TransportError};
 use tokio::time::Instant;
 
 /// Two sites 50 ms apart at 80 Mbit/s: a 4 MiB transfer is in flight for ~0.45 s.
@@ -35,8 +38,8 @@ delay_ms = 50
 rate_mbps = 80
 "#;
 
-#[tokio::test(start_paused = true)]
-async fn a_mesh_closed_right_after_a_send_still_delivers_it() {
+/// Two meshes (ranks 0 and 1) on one profile; `sessions[r]` is rank r's session.
+async fn pair(sessions: [&str; 2]) -> Vec<Result<Mesh, TransportError>> {
     let profile = Arc::new(Profile::parse(TWO_SITES, "test profile").unwrap());
     let clock = EmuClock::new(Instant::now());
     let ca = DevCa::generate().unwrap();
@@ -61,13 +64,25 @@ async fn a_mesh_closed_right_after_a_send_still_delivers_it() {
                 clock,
             );
             config.bound = Some(sockets[rank].clone());
+            config.session = sessions[rank].to_string();
+            config.connect_timeout = Some(Duration::from_secs(20));
             tokio::spawn(Mesh::connect(config))
         })
         .collect();
     let mut meshes = Vec::new();
     for h in handles {
-        meshes.push(h.await.unwrap().unwrap());
+        meshes.push(h.await.unwrap());
     }
+    meshes
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mesh_closed_right_after_a_send_still_delivers_it() {
+    let mut meshes: Vec<Mesh> = pair(["job-1/1", "job-1/1"])
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let receiver = meshes.pop().unwrap();
     let sender = meshes.pop().unwrap();
     let payload = Bytes::from((0..4 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
@@ -77,4 +92,12 @@ async fn a_mesh_closed_right_after_a_send_still_delivers_it() {
     let got = receiver.recv(0, 5).await.unwrap();
     assert!(got == payload, "the last transfer arrived intact");
     closing.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn meshes_of_different_sessions_never_connect() {
+    let meshes = pair(["job-7/1", "job-8/1"]).await;
+    for m in &meshes {
+        assert!(m.is_err(), "a mesh connected to a peer of another session");
+    }
 }

@@ -240,6 +240,7 @@ async fn raw_rank0(c: &Cluster) -> (quinn::Endpoint, quinn::Connection, quinn::S
         rank: 0,
         world_size: 2,
         receiver_state: Some(ReceiverState::default()),
+        session: String::new(),
     };
     send.write_all(&hello.encode_length_delimited_to_vec())
         .await

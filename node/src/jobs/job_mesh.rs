@@ -134,6 +134,7 @@ impl JobPlacement {
         config.listen = Some(fabric.listen);
         config.socket = fabric.socket;
         config.udp_payload = fabric.udp_payload;
+        config.session = format!("{}/{}", ctx.job_id, ctx.attempt);
         Ok(config)
     }
 }

@@ -142,6 +142,13 @@ fn check_hello(inner: &Inner, hello: &FabricHello, rank: usize) -> Result<(), St
             hello.rank
         ));
     }
+    if hello.session != inner.session {
+        let quoted: String = hello.session.chars().take(64).collect();
+        return Err(format!(
+            "peer rank {rank} is in mesh session `{quoted}`, ours is `{}` (a mesh of another job on that address)",
+            inner.session
+        ));
+    }
     if hello.world_size as usize != inner.world_size {
         return Err(format!(
             "peer rank {rank} believes the world size is {}, ours is {}",
@@ -156,5 +163,6 @@ fn our_hello(inner: &Inner, slot: &PeerSlot) -> FabricHello {
         rank: inner.rank as u32,
         world_size: inner.world_size as u32,
         receiver_state: Some(lock(&slot.incoming).state()),
+        session: inner.session.clone(),
     }
 }

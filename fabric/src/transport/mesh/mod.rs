@@ -218,6 +218,8 @@ struct Inner {
     /// How long [`Mesh::close`] waits for peers to hold what we sent (10 s + 4 RTT of the
     /// slowest link).
     drain_limit: Duration,
+    /// Said in every hello; a peer in another session is refused ([`MeshConfig::session`]).
+    session: String,
     shutdown: CancellationToken,
     stats: StatCounters,
     received_bytes: watch::Sender<u64>,
@@ -496,6 +498,7 @@ impl Mesh {
             give_up_after,
             handshake_timeout: Duration::from_secs(10) + slowest_rtt * 4,
             drain_limit: Duration::from_secs(10) + slowest_rtt * 4,
+            session: config.session.clone(),
             shutdown: CancellationToken::new(),
             stats: StatCounters::default(),
             received_bytes: watch::Sender::new(0),

@@ -87,6 +87,10 @@ pub struct MeshConfig {
     /// nodes, this node applies a private copy of each trunk and warns that its results may
     /// exceed the link.
     pub forwarder: Option<SocketAddr>,
+    /// The mesh's session, said in every hello (default empty): peers in another session
+    /// are refused. A controller job sets its id and attempt, so a node's mesh of the
+    /// previous job, still closing on the same port, is never taken for this job's.
+    pub session: String,
 }
 
 impl MeshConfig {
@@ -115,6 +119,7 @@ impl MeshConfig {
             udp_payload: FABRIC_MTU,
             trunks: None,
             forwarder: None,
+            session: String::new(),
         }
     }
 }
