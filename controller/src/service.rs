@@ -31,7 +31,7 @@ use crate::ca::ClusterCa;
 use crate::core::{Core, Effect, Now, RegisterFields};
 use crate::error::{ControllerError, bounded};
 use crate::light_delay::{LightDelay, delay_line};
-use crate::state_log::StateLog;
+use crate::state_log::{Compaction, StateLog};
 use crate::validate;
 
 /// Control events queued per node before its stream is dropped (it resubscribes and gets a
@@ -41,7 +41,7 @@ const CONTROL_QUEUE: usize = 1024;
 /// State shared by the handlers and the failure detector.
 pub struct Shared {
     core: Mutex<Core>,
-    store: Option<Mutex<StateLog>>,
+    store: Option<Arc<Mutex<StateLog>>>,
     ca: ClusterCa,
     join_token: String,
     delay: LightDelay,
@@ -56,6 +56,38 @@ pub struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// Writes a snapshot on its own thread, so neither the core nor the store is held while the
+/// whole state is encoded and fsynced (seconds with a full history of large results).
+fn spawn_compaction(store: Arc<Mutex<StateLog>>, compaction: Compaction) {
+    let finish = move |store: &Mutex<StateLog>, result: Result<u64, ControllerError>| {
+        let bytes = *result.as_ref().unwrap_or(&0);
+        match lock(store).compaction_finished(result) {
+            Ok(()) => metrics::counter!("spacefabric_controller_state_bytes_written_total")
+                .increment(bytes),
+            Err(e) => {
+                metrics::counter!("spacefabric_controller_state_write_errors_total").increment(1);
+                tracing::error!(error = %e, "cannot compact the controller state (the logs keep every change; retried at the next compaction)");
+            }
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<Compaction>();
+    let thread_store = store.clone();
+    let spawned = std::thread::Builder::new()
+        .name("state-compaction".into())
+        .spawn(move || {
+            if let Ok(compaction) = rx.recv() {
+                finish(&thread_store, compaction.run());
+            }
+        });
+    if spawned.is_ok() {
+        if let Err(std::sync::mpsc::SendError(compaction)) = tx.send(compaction) {
+            finish(&store, compaction.run());
+        }
+    } else {
+        finish(&store, compaction.run());
     }
 }
 
@@ -79,7 +111,7 @@ impl Shared {
         Self {
             dilation,
             core: Mutex::new(core),
-            store: store.map(Mutex::new),
+            store: store.map(|s| Arc::new(Mutex::new(s))),
             ca,
             join_token,
             delay,
@@ -120,18 +152,26 @@ impl Shared {
         self.deliver(core.take_effects());
         if core.is_dirty() {
             match &self.store {
-                Some(store) => match lock(store).save(core.persisted(), core.touched_jobs()) {
-                    Ok(report) => {
-                        metrics::counter!("spacefabric_controller_state_bytes_written_total")
-                            .increment(report.bytes);
-                        core.mark_clean();
+                Some(store) => {
+                    // Saved with the store's guard dropped at once: a compaction finishing
+                    // takes it on its own thread.
+                    let saved = lock(store).save_deferred(core.persisted(), core.touched_jobs());
+                    match saved {
+                        Ok((report, compaction)) => {
+                            metrics::counter!("spacefabric_controller_state_bytes_written_total")
+                                .increment(report.bytes);
+                            core.mark_clean();
+                            if let Some(compaction) = compaction {
+                                spawn_compaction(store.clone(), compaction);
+                            }
+                        }
+                        Err(e) => {
+                            metrics::counter!("spacefabric_controller_state_write_errors_total")
+                                .increment(1);
+                            tracing::error!(error = %e, "cannot persist the controller state (will retry on the next change)");
+                        }
                     }
-                    Err(e) => {
-                        metrics::counter!("spacefabric_controller_state_write_errors_total")
-                            .increment(1);
-                        tracing::error!(error = %e, "cannot persist the controller state (will retry on the next change)");
-                    }
-                },
+                }
                 None => core.mark_clean(),
             }
         }

@@ -5,6 +5,12 @@
 //! history. When the log outgrows the snapshot (and [`COMPACT_MIN_BYTES`]) it is folded into
 //! a new snapshot (written atomically) and truncated.
 //!
+//! Compaction need not hold the controller: [`StateLog::save_deferred`] rotates the log
+//! (`state.log` becomes [`PREVIOUS_LOG_FILE`], new changes go to a fresh `state.log`) and
+//! hands back a [`Compaction`] — a copy of the state — that writes the snapshot and deletes
+//! the previous log on another thread. A crash at any point loads: snapshot, then the previous
+//! log, then the current one.
+//!
 //! Why a log and not an embedded database: the state is one document read whole at start and
 //! changed a few entries at a time; a JSON-lines log keeps the files readable with `jq`, adds
 //! no dependency and needs only `append + fsync` for durability.
@@ -37,6 +43,8 @@ pub const LOG_FILE: &str = "state.log";
 pub const LEGACY_STATE_FORMAT: u32 = 1;
 /// The log is folded into a new snapshot once it is larger than the snapshot and than this.
 pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
+/// The log of the generation a running [`Compaction`] is folding into the snapshot.
+pub const PREVIOUS_LOG_FILE: &str = "state.log.1";
 
 /// The scalar part of the state and the plan (small; written whole when any of it changes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +171,45 @@ pub struct StateLog {
     /// `None` until the first save, and after a failed append (the next save writes a snapshot
     /// and truncates the log, so a partial line never stays in front of good ones).
     written: Option<Written>,
+    /// A [`Compaction`] handed out and not yet finished.
+    compacting: bool,
+}
+
+/// A snapshot to write off the controller's lock: the state as of a log rotation. Run it
+/// ([`Compaction::run`]), then report the outcome with [`StateLog::compaction_finished`].
+#[derive(Debug)]
+pub struct Compaction {
+    dir: StateDir,
+    state: PersistedState,
+}
+
+impl Compaction {
+    /// Writes the snapshot (atomically) and deletes the previous log it folds in; returns the
+    /// snapshot's size. On an error the previous log stays, and the next compaction is done
+    /// in place.
+    pub fn run(self) -> Result<u64, ControllerError> {
+        let snapshot_path = self.dir.path().join(SNAPSHOT_FILE);
+        let text = serde_json::to_vec(&self.state)
+            .map_err(|e| state_err(&snapshot_path, format!("cannot encode: {e}")))?;
+        self.dir.write_atomic(SNAPSHOT_FILE, &text, false)?;
+        remove_previous_log(&self.dir)?;
+        Ok(text.len() as u64)
+    }
+}
+
+/// Deletes [`PREVIOUS_LOG_FILE`] (if there) durably.
+fn remove_previous_log(dir: &StateDir) -> Result<(), ControllerError> {
+    let prev = dir.path().join(PREVIOUS_LOG_FILE);
+    match std::fs::remove_file(&prev) {
+        Ok(()) => {
+            if let Ok(d) = File::open(dir.path()) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(state_err(&prev, format!("cannot delete: {e}"))),
+    }
 }
 
 impl StateLog {
@@ -190,6 +237,23 @@ impl StateLog {
                 }
                 Some(state)
             }
+        };
+        // A compaction that did not finish: its generation's changes come first.
+        let prev_path = dir.path().join(PREVIOUS_LOG_FILE);
+        let had_previous = match std::fs::read(&prev_path) {
+            Ok(bytes) => {
+                let good = replay(&bytes, &mut state, &prev_path)?;
+                if good < bytes.len() {
+                    tracing::warn!(
+                        file = %prev_path.display(),
+                        ignored_bytes = bytes.len() - good,
+                        "the last line of the previous state log is torn; it is ignored"
+                    );
+                }
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(state_err(&prev_path, format!("cannot read: {e}"))),
         };
         let mut log = OpenOptions::new()
             .read(true)
@@ -232,29 +296,59 @@ impl StateLog {
         if let Some(s) = state.as_mut() {
             s.format = STATE_FORMAT;
         }
-        Ok((
-            Self {
-                dir,
-                log,
-                log_bytes: good as u64,
-                snapshot_bytes,
-                written,
-            },
-            state,
-        ))
+        let mut this = Self {
+            dir,
+            log,
+            log_bytes: good as u64,
+            snapshot_bytes,
+            written,
+            compacting: false,
+        };
+        if had_previous {
+            // Fold both generations into a snapshot now, so the next rotation starts clean.
+            match &state {
+                Some(s) => {
+                    this.compact(s)?;
+                }
+                None => remove_previous_log(&this.dir)?,
+            }
+        }
+        Ok((this, state))
     }
 
     /// Writes what changed in `state` since the last save: one fsynced log line with the
     /// header if it changed, the members that changed, the jobs in `touched_jobs` and the
     /// removal of jobs that disappeared. The first save, and a save after a failed one, write a
-    /// snapshot instead; a log larger than the snapshot is compacted.
+    /// snapshot instead; a log larger than the snapshot is compacted, here and now.
     pub fn save(
         &mut self,
         state: &PersistedState,
         touched_jobs: &BTreeSet<String>,
     ) -> Result<SaveReport, ControllerError> {
+        let (report, compaction) = self.save_deferred(state, touched_jobs)?;
+        let Some(compaction) = compaction else {
+            return Ok(report);
+        };
+        let result = compaction.run();
+        let bytes = *result.as_ref().unwrap_or(&0);
+        self.compaction_finished(result)?;
+        Ok(SaveReport {
+            bytes: report.bytes.saturating_add(bytes),
+            snapshot: true,
+        })
+    }
+
+    /// [`StateLog::save`], except that a log grown past the snapshot is rotated and its
+    /// compaction returned, to be run off the caller's lock (at most one at a time).
+    pub fn save_deferred(
+        &mut self,
+        state: &PersistedState,
+        touched_jobs: &BTreeSet<String>,
+    ) -> Result<(SaveReport, Option<Compaction>), ControllerError> {
         let Some(written) = &self.written else {
-            return self.compact(state);
+            // First save, or after a failed append: a whole snapshot (not while a compaction
+            // writes one; the change stays unsaved and the next save tries again).
+            return Ok((self.compact(state)?, None));
         };
         let header = Header::of(state);
         let mut changes = Vec::new();
@@ -285,7 +379,7 @@ impl StateLog {
             }
         }
         if changes.is_empty() {
-            return Ok(SaveReport::default());
+            return Ok((SaveReport::default(), None));
         }
         let log_path = self.dir.path().join(LOG_FILE);
         let mut line = serde_json::to_vec(&LineOut { changes })
@@ -305,29 +399,81 @@ impl StateLog {
             bytes: line.len() as u64,
             snapshot: false,
         };
-        if self.log_bytes > self.snapshot_bytes.max(COMPACT_MIN_BYTES) {
-            let compacted = self.compact(state)?;
-            return Ok(SaveReport {
-                bytes: report.bytes.saturating_add(compacted.bytes),
-                snapshot: true,
-            });
-        }
         self.written = Some(Written {
             header,
             members: state.members.clone(),
             job_ids: state.jobs.iter().map(|r| r.job.job_id.clone()).collect(),
         });
-        Ok(report)
+        if self.compacting || self.log_bytes <= self.snapshot_bytes.max(COMPACT_MIN_BYTES) {
+            return Ok((report, None));
+        }
+        if self.dir.path().join(PREVIOUS_LOG_FILE).exists() {
+            // The last compaction failed: fold everything in place (rare).
+            let compacted = self.compact(state)?;
+            return Ok((
+                SaveReport {
+                    bytes: report.bytes.saturating_add(compacted.bytes),
+                    snapshot: true,
+                },
+                None,
+            ));
+        }
+        self.rotate()?;
+        self.compacting = true;
+        Ok((
+            report,
+            Some(Compaction {
+                dir: self.dir.clone(),
+                state: state.clone(),
+            }),
+        ))
+    }
+
+    /// Moves the log aside as [`PREVIOUS_LOG_FILE`] and starts an empty one.
+    fn rotate(&mut self) -> Result<(), ControllerError> {
+        let log_path = self.dir.path().join(LOG_FILE);
+        let prev_path = self.dir.path().join(PREVIOUS_LOG_FILE);
+        std::fs::rename(&log_path, &prev_path)
+            .map_err(|e| state_err(&log_path, format!("cannot rotate: {e}")))?;
+        self.log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .map_err(|e| state_err(&log_path, format!("cannot open: {e}")))?;
+        if let Ok(d) = File::open(self.dir.path()) {
+            let _ = d.sync_all();
+        }
+        self.log_bytes = 0;
+        Ok(())
+    }
+
+    /// Takes the outcome of the [`Compaction`] handed out last.
+    pub fn compaction_finished(
+        &mut self,
+        result: Result<u64, ControllerError>,
+    ) -> Result<(), ControllerError> {
+        self.compacting = false;
+        let bytes = result?;
+        self.snapshot_bytes = bytes;
+        Ok(())
     }
 
     /// Writes `state` as the snapshot (atomically) and empties the log.
     pub fn compact(&mut self, state: &PersistedState) -> Result<SaveReport, ControllerError> {
         let snapshot_path = self.dir.path().join(SNAPSHOT_FILE);
+        if self.compacting {
+            return Err(state_err(
+                &snapshot_path,
+                "a compaction is writing the snapshot; try again when it has finished",
+            ));
+        }
         let text = serde_json::to_vec(state)
             .map_err(|e| state_err(&snapshot_path, format!("cannot encode: {e}")))?;
         self.dir.write_atomic(SNAPSHOT_FILE, &text, false)?;
-        // A crash here replays the old log onto the new snapshot: harmless (see the module
+        // A crash here replays the old logs onto the new snapshot: harmless (see the module
         // docs), every change is an idempotent upsert.
+        remove_previous_log(&self.dir)?;
         let log_path = self.dir.path().join(LOG_FILE);
         self.log
             .set_len(0)
@@ -624,6 +770,90 @@ mod tests {
         assert!(compacted, "the log never compacted");
         assert!(log.log_bytes() <= COMPACT_MIN_BYTES);
         assert_eq!(reopen(dir.path()), state);
+    }
+
+    /// Changes job-1 until a save hands out a compaction (the log rotated).
+    fn grow_until_rotated(log: &mut StateLog, state: &mut PersistedState) -> Compaction {
+        for i in 0..20_000u64 {
+            state.jobs[0].job.attempt = i as u32;
+            state.jobs[0].job.error = "x".repeat(100);
+            let (report, compaction) = log.save_deferred(state, &touched(&["job-1"])).unwrap();
+            assert!(
+                !report.snapshot,
+                "a deferred save writes no snapshot itself"
+            );
+            if let Some(c) = compaction {
+                return c;
+            }
+        }
+        panic!("the log never rotated");
+    }
+
+    #[test]
+    fn a_deferred_compaction_loses_nothing_whenever_the_controller_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, mut state) = build(dir.path(), 2);
+        let snapshot_before = std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        let compaction = grow_until_rotated(&mut log, &mut state);
+        // Rotated: the previous generation is aside, the snapshot untouched, the log fresh.
+        assert!(dir.path().join(PREVIOUS_LOG_FILE).exists());
+        assert_eq!(
+            std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap(),
+            snapshot_before
+        );
+        assert_eq!(log.log_bytes(), 0);
+        // Changes go on while the snapshot is written elsewhere, and no second one starts.
+        state.jobs[1].job.attempt = 41;
+        let (_, again) = log.save_deferred(&state, &touched(&["job-2"])).unwrap();
+        assert!(again.is_none(), "one compaction at a time");
+        // Stopped before the snapshot was written: previous log + current log replay.
+        let copy = tempfile::tempdir().unwrap();
+        for f in [SNAPSHOT_FILE, LOG_FILE, PREVIOUS_LOG_FILE] {
+            std::fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
+        }
+        assert_eq!(reopen(copy.path()), state);
+        // Opening folded both generations into a snapshot.
+        assert!(!copy.path().join(PREVIOUS_LOG_FILE).exists());
+        assert_eq!(reopen(copy.path()), state);
+        // The compaction runs (on its thread in the controller) and is reported.
+        let bytes = compaction.run().unwrap();
+        assert!(!dir.path().join(PREVIOUS_LOG_FILE).exists());
+        log.compaction_finished(Ok(bytes)).unwrap();
+        state.jobs[1].job.attempt = 42;
+        log.save(&state, &touched(&["job-2"])).unwrap();
+        assert_eq!(reopen(dir.path()), state);
+    }
+
+    #[test]
+    fn a_failed_deferred_compaction_is_redone_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, mut state) = build(dir.path(), 1);
+        let _lost = grow_until_rotated(&mut log, &mut state);
+        log.compaction_finished(Err(state_err(dir.path(), "disk full")))
+            .unwrap_err();
+        // The previous log stayed; the next compaction folds everything in place.
+        let compaction = grow_until_rotated_or_compacted(&mut log, &mut state);
+        assert!(compaction.is_none(), "redone in place, not deferred");
+        assert!(!dir.path().join(PREVIOUS_LOG_FILE).exists());
+        assert_eq!(reopen(dir.path()), state);
+    }
+
+    /// Like [`grow_until_rotated`], but stops at an in-place compaction too (`None`).
+    fn grow_until_rotated_or_compacted(
+        log: &mut StateLog,
+        state: &mut PersistedState,
+    ) -> Option<Compaction> {
+        for i in 0..20_000u64 {
+            state.jobs[0].job.attempt = 1_000_000 + i as u32;
+            let (report, compaction) = log.save_deferred(state, &touched(&["job-1"])).unwrap();
+            if compaction.is_some() {
+                return compaction;
+            }
+            if report.snapshot {
+                return None;
+            }
+        }
+        panic!("the log never compacted");
     }
 
     #[test]
