@@ -364,7 +364,15 @@ impl JobRunner for PingRunner {
 struct RunningJob {
     attempt: u32,
     cancel: CancellationToken,
+    /// Set once this attempt's result was delivered: (order of finishing, the report). A
+    /// controller restarted from a state that predates the report starts the attempt again;
+    /// the node then sends the report again instead of running the job twice (the second run
+    /// would hold the node's fabric port while its peers have moved on).
+    finished: Option<(u64, ResultReport)>,
 }
+
+/// Finished attempts remembered per node, to answer a repeated start with their report.
+const REMEMBERED_FINISHED_JOBS: usize = 16;
 
 /// The node agent.
 pub struct Agent {
@@ -775,7 +783,24 @@ impl Agent {
             let mut map = jobs.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(running) = map.get(&job_id) {
                 if running.attempt == start.attempt {
-                    return; // already running (a resubscription's snapshot)
+                    if let Some((_, report)) = &running.finished {
+                        tracing::info!(%job_id, attempt = start.attempt, "this attempt already finished here: reporting its result again instead of running it twice");
+                        let control = ControlLink {
+                            client: client.clone(),
+                            join_token: self.config.join_token.clone(),
+                            node_id: scenario.node_id.clone(),
+                            job_id: job_id.clone(),
+                            attempt: start.attempt,
+                            dilation: scenario.time_dilation,
+                        };
+                        tokio::spawn(deliver_report(
+                            control,
+                            report.clone(),
+                            stop_all.child_token(),
+                            self.config.retry_interval,
+                        ));
+                    }
+                    return; // already running (a resubscription's snapshot), or finished
                 }
                 running.cancel.cancel();
             }
@@ -784,6 +809,7 @@ impl Agent {
                 RunningJob {
                     attempt: start.attempt,
                     cancel: cancel.clone(),
+                    finished: None,
                 },
             );
         }
@@ -852,7 +878,7 @@ impl Agent {
                 Err(e) => (false, e.0, JobOutput::default()),
             };
             metrics::counter!("spacefabric_node_jobs_total", "kind" => kind.map(JobKind::name).unwrap_or("?"), "ok" => ok.to_string()).increment(1);
-            let mut report = ResultReport {
+            let report = ResultReport {
                 join_token: control.join_token.clone(),
                 node_id: control.node_id.clone(),
                 job_id: control.job_id.clone(),
@@ -862,64 +888,89 @@ impl Agent {
                 result_json: output.result_json,
                 metrics: output.metrics,
             };
-            // Keep trying until the controller has it (it may be restarting).
-            loop {
-                let mut client = control.client.clone();
-                let sent = tokio::select! {
-                    r = client.report_result(report.clone()) => r,
-                    () = cancel.cancelled() => return,
-                };
-                match sent {
-                    Ok(_) => break,
-                    Err(status)
-                        if is_refusal(&status)
-                            && (report.ok
-                                || !report.result_json.is_empty()
-                                || !report.metrics.is_empty()) =>
-                    {
-                        // The controller will not take this result (too large, invalid): the
-                        // job must fail with the reason, not wait for a result that never
-                        // comes. Report a small failure instead.
-                        tracing::warn!(job_id = %control.job_id, %status, "result refused; reporting the job as failed");
-                        report.ok = false;
-                        report.error = format!(
-                            "result refused by the controller: {:?}: {}",
-                            status.code(),
-                            status.message().chars().take(200).collect::<String>()
-                        );
-                        report.result_json.clear();
-                        report.metrics.clear();
-                    }
-                    Err(status)
-                        if is_fatal(&status)
-                            || is_refusal(&status)
-                            || status.code() == Code::NotFound =>
-                    {
-                        tracing::warn!(job_id = %control.job_id, %status, "result refused");
-                        break;
-                    }
-                    Err(status) => {
-                        tracing::debug!(%status, "result not delivered yet; retrying");
-                        tokio::select! {
-                            () = tokio::time::sleep(retry) => {}
-                            () = cancel.cancelled() => return,
-                        }
-                    }
-                }
-            }
-            tracing::info!(job_id = %control.job_id, attempt = control.attempt, ok, "job result reported");
+            let Some(delivered) = deliver_report(control.clone(), report, cancel.clone(), retry).await else {
+                return;
+            };
             {
                 let mut map = jobs.lock().unwrap_or_else(|p| p.into_inner());
-                if map
-                    .get(&control.job_id)
-                    .is_some_and(|r| r.attempt == control.attempt)
+                if let Some(r) = map
+                    .get_mut(&control.job_id)
+                    .filter(|r| r.attempt == control.attempt)
                 {
-                    map.remove(&control.job_id);
+                    let order = status.borrow().jobs_finished;
+                    r.finished = Some((order, delivered));
+                }
+                // Forget the oldest finished attempts beyond what is remembered.
+                let mut done: Vec<(u64, String)> = map
+                    .iter()
+                    .filter_map(|(id, r)| r.finished.as_ref().map(|(o, _)| (*o, id.clone())))
+                    .collect();
+                if done.len() > REMEMBERED_FINISHED_JOBS {
+                    done.sort_unstable();
+                    for (_, id) in done.iter().take(done.len() - REMEMBERED_FINISHED_JOBS) {
+                        map.remove(id);
+                    }
                 }
             }
             status.send_modify(|s| s.jobs_finished += 1);
         }.instrument(job_span));
     }
+}
+
+/// Sends a job's result until the controller has it (it may be restarting); a result the
+/// controller refuses becomes a small failure report. Returns what was sent last (delivered,
+/// or refused for good), `None` if `cancel` fired first (the attempt was aborted).
+async fn deliver_report(
+    control: ControlLink,
+    mut report: ResultReport,
+    cancel: CancellationToken,
+    retry: Duration,
+) -> Option<ResultReport> {
+    // Keep trying until the controller has it (it may be restarting).
+    loop {
+        let mut client = control.client.clone();
+        let sent = tokio::select! {
+            r = client.report_result(report.clone()) => r,
+            () = cancel.cancelled() => return None,
+        };
+        match sent {
+            Ok(_) => break,
+            Err(status)
+                if is_refusal(&status)
+                    && (report.ok
+                        || !report.result_json.is_empty()
+                        || !report.metrics.is_empty()) =>
+            {
+                // The controller will not take this result (too large, invalid): the
+                // job must fail with the reason, not wait for a result that never
+                // comes. Report a small failure instead.
+                tracing::warn!(job_id = %control.job_id, %status, "result refused; reporting the job as failed");
+                report.ok = false;
+                report.error = format!(
+                    "result refused by the controller: {:?}: {}",
+                    status.code(),
+                    status.message().chars().take(200).collect::<String>()
+                );
+                report.result_json.clear();
+                report.metrics.clear();
+            }
+            Err(status)
+                if is_fatal(&status) || is_refusal(&status) || status.code() == Code::NotFound =>
+            {
+                tracing::warn!(job_id = %control.job_id, %status, "result refused");
+                return Some(report);
+            }
+            Err(status) => {
+                tracing::debug!(%status, "result not delivered yet; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    () = cancel.cancelled() => return None,
+                }
+            }
+        }
+    }
+    tracing::info!(job_id = %control.job_id, attempt = control.attempt, ok = report.ok, "job result reported");
+    Some(report)
 }
 
 /// `spacefabric-node` agent mode: flags (each also from the environment) and helpers.
