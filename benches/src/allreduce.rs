@@ -16,6 +16,7 @@ mod plot;
 mod report;
 
 use crate::byte_size::parse_size;
+use crate::profile_flag::load_profile;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -140,6 +141,10 @@ pub(crate) struct AllreduceArgs {
     /// The cluster's join token (with --controller).
     #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
     join_token: Option<String>,
+    /// With an https:// --controller: the CA certificate (PEM) to trust (the controller's
+    /// `<state-dir>/ca.cert.pem`).
+    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// With --controller: start the job only once this many nodes are alive (0: any).
     #[arg(long, env = "SPACEFABRIC_MIN_NODES", default_value_t = 0)]
     min_nodes: u32,
@@ -198,11 +203,6 @@ fn sizes(min: u64, max: u64, factor: u64) -> anyhow::Result<Vec<u64>> {
         s = s.saturating_mul(factor);
     }
     Ok(out)
-}
-
-/// Finds the profile: a file path, or a shipped profile's name (embedded in the binary).
-fn load_profile(spec: &str) -> anyhow::Result<Profile> {
-    netem_profiles::load_profile(spec).map_err(|e| anyhow::anyhow!("--profile {spec}: {e}"))
 }
 
 /// Rank r's site: the profile's sites in file order, in equal blocks.

@@ -18,6 +18,7 @@
 //! HDR histogram V2 interval logs (1 s intervals, µs, tags `latency` and `error`) per link
 //! class go to `--hdr-dir`; `--json` writes everything.
 
+use crate::profile_flag::load_profile;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -241,11 +242,6 @@ pub(crate) fn run(args: FidelityArgs) -> anyhow::Result<()> {
         .runtime()
         .context("cannot start the tokio runtime")?;
     runtime.block_on(run_async(args, profile, links))
-}
-
-/// Finds the profile: a file path, or a shipped profile's name (embedded in the binary).
-fn load_profile(name: &str) -> anyhow::Result<Profile> {
-    netem_profiles::load_profile(name).map_err(|e| anyhow::anyhow!("profile {name:?}: {e}"))
 }
 
 /// The directed link specs the run uses: the profile's, plus any outage added by flags.

@@ -9,6 +9,7 @@ mod clock;
 mod controller_client;
 mod fidelity;
 mod host_share;
+mod profile_flag;
 mod svg;
 mod train;
 mod transfer;

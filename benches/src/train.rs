@@ -14,6 +14,7 @@
 mod controller_job;
 mod plot;
 
+use crate::profile_flag::load_profile;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -210,6 +211,10 @@ pub(crate) struct TrainFlags {
     /// The cluster's join token (with --controller).
     #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
     join_token: Option<String>,
+    /// With an https:// --controller: the CA certificate (PEM) to trust (the controller's
+    /// `<state-dir>/ca.cert.pem`).
+    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// With --controller: start each job only once this many nodes are alive (0: any).
     #[arg(long, env = "SPACEFABRIC_MIN_NODES", default_value_t = 0)]
     min_nodes: u32,
@@ -373,6 +378,7 @@ pub(crate) struct TrainArgs {
     commit_every: u32,
     controller: Option<String>,
     join_token: Option<String>,
+    ca_cert: Option<PathBuf>,
     min_nodes: u32,
     time_dilation: Option<spacefabric_proto::time_dilation::TimeDilation>,
 }
@@ -476,6 +482,7 @@ impl TrainFlags {
             commit_every: self.commit_every,
             controller: self.controller,
             join_token: self.join_token,
+            ca_cert: self.ca_cert,
             min_nodes: self.min_nodes,
             time_dilation: self.time_dilation,
         })
@@ -530,11 +537,6 @@ impl StrategyResult {
             .sum();
         (intra, cross)
     }
-}
-
-/// Finds the profile: a file path, or a shipped profile's name (embedded in the binary).
-fn load_profile(spec: &str) -> anyhow::Result<Profile> {
-    netem_profiles::load_profile(spec).map_err(|e| anyhow::anyhow!("--profile {spec}: {e}"))
 }
 
 /// The job a strategy runs, from the flags: the same `TrainJob` the controller path submits,

@@ -2,13 +2,14 @@
 //! environment variable) and what they do. `main.rs` only dispatches to them.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use netem_profiles::Profile;
+use spacefabric_client::ConnectOptions;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{ListJobsRequest, ListNodesRequest};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
 use crate::core::CoreConfig;
 use crate::error::ControllerError;
@@ -24,14 +25,9 @@ pub enum CommandError {
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
-    /// Reaching the controller failed.
-    #[error("cannot reach the controller at {url}: {message}")]
-    Connect {
-        /// Controller URL.
-        url: String,
-        /// Why.
-        message: String,
-    },
+    /// Reaching the controller failed (or its CA could not be read).
+    #[error(transparent)]
+    Client(#[from] spacefabric_client::ClientError),
     /// The controller answered with an error.
     #[error("controller: {}: {}", .0.code(), .0.message())]
     Rpc(#[from] tonic::Status),
@@ -337,51 +333,19 @@ async fn wait_for_signal() {
     }
 }
 
-/// A gRPC channel to a controller URL; `ca_pem` is trusted for https.
-pub async fn connect(url: &str, ca_pem: Option<&str>) -> Result<Channel, CommandError> {
-    let connect_err = |message: String| CommandError::Connect {
-        url: url.to_string(),
-        message,
-    };
-    let mut endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| connect_err(format!("not a URL: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        // No Nagle delay on the control plane (tonic's default too; set so it stays).
-        .tcp_nodelay(true);
-    if url.starts_with("https://") {
-        let ca = ca_pem.ok_or_else(|| {
-            connect_err("https needs --ca-cert (the controller's <state-dir>/ca.cert.pem)".into())
-        })?;
-        endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
-            .map_err(|e| connect_err(e.to_string()))?;
-    }
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| connect_err(format!("{e} ({})", source_chain(&e))))
-}
-
-fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push(s.to_string());
-        cur = s.source();
-    }
-    out.join(": ")
+/// A gRPC channel to the controller at `url` (https trusting the CA file `ca_cert`), one
+/// attempt.
+pub async fn connect(url: &str, ca_cert: Option<&Path>) -> Result<Channel, CommandError> {
+    spacefabric_client::refuse_retired_ca_env()?;
+    let ca_pem = ca_cert
+        .map(|path| spacefabric_client::read_ca("--ca-cert", path))
+        .transpose()?;
+    Ok(spacefabric_client::connect(&ConnectOptions::new(url, ca_pem)).await?)
 }
 
 /// Prints nodes, sites and jobs of a controller.
 pub async fn status(args: StatusArgs) -> Result<(), CommandError> {
-    let ca = match &args.ca_cert {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| CommandError::Usage(format!("--ca-cert {}: {e}", path.display())))?,
-        ),
-        None => None,
-    };
-    let channel = connect(&args.controller, ca.as_deref()).await?;
+    let channel = connect(&args.controller, args.ca_cert.as_deref()).await?;
     let mut client = ControllerClient::new(channel);
     let nodes = client
         .list_nodes(ListNodesRequest {
@@ -442,47 +406,26 @@ pub struct PingArgs {
     pub iterations: u32,
 }
 
+/// How long `ping` re-attaches to its job while the controller is away.
+const PING_REATTACH: Duration = Duration::from_secs(60);
+
 /// Submits a ping job, follows it to the end, prints each rank's round trips.
 pub async fn ping(args: PingArgs) -> Result<(), CommandError> {
-    use spacefabric_proto::v1::{
-        JobSpec, JobState, PingJob, SubmitJobRequest, WatchJobRequest, job_spec,
+    use spacefabric_proto::v1::{JobSpec, JobState, PingJob, job_spec};
+    let mut client =
+        ControllerClient::new(connect(&args.controller, args.ca_cert.as_deref()).await?);
+    let spec = JobSpec {
+        deadline_ms: 0,
+        name: "ping".into(),
+        kind: Some(job_spec::Kind::Ping(PingJob {
+            iterations: args.iterations,
+        })),
     };
-    let ca = match &args.ca_cert {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| CommandError::Usage(format!("--ca-cert {}: {e}", path.display())))?,
-        ),
-        None => None,
-    };
-    let mut client = ControllerClient::new(connect(&args.controller, ca.as_deref()).await?);
-    let job = client
-        .submit_job(SubmitJobRequest {
-            join_token: args.join_token.clone(),
-            spec: Some(JobSpec {
-                deadline_ms: 0,
-                name: "ping".into(),
-                kind: Some(job_spec::Kind::Ping(PingJob {
-                    iterations: args.iterations,
-                })),
-            }),
-            min_nodes: 0,
-        })
-        .await?
-        .into_inner();
+    let job = spacefabric_client::submit(&mut client, &args.join_token, spec, 0).await?;
     eprintln!("submitted {} (ping x{})", job.job_id, args.iterations);
-    let mut stream = client
-        .watch_job(WatchJobRequest {
-            join_token: args.join_token.clone(),
-            job_id: job.job_id.clone(),
-        })
-        .await?
-        .into_inner();
-    let mut last = job;
-    while let Some(event) = stream.message().await? {
-        if let Some(job) = event.job {
-            last = job;
-        }
-    }
+    let last =
+        spacefabric_client::follow(&mut client, &args.join_token, job, PING_REATTACH, |_| {})
+            .await?;
     let peers = last
         .plan
         .as_ref()

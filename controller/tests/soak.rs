@@ -18,8 +18,6 @@
 //! `SPACEFABRIC_SOAK=1 cargo test -p spacefabric-controller --test soak -- --ignored --nocapture`
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,8 +26,8 @@ use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{
     AllReduceJob, GetJobRequest, JobSpec, JobState, PingJob, SubmitJobRequest, job_spec,
 };
-use support::procs::{Proc, free_tcp, node_args};
-use support::{workspace_bin, workspace_root};
+use spacefabric_testkit::bins::{workspace_bin, workspace_root};
+use spacefabric_testkit::procs::{Proc, controller_args, free_tcp, node_args};
 use tonic::transport::Channel;
 
 const TOKEN: &str = "soak-token";
@@ -61,19 +59,7 @@ fn controller(bin: &Path, port: u16, dir: &Path, logs: &Path, name: &str) -> Pro
         name,
         bin,
         &[
-            vec![
-                "serve".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--metrics-listen".into(),
-                format!("127.0.0.1:{}", free_tcp()),
-                "--profile".into(),
-                profile.display().to_string(),
-                "--state-dir".into(),
-                dir.join("controller").display().to_string(),
-                "--join-token".into(),
-                TOKEN.into(),
-            ],
+            controller_args(&format!("127.0.0.1:{port}"), &profile, dir, TOKEN),
             history,
         ]
         .concat(),

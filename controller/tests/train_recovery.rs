@@ -15,15 +15,13 @@
 //! are printed, not asserted.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{Job, JobState, ListJobsRequest, WatchJobRequest};
-use support::procs::{Proc, spawn_captured, spawn_controller, wait_bounded};
-use support::workspace_bin;
+use spacefabric_testkit::bins::workspace_bin;
+use spacefabric_testkit::procs::{Proc, spawn_captured, spawn_controller, wait_bounded};
 
 const TOKEN: &str = "train-recovery-token";
 /// The tests of this file run their clusters one after the other.
@@ -62,7 +60,7 @@ rate_mbps = 1000
 "#;
 
 fn node_args(url: &str, name: &str, site: &str, state: &std::path::Path) -> Vec<String> {
-    let mut args = support::procs::node_args(url, TOKEN, name);
+    let mut args = spacefabric_testkit::procs::node_args(url, TOKEN, name);
     args.extend([
         "--site".into(),
         site.into(),

@@ -9,32 +9,14 @@ use std::time::Duration;
 
 use netem_profiles::{DropCause, Profile, TrunkPlan, UDP_IP_OVERHEAD_BYTES};
 use spacefabric_fabric::emu::{EmuClock, EmuDropCause, EmulatedSocket, Fate, LinkTable, TrunkSet};
+use spacefabric_testkit::profiles;
 
 /// Two sites, 8 Mbit/s (one byte per µs) and 1.28 s between them; `extra` goes into the
 /// earth–moon link.
 fn profile(extra: &str) -> Arc<Profile> {
-    let text = format!(
-        r#"
-name = "two-sites"
-[sites.earth]
-[sites.moon]
-[[links]]
-from = "earth"
-to = "earth"
-delay_ms = 0.05
-[[links]]
-from = "moon"
-to = "moon"
-delay_ms = 0.05
-[[links]]
-from = "earth"
-to = "moon"
-delay_ms = 1280
-rate_bps = 8000000
-{extra}
-"#
-    );
-    Arc::new(Profile::parse(&text, "two-sites.toml").unwrap())
+    profiles::earth_moon_8mbit("two-sites")
+        .last_link_extra(extra)
+        .profile()
 }
 
 /// `n` earth nodes then `n` moon nodes, each on its own socket and table, with every

@@ -14,31 +14,14 @@ use netem_profiles::{Profile, UDP_IP_OVERHEAD_BYTES};
 use spacefabric_fabric::emu::encap::{self, WireTrunk};
 use spacefabric_fabric::emu::{EmuClock, EmulatedSocket, Fate, LinkTable};
 use spacefabric_fabric::forwarder::{Forwarder, Rejection};
-use spacefabric_fabric::transport::tls::DevCa;
-use spacefabric_fabric::transport::{Mesh, MeshConfig, PeerInfo};
+use spacefabric_fabric::transport::{Mesh, MeshConfig};
+use spacefabric_testkit::fabric::FabricCluster;
+use spacefabric_testkit::profiles::{self, Rate};
 use tokio_util::sync::CancellationToken;
 
 /// Two sites, 8 Mbit/s (one byte per µs) and 1.28 s from earth to moon.
 fn profile() -> Arc<Profile> {
-    let text = r#"
-name = "two-sites"
-[sites.earth]
-[sites.moon]
-[[links]]
-from = "earth"
-to = "earth"
-delay_ms = 0.05
-[[links]]
-from = "moon"
-to = "moon"
-delay_ms = 0.05
-[[links]]
-from = "earth"
-to = "moon"
-delay_ms = 1280
-rate_bps = 8000000
-"#;
-    Arc::new(Profile::parse(text, "two-sites.toml").unwrap())
+    profiles::earth_moon_8mbit("two-sites").profile()
 }
 
 /// 1000 bytes on the wire: exactly 1 ms at 8 Mbit/s.
@@ -242,54 +225,20 @@ async fn a_node_drops_malformed_datagrams_from_its_forwarder() {
 
 /// Two ranks on two sites, 100 ms and 80 Mbit/s apart, through a forwarder at `fwd`.
 fn mesh_configs(profile: &Arc<Profile>, clock: EmuClock, fwd: SocketAddr) -> Vec<MeshConfig> {
-    let ca = DevCa::generate().unwrap();
-    let sockets: Vec<_> = (0..2)
-        .map(|_| Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()))
-        .collect();
-    let peers: Vec<PeerInfo> = ["a", "b"]
-        .iter()
-        .enumerate()
-        .map(|(rank, site)| PeerInfo {
-            rank,
-            name: format!("node-{rank}"),
-            addr: sockets[rank].local_addr().unwrap(),
-            site: site.to_string(),
-        })
-        .collect();
+    let mut cluster = FabricCluster::new(profile.clone(), &["a", "b"]);
+    cluster.clock = clock;
     (0..2)
         .map(|rank| {
-            let mut c = MeshConfig::new(
-                rank,
-                peers.clone(),
-                profile.clone(),
-                ca.issue(&peers[rank].name).unwrap(),
-                clock,
-            );
-            c.bound = Some(sockets[rank].clone());
+            let mut c = cluster.config(rank);
             c.forwarder = Some(fwd);
             c
         })
         .collect()
 }
 
-const TWO_SITES: &str = r#"
-name = "test-two-sites"
-[sites.a]
-[sites.b]
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0.05
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0.05
-[[links]]
-from = "a"
-to = "b"
-delay_ms = 100
-rate_mbps = 80
-"#;
+fn two_sites() -> Arc<Profile> {
+    profiles::two_sites("test-two-sites", "a", "b", 100.0, Some(Rate::Mbps(80.0))).profile()
+}
 
 fn start(fwd: Arc<Forwarder>) -> (CancellationToken, tokio::task::JoinHandle<Arc<Forwarder>>) {
     let stop = CancellationToken::new();
@@ -303,7 +252,7 @@ fn start(fwd: Arc<Forwarder>) -> (CancellationToken, tokio::task::JoinHandle<Arc
 
 #[tokio::test(start_paused = true)]
 async fn a_transfer_survives_a_forwarder_restart_intact() {
-    let profile = Arc::new(Profile::parse(TWO_SITES, "two-sites").unwrap());
+    let profile = two_sites();
     let clock = EmuClock::starting_now();
     let first =
         Arc::new(Forwarder::bind("127.0.0.1:0".parse().unwrap(), profile.clone(), clock).unwrap());

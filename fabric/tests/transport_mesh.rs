@@ -3,122 +3,32 @@
 //! resumed without loss or duplicates, the contact plan respected across a scheduled outage.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use netem_profiles::Profile;
 use prost::Message;
-use spacefabric_fabric::emu::EmuClock;
 use spacefabric_fabric::transport::frame::{FabricHello, ReceiverState, TransferHeader};
-use spacefabric_fabric::transport::tls::{DevCa, NodeIdentity};
-use spacefabric_fabric::transport::{Mesh, MeshConfig, PeerInfo, TransportError};
+use spacefabric_fabric::transport::tls::DevCa;
+use spacefabric_fabric::transport::{Mesh, TransportError};
+use spacefabric_testkit::fabric::FabricCluster;
+use spacefabric_testkit::profiles::{self, ProfileSpec, Rate};
 use tokio::time::Instant;
 
-const LAN: &str = r#"
-name = "test-lan"
-[sites.lan]
-[[links]]
-from = "lan"
-to = "lan"
-delay_ms = 0.05
-"#;
+fn lan() -> ProfileSpec {
+    profiles::lan("test-lan")
+}
 
 /// Two sites; the cross link is down during [20 s, 50 s) of emulated time.
-const TWO_SITES_WITH_OUTAGE: &str = r#"
-name = "test-outage"
-[sites.a]
-[sites.b]
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0.05
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0.05
-[[links]]
-from = "a"
-to = "b"
-delay_ms = 100
-rate_mbps = 80
-[[links.outages.windows]]
-start_s = 20
-end_s = 50
-"#;
-
-/// One loopback UDP socket per rank, bound to port 0 and kept: each mesh runs on its own, so
-/// no port is released and bound again (which another process could race for).
-fn bound_sockets(n: usize) -> Vec<Arc<UdpSocket>> {
-    (0..n)
-        .map(|_| Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()))
-        .collect()
+fn two_sites_with_outage() -> ProfileSpec {
+    profiles::two_sites("test-outage", "a", "b", 100.0, Some(Rate::Mbps(80.0)))
+        .last_link_extra("[[links.outages.windows]]\nstart_s = 20\nend_s = 50")
 }
 
-struct Cluster {
-    ca: DevCa,
-    peers: Vec<PeerInfo>,
-    sockets: Vec<Arc<UdpSocket>>,
-    identities: Vec<NodeIdentity>,
-    profile: Arc<Profile>,
-    clock: EmuClock,
-}
-
-fn cluster(profile: &str, sites: &[&str]) -> Cluster {
-    let ca = DevCa::generate().unwrap();
-    let sockets = bound_sockets(sites.len());
-    let peers: Vec<PeerInfo> = sites
-        .iter()
-        .enumerate()
-        .map(|(rank, site)| PeerInfo {
-            rank,
-            name: format!("node-{rank}"),
-            addr: sockets[rank].local_addr().unwrap(),
-            site: site.to_string(),
-        })
-        .collect();
-    let identities = peers.iter().map(|p| ca.issue(&p.name).unwrap()).collect();
-    Cluster {
-        ca,
-        peers,
-        sockets,
-        identities,
-        profile: Arc::new(Profile::parse(profile, "test profile").unwrap()),
-        clock: EmuClock::new(Instant::now()),
-    }
-}
-
-impl Cluster {
-    fn config(&self, rank: usize) -> MeshConfig {
-        let mut config = MeshConfig::new(
-            rank,
-            self.peers.clone(),
-            self.profile.clone(),
-            self.identities[rank].clone(),
-            self.clock,
-        );
-        config.bound = self.sockets.get(rank).cloned();
-        config
-    }
-
-    /// Lets go of the pre-bound sockets: meshes then bind their peer address themselves (for
-    /// tests about binding, or that put something else than a mesh on a rank's address).
-    fn release_sockets(&mut self) {
-        self.sockets.clear();
-    }
-
-    async fn connect_all(&self) -> Vec<Mesh> {
-        let handles: Vec<_> = (0..self.peers.len())
-            .map(|r| tokio::spawn(Mesh::connect(self.config(r))))
-            .collect();
-        let mut meshes = Vec::new();
-        for h in handles {
-            meshes.push(h.await.unwrap().unwrap());
-        }
-        meshes
-    }
+fn cluster(profile: ProfileSpec, sites: &[&str]) -> FabricCluster {
+    FabricCluster::new(profile.profile(), sites)
 }
 
 fn pattern(len: usize, seed: u8) -> Bytes {
@@ -131,7 +41,7 @@ fn pattern(len: usize, seed: u8) -> Bytes {
 
 #[tokio::test]
 async fn every_pair_exchanges_in_order() {
-    let c = cluster(LAN, &["lan"; 4]);
+    let c = cluster(lan(), &["lan"; 4]);
     let meshes = c.connect_all().await;
     assert_eq!(meshes[2].rank(), 2);
     assert_eq!(meshes[2].world_size(), 4);
@@ -173,7 +83,7 @@ async fn every_pair_exchanges_in_order() {
 
 #[tokio::test]
 async fn a_stranger_is_refused() {
-    let c = cluster(LAN, &["lan"; 2]);
+    let c = cluster(lan(), &["lan"; 2]);
     let stranger_ca = DevCa::generate().unwrap();
     let mut cfg0 = c.config(0);
     cfg0.identity = stranger_ca.issue("node-0").unwrap();
@@ -195,7 +105,7 @@ async fn a_stranger_is_refused() {
 async fn a_member_cannot_pose_as_another_rank() {
     // Rank 1 runs with node-7's certificate (signed by the cluster CA), but the plan says
     // rank 1 is node-1: rank 0 refuses it.
-    let c = cluster(LAN, &["lan"; 2]);
+    let c = cluster(lan(), &["lan"; 2]);
     let mut cfg0 = c.config(0);
     cfg0.connect_timeout = Some(Duration::from_secs(3));
     let mut cfg1 = c.config(1);
@@ -219,7 +129,7 @@ async fn a_member_cannot_pose_as_another_rank() {
 }
 
 /// A hand-rolled peer of rank 0 on raw quinn, to send what a real mesh never would.
-async fn raw_rank0(c: &Cluster) -> (quinn::Endpoint, quinn::Connection, quinn::SendStream) {
+async fn raw_rank0(c: &FabricCluster) -> (quinn::Endpoint, quinn::Connection, quinn::SendStream) {
     let id = &c.identities[0];
     let socket = UdpSocket::bind(c.peers[0].addr).unwrap();
     let mut ep = quinn::Endpoint::new(
@@ -275,7 +185,7 @@ fn header(tag: u64, id: u64, from: u32, offset: u64, total: u64) -> Vec<u8> {
 
 #[tokio::test]
 async fn malformed_frames_close_only_their_stream() {
-    let mut c = cluster(LAN, &["lan"; 2]);
+    let mut c = cluster(lan(), &["lan"; 2]);
     c.release_sockets();
     let mut cfg1 = c.config(1);
     cfg1.max_transfer_bytes = 1 << 20;
@@ -318,7 +228,7 @@ async fn malformed_frames_close_only_their_stream() {
 
 #[tokio::test(start_paused = true)]
 async fn forced_reconnect_resumes_without_loss_or_duplicates() {
-    let c = cluster(LAN, &["lan"; 2]);
+    let c = cluster(lan(), &["lan"; 2]);
     let meshes = c.connect_all().await;
     let (m0, m1) = (&meshes[0], &meshes[1]);
     let payload = pattern(48 << 20, 9);
@@ -356,7 +266,7 @@ async fn forced_reconnect_resumes_without_loss_or_duplicates() {
 
 #[tokio::test(start_paused = true)]
 async fn transfer_across_a_scheduled_outage_waits_for_the_contact() {
-    let c = cluster(TWO_SITES_WITH_OUTAGE, &["a", "b"]);
+    let c = cluster(two_sites_with_outage(), &["a", "b"]);
     let meshes = c.connect_all().await;
     let (m0, m1) = (&meshes[0], &meshes[1]);
     let s = Duration::from_secs;
@@ -423,27 +333,13 @@ fn mesh_futures_are_send(mesh: &Mesh) {
 
 /// One site pair 1 s apart: a closed connection drains for three probe timeouts (≥ 6 s on a
 /// 2 s round trip), which used to keep the fabric port bound that long.
-const ONE_SECOND_APART: &str = r#"
-name = "test-far"
-[sites.a]
-[sites.b]
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0.05
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0.05
-[[links]]
-from = "a"
-to = "b"
-delay_ms = 1000
-"#;
+fn one_second_apart() -> ProfileSpec {
+    profiles::two_sites("test-far", "a", "b", 1000.0, None)
+}
 
 #[tokio::test]
 async fn a_dropped_mesh_frees_its_port_before_its_connections_drain() {
-    let mut c = cluster(ONE_SECOND_APART, &["a", "b"]);
+    let mut c = cluster(one_second_apart(), &["a", "b"]);
     c.release_sockets();
     let meshes = c.connect_all().await;
     let (send, recv) = tokio::join!(meshes[0].send(1, 7, pattern(1000, 1)), meshes[1].recv(0, 7));

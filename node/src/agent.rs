@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
+use spacefabric_client::ConnectOptions;
 use spacefabric_proto::job_cost::{NodeBudget, job_cost};
 use spacefabric_proto::time_dilation::TimeDilation;
 use spacefabric_proto::v1::controller_client::ControllerClient;
@@ -35,7 +36,7 @@ use spacefabric_proto::v1::{
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tracing::Instrument;
 
@@ -54,6 +55,9 @@ pub enum AgentError {
     /// Building the node's key or CSR failed.
     #[error("node identity: {0}")]
     Identity(String),
+    /// The controller URL, its CA or the CA env variable is wrong.
+    #[error(transparent)]
+    Client(#[from] spacefabric_client::ClientError),
 }
 
 /// What the agent needs to know.
@@ -479,33 +483,13 @@ impl Agent {
     }
 
     fn channel(&self) -> Result<Channel, AgentError> {
-        let url = &self.config.controller;
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| AgentError::Config(format!("--controller {url}: {e}")))?;
-        let uri = endpoint.uri();
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(AgentError::Config(format!(
-                "--controller '{}': not a controller URL (use http://HOST:PORT or https://HOST:PORT)",
-                url.chars().take(100).collect::<String>()
-            )));
-        }
-        let mut endpoint = endpoint
-            .connect_timeout(Duration::from_secs(5))
-            // No Nagle delay on the control plane (tonic's default too; set so it stays).
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
-        if url.starts_with("https://") {
-            let ca = self.config.controller_ca_pem.as_ref().ok_or_else(|| {
-                AgentError::Config(format!(
-                    "--controller {url} is https: give --controller-ca (the controller's ca.cert.pem)"
-                ))
-            })?;
-            endpoint = endpoint
-                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
-                .map_err(|e| AgentError::Config(format!("--controller-ca: {e}")))?;
-        }
-        Ok(endpoint.connect_lazy())
+        let options = ConnectOptions::new(
+            &self.config.controller,
+            self.config.controller_ca_pem.clone(),
+        )
+        .ca_flag("--controller-ca")
+        .keep_alive(Duration::from_secs(10));
+        Ok(spacefabric_client::endpoint(&options)?.connect_lazy())
     }
 
     /// Runs until `shutdown` resolves (then deregisters) or the controller refuses the node.
@@ -1017,7 +1001,7 @@ pub mod args {
         )]
         pub metrics_listen: SocketAddr,
         /// CA certificate (PEM) to trust for an https:// controller.
-        #[arg(long, env = "SPACEFABRIC_CONTROLLER_CA")]
+        #[arg(long, env = "SPACEFABRIC_CA_CERT")]
         pub controller_ca: Option<PathBuf>,
         /// UDP payload bytes per fabric datagram (quinn's MTU): 1452 fits an Ethernet path;
         /// on loopback (a local cluster) up to 65507 cuts the datagrams a CPU-bound host
@@ -1142,12 +1126,12 @@ pub mod args {
                     )));
                 }
             };
-            let controller_ca_pem = match &self.controller_ca {
-                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                    AgentError::Config(format!("--controller-ca {}: {e}", path.display()))
-                })?),
-                None => None,
-            };
+            spacefabric_client::refuse_retired_ca_env()?;
+            let controller_ca_pem = self
+                .controller_ca
+                .as_deref()
+                .map(|path| spacefabric_client::read_ca("--controller-ca", path))
+                .transpose()?;
             Ok(AgentConfig {
                 state_dir: self.state_dir.clone().unwrap_or_else(|| {
                     std::env::temp_dir().join(format!("spacefabric-node-{name}"))

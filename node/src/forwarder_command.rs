@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use netem_profiles::Profile;
+use spacefabric_client::ConnectOptions;
 use spacefabric_fabric::forwarder::{Forwarder, ForwarderStats, Rejection};
 use spacefabric_proto::time_dilation::TimeDilation;
 use spacefabric_proto::v1::ListNodesRequest;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 use crate::jobs::job_mesh::scenario_clock;
 
@@ -55,7 +55,7 @@ pub struct ForwarderArgs {
     #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
     /// CA certificate (PEM) to trust for an https:// controller.
-    #[arg(long, env = "SPACEFABRIC_CONTROLLER_CA")]
+    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
     pub controller_ca: Option<PathBuf>,
     /// Scenario epoch (unix ms); given, the controller is not asked.
     #[arg(long, env = "SPACEFABRIC_EPOCH_UNIX_MS")]
@@ -163,19 +163,14 @@ async fn controller_epoch(
     profile_name: &str,
 ) -> anyhow::Result<(u64, TimeDilation)> {
     let url = &args.controller;
-    let mut endpoint = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("--controller {url}"))?
-        .connect_timeout(Duration::from_secs(5));
-    if url.starts_with("https://") {
-        let Some(ca) = &args.controller_ca else {
-            bail!("--controller {url} is https: give --controller-ca");
-        };
-        let pem = std::fs::read(ca).with_context(|| format!("--controller-ca {}", ca.display()))?;
-        endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
-            .context("--controller-ca")?;
-    }
-    let mut client = ControllerClient::new(endpoint.connect_lazy());
+    spacefabric_client::refuse_retired_ca_env()?;
+    let ca_pem = args
+        .controller_ca
+        .as_deref()
+        .map(|path| spacefabric_client::read_ca("--controller-ca", path))
+        .transpose()?;
+    let options = ConnectOptions::new(url, ca_pem).ca_flag("--controller-ca");
+    let mut client = ControllerClient::new(spacefabric_client::endpoint(&options)?.connect_lazy());
     let request = ListNodesRequest {
         join_token: args.join_token.clone().unwrap_or_default(),
     };

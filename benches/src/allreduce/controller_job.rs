@@ -10,14 +10,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use spacefabric_node::collective::CostModel;
 use spacefabric_node::jobs::NodeSweepResult;
-use spacefabric_proto::v1::{AllReduceJob, Job, JobSpec, JobState, ListNodesRequest, job_spec};
+use spacefabric_proto::v1::{AllReduceJob, Job, JobSpec, JobState, job_spec};
 
-use crate::controller_client::{
-    block_on, cluster_dilation, connect, required_token, submit_and_follow,
-};
+use crate::controller_client::{block_on, join, required_token, submit_and_follow};
 
 use super::report::{self, Sweep};
-use super::{AllreduceArgs, combine, load_profile};
+use super::{AllreduceArgs, combine};
+use crate::profile_flag::load_profile;
 
 /// Runs the sweep as a job of the controller at `url`.
 pub(crate) fn run(args: &AllreduceArgs, url: &str, sizes: &[u64]) -> anyhow::Result<ExitCode> {
@@ -50,15 +49,8 @@ async fn run_job(
     token: &str,
     sizes: &[u64],
 ) -> anyhow::Result<ExitCode> {
-    let mut client = connect(url).await?;
-    let nodes = client
-        .list_nodes(ListNodesRequest {
-            join_token: token.to_string(),
-        })
-        .await
-        .with_context(|| format!("ListNodes on {url}"))?
-        .into_inner();
-    let dilation = cluster_dilation(url, &nodes, args.time_dilation)?;
+    let (mut client, nodes, dilation) =
+        join(url, args.ca_cert.as_deref(), token, args.time_dilation).await?;
     // The controller's profile by name (a shipped one), else --profile.
     let profile = load_profile(&nodes.profile_name)
         .or_else(|_| load_profile(&args.profile))

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -103,16 +103,16 @@ pub(crate) enum LocalFabric {
     },
 }
 
-/// Free loopback UDP ports, one per rank (bound then released: another process could take
-/// one in between, which `Mesh::connect` then reports as a socket error).
-fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let sockets = (0..n)
-        .map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<Result<Vec<_>, _>>()
-        .context("finding free UDP ports on 127.0.0.1")?;
-    sockets
-        .iter()
-        .map(|s| s.local_addr().context("reading a UDP socket's address"))
+/// One loopback UDP socket per rank, bound to port 0 and kept: each rank's mesh runs on its
+/// own (`MeshConfig::bound`), so no port is released and bound again (which another process
+/// could race for).
+fn bound_sockets(n: usize) -> anyhow::Result<Vec<Arc<UdpSocket>>> {
+    (0..n)
+        .map(|_| {
+            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+                .map(Arc::new)
+                .context("binding a UDP socket on 127.0.0.1:0")
+        })
         .collect()
 }
 
@@ -166,17 +166,22 @@ impl LocalFabric {
             }
             FabricKind::Quic => {
                 let ca = DevCa::generate().context("creating the dev CA")?;
-                let addrs = free_addrs(sites.len())?;
+                let sockets = bound_sockets(sites.len())?;
                 let peers: Vec<PeerInfo> = sites
                     .iter()
+                    .zip(&sockets)
                     .enumerate()
-                    .map(|(rank, &site)| PeerInfo {
-                        rank,
-                        name: format!("node-{rank}"),
-                        addr: addrs[rank],
-                        site: profile.sites[site].name.clone(),
+                    .map(|(rank, (&site, socket))| {
+                        Ok(PeerInfo {
+                            rank,
+                            name: format!("node-{rank}"),
+                            addr: socket
+                                .local_addr()
+                                .context("reading a UDP socket's address")?,
+                            site: profile.sites[site].name.clone(),
+                        })
                     })
-                    .collect();
+                    .collect::<anyhow::Result<_>>()?;
                 let profile = Arc::new(profile.clone());
                 let clock = EmuClock::dilated(tokio::time::Instant::now(), dilation);
                 let trunks = Arc::new(TrunkSet::new(Arc::clone(&profile)));
@@ -195,6 +200,7 @@ impl LocalFabric {
                     config.cc = cc;
                     config.udp_payload = udp_payload;
                     config.trunks = Some(Arc::clone(&trunks));
+                    config.bound = Some(Arc::clone(&sockets[peer.rank]));
                     config.socket = if emulate {
                         SocketKind::Emulated
                     } else {

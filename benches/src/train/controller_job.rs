@@ -17,12 +17,10 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use spacefabric_node::jobs::NodeTrainResult;
 use spacefabric_node::train::{LossPoint, StrategyKind};
-use spacefabric_proto::v1::{Job, JobSpec, JobState, ListNodesRequest, job_spec};
+use spacefabric_proto::v1::{Job, JobSpec, JobState, job_spec};
 
 use super::{StrategyResult, TrainArgs, Variant, emit, train_job};
-use crate::controller_client::{
-    block_on, cluster_dilation, connect, required_token, submit_and_follow,
-};
+use crate::controller_client::{block_on, join, required_token, submit_and_follow};
 use spacefabric_node::jobs::train::train_config;
 
 /// One restart of a job, as the bench saw it.
@@ -150,16 +148,9 @@ async fn run_jobs(
     token: &str,
     kinds: &[Variant],
 ) -> anyhow::Result<ExitCode> {
-    let mut client = connect(url).await?;
-    let nodes = client
-        .list_nodes(ListNodesRequest {
-            join_token: token.to_string(),
-        })
-        .await
-        .with_context(|| format!("ListNodes on {url}"))?
-        .into_inner();
+    let (mut client, nodes, dilation) =
+        join(url, args.ca_cert.as_deref(), token, args.time_dilation).await?;
     // The bench's own clock reads wall time: divided by K, as the nodes' times are.
-    let dilation = cluster_dilation(url, &nodes, args.time_dilation)?;
     if dilation.is_dilated() {
         eprintln!("# time dilation K = {dilation}: every time below is emulated time (wall / K)");
     }

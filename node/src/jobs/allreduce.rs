@@ -28,9 +28,23 @@ use spacefabric_fabric::transport::SocketKind;
 /// Why an all-reduce job failed on this node.
 #[derive(Debug, thiserror::Error)]
 pub enum AllReduceError {
-    /// The job's spec is not an all-reduce, or its sizes are inconsistent.
-    #[error("all-reduce spec: {0}")]
-    Spec(String),
+    /// The job's spec is not an all-reduce.
+    #[error("all-reduce spec: not an all-reduce job")]
+    NotAllReduce,
+    /// The sweep's smallest size is above its largest.
+    #[error("all-reduce spec: min_bytes {min} is larger than max_bytes {max}")]
+    SizeRange {
+        /// `min_bytes`.
+        min: u64,
+        /// `max_bytes`.
+        max: u64,
+    },
+    /// The sweep's factor cannot step from the smallest size to the largest.
+    #[error("all-reduce spec: factor must be at least 2 (got {factor})")]
+    Factor {
+        /// `factor`.
+        factor: u64,
+    },
     /// The job's mesh could not be built (plan, profile, identity, QUIC).
     #[error(transparent)]
     Fabric(#[from] JobMeshError),
@@ -78,14 +92,10 @@ pub struct NodeSweepResult {
 /// whole f32 (at least one).
 pub fn sweep_sizes(min: u64, max: u64, factor: u64) -> Result<Vec<u64>, AllReduceError> {
     if min > max {
-        return Err(AllReduceError::Spec(format!(
-            "min_bytes {min} is larger than max_bytes {max}"
-        )));
+        return Err(AllReduceError::SizeRange { min, max });
     }
     if factor < 2 && min != max {
-        return Err(AllReduceError::Spec(format!(
-            "factor must be at least 2 (got {factor})"
-        )));
+        return Err(AllReduceError::Factor { factor });
     }
     let mut out = Vec::new();
     let mut s = min.max(4);
@@ -125,7 +135,7 @@ impl AllReduceRunner {
 
     async fn run_job(&self, ctx: &JobContext) -> Result<NodeSweepResult, AllReduceError> {
         let Some(job_spec::Kind::AllReduce(job)) = &ctx.spec.kind else {
-            return Err(AllReduceError::Spec("not an all-reduce job".into()));
+            return Err(AllReduceError::NotAllReduce);
         };
         let spec = sweep_spec(job, ctx.scenario.seed)?;
         let scenario = &ctx.scenario;

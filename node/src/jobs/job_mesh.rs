@@ -25,15 +25,71 @@ use spacefabric_proto::time_dilation::TimeDilation;
 /// Why a job's mesh could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum JobMeshError {
-    /// The plan is unusable (a peer's address or site, our rank).
-    #[error("job plan: {0}")]
-    Plan(String),
+    /// A peer's address in the plan does not parse.
+    #[error("job plan: peer rank {rank} ({name}): address '{addr}': {source}")]
+    PeerAddress {
+        /// The peer's rank.
+        rank: u32,
+        /// The peer's name.
+        name: String,
+        /// The address as the plan gives it.
+        addr: String,
+        /// Why it does not parse.
+        source: std::net::AddrParseError,
+    },
+    /// A peer's site is not in the profile.
+    #[error("job plan: peer rank {rank} ({name}): site '{site}' is not in profile {profile}")]
+    PeerSite {
+        /// The peer's rank.
+        rank: u32,
+        /// The peer's name.
+        name: String,
+        /// The site the plan gives.
+        site: String,
+        /// The profile's name.
+        profile: String,
+    },
+    /// A peer's rank is outside the plan.
+    #[error("job plan: peer {name} has rank {rank} in a plan of {world}")]
+    PeerRank {
+        /// The peer's name.
+        name: String,
+        /// Its rank.
+        rank: u32,
+        /// The plan's size.
+        world: usize,
+    },
+    /// Our own rank is outside the plan.
+    #[error("job plan: our rank {rank} is outside a plan of {world}")]
+    OwnRank {
+        /// Our rank.
+        rank: usize,
+        /// The plan's size.
+        world: usize,
+    },
+    /// The plan's forwarder address does not resolve.
+    #[error("job plan: forwarder_addr {addr:?}: {source}")]
+    ForwarderLookup {
+        /// The address as the plan gives it.
+        addr: String,
+        /// Why it does not resolve.
+        source: std::io::Error,
+    },
+    /// The plan's forwarder address resolves to nothing.
+    #[error("job plan: forwarder_addr {addr:?}: no address")]
+    ForwarderNone {
+        /// The address as the plan gives it.
+        addr: String,
+    },
     /// The profile from registration does not parse.
     #[error("scenario profile: {0}")]
-    Profile(String),
-    /// The node's fabric identity is missing or invalid.
+    Profile(#[from] netem_profiles::ProfileErrors),
+    /// Registration gave no certificate.
+    #[error("fabric identity: registration gave no certificate")]
+    NoCertificate,
+    /// The node's fabric identity is invalid.
     #[error("fabric identity: {0}")]
-    Identity(String),
+    Identity(#[from] spacefabric_fabric::transport::tls::TlsError),
     /// Connecting the QUIC mesh failed.
     #[error("fabric mesh: {0}")]
     Mesh(#[from] TransportError),
@@ -59,32 +115,34 @@ impl JobPlacement {
     /// and its rank inside the plan; our rank must be in it too.
     pub fn from_job(ctx: &JobContext) -> Result<Self, JobMeshError> {
         let scenario = &ctx.scenario;
-        let profile = Profile::parse(&scenario.profile_toml, &scenario.profile_name)
-            .map_err(|e| JobMeshError::Profile(e.to_string()))?;
+        let profile = Profile::parse(&scenario.profile_toml, &scenario.profile_name)?;
         let n = ctx.plan.peers.len();
         let mut peers = Vec::with_capacity(n);
         let mut site_of_rank = vec![0; n];
         let mut sites_by_rank = vec![String::new(); n];
         for p in &ctx.plan.peers {
-            let addr: SocketAddr = p.addr.parse().map_err(|e| {
-                JobMeshError::Plan(format!(
-                    "peer rank {} ({}): address '{}': {e}",
-                    p.rank, p.name, p.addr
-                ))
+            let addr: SocketAddr = p.addr.parse().map_err(|source| JobMeshError::PeerAddress {
+                rank: p.rank,
+                name: p.name.clone(),
+                addr: p.addr.clone(),
+                source,
             })?;
-            let site = profile.site_id(&p.site).ok_or_else(|| {
-                JobMeshError::Plan(format!(
-                    "peer rank {} ({}): site '{}' is not in profile {}",
-                    p.rank, p.name, p.site, profile.name
-                ))
-            })?;
+            let site = profile
+                .site_id(&p.site)
+                .ok_or_else(|| JobMeshError::PeerSite {
+                    rank: p.rank,
+                    name: p.name.clone(),
+                    site: p.site.clone(),
+                    profile: profile.name.clone(),
+                })?;
             let r = p.rank as usize;
             let (Some(slot), Some(name)) = (site_of_rank.get_mut(r), sites_by_rank.get_mut(r))
             else {
-                return Err(JobMeshError::Plan(format!(
-                    "peer {} has rank {} in a plan of {n}",
-                    p.name, p.rank
-                )));
+                return Err(JobMeshError::PeerRank {
+                    name: p.name.clone(),
+                    rank: p.rank,
+                    world: n,
+                });
             };
             *slot = site;
             name.clone_from(&p.site);
@@ -97,9 +155,7 @@ impl JobPlacement {
         }
         let rank = ctx.rank as usize;
         if rank >= n {
-            return Err(JobMeshError::Plan(format!(
-                "our rank {rank} is outside a plan of {n}"
-            )));
+            return Err(JobMeshError::OwnRank { rank, world: n });
         }
         Ok(Self {
             rank,
@@ -118,12 +174,9 @@ impl JobPlacement {
     ) -> Result<MeshConfig, JobMeshError> {
         let id = &ctx.scenario.identity;
         if id.cert_pem.is_empty() {
-            return Err(JobMeshError::Identity(
-                "registration gave no certificate".into(),
-            ));
+            return Err(JobMeshError::NoCertificate);
         }
-        let identity = NodeIdentity::from_pem(&id.ca_pem, &id.cert_pem, &id.key_pem)
-            .map_err(|e| JobMeshError::Identity(e.to_string()))?;
+        let identity = NodeIdentity::from_pem(&id.ca_pem, &id.cert_pem, &id.key_pem)?;
         let mut config = MeshConfig::new(
             self.rank,
             self.peers.clone(),
@@ -215,7 +268,10 @@ async fn resolve_forwarder(
     }
     let found: Vec<SocketAddr> = tokio::net::lookup_host(addr)
         .await
-        .map_err(|e| JobMeshError::Plan(format!("forwarder_addr {addr:?}: {e}")))?
+        .map_err(|source| JobMeshError::ForwarderLookup {
+            addr: addr.to_string(),
+            source,
+        })?
         .collect();
     let v4 = listen.is_none_or(|l| l.is_ipv4());
     let pick = found
@@ -223,7 +279,9 @@ async fn resolve_forwarder(
         .find(|a| a.is_ipv4() == v4)
         .or(found.first())
         .copied()
-        .ok_or_else(|| JobMeshError::Plan(format!("forwarder_addr {addr:?}: no address")))?;
+        .ok_or_else(|| JobMeshError::ForwarderNone {
+            addr: addr.to_string(),
+        })?;
     tracing::info!(forwarder = %pick, "shared trunks go through the forwarder");
     Ok(Some(pick))
 }

@@ -415,32 +415,15 @@ mod over_collectives {
     use super::*;
     use crate::collective::{Algorithm, MemoryFabric};
     use crate::train::fabric::{LinkBytes, MeteredExchange, job_groups};
-    use netem_profiles::Profile;
-
-    const TWO_SITES: &str = r#"
-name = "two-sites"
-[sites.earth]
-[sites.moon]
-[[links]]
-from = "earth"
-to = "earth"
-delay_ms = 0.05
-[[links]]
-from = "moon"
-to = "moon"
-delay_ms = 0.05
-[[links]]
-from = "earth"
-to = "moon"
-delay_ms = 1280
-"#;
 
     async fn run_fabric(
         cfg: &TrainConfig,
         sites: &[usize],
         algorithm: Algorithm,
     ) -> (Vec<NodeReport>, Arc<LinkBytes>) {
-        let profile = Arc::new(Profile::parse(TWO_SITES, "two-sites.toml").unwrap());
+        let profile =
+            spacefabric_testkit::profiles::two_sites("two-sites", "earth", "moon", 1280.0, None)
+                .profile();
         let names: Vec<String> = sites
             .iter()
             .map(|&s| profile.sites[s].name.clone())

@@ -5,22 +5,21 @@
 //! history, and prints their sizes and round trips next to the unbounded ListJobs the issue's
 //! `status` used to send:
 //!
-//! `cargo test -p spacefabric-controller --test status_bounded -- --nocapture`
+//! `cargo test -p spacefabric-controller --test control_plane status_bounded -- --nocapture`
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use spacefabric_controller::core::{CoreConfig, JobRecord, Now, PersistedState};
-use spacefabric_controller::server::{DEFAULT_MAX_MESSAGE_BYTES, ServerConfig, spawn_server};
+use spacefabric_controller::core::{JobRecord, Now, PersistedState};
 use spacefabric_controller::state_log::StateLog;
 use spacefabric_controller::store::StateDir;
-use spacefabric_controller::topology::Topology;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{
     AllReduceJob, Job, JobPlan, JobSpec, JobState, ListJobsRequest, ListNodesRequest, NodeResult,
     Peer, job_spec,
 };
+use spacefabric_testkit::controller::{lan_config, serve};
 use tonic::transport::Endpoint;
 
 const TOKEN: &str = "status-token";
@@ -99,22 +98,12 @@ async fn status_stays_bounded_after_1000_jobs() {
     let (mut log, _) = StateLog::open(StateDir::open(dir.path()).unwrap()).unwrap();
     log.compact(&history(JOBS)).unwrap();
     drop(log);
-    let config = ServerConfig {
-        topology: Topology::new("lan", "name = \"lan\"\n", 1, vec!["lan".into()], |_, _| {
-            Duration::ZERO
-        }),
-        core: CoreConfig {
-            controller_site: "lan".into(),
-            ..CoreConfig::default()
-        },
-        join_token: TOKEN.into(),
-        state_dir: Some(dir.path().to_path_buf()),
-        light_delay: false,
-        tls_names: None,
-        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+    let config = {
+        let mut config = lan_config(TOKEN);
+        config.state_dir = Some(dir.path().to_path_buf());
+        config
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = spawn_server(config, listener).await.unwrap();
+    let server = serve(config).await;
     let channel = Endpoint::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()

@@ -6,31 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use spacefabric_controller::core::CoreConfig;
-use spacefabric_controller::server::{DEFAULT_MAX_MESSAGE_BYTES, ServerConfig, spawn_server};
-use spacefabric_controller::topology::Topology;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{GetJobRequest, ListNodesRequest};
+use spacefabric_testkit::controller::{lan_config, serve};
 use tonic::transport::Endpoint;
 
 const TOKEN: &str = "rtt-token";
-
-fn config() -> ServerConfig {
-    ServerConfig {
-        topology: Topology::new("lan", "name = \"lan\"\n", 1, vec!["lan".into()], |_, _| {
-            Duration::ZERO
-        }),
-        core: CoreConfig {
-            controller_site: "lan".into(),
-            ..CoreConfig::default()
-        },
-        join_token: TOKEN.into(),
-        state_dir: None,
-        light_delay: false,
-        tls_names: None,
-        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -40,8 +21,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --ignored --nocapture"]
 async fn control_plane_rtt() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = spawn_server(config(), listener).await.unwrap();
+    let server = serve(lan_config(TOKEN)).await;
     let url = format!("http://{}", server.addr);
     let mut client =
         ControllerClient::new(Endpoint::from_shared(url).unwrap().connect().await.unwrap());

@@ -3,37 +3,19 @@
 //! watched kept a channel holding the whole job, results included, past the history bound).
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
 use futures::StreamExt;
-use spacefabric_controller::core::CoreConfig;
-use spacefabric_controller::server::{DEFAULT_MAX_MESSAGE_BYTES, ServerConfig, spawn_server};
-use spacefabric_controller::topology::Topology;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{
     CancelJobRequest, JobSpec, JobState, PingJob, SubmitJobRequest, WatchJobRequest, job_spec,
 };
+use spacefabric_testkit::controller::{lan_config, serve};
 
 const TOKEN: &str = "watch-token";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_job_leaves_no_watch_channel_behind() {
-    let config = ServerConfig {
-        topology: Topology::new("lan", "name = \"lan\"\n", 1, vec!["lan".into()], |_, _| {
-            Duration::ZERO
-        }),
-        core: CoreConfig {
-            controller_site: "lan".into(),
-            ..CoreConfig::default()
-        },
-        join_token: TOKEN.into(),
-        state_dir: None,
-        light_delay: false,
-        tls_names: None,
-        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = spawn_server(config, listener).await.unwrap();
+    let config = lan_config(TOKEN);
+    let server = serve(config).await;
     let mut client = ControllerClient::connect(format!("http://{}", server.addr))
         .await
         .unwrap();

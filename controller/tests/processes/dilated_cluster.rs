@@ -6,75 +6,41 @@
 //! its reported times must be emulated: at least the cost model and well below K times it (and
 //! the wall time of the run at least K times the model's, or the clock was not dilated at all).
 //!
-//! Opt-in (`#[ignore]`): `cargo test -p spacefabric-controller --test dilated_cluster --
+//! Opt-in (`#[ignore]`): `cargo test -p spacefabric-controller --test processes dilated_cluster --
 //! --ignored`. Nothing sleeps to synchronise: the job waits for three live nodes (`--min-nodes`), the
 //! refused node's exit and the bench's are awaited with bounded timeouts.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::procs::{Proc, node_args, run_bounded, spawn_controller_with};
-use support::workspace_bin;
+use spacefabric_testkit::procs::{LocalCluster, node_args, run_bounded};
+use spacefabric_testkit::profiles::{Rate, one_site};
 
 const TOKEN: &str = "dilated-cluster-token";
 /// Bound for the whole job on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(240);
 const K: u32 = 4;
 
-const PROFILE: &str = r#"
-name = "slow-hall"
-description = "One site whose link is slow enough that the network sets every time"
-seed = 7
-
-[sites.hall]
-description = "A hall"
-
-[[links]]
-from = "hall"
-to = "hall"
-delay_ms = 20.0
-rate_mbps = 100
-"#;
-
 #[test]
-#[ignore = "slow: 5 processes at K = 4, and it rebuilds the node and bench binaries when stale; run with `cargo test -p spacefabric-controller --test dilated_cluster -- --ignored`"]
+#[ignore = "slow: 5 processes at K = 4, and it rebuilds the node and bench binaries when stale; run with `cargo test -p spacefabric-controller --test processes dilated_cluster -- --ignored`"]
 fn a_dilated_cluster_reports_emulated_times_and_refuses_a_node_with_another_k() {
-    let controller_bin = workspace_bin("spacefabric-controller", "spacefabric-controller");
-    let node_bin = workspace_bin("spacefabric-node", "spacefabric-node");
-    let bench_bin = workspace_bin("spacefabric-bench", "spacefabric-bench");
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let profile = dir.path().join("slow-hall.toml");
-    std::fs::write(&profile, PROFILE).unwrap();
-
-    let (controller, url) = spawn_controller_with(
-        &controller_bin,
-        &profile,
-        dir.path(),
-        TOKEN,
-        &logs,
-        &["--time-dilation".into(), K.to_string()],
-    );
-    let mut procs = vec![controller];
+    let profiles = tempfile::tempdir().unwrap();
+    // One site whose link is slow enough that the network sets every time.
+    let profile = one_site("slow-hall", "hall", 20.0, Some(Rate::Mbps(100.0)))
+        .seeded(7)
+        .write(profiles.path());
+    let mut cluster =
+        LocalCluster::start(&profile, TOKEN, &["--time-dilation".into(), K.to_string()]);
     for i in 0..3 {
-        let name = format!("node-{i}");
-        procs.push(Proc::spawn(
-            &name,
-            &node_bin,
-            &node_args(&url, TOKEN, &name),
-            &logs,
-        ));
+        cluster.add_node(&format!("node-{i}"), &[]);
     }
     // A node started with another K is refused and exits, naming both.
-    let mut wrong = Command::new(&node_bin);
+    let mut wrong = Command::new(&cluster.node_bin);
     wrong
         .env_clear()
         .env("RUST_LOG", "info")
-        .args(node_args(&url, TOKEN, "node-wrong-k"))
+        .args(node_args(&cluster.url, TOKEN, "node-wrong-k"))
         .args(["--time-dilation", "1"]);
     let refused = run_bounded(wrong, WAIT);
     let log = String::from_utf8_lossy(&refused.stderr).to_string();
@@ -88,40 +54,35 @@ fn a_dilated_cluster_reports_emulated_times_and_refuses_a_node_with_another_k() 
         "{log}"
     );
 
-    let json_path = dir.path().join("result.json");
-    let mut bench = Command::new(&bench_bin);
-    bench.env_clear().args([
+    let json_path = cluster.dir().join("result.json");
+    let bench = cluster.bench(
         "allreduce",
-        "--controller",
-        &url,
-        "--join-token",
-        TOKEN,
-        "--profile",
-        profile.to_str().unwrap(),
-        "--min-nodes",
-        "3",
-        "--algo",
-        "ring",
-        "-b",
-        "4K",
-        "-e",
-        "4K",
-        "-n",
-        "2",
-        "-w",
-        "1",
-        "--check",
-        "0",
-        "--json",
-        json_path.to_str().unwrap(),
-    ]);
+        &[
+            "--profile",
+            profile.to_str().unwrap(),
+            "--min-nodes",
+            "3",
+            "--algo",
+            "ring",
+            "-b",
+            "4K",
+            "-e",
+            "4K",
+            "-n",
+            "2",
+            "-w",
+            "1",
+            "--check",
+            "0",
+            "--json",
+            json_path.to_str().unwrap(),
+        ],
+    );
     let started = Instant::now();
     let out = run_bounded(bench, WAIT);
     let wall = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let logs_text: String = procs.iter().map(|p| p.log_tail(15)).collect();
-    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}\n{logs_text}");
+    let context = cluster.context(&out, 15);
     assert!(out.status.success(), "bench failed: {context}");
     assert!(
         stdout.contains("# Time dilation K = 4"),

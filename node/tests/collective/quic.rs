@@ -2,80 +2,28 @@
 //! profile with millisecond delays): 4 nodes, every algorithm, exact results.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
-use netem_profiles::Profile;
-use spacefabric_fabric::emu::EmuClock;
-use spacefabric_fabric::transport::{DevCa, Mesh, MeshConfig, PeerInfo};
+use spacefabric_fabric::transport::Mesh;
 use spacefabric_node::collective::verify::{count_wrong, input};
 use spacefabric_node::collective::{
     Algorithm, Collective, CollectiveConfig, Communicator, CostModel, all_gather, all_reduce,
     broadcast, reduce_scatter,
 };
-
-const TWO_SITES: &str = r#"
-name = "two-sites"
-description = "two sites 3 ms apart"
-seed = 7
-
-[sites.a]
-description = "site a"
-
-[sites.b]
-description = "site b"
-
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0.1
-
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0.1
-
-[[links]]
-from = "a"
-to = "b"
-delay_ms = 3
-rate_mbps = 500
-"#;
-
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let sockets: Vec<UdpSocket> = (0..n)
-        .map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap())
-        .collect();
-    sockets.iter().map(|s| s.local_addr().unwrap()).collect()
-}
+use spacefabric_testkit::fabric::FabricCluster;
+use spacefabric_testkit::profiles::{Rate, two_sites};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_quic_nodes_every_algorithm_exact() {
-    let profile = Arc::new(Profile::parse(TWO_SITES, "test").unwrap());
+    // Two sites 3 ms apart.
+    let profile = two_sites("two-sites", "a", "b", 3.0, Some(Rate::Mbps(500.0)))
+        .inside(0.1, None)
+        .seeded(7)
+        .profile();
     let sites = [0usize, 0, 1, 1];
-    let ca = DevCa::generate().unwrap();
-    let addrs = free_addrs(4);
-    let peers: Vec<PeerInfo> = (0..4)
-        .map(|rank| PeerInfo {
-            rank,
-            name: format!("node-{rank}"),
-            addr: addrs[rank],
-            site: profile.sites[sites[rank]].name.clone(),
-        })
-        .collect();
-    let clock = EmuClock::new(tokio::time::Instant::now());
-    let connects: Vec<_> = peers
-        .iter()
-        .map(|p| {
-            let cfg = MeshConfig::new(
-                p.rank,
-                peers.clone(),
-                profile.clone(),
-                ca.issue(&p.name).unwrap(),
-                clock,
-            );
-            tokio::spawn(Mesh::connect(cfg))
-        })
+    let cluster = FabricCluster::on_site_indices(profile.clone(), &sites);
+    let connects: Vec<_> = (0..4)
+        .map(|rank| tokio::spawn(Mesh::connect(cluster.config(rank))))
         .collect();
     let mut comms = Vec::new();
     for c in connects {

@@ -9,13 +9,10 @@
 //! bench's exit is awaited with a bounded timeout.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use std::process::Command;
 use std::time::Duration;
 
-use support::procs::{Proc, node_args, run_bounded, spawn_controller};
-use support::{workspace_bin, workspace_root};
+use spacefabric_testkit::bins::workspace_root;
+use spacefabric_testkit::procs::{LocalCluster, run_bounded};
 
 const TOKEN: &str = "allreduce-test-token";
 /// Bound for the whole job on a loaded 2-core machine.
@@ -23,57 +20,38 @@ const WAIT: Duration = Duration::from_secs(240);
 
 #[test]
 fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
-    let controller_bin = workspace_bin("spacefabric-controller", "spacefabric-controller");
-    let node_bin = workspace_bin("spacefabric-node", "spacefabric-node");
-    let bench_bin = workspace_bin("spacefabric-bench", "spacefabric-bench");
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
     let profile = workspace_root().join("netem-profiles/profiles/lan.toml");
     assert!(profile.is_file(), "{} missing", profile.display());
-
-    let (controller, url) = spawn_controller(&controller_bin, &profile, dir.path(), TOKEN, &logs);
-    let mut procs = vec![controller];
+    let mut cluster = LocalCluster::start(&profile, TOKEN, &[]);
     for i in 0..4 {
-        let name = format!("node-{i}");
-        procs.push(Proc::spawn(
-            &name,
-            &node_bin,
-            &node_args(&url, TOKEN, &name),
-            &logs,
-        ));
+        cluster.add_node(&format!("node-{i}"), &[]);
     }
 
-    let json_path = dir.path().join("result.json");
-    let mut bench = Command::new(&bench_bin);
-    bench.env_clear().args([
+    let json_path = cluster.dir().join("result.json");
+    let bench = cluster.bench(
         "allreduce",
-        "--controller",
-        &url,
-        "--join-token",
-        TOKEN,
-        "--min-nodes",
-        "4",
-        "--algo",
-        "ring,hier",
-        "-b",
-        "1K",
-        "-e",
-        "64K",
-        "-f",
-        "4",
-        "-n",
-        "1",
-        "-w",
-        "0",
-        "--json",
-        json_path.to_str().unwrap(),
-    ]);
+        &[
+            "--min-nodes",
+            "4",
+            "--algo",
+            "ring,hier",
+            "-b",
+            "1K",
+            "-e",
+            "64K",
+            "-f",
+            "4",
+            "-n",
+            "1",
+            "-w",
+            "0",
+            "--json",
+            json_path.to_str().unwrap(),
+        ],
+    );
     let out = run_bounded(bench, WAIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let logs_text: String = procs.iter().map(|p| p.log_tail(15)).collect();
-    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}\n{logs_text}");
+    let context = cluster.context(&out, 15);
     assert!(out.status.success(), "bench failed: {context}");
     // One row per (algorithm, size): 1K, 4K, 16K, 64K for ring and hier.
     for algo in ["ring", "hier"] {

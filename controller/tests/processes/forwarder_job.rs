@@ -8,39 +8,15 @@
 //! bench's exit is awaited with a bounded timeout.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::{Read, Write};
-use std::process::Command;
 use std::time::Duration;
 
-use support::procs::{Proc, free_tcp, free_udp, node_args, run_bounded};
-use support::workspace_bin;
+use spacefabric_testkit::procs::{LocalCluster, free_tcp, free_udp, run_bounded};
+use spacefabric_testkit::profiles::{Rate, two_sites};
 
 const TOKEN: &str = "forwarder-test-token";
 /// Bound for the whole job on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(240);
-
-/// Two sites 10 ms apart over one shared 40 Mbit/s trunk per direction.
-const PROFILE: &str = r#"
-name = "fwd-two-sites"
-description = "forwarder process test"
-[sites.earth]
-[sites.moon]
-[[links]]
-from = "earth"
-to = "earth"
-delay_ms = 0.05
-[[links]]
-from = "moon"
-to = "moon"
-delay_ms = 0.05
-[[links]]
-from = "earth"
-to = "moon"
-delay_ms = 10
-rate_mbps = 40
-"#;
 
 /// GET /metrics from `port` on 127.0.0.1 (the exporter answers any path).
 fn scrape(port: u16) -> String {
@@ -61,47 +37,34 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[test]
 fn an_all_reduce_job_crosses_the_forwarder_process() {
-    let controller_bin = workspace_bin("spacefabric-controller", "spacefabric-controller");
-    let node_bin = workspace_bin("spacefabric-node", "spacefabric-node");
-    let bench_bin = workspace_bin("spacefabric-bench", "spacefabric-bench");
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let profile = dir.path().join("fwd-two-sites.toml");
-    std::fs::write(&profile, PROFILE).unwrap();
-    let profile = profile.display().to_string();
+    let profiles = tempfile::tempdir().unwrap();
+    // Two sites 10 ms apart over one shared 40 Mbit/s trunk per direction.
+    let profile = two_sites(
+        "fwd-two-sites",
+        "earth",
+        "moon",
+        10.0,
+        Some(Rate::Mbps(40.0)),
+    )
+    .described("forwarder process test")
+    .write(profiles.path());
 
-    let port = free_tcp();
-    let url = format!("http://127.0.0.1:{port}");
     let forwarder_addr = format!("127.0.0.1:{}", free_udp());
     let forwarder_metrics = free_tcp();
-    let controller = Proc::spawn(
-        "controller",
-        &controller_bin,
-        &[
-            "serve".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{}", free_tcp()),
-            "--profile".into(),
-            profile.clone(),
-            "--state-dir".into(),
-            dir.path().join("controller").display().to_string(),
-            "--join-token".into(),
-            TOKEN.into(),
-            "--forwarder".into(),
-            forwarder_addr.clone(),
-        ],
-        &logs,
+    let mut cluster = LocalCluster::start(
+        &profile,
+        TOKEN,
+        &["--forwarder".into(), forwarder_addr.clone()],
     );
-    let forwarder = Proc::spawn(
+    let url = cluster.url.clone();
+    let node_bin = cluster.node_bin.clone();
+    cluster.add(
         "forwarder",
         &node_bin,
         &[
             "forwarder".into(),
             "--profile".into(),
-            profile,
+            profile.display().to_string(),
             "--listen".into(),
             forwarder_addr,
             "--metrics-listen".into(),
@@ -111,43 +74,33 @@ fn an_all_reduce_job_crosses_the_forwarder_process() {
             "--join-token".into(),
             TOKEN.into(),
         ],
-        &logs,
     );
-    let mut procs = vec![controller, forwarder];
     for (i, site) in ["earth", "earth", "moon", "moon"].into_iter().enumerate() {
-        let name = format!("node-{i}");
-        let mut args = node_args(&url, TOKEN, &name);
-        args.extend(["--site".to_string(), site.to_string()]);
-        procs.push(Proc::spawn(&name, &node_bin, &args, &logs));
+        cluster.add_node(&format!("node-{i}"), &["--site", site]);
     }
 
-    let mut bench = Command::new(&bench_bin);
-    bench.env_clear().args([
+    let bench = cluster.bench(
         "allreduce",
-        "--controller",
-        &url,
-        "--join-token",
-        TOKEN,
-        "--min-nodes",
-        "4",
-        "--algo",
-        "ring,hier",
-        "-b",
-        "4K",
-        "-e",
-        "256K",
-        "-f",
-        "8",
-        "-n",
-        "1",
-        "-w",
-        "0",
-    ]);
+        &[
+            "--min-nodes",
+            "4",
+            "--algo",
+            "ring,hier",
+            "-b",
+            "4K",
+            "-e",
+            "256K",
+            "-f",
+            "8",
+            "-n",
+            "1",
+            "-w",
+            "0",
+        ],
+    );
     let out = run_bounded(bench, WAIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let logs_text: String = procs.iter().map(|p| p.log_tail(15)).collect();
-    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}\n{logs_text}");
+    let context = cluster.context(&out, 15);
     assert!(out.status.success(), "bench failed: {context}");
     assert!(
         stdout.contains("# Out of bounds values : 0 OK"),
@@ -183,7 +136,7 @@ fn an_all_reduce_job_crosses_the_forwarder_process() {
         assert_eq!(sample(&metrics, &series), Some(0.0), "{series}: {metrics}");
     }
     // Every node used the forwarder; none fell back to a private copy of the trunk.
-    for p in &procs[2..] {
+    for p in &cluster.procs[2..] {
         let log = std::fs::read_to_string(&p.log).unwrap();
         assert!(
             log.contains("shared trunks go through the forwarder"),

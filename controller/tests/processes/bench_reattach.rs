@@ -9,89 +9,44 @@
 //! sees.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{JobState, ListJobsRequest};
-use support::procs::{Proc, free_tcp, node_args, spawn_captured, wait_bounded};
-use support::{workspace_bin, workspace_root};
+use spacefabric_testkit::bins::{self, workspace_root};
+use spacefabric_testkit::procs::{
+    LocalCluster, Proc, controller_args, spawn_captured, wait_bounded,
+};
 
 const TOKEN: &str = "bench-reattach-token";
 /// Bound for the whole run on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(300);
 
-fn controller(bin: &Path, port: u16, dir: &Path, logs: &Path, name: &str) -> Proc {
-    let profile = workspace_root().join("netem-profiles/profiles/lan.toml");
-    Proc::spawn(
-        name,
-        bin,
-        &[
-            "serve".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{}", free_tcp()),
-            "--profile".into(),
-            profile.display().to_string(),
-            "--state-dir".into(),
-            dir.join("controller").display().to_string(),
-            "--join-token".into(),
-            TOKEN.into(),
-        ],
-        logs,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_reattaches_to_its_job_after_a_controller_restart() {
-    let controller_bin = workspace_bin("spacefabric-controller", "spacefabric-controller");
-    let node_bin = workspace_bin("spacefabric-node", "spacefabric-node");
-    let bench_bin = workspace_bin("spacefabric-bench", "spacefabric-bench");
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let port = free_tcp();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut procs = vec![controller(
-        &controller_bin,
-        port,
-        dir.path(),
-        &logs,
-        "controller",
-    )];
+    let profile = workspace_root().join("netem-profiles/profiles/lan.toml");
+    let mut cluster = LocalCluster::start(&profile, TOKEN, &[]);
+    let url = cluster.url.clone();
     for i in 0..2 {
-        let name = format!("node-{i}");
-        procs.push(Proc::spawn(
-            &name,
-            &node_bin,
-            &node_args(&url, TOKEN, &name),
-            &logs,
-        ));
+        cluster.add_node(&format!("node-{i}"), &[]);
     }
-    let mut bench = Command::new(&bench_bin);
-    bench.env_clear().args([
+    let bench = cluster.bench(
         "allreduce",
-        "--controller",
-        &url,
-        "--join-token",
-        TOKEN,
-        "--min-nodes",
-        "2",
-        "--algo",
-        "ring",
-        "-b",
-        "4K",
-        "-e",
-        "64K",
-        "-f",
-        "4",
-        "-n",
-        "400",
-    ]);
+        &[
+            "--min-nodes",
+            "2",
+            "--algo",
+            "ring",
+            "-b",
+            "4K",
+            "-e",
+            "64K",
+            "-f",
+            "4",
+            "-n",
+            "400",
+        ],
+    );
     let (bench_pid, bench_out) = spawn_captured(bench);
     let started = Instant::now();
     let context = |procs: &[Proc]| -> String { procs.iter().map(|p| p.log_tail(20)).collect() };
@@ -101,7 +56,7 @@ async fn the_bench_reattaches_to_its_job_after_a_controller_restart() {
         assert!(
             started.elapsed() < WAIT,
             "the job never made progress\n{}",
-            context(&procs)
+            context(&cluster.procs)
         );
         if let Ok(mut client) = ControllerClient::connect(url.clone()).await {
             let jobs = client
@@ -123,14 +78,10 @@ async fn the_bench_reattaches_to_its_job_after_a_controller_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Crash the controller and start it again on the same port and state dir.
-    procs[0].kill_hard();
-    procs.push(controller(
-        &controller_bin,
-        port,
-        dir.path(),
-        &logs,
-        "controller-2",
-    ));
+    cluster.procs[0].kill_hard();
+    let listen = url.trim_start_matches("http://").to_string();
+    let args = controller_args(&listen, &profile, cluster.dir(), TOKEN);
+    cluster.add("controller-2", &bins::controller(), &args);
 
     let out = tokio::task::spawn_blocking(move || wait_bounded(bench_pid, &bench_out, WAIT))
         .await
@@ -140,7 +91,7 @@ async fn the_bench_reattaches_to_its_job_after_a_controller_restart() {
     assert!(
         out.status.success(),
         "bench failed\n{stdout}\n{stderr}\n{}",
-        context(&procs)
+        context(&cluster.procs)
     );
     assert!(stderr.contains("re-attaching"), "{stderr}");
     assert!(stdout.contains("65536"), "the table: {stdout}");

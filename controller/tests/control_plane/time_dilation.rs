@@ -8,40 +8,27 @@
 use std::time::Duration;
 
 use spacefabric_controller::core::RegisterFields;
-use spacefabric_controller::server::DEFAULT_MAX_MESSAGE_BYTES;
-use spacefabric_controller::{CoreConfig, ServerConfig, ServerHandle, Topology, spawn_server};
+use spacefabric_controller::{ServerConfig, ServerHandle};
 use spacefabric_node::agent::{Agent, AgentConfig, AgentError};
 use spacefabric_proto::time_dilation::TimeDilation;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{ListNodesRequest, NodeState, RegisterRequest};
+use spacefabric_testkit::controller::{lan_config, serve};
 use tonic::Code;
 use tonic::transport::Endpoint;
 
 const TOKEN: &str = "dilation-token";
 
 fn config(k: u32) -> ServerConfig {
-    ServerConfig {
-        topology: Topology::new("lan", "name = \"lan\"\n", 1, vec!["lan".into()], |_, _| {
-            Duration::ZERO
-        }),
-        core: CoreConfig {
-            controller_site: "lan".into(),
-            heartbeat_interval: Duration::from_secs(1),
-            heartbeat_misses: 3,
-            time_dilation: TimeDilation::new(k).unwrap(),
-            ..CoreConfig::default()
-        },
-        join_token: TOKEN.into(),
-        state_dir: None,
-        light_delay: false,
-        tls_names: None,
-        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-    }
+    let mut config = lan_config(TOKEN);
+    config.core.heartbeat_interval = Duration::from_secs(1);
+    config.core.heartbeat_misses = 3;
+    config.core.time_dilation = TimeDilation::new(k).unwrap();
+    config
 }
 
 async fn start(k: u32) -> ServerHandle {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    spawn_server(config(k), listener).await.unwrap()
+    serve(config(k)).await
 }
 
 fn request(name: &str, k: u32) -> RegisterRequest {
