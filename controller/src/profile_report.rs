@@ -144,7 +144,7 @@ pub fn show(profile: &Profile) -> String {
     if !routes.is_empty() {
         let _ = writeln!(
             out,
-            "routes ({} directed; the link rows above summarise each: delays added, slowest rate, down when any hop is down):",
+            "routes ({} directed; the link rows above summarise each: delays added, slowest rate, down when a dropping hop is down):",
             routes.len()
         );
         let mut table = Table::new(&["route", "hops", "delay", "rate"]);

@@ -21,7 +21,9 @@ use crate::schedule::OutageSchedule;
 
 /// The spec a routed pair presents as a whole: the hops' delays add up (`delay_at` sums the
 /// hops' delays at an instant), the rate is the slowest hop's (with that hop's queue), the
-/// path is down whenever any hop is down (the union of their outages), independent Bernoulli
+/// path is down whenever a hop that drops is down (the union of those hops' outages: a
+/// storing hop's outage delays datagrams, it does not refuse them, so a sender that watches
+/// the path's contacts keeps sending into the store), independent Bernoulli
 /// losses combine as `1 − Π(1 − pᵢ)` (a Gilbert-Elliott hop: the first one's process stands
 /// for the path), duplication is the largest hop's, and there is no jitter. It never stores:
 /// storing happens at the hops. The hops themselves are kept in
@@ -53,7 +55,7 @@ pub fn path_summary(hops: &[LinkSpec]) -> LinkSpec {
         loss = LossModel::Bernoulli { p: 1.0 - keep };
     }
     let mut outages = OutageSchedule::default();
-    for h in hops {
+    for h in hops.iter().filter(|h| h.outage_mode == OutageMode::Drop) {
         outages.periodic.extend_from_slice(&h.outages.periodic);
         outages.windows.extend_from_slice(&h.outages.windows);
     }

@@ -224,7 +224,10 @@ fn a_route_is_parsed_into_hops_and_summarised() {
     let summary = p.link(e, b);
     assert_eq!(summary.delay_at(Duration::ZERO), ms(1230));
     assert_eq!(summary.rate_bps, Some(20_000_000));
-    assert!(!summary.outages.is_up(ms(15_000)));
+    // The only outage is on a storing hop: the path takes datagrams throughout (they wait).
+    assert!(summary.outages.is_up(ms(15_000)));
+    assert!(!p.link(r, b).outages.is_up(ms(15_000)));
+    assert_eq!(p.longest_outage(), ms(10_000));
     assert_eq!(summary.outage_mode, OutageMode::Drop);
     assert_eq!(
         p.link(r, b).outage_mode,
