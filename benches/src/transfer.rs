@@ -18,6 +18,12 @@
 //!   (all payload bits / first to last byte at any receiver) against the trunk's rate, and
 //!   Jain's fairness index over the flows' goodputs (each over its own receive window).
 //!
+//! * **relay** (a pair the profile routes over relays, e.g. lunar-farside-store) — after
+//!   each goodput run, for every outage of a hop during the transfer: the time from the
+//!   hop's return to the first new payload byte at the receiver, against the physical
+//!   minimum (the delay of the path from that hop on), and what the hops stored or lost.
+//!   `--start-at` places the transfer in the scenario (e.g. just before an occultation).
+//!
 //! `--clock real` (default) measures in wall-clock time, so the host's CPU is part of the
 //! result; `--clock virtual` runs on tokio's paused clock (infinitely fast CPU), its scenario
 //! clock dilated so tokio's 1 ms timer grain is 1 µs of emulated time: the protocol
@@ -71,6 +77,10 @@ pub(crate) struct TransferArgs {
     /// Concurrent flows over one shared trunk for the sharing runs (0 or 1 = no sharing run).
     #[arg(long, env = "SPACEFABRIC_TRANSFER_FLOWS", default_value_t = 0)]
     flows: usize,
+    /// Start each goodput run's transfer at this emulated time (seconds since the scenario
+    /// epoch; the meshes connect first). 0 = at once.
+    #[arg(long, env = "SPACEFABRIC_TRANSFER_START_AT", default_value_t = 0.0)]
+    start_at: f64,
     /// Skip the goodput runs (outage runs only).
     #[arg(
         long,
@@ -139,6 +149,27 @@ struct OutageRow {
     target_ms: f64,
     completion_s: f64,
     dropped_outage_sender: u64,
+    intact: bool,
+}
+
+/// One outage of one relay hop during a goodput run over a routed pair.
+#[derive(Debug, Clone, Serialize)]
+struct RelayRow {
+    cc: String,
+    /// `relay->farside`.
+    hop: String,
+    /// `drop` or `store N MiB`.
+    outage_mode: String,
+    outage_start_s: f64,
+    outage_end_s: f64,
+    /// Hop return to the first new payload byte at the receiver, ms.
+    first_new_data_ms: Option<f64>,
+    /// The delay of the path from this hop on at the return: the physical minimum, ms.
+    min_ms: f64,
+    /// Datagrams the hop stored past its buffer (dropped) and lost in flight.
+    dropped_store_full: u64,
+    dropped_in_flight: u64,
+    dropped_outage: u64,
     intact: bool,
 }
 
@@ -311,6 +342,7 @@ struct Report {
     goodput: Vec<GoodputRow>,
     outage: Vec<OutageRow>,
     sharing: Vec<SharingRow>,
+    relay: Vec<RelayRow>,
 }
 
 /// Finds the profile text: a file path, or a shipped profile's name (embedded in the binary).
@@ -375,6 +407,8 @@ struct Pair {
     sender: Mesh,
     receiver: Mesh,
     clock: EmuClock,
+    /// The trunks (and relay hops) both meshes send through.
+    trunks: Arc<TrunkSet>,
 }
 
 async fn pair(
@@ -410,10 +444,12 @@ async fn pair(
         },
     ];
     let clock = EmuClock::dilated(Instant::now(), dilation);
+    let trunks = Arc::new(TrunkSet::new(profile.clone()));
     let config = |rank: usize, name: &str| -> anyhow::Result<MeshConfig> {
         let mut c = MeshConfig::new(rank, peers.clone(), profile.clone(), ca.issue(name)?, clock);
         c.cc = cc;
         c.contact_aware = contact_aware;
+        c.trunks = Some(trunks.clone());
         Ok(c)
     };
     let (s, r) = tokio::join!(
@@ -424,6 +460,7 @@ async fn pair(
         sender: s?,
         receiver: r?,
         clock,
+        trunks,
     })
 }
 
@@ -523,6 +560,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
         goodput: Vec::new(),
         outage: Vec::new(),
         sharing: Vec::new(),
+        relay: Vec::new(),
     };
     let ideal = rate.map_or(Duration::ZERO, |r| {
         Duration::from_secs_f64(args.size as f64 * 8.0 / r as f64)
@@ -549,12 +587,27 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
         );
         for &cc in &args.cc {
             let p = pair(profile.clone(), &from, &to, cc, true, args.clock.dilation()).await?;
+            if args.start_at > 0.0 {
+                let at = Duration::try_from_secs_f64(args.start_at)
+                    .context("--start-at: not a time in seconds")?;
+                tokio::time::sleep_until(p.clock.instant_at(at)).await;
+            }
             let steps = watch_progress(&p.receiver, p.clock, args.size);
+            let sent_at = p.clock.now();
             let (completion, intact) = transfer(&p, &payload, timeout).await?;
             if !intact {
                 bail!("{cc}: the payload arrived corrupted");
             }
             let steps = steps.await?;
+            let relay_rows = relay_rows(
+                &profile,
+                (fi, ti),
+                &p,
+                cc,
+                (sent_at, sent_at + completion),
+                &steps,
+                intact,
+            );
             let window = match (steps.first(), steps.last()) {
                 (Some(a), Some(b)) => b.0.saturating_sub(a.0),
                 _ => Duration::ZERO,
@@ -600,6 +653,37 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
                 row.dropped_queue
             );
             report.goodput.push(row);
+            if !relay_rows.is_empty() {
+                println!(
+                    "#   relay: per hop outage during the transfer: hop return -> first new byte at the receiver (min = delay of the path from that hop on)"
+                );
+                println!(
+                    "#   {:<18} {:>13} {:>20} {:>17} {:>8} {:>10} {:>9} {:>9}",
+                    "hop",
+                    "mode",
+                    "down_s",
+                    "first_new_ms",
+                    "min_ms",
+                    "store_full",
+                    "in_flight",
+                    "outage"
+                );
+                for r in &relay_rows {
+                    println!(
+                        "    {:<18} {:>13} {:>20} {:>17} {:>8.1} {:>10} {:>9} {:>9}",
+                        r.hop,
+                        r.outage_mode,
+                        format!("{:.3}-{:.3}", r.outage_start_s, r.outage_end_s),
+                        r.first_new_data_ms
+                            .map_or("-".to_string(), |ms| format!("{ms:.1}")),
+                        r.min_ms,
+                        r.dropped_store_full,
+                        r.dropped_in_flight,
+                        r.dropped_outage
+                    );
+                }
+            }
+            report.relay.extend(relay_rows);
             p.sender.close().await;
             p.receiver.close().await;
         }
@@ -711,6 +795,60 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// For a pair the profile routes over relays: one row per outage of a hop within the
+/// transfer's span `(from, to)` (emulated time), with the first payload byte at the receiver
+/// after the hop's return. Empty for a direct link.
+fn relay_rows(
+    profile: &Profile,
+    (fi, ti): (SiteId, SiteId),
+    p: &Pair,
+    cc: CcChoice,
+    (from, to): (Duration, Duration),
+    steps: &[(Duration, u64)],
+    intact: bool,
+) -> Vec<RelayRow> {
+    let Some(path) = profile.route(fi, ti) else {
+        return Vec::new();
+    };
+    let stats = p.trunks.stats();
+    let mut rows = Vec::new();
+    for (i, w) in path.windows(2).enumerate() {
+        let spec = profile.link(w[0], w[1]);
+        let hop = format!("{}->{}", profile.sites[w[0]].name, profile.sites[w[1]].name);
+        let label = format!("{hop}#0");
+        let traffic = stats
+            .iter()
+            .find(|s| s.label == label)
+            .map(|s| s.traffic)
+            .unwrap_or_default();
+        for outage in spec.outages.outages_between(from, to) {
+            let back = outage.end;
+            let min: Duration = path[i..]
+                .windows(2)
+                .map(|h| profile.link(h[0], h[1]).delay_at(back))
+                .sum();
+            let first_new = steps
+                .iter()
+                .find(|(t, _)| *t >= back)
+                .map(|(t, _)| secs(*t - back) * 1e3);
+            rows.push(RelayRow {
+                cc: cc.to_string(),
+                hop: hop.clone(),
+                outage_mode: spec.outage_mode.describe(),
+                outage_start_s: secs(outage.start),
+                outage_end_s: secs(back),
+                first_new_data_ms: first_new,
+                min_ms: secs(min) * 1e3,
+                dropped_store_full: traffic.dropped_store_full,
+                dropped_in_flight: traffic.dropped_in_flight,
+                dropped_outage: traffic.dropped_outage,
+                intact,
+            });
+        }
+    }
+    rows
 }
 
 /// Runs the benchmark and prints its tables.

@@ -103,6 +103,7 @@ pub fn show(profile: &Profile) -> String {
     let _ = writeln!(out, "links ({} directed):", n * n);
     let mut links = Table::new(&[
         "link", "delay", "RTT", "rate", "BDP", "loss", "jitter", "dup", "queue", "sharing",
+        "outage",
     ]);
     for (from, to) in directed_pairs(n) {
         let spec = profile.link(from, to);
@@ -122,6 +123,10 @@ pub fn show(profile: &Profile) -> String {
                 "-".into()
             },
             profile.sharing(from, to).describe(),
+            match profile.route(from, to) {
+                Some(_) => "routed".to_string(),
+                None => spec.outage_mode.describe(),
+            },
         ]);
     }
     out.push_str(&links.render("  "));
@@ -129,7 +134,42 @@ pub fn show(profile: &Profile) -> String {
         out,
         "  sharing: `shared` = one trunk per direction for every node pair of the two sites (one rate, one queue, one loss and outage process); `shared xK` = K parallel trunks, node pairs placed in turn; `per pair` = a private copy per node pair"
     );
+    let _ = writeln!(
+        out,
+        "  outage: `drop` = a datagram handed to the link while it is down is lost; `store N` = the upstream end holds up to N bytes and sends them, in order, when the link is up again (what is propagating when it goes down is lost); `routed` = the pair is routed over relays, each hop with its own outage mode (below)"
+    );
     let _ = writeln!(out);
+
+    let routes: Vec<_> = profile.routes().collect();
+    if !routes.is_empty() {
+        let _ = writeln!(
+            out,
+            "routes ({} directed; the link rows above summarise each: delays added, slowest rate, down when a dropping hop is down):",
+            routes.len()
+        );
+        let mut table = Table::new(&["route", "hops", "delay", "rate"]);
+        for (from, to, path) in routes {
+            let spec = profile.link(from, to);
+            let hops: Vec<String> = path
+                .windows(2)
+                .map(|w| {
+                    format!(
+                        "{} ({})",
+                        link_name(profile, w[0], w[1]),
+                        profile.link(w[0], w[1]).outage_mode.describe()
+                    )
+                })
+                .collect();
+            table.row(vec![
+                link_name(profile, from, to),
+                hops.join(", "),
+                fmt_duration(spec.delay_at(Duration::ZERO)),
+                spec.rate_bps.map_or_else(|| "unlimited".into(), fmt_rate),
+            ]);
+        }
+        out.push_str(&table.render("  "));
+        let _ = writeln!(out);
+    }
 
     let _ = writeln!(out, "outages (emulated time since the scenario epoch):");
     let mut any = false;

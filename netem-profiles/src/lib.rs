@@ -18,6 +18,7 @@ pub mod link;
 pub mod orbit;
 pub mod profile;
 mod profile_toml;
+pub mod relay;
 pub mod rng;
 pub mod schedule;
 pub mod trunk;
@@ -25,8 +26,10 @@ pub mod trunk;
 pub use error::{ProfileError, ProfileErrors};
 pub use link::{DropCause, JITTER_CAP, LinkModel, Verdict};
 pub use profile::{
-    GeometryDelay, Jitter, JitterDist, LinkSharing, LinkSpec, LossModel, Profile, Site, SiteId,
+    GeometryDelay, Jitter, JitterDist, LinkSharing, LinkSpec, LossModel, OutageMode, Profile, Site,
+    SiteId,
 };
+pub use relay::{PathVerdict, RelayPath, path_summary};
 pub use schedule::{OutageSchedule, PeriodicOutage, Window};
 pub use trunk::{TrunkId, TrunkPlan};
 

@@ -11,6 +11,26 @@
 //!    reordering;
 //! 5. duplication — a delivered datagram may be delivered twice.
 //!
+//! # Store-and-forward (`outage = "store"`, [`OutageMode::Store`])
+//! The upstream end of the link holds what it cannot send, as a relay does (TIPTOP):
+//! * a datagram handed over while the link is down is **stored**: random loss still applies;
+//!   it waits, in order behind everything handed over before it, until the link is up again,
+//!   and is then serialised at the link's rate;
+//! * a datagram whose serialisation would not finish before the next outage starts is stored
+//!   too: its serialisation starts over when the link is up again (the next one waits behind
+//!   it);
+//! * stored datagrams count against `store_bytes`, the others against the queue limit; a
+//!   datagram counts whole until its last bit has left. A datagram that would make the
+//!   stored bytes exceed the buffer is dropped (cause `store_full`), and so is one the queue
+//!   cannot take (cause `queue`), as on a drop link;
+//! * **already propagating** means: its last bit left (departure) before an outage started
+//!   and it would arrive after that start. Such a datagram is lost (cause `in_flight`): the
+//!   link time it used stays used. One that would arrive exactly at the start arrives;
+//! * the delay is the link's delay at the departure (it may leave long after hand-over).
+//!
+//! A drop link (the default) keeps the rules above: a datagram handed over while up is
+//! delivered even if the link goes down while it propagates.
+//!
 //! Serialisation is tracked exactly (whole nanoseconds plus a remainder in ns × bit/s), so
 //! `N` bytes at `R` bit/s leave exactly `N·8/R` after the first with no rounding drift; a
 //! departure is rounded up to the next whole nanosecond. A byte partly serialised still
@@ -23,7 +43,9 @@
 use std::time::Duration;
 
 use crate::UDP_IP_OVERHEAD_BYTES;
-use crate::profile::{JitterDist, LinkSpec, LossModel};
+use std::collections::VecDeque;
+
+use crate::profile::{JitterDist, LinkSpec, LossModel, OutageMode};
 use crate::rng::LinkRng;
 
 /// Why a datagram was dropped.
@@ -35,6 +57,10 @@ pub enum DropCause {
     Outage,
     /// The link's queue was full (tail drop).
     Queue,
+    /// Store-and-forward: the link's store was full while it was down.
+    StoreFull,
+    /// Store-and-forward: the link went down while the datagram was propagating.
+    InFlight,
 }
 
 impl DropCause {
@@ -44,6 +70,8 @@ impl DropCause {
             Self::Loss => "loss",
             Self::Outage => "outage",
             Self::Queue => "queue",
+            Self::StoreFull => "store_full",
+            Self::InFlight => "in_flight",
         }
     }
 }
@@ -87,6 +115,19 @@ pub struct LinkModel {
     state_up: bool,
     /// Latest arrival handed out, for FIFO order.
     last_arrival: Duration,
+    /// Store-and-forward only: datagrams handed over and not yet departed, in order.
+    waiting: VecDeque<Waiting>,
+    /// Their wire bytes: stored ones, and queued ones.
+    stored_bytes: u64,
+    queue_bytes: u64,
+}
+
+/// A datagram in a store-and-forward link's FIFO.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    departure: Duration,
+    wire: u64,
+    stored: bool,
 }
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
@@ -110,6 +151,9 @@ impl LinkModel {
             state_until: Duration::ZERO,
             state_up: true,
             last_arrival: Duration::ZERO,
+            waiting: VecDeque::new(),
+            stored_bytes: 0,
+            queue_bytes: 0,
         }
     }
 
@@ -120,6 +164,14 @@ impl LinkModel {
         if self.spec.rate_bps.is_some_and(|r| r > 0) {
             self.spec.queue_limit_bytes = self.spec.queue_limit_bytes.saturating_add(bytes);
         }
+    }
+
+    /// Bytes a store-and-forward link holds stored (waiting for the link to come back, or
+    /// draining after it did) at `now`, counting a datagram whole until it has left; 0 for
+    /// a drop link.
+    pub fn stored_bytes(&mut self, now: Duration) -> u64 {
+        self.expire(now);
+        self.stored_bytes
     }
 
     /// The link's parameters.
@@ -146,6 +198,9 @@ impl LinkModel {
 
     /// Decides the fate of a datagram of `len` payload bytes handed to the link at `now`.
     pub fn on_packet(&mut self, now: Duration, len: usize) -> Verdict {
+        if let OutageMode::Store { buffer_bytes } = self.spec.outage_mode {
+            return self.on_packet_store(now, len, buffer_bytes);
+        }
         if !self.is_up(now) {
             return Verdict::Drop(DropCause::Outage);
         }
@@ -155,7 +210,13 @@ impl LinkModel {
         let Some(departure) = self.serialise(now, len) else {
             return Verdict::Drop(DropCause::Queue);
         };
-        let mut at = departure.saturating_add(self.spec.delay_at(now));
+        let at = departure.saturating_add(self.spec.delay_at(now));
+        self.propagate(departure, at)
+    }
+
+    /// Jitter, FIFO order and duplication for a datagram that leaves at `departure` and
+    /// would arrive at `at` without jitter.
+    fn propagate(&mut self, departure: Duration, mut at: Duration) -> Verdict {
         if let Some(jitter) = self.spec.jitter {
             at = self.jittered(departure, at, jitter.dist, jitter.amount);
             if !jitter.reorder {
@@ -165,6 +226,116 @@ impl LinkModel {
         self.last_arrival = self.last_arrival.max(at);
         let duplicate_at = self.rng.chance(self.spec.duplicate).then_some(at);
         Verdict::Deliver { at, duplicate_at }
+    }
+
+    /// [`LinkModel::on_packet`] for a store-and-forward link (rules in the module docs).
+    fn on_packet_store(&mut self, now: Duration, len: usize, buffer: u64) -> Verdict {
+        self.expire(now);
+        let up_now = self.spec.outages.is_up(now);
+        if self.lose() {
+            return Verdict::Drop(DropCause::Loss);
+        }
+        let sched = &self.spec.outages;
+        let wire = (len as u64).saturating_add(UDP_IP_OVERHEAD_BYTES as u64);
+        // Serialisation start (whole ns + remainder) and time, as `serialise` keeps them.
+        let bps = self.rate();
+        let (mut start_ns, mut start_rem) = match bps {
+            Some(_) => self.start_at(now),
+            None => (now_ns(now), 0),
+        };
+        let (ser_ns, ser_rem) = match bps {
+            Some(bps) => {
+                let scaled = u128::from(wire) * 8 * NANOS_PER_SEC;
+                let b = u128::from(bps);
+                (
+                    (scaled / b).min(u128::from(u64::MAX)) as u64,
+                    (scaled % b) as u64,
+                )
+            }
+            None => (0, 0),
+        };
+        let mut stored = !up_now;
+        // Find the first up interval the whole serialisation fits in. Bounded: every pass
+        // moves past one outage.
+        let mut fits = false;
+        for _ in 0..10_000 {
+            let start = Duration::from_nanos(start_ns.saturating_add(u64::from(start_rem > 0)));
+            if !sched.is_up(start) {
+                let Some(back) = sched.next_change(start) else {
+                    return Verdict::Drop(DropCause::Outage); // down for good
+                };
+                (start_ns, start_rem) = (now_ns(back), 0);
+                stored = true;
+                continue;
+            }
+            let (end_ns, end_rem) = add_scaled(start_ns, start_rem, ser_ns, ser_rem, bps);
+            let departure = Duration::from_nanos(end_ns.saturating_add(u64::from(end_rem > 0)));
+            match sched.next_change(start) {
+                Some(down) if down < departure => {
+                    (start_ns, start_rem) = (now_ns(down), 0);
+                    stored = true;
+                }
+                _ => {
+                    fits = true;
+                    break;
+                }
+            }
+        }
+        if !fits {
+            return Verdict::Drop(DropCause::Outage);
+        }
+        if stored {
+            if self.stored_bytes.saturating_add(wire) > buffer {
+                return Verdict::Drop(DropCause::StoreFull);
+            }
+        } else if self.queue_bytes.saturating_add(wire) > self.spec.queue_limit_bytes {
+            return Verdict::Drop(DropCause::Queue);
+        }
+        let (end_ns, end_rem) = add_scaled(start_ns, start_rem, ser_ns, ser_rem, bps);
+        if bps.is_some() {
+            self.busy_ns = end_ns;
+            self.busy_rem = end_rem;
+        }
+        let departure = Duration::from_nanos(end_ns.saturating_add(u64::from(end_rem > 0)));
+        if departure > now {
+            self.waiting.push_back(Waiting {
+                departure,
+                wire,
+                stored,
+            });
+            if stored {
+                self.stored_bytes += wire;
+            } else {
+                self.queue_bytes += wire;
+            }
+        }
+        let at = departure.saturating_add(self.spec.delay_at(departure));
+        let verdict = self.propagate(departure, at);
+        // Already propagating when the link goes down: lost.
+        if let Verdict::Deliver { at, .. } = verdict {
+            let sched = &self.spec.outages;
+            let lost = !sched.is_up(departure)
+                || sched.next_change(departure).is_some_and(|down| down < at);
+            if lost {
+                return Verdict::Drop(DropCause::InFlight);
+            }
+        }
+        verdict
+    }
+
+    /// Forgets the store-and-forward datagrams that have left by `now`.
+    fn expire(&mut self, now: Duration) {
+        while let Some(w) = self.waiting.front() {
+            if w.departure > now {
+                break;
+            }
+            if w.stored {
+                self.stored_bytes -= w.wire;
+            } else {
+                self.queue_bytes -= w.wire;
+            }
+            self.waiting.pop_front();
+        }
     }
 
     /// The schedule's state at `now`, consulting it only when the cached interval does not
@@ -275,6 +446,21 @@ impl LinkModel {
         let ns = ns.clamp(departure.as_nanos() as i128, i128::from(u64::MAX));
         Duration::from_nanos(ns as u64)
     }
+}
+
+/// `(ns, rem) + (add_ns, add_rem)` in the serialiser's units (remainder in ns × bit/s, below
+/// `bps`); without a rate the remainder is 0.
+fn add_scaled(ns: u64, rem: u64, add_ns: u64, add_rem: u64, bps: Option<u64>) -> (u64, u64) {
+    let Some(bps) = bps else {
+        return (ns.saturating_add(add_ns), 0);
+    };
+    let mut ns = ns.saturating_add(add_ns);
+    let mut rem = rem + add_rem;
+    if rem >= bps {
+        rem -= bps;
+        ns = ns.saturating_add(1);
+    }
+    (ns, rem)
 }
 
 /// `t` in whole nanoseconds (saturating after ~584 years).

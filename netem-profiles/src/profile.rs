@@ -83,6 +83,41 @@ pub struct LinkSpec {
     pub outages: OutageSchedule,
     /// Delay derived from orbital geometry, if any (see `docs/ORBITS.md`).
     pub geometry: Option<GeometryDelay>,
+    /// What the link does with a datagram handed to it while it is down.
+    pub outage_mode: OutageMode,
+    /// For the summary of a routed site pair (`[[routes]]`): the hops' own specs, in path
+    /// order. `delay_at` is then their sum; the other fields summarise the path (see
+    /// [`crate::relay::path_summary`]). `None` for a link that is one physical hop.
+    pub relay_hops: Option<Arc<[Self]>>,
+}
+
+/// What a link does with a datagram handed to it while it is down (key `outage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutageMode {
+    /// Drop it (cause `outage`): a bent pipe. Datagrams already propagating still arrive.
+    #[default]
+    Drop,
+    /// Store it at the upstream end, up to `buffer_bytes` waiting, and send it when the link
+    /// is up again, in order, serialised at the link's rate; past the buffer it is dropped
+    /// (cause `store_full`). A datagram propagating when the link goes down is lost (cause
+    /// `in_flight`). See [`crate::link`] for the exact rules.
+    Store {
+        /// Bytes the upstream end may hold for the link (key `store_bytes`).
+        buffer_bytes: u64,
+    },
+}
+
+impl OutageMode {
+    /// Short text for reports: `drop`, `store 64 MiB`.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Drop => "drop".to_string(),
+            Self::Store { buffer_bytes } if buffer_bytes % (1 << 20) == 0 => {
+                format!("store {} MiB", buffer_bytes >> 20)
+            }
+            Self::Store { buffer_bytes } => format!("store {buffer_bytes} B"),
+        }
+    }
 }
 
 /// A link delay that follows orbital geometry: a precomputed light-time table plus a fixed
@@ -107,13 +142,20 @@ impl LinkSpec {
             queue_limit_bytes: u64::MAX,
             outages: OutageSchedule::always_up(),
             geometry: None,
+            outage_mode: OutageMode::Drop,
+            relay_hops: None,
         }
     }
 
     /// One-way propagation delay at `t` since the scenario epoch: `delay`, or for a
     /// geometry-derived link the fixed part plus the light time interpolated from its table.
+    /// For a routed pair's summary, the sum of the hops' delays at `t` (each hop's delay
+    /// taken at the same instant: a bound for cost models, not a datagram's exact path time).
     #[inline]
     pub fn delay_at(&self, t: Duration) -> Duration {
+        if let Some(hops) = &self.relay_hops {
+            return hops.iter().map(|h| h.delay_at(t)).sum();
+        }
         match &self.geometry {
             None => self.delay,
             Some(g) => g.extra + g.table.delay_at(t),
@@ -180,6 +222,9 @@ pub struct Profile {
     pub(crate) links: Vec<LinkSpec>,
     /// `sharing[from * sites.len() + to]`; the same for both directions of a link.
     pub(crate) sharing: Vec<LinkSharing>,
+    /// `routes[from * sites.len() + to]`: for a site pair routed over relays (`[[routes]]`),
+    /// the sites its datagrams cross, `from` and `to` included; `None` for a direct link.
+    pub(crate) routes: Vec<Option<Arc<[SiteId]>>>,
 }
 
 impl Profile {
@@ -214,6 +259,26 @@ impl Profile {
     /// If either id is out of range: ids come from [`Profile::site_id`] or `0..sites.len()`.
     pub fn link(&self, from: SiteId, to: SiteId) -> &LinkSpec {
         &self.links[from * self.sites.len() + to]
+    }
+
+    /// The sites datagrams from `from` to `to` cross when the profile routes the pair over
+    /// relays (`[[routes]]`): `[from, via.., to]`, each consecutive pair one hop with its own
+    /// link ([`Profile::link`]). `None` for a direct link or an id out of range.
+    pub fn route(&self, from: SiteId, to: SiteId) -> Option<&[SiteId]> {
+        let n = self.sites.len();
+        if from >= n || to >= n {
+            return None;
+        }
+        self.routes.get(from * n + to)?.as_deref()
+    }
+
+    /// Every routed site pair `(from, to, path)`, in site order.
+    pub fn routes(&self) -> impl Iterator<Item = (SiteId, SiteId, &[SiteId])> + '_ {
+        let n = self.sites.len();
+        self.routes
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, r)| r.as_deref().map(|r| (i / n, i % n, r)))
     }
 
     /// How node pairs of `from` and `to` share the link between the two sites.

@@ -11,6 +11,7 @@
 //! `time_scale` into emulated time here; light delay is never scaled.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -18,7 +19,9 @@ use toml::de::{DeTable, DeValue};
 
 use crate::SPEED_OF_LIGHT_KM_S;
 use crate::error::{ProfileError, ProfileErrors};
-use crate::profile::{Jitter, JitterDist, LinkSharing, LinkSpec, LossModel, Profile, Site};
+use crate::profile::{
+    Jitter, JitterDist, LinkSharing, LinkSpec, LossModel, OutageMode, Profile, Site, SiteId,
+};
 use crate::schedule::{OutageSchedule, PeriodicOutage, Window};
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -34,7 +37,10 @@ const ROOT_KEYS: &[&str] = &[
     "geometry",
     "sites",
     "links",
+    "routes",
 ];
+/// Keys of a `[[routes]]` entry.
+const ROUTE_KEYS: &[&str] = &["from", "to", "via", "description"];
 /// Keys of a `[sites.<name>]` table.
 const SITE_KEYS: &[&str] = &["description"];
 /// Keys that describe one direction of a link (allowed in `[[links]]` and `[links.reverse]`).
@@ -49,6 +55,8 @@ const DIRECTION_KEYS: &[&str] = &[
     "queue_bytes",
     "outages",
     "geometry",
+    "outage",
+    "store_bytes",
 ];
 /// Keys only a `[[links]]` entry has.
 const LINK_ONLY_KEYS: &[&str] = &[
@@ -396,9 +404,14 @@ fn read_profile(
     if let Some(v) = root.get("geometry") {
         cx.geometry = geometry::read_section(cx, v, scale);
     }
-    let read = match (&sites, root.get("links")) {
-        (Some(sites), Some(v)) => read_links(cx, v, sites, scale),
-        (Some(sites), None) if !sites.is_empty() => {
+    let routes = match (&sites, root.get("routes")) {
+        (Some(sites), Some(v)) => read_routes(cx, v, sites),
+        _ => Some(Vec::new()),
+    };
+    let read = match (&sites, root.get("links"), &routes) {
+        (Some(sites), Some(v), Some(routes)) => read_links(cx, v, sites, routes, scale),
+        (_, _, None) => None,
+        (Some(sites), None, _) if !sites.is_empty() => {
             cx.error(
                 at_start,
                 "links",
@@ -408,9 +421,9 @@ fn read_profile(
         }
         _ => None,
     };
-    let (links, sharing) = match read {
-        Some((l, s)) => (Some(l), Some(s)),
-        None => (None, None),
+    let (links, sharing, route_matrix) = match read {
+        Some((l, s, r)) => (Some(l), Some(s), Some(r)),
+        None => (None, None, None),
     };
 
     Some(Profile {
@@ -421,7 +434,124 @@ fn read_profile(
         sites: sites?.into_iter().map(|(site, _)| site).collect(),
         links: links?,
         sharing: sharing?,
+        routes: route_matrix?,
     })
+}
+
+/// Per ordered site pair (`from * n + to`): the link spec, how node pairs share it, and the
+/// route over relays if the pair is routed.
+type LinkMatrices = (Vec<LinkSpec>, Vec<LinkSharing>, Vec<Option<Arc<[SiteId]>>>);
+
+/// One `[[routes]]` entry: the sites from `from` to `to` (both included), and where it is.
+struct RouteEntry {
+    path: Vec<SiteId>,
+    /// `routes[i]`.
+    key: String,
+    span: Range<usize>,
+    line: usize,
+}
+
+/// Reads `[[routes]]`: every site known, no site twice, at least one relay.
+fn read_routes(
+    cx: &mut Context<'_>,
+    v: &Value<'_>,
+    sites: &[(Site, Range<usize>)],
+) -> Option<Vec<RouteEntry>> {
+    let items = table_array(cx, v, "routes")?;
+    let known = || {
+        sites
+            .iter()
+            .map(|(s, _)| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let site_id = |name: &str| sites.iter().position(|(s, _)| s.name == name);
+    let mut ok = true;
+    let mut out = Vec::new();
+    for (p, item, t) in items {
+        cx.deny_unknown(t, &p, ROUTE_KEYS);
+        if let Some(d) = t.get("description") {
+            cx.as_str(d, &join(&p, "description"));
+        }
+        // (site, span, key) in path order
+        let mut named: Vec<(Option<SiteId>, Range<usize>, String)> = Vec::new();
+        let mut entry_ok = true;
+        for key in ["from", "via", "to"] {
+            let Some(ev) = cx.require(t, key, &p, item.span()) else {
+                entry_ok = false;
+                continue;
+            };
+            let kp = join(&p, key);
+            let values: Vec<(&Value<'_>, String)> = if key == "via" {
+                match ev.get_ref() {
+                    DeValue::Array(a) if !a.is_empty() => a
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| (x, format!("{kp}[{i}]")))
+                        .collect(),
+                    DeValue::Array(_) => {
+                        cx.error(
+                            ev.span(),
+                            &kp,
+                            "names no relay site: a route crosses at least one (else use a [[links]] entry)",
+                        );
+                        entry_ok = false;
+                        continue;
+                    }
+                    other => {
+                        let msg = format!(
+                            "expected an array of site names, found {}",
+                            other.type_str()
+                        );
+                        cx.error(ev.span(), &kp, msg);
+                        entry_ok = false;
+                        continue;
+                    }
+                }
+            } else {
+                vec![(ev, kp)]
+            };
+            for (x, xp) in values {
+                let Some(name) = cx.as_str(x, &xp) else {
+                    entry_ok = false;
+                    continue;
+                };
+                let id = site_id(name);
+                if id.is_none() {
+                    let msg = format!("unknown site `{name}`; the sites are: {}", known());
+                    cx.error(x.span(), &xp, msg);
+                    entry_ok = false;
+                }
+                named.push((id, x.span(), xp));
+            }
+        }
+        if entry_ok {
+            for (i, (id, span, key)) in named.iter().enumerate() {
+                if let Some(j) = named[..i].iter().position(|(other, _, _)| other == id) {
+                    let msg = format!(
+                        "the route visits site `{}` twice (also as {}): a route has no loops",
+                        id.map_or("?", |s| sites[s].0.name.as_str()),
+                        named[j].2
+                    );
+                    cx.error(span.clone(), key, msg);
+                    entry_ok = false;
+                }
+            }
+        }
+        if !entry_ok {
+            ok = false;
+            continue;
+        }
+        // from, via.., to: `named` holds from, then via.., then to.
+        let path: Vec<SiteId> = named.iter().filter_map(|(id, _, _)| *id).collect();
+        out.push(RouteEntry {
+            path,
+            line: cx.line(item.span().start),
+            key: p,
+            span: t.get("from").map_or(item.span(), Spanned::span),
+        });
+    }
+    ok.then_some(out)
 }
 
 /// The sites in file order, each with the span of its name.
@@ -491,7 +621,8 @@ struct DirectionKeys {
     rate_bps: Option<u64>,
     queue_bytes: Option<u64>,
     outages: Option<OutageSchedule>,
-    geometry: Option<std::sync::Arc<crate::orbit::GeometryTable>>,
+    geometry: Option<Arc<crate::orbit::GeometryTable>>,
+    outage_mode: Option<OutageMode>,
 }
 
 impl DirectionKeys {
@@ -506,6 +637,7 @@ impl DirectionKeys {
             queue_bytes: over.queue_bytes.or(self.queue_bytes),
             outages: over.outages.clone().or_else(|| self.outages.clone()),
             geometry: over.geometry.clone().or_else(|| self.geometry.clone()),
+            outage_mode: over.outage_mode.or(self.outage_mode),
         }
     }
 
@@ -531,6 +663,8 @@ impl DirectionKeys {
             queue_limit_bytes,
             outages,
             geometry,
+            outage_mode: self.outage_mode.unwrap_or_default(),
+            relay_hops: None,
         }
     }
 }
@@ -626,7 +760,63 @@ fn read_direction(cx: &mut Context<'_>, t: &DeTable<'_>, path: &str, scale: f64)
     if t.contains_key("geometry") {
         keys.geometry = geometry::read_link_key(cx, t, path);
     }
+    keys.outage_mode = read_outage_mode(cx, t, path);
     keys
+}
+
+/// `outage = "drop" | "store"` and `store_bytes` of one direction (`None`: not given).
+fn read_outage_mode(cx: &mut Context<'_>, t: &DeTable<'_>, path: &str) -> Option<OutageMode> {
+    let store_bytes = match t.get("store_bytes") {
+        Some(v) => {
+            let p = join(path, "store_bytes");
+            match cx.as_u64(v, &p)? {
+                0 => {
+                    cx.error(v.span(), &p, "must be greater than 0");
+                    return None;
+                }
+                b => Some((b, v.span())),
+            }
+        }
+        None => None,
+    };
+    let mode_v = t.get("outage");
+    let mode = match mode_v {
+        Some(v) => {
+            let p = join(path, "outage");
+            match cx.as_str(v, &p)? {
+                "drop" => Some("drop"),
+                "store" => Some("store"),
+                other => {
+                    let msg = format!("unknown outage mode `{other}`; expected drop or store");
+                    cx.error(v.span(), &p, msg);
+                    return None;
+                }
+            }
+        }
+        None => None,
+    };
+    match (mode, store_bytes) {
+        (Some("store"), Some((b, _))) => Some(OutageMode::Store { buffer_bytes: b }),
+        (Some("store"), None) => {
+            let at = mode_v.map_or(0..0, Spanned::span);
+            cx.error(
+                at,
+                &join(path, "outage"),
+                "outage = \"store\" needs store_bytes (the bytes the upstream end may hold)",
+            );
+            None
+        }
+        (_, Some((_, span))) => {
+            cx.error(
+                span,
+                &join(path, "store_bytes"),
+                "store_bytes needs outage = \"store\" in the same table",
+            );
+            None
+        }
+        (Some(_), None) => Some(OutageMode::Drop),
+        (None, None) => None,
+    }
 }
 
 fn read_jitter(cx: &mut Context<'_>, v: &Value<'_>, path: &str) -> Option<Jitter> {
@@ -891,9 +1081,29 @@ fn read_links(
     cx: &mut Context<'_>,
     v: &Value<'_>,
     sites: &[(Site, Range<usize>)],
+    routes: &[RouteEntry],
     scale: f64,
-) -> Option<(Vec<LinkSpec>, Vec<LinkSharing>)> {
+) -> Option<LinkMatrices> {
     let n = sites.len();
+    // routed[from * n + to]: index of the [[routes]] entry routing the pair (both ways).
+    let mut routed: Vec<Option<usize>> = vec![None; n * n];
+    let mut ok = true;
+    for (i, r) in routes.iter().enumerate() {
+        let (Some(&a), Some(&b)) = (r.path.first(), r.path.last()) else {
+            continue;
+        };
+        if let Some(first) = routed[a * n + b] {
+            let msg = format!(
+                "duplicate route between `{}` and `{}`: already routed by {} at line {}",
+                sites[a].0.name, sites[b].0.name, routes[first].key, routes[first].line
+            );
+            cx.error(r.span.clone(), &join(&r.key, "from"), msg);
+            ok = false;
+            continue;
+        }
+        routed[a * n + b] = Some(i);
+        routed[b * n + a] = Some(i);
+    }
     let items = table_array(cx, v, "links")?;
     let site_id = |name: &str| sites.iter().position(|(s, _)| s.name == name);
     let mut allowed: Vec<&str> = LINK_ONLY_KEYS.to_vec();
@@ -905,7 +1115,6 @@ fn read_links(
     let mut sharing: Vec<LinkSharing> = vec![LinkSharing::PerPair; n * n];
     // line of the entry defining each unordered pair, for duplicate messages
     let mut entry_lines: Vec<usize> = Vec::with_capacity(items.len());
-    let mut ok = true;
 
     for (idx, (p, item, t)) in items.iter().enumerate() {
         entry_lines.push(cx.line(item.span().start));
@@ -970,6 +1179,16 @@ fn read_links(
             ok = false;
             continue;
         }
+        if let Some(r) = routed[a] {
+            let at = t.get("from").map_or(item.span(), Spanned::span);
+            let msg = format!(
+                "`{}` and `{}` are routed over relays by {} at line {}: remove this link or the route",
+                sites[from].0.name, sites[to].0.name, routes[r].key, routes[r].line
+            );
+            cx.error(at, &join(p, "from"), msg);
+            ok = false;
+            continue;
+        }
         covered[a] = Some(idx);
         covered[b] = Some(idx);
         match read_sharing(cx, t, p, from == to) {
@@ -1008,10 +1227,38 @@ fn read_links(
         }
     }
 
-    // Every site pair needs a link; one error per unordered pair.
+    // Every hop of a route is a direct link, one shared trunk.
+    for r in routes {
+        for (hop, w) in r.path.windows(2).enumerate() {
+            let (a, b) = (w[0], w[1]);
+            let (na, nb) = (&sites[a].0.name, &sites[b].0.name);
+            let problem = if routed[a * n + b].is_some() {
+                Some(format!(
+                    "hop {hop} (`{na}` -> `{nb}`) is itself a routed pair: a hop must be a [[links]] entry"
+                ))
+            } else if covered[a * n + b].is_none() {
+                Some(format!(
+                    "hop {hop} (`{na}` -> `{nb}`) has no link: add [[links]] with from = \"{na}\", to = \"{nb}\""
+                ))
+            } else if sharing[a * n + b] != LinkSharing::ONE_TRUNK {
+                Some(format!(
+                    "hop {hop} (`{na}` -> `{nb}`) is {}: a relay hop is one shared trunk (remove per_pair / terminals from its link)",
+                    sharing[a * n + b].describe()
+                ))
+            } else {
+                None
+            };
+            if let Some(msg) = problem {
+                cx.error(r.span.clone(), &join(&r.key, "via"), msg);
+                ok = false;
+            }
+        }
+    }
+
+    // Every site pair needs a link (or a route); one error per unordered pair.
     for i in 0..n {
         for j in i..n {
-            if covered[i * n + j].is_none() {
+            if covered[i * n + j].is_none() && routed[i * n + j].is_none() {
                 let (si, span) = &sites[i];
                 let sj = &sites[j].0;
                 let msg = if i == j {
@@ -1033,8 +1280,25 @@ fn read_links(
     if !ok {
         return None;
     }
+    // A routed pair's spec summarises its hops; it is one shared trunk end to end.
+    let mut route_matrix: Vec<Option<Arc<[SiteId]>>> = vec![None; n * n];
+    for r in routes {
+        let (Some(&a), Some(&b)) = (r.path.first(), r.path.last()) else {
+            continue;
+        };
+        let back: Vec<SiteId> = r.path.iter().rev().copied().collect();
+        for (from, to, path) in [(a, b, r.path.clone()), (b, a, back)] {
+            let hops: Option<Vec<LinkSpec>> = path
+                .windows(2)
+                .map(|w| matrix[w[0] * n + w[1]].clone())
+                .collect();
+            matrix[from * n + to] = Some(crate::relay::path_summary(&hops?));
+            sharing[from * n + to] = LinkSharing::ONE_TRUNK;
+            route_matrix[from * n + to] = Some(Arc::from(path));
+        }
+    }
     let specs: Vec<LinkSpec> = matrix.into_iter().collect::<Option<_>>()?;
-    Some((specs, sharing))
+    Some((specs, sharing, route_matrix))
 }
 
 #[cfg(test)]

@@ -451,6 +451,8 @@ mod properties {
                     queue_limit_bytes: queue,
                     outages,
                     geometry: None,
+                    outage_mode: netem_profiles::OutageMode::Drop,
+                    relay_hops: None,
                 },
             )
     }

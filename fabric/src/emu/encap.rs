@@ -13,7 +13,7 @@
 //! | 0  | 4  | magic `SFWD` (0x53 0x46 0x57 0x44) |
 //! | 4  | 1  | version (1) |
 //! | 5  | 1  | flags (none defined: must be 0) |
-//! | 6  | 1  | relay hop index (0; room for relay chains, issue 12 item 3: must be 0 today) |
+//! | 6  | 1  | relay hop index (must be 0: one forwarder carries a whole relay route, applying its hops in turn; the byte stays for chains of forwarders) |
 //! | 7  | 1  | reserved (must be 0) |
 //! | 8  | 2  | trunk: sending site (index into the profile's sites, file order) |
 //! | 10 | 2  | trunk: receiving site |

@@ -55,13 +55,15 @@ impl EmuDropCause {
     }
 
     /// Every cause, in report order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Link(DropCause::Loss),
         Self::Link(DropCause::Outage),
         Self::Link(DropCause::Queue),
         Self::HoldLimit,
         Self::Oversize,
         Self::SendError,
+        Self::Link(DropCause::StoreFull),
+        Self::Link(DropCause::InFlight),
     ];
 
     fn index(self) -> usize {
@@ -72,6 +74,8 @@ impl EmuDropCause {
             Self::HoldLimit => 3,
             Self::Oversize => 4,
             Self::SendError => 5,
+            Self::Link(DropCause::StoreFull) => 6,
+            Self::Link(DropCause::InFlight) => 7,
         }
     }
 }
@@ -84,7 +88,7 @@ pub(crate) struct Counters {
     sent_datagrams: AtomicU64,
     sent_bytes: AtomicU64,
     duplicated: AtomicU64,
-    dropped: [AtomicU64; 6],
+    dropped: [AtomicU64; 8],
     held_datagrams: AtomicU64,
     held_bytes: AtomicU64,
 }
@@ -133,6 +137,8 @@ impl Counters {
             dropped_hold_limit: d(EmuDropCause::HoldLimit),
             dropped_oversize: d(EmuDropCause::Oversize),
             dropped_send_error: d(EmuDropCause::SendError),
+            dropped_store_full: d(EmuDropCause::Link(DropCause::StoreFull)),
+            dropped_in_flight: d(EmuDropCause::Link(DropCause::InFlight)),
             held_datagrams: self.held_datagrams(),
             held_bytes: self.held_bytes(),
         }
@@ -164,6 +170,10 @@ pub struct TrafficStats {
     pub dropped_oversize: u64,
     /// Dropped: the real socket refused it when due.
     pub dropped_send_error: u64,
+    /// Dropped: a store-and-forward link's store was full while it was down.
+    pub dropped_store_full: u64,
+    /// Dropped: a store-and-forward link went down while the datagram propagated.
+    pub dropped_in_flight: u64,
     /// Datagrams waiting in the delay line now.
     pub held_datagrams: u64,
     /// Their bytes.
@@ -179,6 +189,8 @@ impl TrafficStats {
             + self.dropped_hold_limit
             + self.dropped_oversize
             + self.dropped_send_error
+            + self.dropped_store_full
+            + self.dropped_in_flight
     }
 }
 
@@ -188,7 +200,7 @@ impl TrafficStats {
 struct LinkMetrics {
     sent_datagrams: metrics::Counter,
     sent_bytes: metrics::Counter,
-    dropped: [metrics::Counter; 6],
+    dropped: [metrics::Counter; 8],
     queue_bytes: metrics::Gauge,
     held_datagrams: metrics::Gauge,
 }
@@ -223,7 +235,7 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(
         "spacefabric_emu_datagrams_dropped_total",
-        "Datagrams dropped by the emulated link, per link and cause (loss, outage, queue, hold_limit, oversize, send_error)"
+        "Datagrams dropped by the emulated link, per link and cause (loss, outage, queue, hold_limit, oversize, send_error, store_full, in_flight)"
     );
     metrics::describe_gauge!(
         "spacefabric_emu_queue_bytes",
@@ -244,6 +256,10 @@ pub(crate) struct Link {
     pub(crate) hold_limit_bytes: u64,
     pub(crate) counters: Counters,
     metrics: LinkMetrics,
+    /// For a site pair routed over relays: the hops, each a shared link of its own, applied
+    /// one after the other (this link's own model is then the path's summary, unused for
+    /// datagrams). Empty for a link that is one hop.
+    pub(crate) hops: Box<[Arc<Self>]>,
 }
 
 impl Link {
@@ -259,7 +275,13 @@ impl Link {
                 let in_flight = (bps as f64 / 8.0 * reach.as_secs_f64()).ceil() as u64;
                 // Duplicates may double what is held.
                 let factor = if spec.duplicate > 0.0 { 2 } else { 1 };
+                // A store-and-forward link also holds its store while it is down.
+                let store = match spec.outage_mode {
+                    netem_profiles::OutageMode::Store { buffer_bytes } => buffer_bytes,
+                    netem_profiles::OutageMode::Drop => 0,
+                };
                 spec.queue_limit_bytes
+                    .saturating_add(store)
                     .saturating_add(in_flight)
                     .saturating_mul(factor)
                     .saturating_add(HOLD_LIMIT_SLACK_BYTES)
@@ -274,7 +296,16 @@ impl Link {
             hold_limit_bytes,
             counters: Counters::default(),
             metrics,
+            hops: Box::new([]),
         }
+    }
+
+    /// A routed path over `hops` (each a link of its own, usually shared trunks), labelled
+    /// `label`; `summary` is the path's summary model (only its spec is used, for reports).
+    pub(crate) fn route(label: String, summary: LinkModel, hops: Vec<Arc<Self>>) -> Self {
+        let mut link = Self::new(label, summary, 0);
+        link.hops = hops.into_boxed_slice();
+        link
     }
 
     /// Asks the model; returns the verdict and the serialisation backlog after it.

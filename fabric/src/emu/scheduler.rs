@@ -101,6 +101,23 @@ pub(crate) struct Held {
     pub(crate) counted: usize,
     pub(crate) out: Arc<Outbound>,
     pub(crate) link: Arc<Link>,
+    /// On a route over relays, where the datagram goes when `link` (a hop) delivers it:
+    /// instead of the socket, the next hop (see `Path` in the socket module).
+    pub(crate) relay: Option<Relay>,
+}
+
+/// The rest of a route for a datagram held by one of its hops.
+#[derive(Debug, Clone)]
+pub(crate) struct Relay {
+    /// The route (its `hops`).
+    pub(crate) route: Arc<Link>,
+    /// Index of the hop that takes the datagram next.
+    pub(crate) next: usize,
+    /// Emulated instant the current hop delivers it: the next hop's hand-over time, exact
+    /// whatever the driver's lateness.
+    pub(crate) arrival: Duration,
+    /// The scenario clock (for the next hop's delivery instant).
+    pub(crate) clock: super::EmuClock,
 }
 
 #[derive(Debug)]
@@ -259,6 +276,10 @@ impl Scheduler {
             self.stats.late_nanos_sum.fetch_add(late, Ordering::Relaxed);
             self.stats.late_nanos_max.fetch_max(late, Ordering::Relaxed);
             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            if held.relay.is_some() {
+                super::socket::relay_onward(self, held);
+                continue;
+            }
             send_now(&held.out, &held.link, held.dest, &held.data, held.counted);
             held.link.counters.release(held.counted);
             held.out.counters.release(held.counted);

@@ -18,7 +18,8 @@ use quinn::{AsyncUdpSocket, UdpPoller};
 use super::encap::{self, WireTrunk};
 use super::link_table::{Counters, EmuDropCause, Link, LinkTable, TrafficStats};
 use super::scheduler::{
-    Held, Outbound, Scheduler, SchedulerMode, SchedulerStats, send_now, tokio_clock_is_paused,
+    Held, Outbound, Relay, Scheduler, SchedulerMode, SchedulerStats, send_now,
+    tokio_clock_is_paused,
 };
 
 /// Socket buffer size asked of the kernel (it caps it at `net.core.{r,w}mem_max`).
@@ -317,6 +318,12 @@ impl EmulatedSocket {
 /// One datagram's way through one link: the link model's verdict, the hold limit and the
 /// delay line. The same for a node's socket and for the forwarder, which is how both apply
 /// a shared trunk with one code path.
+///
+/// A link with hops (a route over relays, see `TrunkSet`) applies them one after the other:
+/// hop 0 at hand-over; when hop `i` delivers, the delay line hands the datagram to hop
+/// `i + 1` at the exact emulated instant of that delivery ([`relay_onward`]) — the relay —
+/// and the last hop delivers it to the destination. Drops at any hop are counted on that hop,
+/// on the route and on the sending socket (or forwarder).
 pub(crate) struct Path<'a> {
     pub(crate) link: &'a Arc<Link>,
     pub(crate) out: &'a Arc<Outbound>,
@@ -333,21 +340,58 @@ impl Path<'_> {
         out.counters.offered(counted);
         link.counters.offered(counted);
         if counted > self.max_udp_payload {
-            return self.drop_with(EmuDropCause::Oversize);
+            return self.drop_on(link, EmuDropCause::Oversize);
         }
         let now = self.clock.now();
+        if link.hops.is_empty() {
+            self.through(link, None, now, dest, wire, counted)
+        } else {
+            self.hop(0, now, dest, wire, counted)
+        }
+    }
+
+    /// Hands the datagram to hop `i` of the route at emulated instant `now`.
+    fn hop(&self, i: usize, now: Duration, dest: SocketAddr, wire: &[u8], counted: usize) -> Fate {
+        let Some(hop) = self.link.hops.get(i) else {
+            return Fate::Dropped(EmuDropCause::SendError);
+        };
+        hop.counters.offered(counted);
+        let relay = (i + 1 < self.link.hops.len()).then(|| Relay {
+            route: self.link.clone(),
+            next: i + 1,
+            arrival: now,
+            clock: *self.clock,
+        });
+        self.through(hop, relay, now, dest, wire, counted)
+    }
+
+    /// `link`'s verdict at `now`, then the delay line: to `dest`, or on to the next hop.
+    fn through(
+        &self,
+        link: &Arc<Link>,
+        relay: Option<Relay>,
+        now: Duration,
+        dest: SocketAddr,
+        wire: &[u8],
+        counted: usize,
+    ) -> Fate {
+        let out = self.out;
         let (at, duplicate_at) = match link.verdict(now, counted) {
-            Verdict::Drop(cause) => return self.drop_with(EmuDropCause::Link(cause)),
+            Verdict::Drop(cause) => return self.drop_on(link, EmuDropCause::Link(cause)),
             Verdict::Deliver { at, duplicate_at } => (at, duplicate_at),
         };
-        if at <= now && duplicate_at.is_none() && link.counters.held_datagrams() == 0 {
+        if relay.is_none()
+            && at <= now
+            && duplicate_at.is_none()
+            && link.counters.held_datagrams() == 0
+        {
             // Due now and nothing ahead of it on this link: no need to queue.
             send_now(out, link, dest, wire, counted);
             return Fate::SentNow;
         }
         for (i, due) in std::iter::once(at).chain(duplicate_at).enumerate() {
             if link.counters.held_bytes() + counted as u64 > link.hold_limit_bytes {
-                return self.drop_with(EmuDropCause::HoldLimit);
+                return self.drop_on(link, EmuDropCause::HoldLimit);
             }
             if i > 0 {
                 link.counters.duplicated();
@@ -363,16 +407,50 @@ impl Path<'_> {
                 counted,
                 out: out.clone(),
                 link: link.clone(),
+                relay: relay.clone().map(|r| Relay { arrival: due, ..r }),
             });
         }
         Fate::Held { at, duplicate_at }
     }
 
-    fn drop_with(&self, cause: EmuDropCause) -> Fate {
+    /// Counts a drop on `link` (a hop, or the link itself), the route and the sender.
+    fn drop_on(&self, link: &Arc<Link>, cause: EmuDropCause) -> Fate {
         self.out.counters.dropped(cause);
-        self.link.record_drop(cause);
+        link.record_drop(cause);
+        if !Arc::ptr_eq(link, self.link) {
+            self.link.record_drop(cause);
+        }
         Fate::Dropped(cause)
     }
+}
+
+/// The relay: hop `held.link` has delivered `held` at `relay.arrival`; hand it to the next
+/// hop of its route at that instant (called by the delay line instead of sending it).
+pub(crate) fn relay_onward(scheduler: &Scheduler, held: Held) {
+    let Held {
+        dest,
+        data,
+        counted,
+        out,
+        link,
+        relay,
+        ..
+    } = held;
+    link.counters.release(counted);
+    out.counters.release(counted);
+    link.record_sent(counted);
+    link.record_held_gauge();
+    let Some(relay) = relay else {
+        return;
+    };
+    let path = Path {
+        link: &relay.route,
+        out: &out,
+        scheduler,
+        clock: &relay.clock,
+        max_udp_payload: usize::MAX,
+    };
+    path.hop(relay.next, relay.arrival, dest, &data, counted);
 }
 
 impl Drop for EmulatedSocket {

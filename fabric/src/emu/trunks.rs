@@ -8,13 +8,18 @@
 //! and outage process. A [`TrunkSet`] creates each trunk once, on first use, for everyone
 //! who asks for it by [`TrunkId`].
 //!
+//! A site pair the profile routes over relays (`[[routes]]`) gets a route trunk: its hops
+//! are the shared trunks between consecutive sites of the route, applied one after the other
+//! (each when the datagram reaches it; see `Path` in the socket module), so every route and
+//! node crossing a hop queues in that hop's one FIFO.
+//!
 //! Counters and the delay line's hold limit belong to the trunk, so they add up over every
 //! sender; each socket still counts its own traffic in its [`EmuStats`](super::EmuStats).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use netem_profiles::{LinkModel, Profile, TrunkId};
+use netem_profiles::{LinkModel, Profile, SiteId, TrunkId};
 
 use super::link_table::{DEFAULT_MAX_HELD_BYTES_PER_LINK, Link, LinkStats};
 
@@ -78,6 +83,9 @@ impl TrunkSet {
         };
         let sites = &self.profile.sites;
         let (from, to) = (sites.get(from_site)?, sites.get(to_site)?);
+        if let Some(path) = self.profile.route(from_site, to_site) {
+            return self.route(id, path, terminal);
+        }
         let mut trunks = self.trunks.lock().unwrap_or_else(PoisonError::into_inner);
         let trunk = trunks.entry(id).or_insert_with(|| {
             let label = format!("{}->{}#{terminal}", from.name, to.name);
@@ -85,6 +93,51 @@ impl TrunkSet {
             Trunk::new(label, model, self.max_held_bytes)
         });
         Some(trunk.clone())
+    }
+
+    /// The trunk of a site pair the profile routes over relays: one link per hop, each the
+    /// shared trunk (terminal 0) between two consecutive sites of `path`, created once and
+    /// shared by every route and node that crosses it.
+    fn route(&self, id: TrunkId, path: &[SiteId], terminal: u32) -> Option<Trunk> {
+        if let Some(t) = self
+            .trunks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+        {
+            return Some(t.clone());
+        }
+        let (&first, &last) = (path.first()?, path.last()?);
+        let mut hops = Vec::with_capacity(path.len().saturating_sub(1));
+        for w in path.windows(2) {
+            let hop = TrunkId::Shared {
+                from_site: w[0],
+                to_site: w[1],
+                terminal: 0,
+            };
+            // A hop is never itself routed (the profile checks), so this does not recurse.
+            if self.profile.route(w[0], w[1]).is_some() {
+                return None;
+            }
+            hops.push(self.trunk(hop)?.0);
+        }
+        let names: Vec<&str> = path
+            .iter()
+            .filter_map(|&s| self.profile.sites.get(s).map(|s| s.name.as_str()))
+            .collect();
+        let label = format!(
+            "{}->{}#{terminal} via {}",
+            names.first().copied().unwrap_or("?"),
+            names.last().copied().unwrap_or("?"),
+            names
+                .get(1..names.len().saturating_sub(1))
+                .unwrap_or(&[])
+                .join(",")
+        );
+        let summary = self.profile.trunk_model(first, last, terminal);
+        let route = Trunk(Arc::new(Link::route(label, summary, hops)));
+        let mut trunks = self.trunks.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(trunks.entry(id).or_insert(route).clone())
     }
 
     /// Counters of every trunk created so far, sorted by label.

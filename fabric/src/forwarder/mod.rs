@@ -10,6 +10,11 @@
 //! hold limit, the delay line) and, when it is due, sends it to its true destination with the
 //! source set to the node it came from. QUIC stays end to end: the forwarder never decrypts.
 //!
+//! A site pair the profile routes over relays (`[[routes]]`) is one trunk in the header; the
+//! forwarder then *is* each relay: its `TrunkSet` hands out the route, whose hops its delay
+//! line applies one after the other (a hop with `outage = "store"` holds datagrams while it
+//! is down), the same code a node's socket runs in process.
+//!
 //! A datagram the forwarder cannot use — malformed header, a trunk the profile does not share
 //! (unknown site, per-pair link, terminal out of range), an unusable destination — is counted
 //! by reason and dropped; nothing a peer sends can make it panic.

@@ -239,6 +239,7 @@ mod tests {
             sites: vec![site("earth"), site("moon")],
             links: vec![lan.clone(), em.clone(), em, lan],
             sharing: Vec::new(),
+            routes: Vec::new(),
         }
     }
 
