@@ -42,6 +42,8 @@ const CONTROL_QUEUE: usize = 1024;
 pub struct Shared {
     core: Mutex<Core>,
     store: Option<Arc<Mutex<StateLog>>>,
+    /// Hands compactions to the snapshot-writing thread.
+    compactor: Option<std::sync::mpsc::Sender<Compaction>>,
     ca: ClusterCa,
     join_token: String,
     delay: LightDelay,
@@ -59,36 +61,36 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Writes a snapshot on its own thread, so neither the core nor the store is held while the
-/// whole state is encoded and fsynced (seconds with a full history of large results).
-fn spawn_compaction(store: Arc<Mutex<StateLog>>, compaction: Compaction) {
-    let finish = move |store: &Mutex<StateLog>, result: Result<u64, ControllerError>| {
-        let bytes = *result.as_ref().unwrap_or(&0);
-        match lock(store).compaction_finished(result) {
-            Ok(()) => metrics::counter!("spacefabric_controller_state_bytes_written_total")
-                .increment(bytes),
-            Err(e) => {
-                metrics::counter!("spacefabric_controller_state_write_errors_total").increment(1);
-                tracing::error!(error = %e, "cannot compact the controller state (the logs keep every change; retried at the next compaction)");
-            }
+/// Takes a finished compaction's outcome into the store (and the metrics).
+fn finish_compaction(store: &Mutex<StateLog>, result: Result<u64, ControllerError>) {
+    let bytes = *result.as_ref().unwrap_or(&0);
+    match lock(store).compaction_finished(result) {
+        Ok(()) => {
+            metrics::counter!("spacefabric_controller_state_bytes_written_total").increment(bytes)
         }
-    };
+        Err(e) => {
+            metrics::counter!("spacefabric_controller_state_write_errors_total").increment(1);
+            tracing::error!(error = %e, "cannot compact the controller state (the logs keep every change; retried at the next compaction)");
+        }
+    }
+}
+
+/// The one thread that writes snapshots, so neither the core nor the store is held while the
+/// whole state is encoded and fsynced (seconds with a full history of large results). One
+/// long-lived thread, not one per compaction: each new thread may get its own allocator
+/// arena, which a soak sees as RSS growing step by step. `None` if the thread cannot start
+/// (compactions then run in place).
+fn start_compactor(store: Arc<Mutex<StateLog>>) -> Option<std::sync::mpsc::Sender<Compaction>> {
     let (tx, rx) = std::sync::mpsc::channel::<Compaction>();
-    let thread_store = store.clone();
-    let spawned = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("state-compaction".into())
         .spawn(move || {
-            if let Ok(compaction) = rx.recv() {
-                finish(&thread_store, compaction.run());
+            while let Ok(compaction) = rx.recv() {
+                finish_compaction(&store, compaction.run());
             }
-        });
-    if spawned.is_ok() {
-        if let Err(std::sync::mpsc::SendError(compaction)) = tx.send(compaction) {
-            finish(&store, compaction.run());
-        }
-    } else {
-        finish(&store, compaction.run());
-    }
+        })
+        .ok()
+        .map(|_| tx)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,10 +110,12 @@ impl Shared {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let dilation = core.config().time_dilation;
+        let store = store.map(|s| Arc::new(Mutex::new(s)));
         Self {
             dilation,
             core: Mutex::new(core),
-            store: store.map(|s| Arc::new(Mutex::new(s))),
+            compactor: store.clone().and_then(start_compactor),
+            store,
             ca,
             join_token,
             delay,
@@ -162,7 +166,13 @@ impl Shared {
                                 .increment(report.bytes);
                             core.mark_clean();
                             if let Some(compaction) = compaction {
-                                spawn_compaction(store.clone(), compaction);
+                                let queued = match &self.compactor {
+                                    Some(tx) => tx.send(compaction).map_err(|e| e.0),
+                                    None => Err(compaction),
+                                };
+                                if let Err(compaction) = queued {
+                                    finish_compaction(store, compaction.run());
+                                }
                             }
                         }
                         Err(e) => {
