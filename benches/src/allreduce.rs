@@ -202,7 +202,9 @@ fn sizes(min: u64, max: u64, factor: u64) -> anyhow::Result<Vec<u64>> {
 
 /// Finds the profile: a file path, or a shipped profile's name (embedded in the binary).
 fn load_profile(spec: &str) -> anyhow::Result<Profile> {
-    netem_profiles::load_profile(spec).map_err(|e| anyhow::anyhow!("--profile {spec}: {e}"))
+    netem_profiles::load_profile(spec).map_err(|e| {
+        spacefabric_cli::exit_code::UsageError(format!("--profile {spec}: {e}")).into()
+    })
 }
 
 /// Rank r's site: the profile's sites in file order, in equal blocks.
@@ -276,8 +278,9 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
         sweep.transport_stats = fabric.transport_stats();
         fabric.shutdown().await;
         files::write_files(&sweep, &args)?;
+        // 3 when any element was wrong (spacefabric_cli::exit_code).
         Ok(if sweep.failed() {
-            ExitCode::FAILURE
+            spacefabric_cli::exit_code::ExitStatus::WrongResults.into()
         } else {
             ExitCode::SUCCESS
         })
