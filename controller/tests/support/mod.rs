@@ -6,6 +6,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod kustomize;
 pub mod procs;
 
 use std::path::{Path, PathBuf};
