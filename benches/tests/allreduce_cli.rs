@@ -300,7 +300,7 @@ fn a_64_gib_sweep_and_an_unwritable_json_are_refused_before_the_run() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "a usage error: {stderr}");
     assert!(stderr.contains("--json"), "{stderr}");
     assert!(!stderr.contains("# size"), "the sweep ran first: {stderr}");
 }
