@@ -1,7 +1,9 @@
 //! `<binary> completions bash|zsh|fish|elvish|powershell`: the shell completion script for a
 //! binary's whole command tree (clap_complete), on stdout.
 //!
-//!     spacefabric-node completions bash > /etc/bash_completion.d/spacefabric-node
+//! ```text
+//! spacefabric-node completions bash > /etc/bash_completion.d/spacefabric-node
+//! ```
 
 use std::io::Write;
 
