@@ -7,7 +7,8 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use spacefabric_cli::exit_code::UsageError;
 use spacefabric_proto::job_cost::NodeBudget;
 use spacefabric_proto::v1::JobSpec;
 
@@ -15,24 +16,25 @@ use spacefabric_proto::v1::JobSpec;
 pub(crate) fn admit(spec: &JobSpec, nodes: usize) -> anyhow::Result<()> {
     let world = u32::try_from(nodes).context("--nodes is too large")?;
     spacefabric_controller::validate::admit(Some(spec), world, &NodeBudget::default())
-        .map_err(|e| anyhow::anyhow!("the controller would refuse this job: {e}"))?;
+        .map_err(|e| UsageError(format!("the controller would refuse this job: {e}")))?;
     Ok(())
 }
 
 /// Checks that each `(flag, path)` names a file this process can create or replace. A file
-/// created by the check is removed again.
+/// created by the check is removed again. A path that cannot be written is a usage error
+/// (exit 2): the flag is wrong, nothing has run.
 pub(crate) fn check_output_files(files: &[(&str, Option<&Path>)]) -> anyhow::Result<()> {
     for (flag, path) in files {
         let Some(path) = path else { continue };
         if path.is_dir() {
-            bail!("{flag} {}: is a directory", path.display());
+            return Err(UsageError(format!("{flag} {}: is a directory", path.display())).into());
         }
         let existed = path.exists();
         OpenOptions::new()
             .append(true)
             .create(true)
             .open(path)
-            .with_context(|| format!("{flag} {}: cannot write", path.display()))?;
+            .map_err(|e| UsageError(format!("{flag} {}: cannot write: {e}", path.display())))?;
         if !existed {
             let _ = std::fs::remove_file(path);
         }
@@ -43,8 +45,12 @@ pub(crate) fn check_output_files(files: &[(&str, Option<&Path>)]) -> anyhow::Res
 /// Checks that `dir` is (or can be made) a directory.
 pub(crate) fn check_output_dir(flag: &str, dir: Option<&Path>) -> anyhow::Result<()> {
     if let Some(dir) = dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{flag} {}: cannot create the directory", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            UsageError(format!(
+                "{flag} {}: cannot create the directory: {e}",
+                dir.display()
+            ))
+        })?;
     }
     Ok(())
 }

@@ -143,7 +143,7 @@ pub(crate) struct AllreduceArgs {
     join_token: Option<String>,
     /// With an https:// --controller: the CA certificate (PEM) to trust (the controller's
     /// `<state-dir>/ca.cert.pem`).
-    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+    #[arg(long = "controller-ca", alias = "ca-cert", env = "SPACEFABRIC_CONTROLLER_CA")]
     ca_cert: Option<PathBuf>,
     /// With --controller: start the job only once this many nodes are alive (0: any).
     #[arg(long, env = "SPACEFABRIC_MIN_NODES", default_value_t = 0)]
@@ -276,8 +276,9 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
         sweep.transport_stats = fabric.transport_stats();
         fabric.shutdown().await;
         files::write_files(&sweep, &args)?;
+        // 3 when any element was wrong (spacefabric_cli::exit_code).
         Ok(if sweep.failed() {
-            ExitCode::FAILURE
+            spacefabric_cli::exit_code::ExitStatus::WrongResults.into()
         } else {
             ExitCode::SUCCESS
         })

@@ -62,29 +62,25 @@ pub(crate) struct FidelityArgs {
     #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
     profile: String,
     /// Node endpoints (all in this process).
-    #[arg(long, env = "SPACEFABRIC_BENCH_NODES", default_value_t = 8)]
+    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = 8)]
     nodes: usize,
     /// Seconds of probing and load (delivery of what is in flight is awaited after).
-    #[arg(long, env = "SPACEFABRIC_BENCH_DURATION", default_value_t = 20.0)]
+    #[arg(long, env = "SPACEFABRIC_DURATION", default_value_t = 20.0)]
     duration: f64,
     /// Milliseconds between two probes on each directed node pair.
-    #[arg(
-        long,
-        env = "SPACEFABRIC_BENCH_PROBE_INTERVAL_MS",
-        default_value_t = 5.0
-    )]
+    #[arg(long, env = "SPACEFABRIC_PROBE_INTERVAL_MS", default_value_t = 5.0)]
     probe_interval_ms: f64,
     /// Background load per directed pair, as a fraction of the link's rate.
-    #[arg(long, env = "SPACEFABRIC_BENCH_LOAD_FRACTION", default_value_t = 0.5)]
+    #[arg(long, env = "SPACEFABRIC_LOAD_FRACTION", default_value_t = 0.5)]
     load_fraction: f64,
     /// Budget for the background load of the whole process, Mbit/s, split evenly over the
     /// directed pairs (a 2-core machine cannot offer every link its full rate).
-    #[arg(long, env = "SPACEFABRIC_BENCH_MAX_LOAD_MBPS", default_value_t = 100.0)]
+    #[arg(long, env = "SPACEFABRIC_MAX_LOAD_MBPS", default_value_t = 100.0)]
     max_load_mbps: f64,
     /// Delivery scheduler of the emulated sockets.
     #[arg(
         long,
-        env = "SPACEFABRIC_BENCH_SCHEDULER",
+        env = "SPACEFABRIC_SCHEDULER",
         value_enum,
         default_value = "auto"
     )]
@@ -101,27 +97,23 @@ pub(crate) struct FidelityArgs {
     #[arg(long, env = "SPACEFABRIC_TIME_DILATION", default_value = "1")]
     time_dilation: spacefabric_proto::time_dilation::TimeDilation,
     /// Spin window of the precise scheduler, µs (default: the library's).
-    #[arg(long, env = "SPACEFABRIC_BENCH_SPIN_WINDOW_US")]
+    #[arg(long, env = "SPACEFABRIC_SPIN_WINDOW_US")]
     spin_window_us: Option<u64>,
     /// Add a periodic outage to every link between different sites: period in seconds
     /// (with --outage-duration-s and --outage-phase-s), to check outage edges.
-    #[arg(long, env = "SPACEFABRIC_BENCH_OUTAGE_PERIOD_S")]
+    #[arg(long, env = "SPACEFABRIC_OUTAGE_PERIOD_S")]
     outage_period_s: Option<f64>,
     /// Length of the added outage, seconds.
-    #[arg(
-        long,
-        env = "SPACEFABRIC_BENCH_OUTAGE_DURATION_S",
-        default_value_t = 2.0
-    )]
+    #[arg(long, env = "SPACEFABRIC_OUTAGE_DURATION_S", default_value_t = 2.0)]
     outage_duration_s: f64,
     /// Start of the first added outage, seconds.
-    #[arg(long, env = "SPACEFABRIC_BENCH_OUTAGE_PHASE_S", default_value_t = 5.0)]
+    #[arg(long, env = "SPACEFABRIC_OUTAGE_PHASE_S", default_value_t = 5.0)]
     outage_phase_s: f64,
     /// Write the full results as JSON to this file.
-    #[arg(long, env = "SPACEFABRIC_BENCH_JSON")]
+    #[arg(long, env = "SPACEFABRIC_JSON")]
     json: Option<PathBuf>,
     /// Write HDR histogram V2 interval logs, one per link class, into this directory.
-    #[arg(long, env = "SPACEFABRIC_BENCH_HDR_DIR")]
+    #[arg(long, env = "SPACEFABRIC_HDR_DIR")]
     hdr_dir: Option<PathBuf>,
 }
 

@@ -16,14 +16,22 @@ mod transfer;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use spacefabric_cli::exit_code::{ExitStatus, UsageError};
+use spacefabric_cli::logging::{self, LogArgs};
 
 /// spacefabric's benchmarks.
 #[derive(Debug, Parser)]
-#[command(name = "spacefabric-bench", version, about)]
+#[command(
+    name = "spacefabric-bench",
+    version = spacefabric_cli::version::VERSION,
+    about
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,28 +46,61 @@ enum Command {
     /// Bulk transfer between two sites per congestion controller: goodput vs the link's
     /// rate, and recovery after an outage.
     Transfer(transfer::TransferArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(spacefabric_cli::completions::CompletionsArgs),
 }
 
+/// Exit codes (spacefabric_cli::exit_code): 0 ok, 1 a run that failed, 2 a wrong flag or
+/// input (clap's, or a [`UsageError`] such as an unknown profile), 3 wrong results (#wrong > 0,
+/// a corrupted transfer).
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = spacefabric_cli::env_names::check() {
+        eprintln!("spacefabric-bench: {e}");
+        return ExitStatus::Usage.into();
+    }
     let cli = Cli::parse();
+    logging::init(cli.log.log_format, "warn");
     let result = match cli.command {
         Command::Allreduce(args) => allreduce::run(args),
         Command::Train(args) => train::run(*args),
-        Command::Fidelity(args) => fidelity::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Fidelity(args) => fidelity::run(args).map(|()| ExitStatus::Ok.into()),
         Command::Transfer(args) => transfer::run(args),
+        Command::Completions(args) => {
+            spacefabric_cli::completions::write(args.shell, Cli::command(), &mut std::io::stdout());
+            Ok(ExitStatus::Ok.into())
+        }
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("spacefabric-bench: {e:#}");
-            ExitCode::from(2)
+            if e.chain().any(|c| c.is::<UsageError>()) {
+                ExitStatus::Usage.into()
+            } else {
+                ExitStatus::Failure.into()
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variable_follows_the_scheme_and_is_in_the_table() {
+        let command = Cli::command();
+        let violations = spacefabric_cli::env_names::scheme_violations(&command);
+        assert!(violations.is_empty(), "{}", violations.join("\n"));
+        let doc = include_str!("../../docs/CLI.md");
+        let missing: Vec<String> = spacefabric_cli::env_names::table_rows(&command)
+            .into_iter()
+            .filter(|row| !doc.contains(row.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/CLI.md lacks these rows:\n{}",
+            missing.join("\n")
+        );
     }
 }

@@ -49,129 +49,125 @@ pub(crate) struct TrainFlags {
     nodes: usize,
     /// The model: a transformer LM preset on the committed Shakespeare corpus (`lm-small`,
     /// `nanogpt-cpu`, `lm-tiny`) or `mlp` (the synthetic teacher task).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_MODEL", default_value = "lm-small")]
+    #[arg(long, env = "SPACEFABRIC_MODEL", default_value = "lm-small")]
     model: String,
     /// Strategies, comma-separated: sync, sharded, diloco, hier, streaming, delayed; a `+c`
     /// suffix (e.g. `diloco+c`) runs that strategy with compressed outer gradients
     /// (--compress-density, --compress-bits). Per model (lm: sync,diloco,diloco+c,streaming,
     /// delayed,hier; mlp: sync,sharded,diloco,hier).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_STRATEGY", value_delimiter = ',')]
+    #[arg(long, env = "SPACEFABRIC_STRATEGY", value_delimiter = ',')]
     strategy: Vec<String>,
     /// Steps of the outer strategies (inner steps). Per model (lm 300, mlp 3000).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_STEPS")]
+    #[arg(long, env = "SPACEFABRIC_STEPS")]
     steps: Option<u64>,
     /// Steps of the strategies that synchronise every step (sync, sharded): the slow ones
     /// over a 1.28 s link. Per model (lm: = --steps, the same token budget; mlp 600).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_SYNC_STEPS")]
+    #[arg(long, env = "SPACEFABRIC_SYNC_STEPS")]
     sync_steps: Option<u64>,
     /// Held-out loss the "time to target" column measures. Per model (lm 2.5 nats per
     /// character; mlp 0.1).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_TARGET_LOSS")]
+    #[arg(long, env = "SPACEFABRIC_TARGET_LOSS")]
     target_loss: Option<f64>,
     /// Declared compute time per step in seconds, added on top of the real computation.
     /// Per model (lm 0.01; mlp 0.01: one step of the default MLP at ~0.4 GFLOP/s, a
     /// space-grade multi-core CPU). --accelerator replaces it.
-    #[arg(long, env = "SPACEFABRIC_TRAIN_STEP_TIME")]
+    #[arg(long, env = "SPACEFABRIC_STEP_TIME")]
     step_time: Option<f64>,
     /// Declared compute from an accelerator preset instead of --step-time: the model's FLOPs
     /// per step over the device's dense BF16 peak × MFU 0.4 (a100, h100, b200, mi300x).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_ACCELERATOR")]
+    #[arg(long, env = "SPACEFABRIC_ACCELERATOR")]
     accelerator: Option<String>,
     /// H: inner steps per outer step (diloco, hier, streaming, delayed). Per model (lm 50;
     /// mlp 200).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_INNER_STEPS")]
+    #[arg(long, env = "SPACEFABRIC_INNER_STEPS")]
     inner_steps: Option<u64>,
     /// Inner (per-step) AdamW learning rate of the outer strategies. Per model (lm 0.003;
     /// mlp 0.007).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_INNER_LR")]
+    #[arg(long, env = "SPACEFABRIC_INNER_LR")]
     inner_lr: Option<f32>,
     /// AdamW learning rate of sync and sharded. Per model (lm 0.003; mlp 0.01).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_SYNC_LR")]
+    #[arg(long, env = "SPACEFABRIC_SYNC_LR")]
     sync_lr: Option<f32>,
     /// Outer Nesterov learning rate (DiLoCo: 0.7).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_OUTER_LR", default_value_t = 0.7)]
+    #[arg(long, env = "SPACEFABRIC_OUTER_LR", default_value_t = 0.7)]
     outer_lr: f32,
     /// Outer Nesterov momentum (DiLoCo: 0.9).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_OUTER_MOMENTUM", default_value_t = 0.9)]
+    #[arg(long, env = "SPACEFABRIC_OUTER_MOMENTUM", default_value_t = 0.9)]
     outer_momentum: f32,
     /// Samples (mlp) or windows (lm) per step on each node. Per model (lm: the preset's;
     /// mlp 32).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_BATCH")]
+    #[arg(long, env = "SPACEFABRIC_BATCH")]
     batch: Option<usize>,
     /// Linear learning-rate warm-up steps (lm default 20; mlp 0).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_WARMUP")]
+    #[arg(long, env = "SPACEFABRIC_WARMUP")]
     warmup: Option<u32>,
     /// Cosine decay of the learning rate to --min-lr-ratio at this step (0 = no decay). Per
     /// model (lm: the strategy's step count; mlp 0).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_LR_DECAY_STEPS")]
+    #[arg(long, env = "SPACEFABRIC_LR_DECAY_STEPS")]
     lr_decay_steps: Option<u32>,
     /// Floor of the cosine decay, as a fraction of the learning rate (nanoGPT: 0.1).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_MIN_LR_RATIO", default_value_t = 0.1)]
+    #[arg(long, env = "SPACEFABRIC_MIN_LR_RATIO", default_value_t = 0.1)]
     min_lr_ratio: f32,
     /// Clip the gradient's L2 norm (0 = off). Per model (lm 1.0, nanoGPT's; mlp 0).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_GRAD_CLIP")]
+    #[arg(long, env = "SPACEFABRIC_GRAD_CLIP")]
     grad_clip: Option<f32>,
     /// AdamW decoupled weight decay. Per model (lm 0.1, nanoGPT's; mlp 0).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_WEIGHT_DECAY")]
+    #[arg(long, env = "SPACEFABRIC_WEIGHT_DECAY")]
     weight_decay: Option<f32>,
     /// streaming: parameter fragments, synchronised in turn.
-    #[arg(long, env = "SPACEFABRIC_TRAIN_FRAGMENTS", default_value_t = 2)]
+    #[arg(long, env = "SPACEFABRIC_FRAGMENTS", default_value_t = 2)]
     fragments: u32,
     /// streaming: τ, inner steps a fragment's synchronisation overlaps before it is merged
     /// (below inner-steps / fragments).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_OVERLAP", default_value_t = 24)]
+    #[arg(long, env = "SPACEFABRIC_OVERLAP", default_value_t = 24)]
     overlap: u32,
     /// streaming: α, the local fragment's weight when merging (Streaming DiLoCo: 0.5).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_MIXING", default_value_t = 0.5)]
+    #[arg(long, env = "SPACEFABRIC_MIXING", default_value_t = 0.5)]
     mixing: f32,
     /// `+c` strategies: fraction of outer-gradient entries kept (top-k; SparseLoCo: 1-3 %).
     /// Every rank's slot crosses the sites in the all-gather, so 2 % at 2 bits is what keeps
     /// the cross-site bytes ≥ 8× below plain DiLoCo's reduced f32 deltas on 4 + 4 nodes.
-    #[arg(
-        long,
-        env = "SPACEFABRIC_TRAIN_COMPRESS_DENSITY",
-        default_value_t = 0.02
-    )]
+    #[arg(long, env = "SPACEFABRIC_COMPRESS_DENSITY", default_value_t = 0.02)]
     compress_density: f32,
     /// `+c` strategies: bits per kept value (2, 4, 8, 32).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_COMPRESS_BITS", default_value_t = 2)]
+    #[arg(long, env = "SPACEFABRIC_COMPRESS_BITS", default_value_t = 2)]
     compress_bits: u32,
     /// `+c` strategies: turn error feedback off (it is on by default).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_NO_ERROR_FEEDBACK")]
+    #[arg(long, env = "SPACEFABRIC_NO_ERROR_FEEDBACK")]
     no_error_feedback: bool,
     /// Student hidden width (mlp only; default 128: at 32 the student stalls near 0.14 for
     /// hundreds of steps).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_WIDTH")]
+    #[arg(long, env = "SPACEFABRIC_WIDTH")]
     width: Option<usize>,
     /// Student hidden layers (mlp only; default 2).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_DEPTH")]
+    #[arg(long, env = "SPACEFABRIC_DEPTH")]
     depth: Option<usize>,
     /// Student activation (mlp only): relu (default) or tanh.
-    #[arg(long, env = "SPACEFABRIC_TRAIN_ACTIVATION")]
+    #[arg(long, env = "SPACEFABRIC_ACTIVATION")]
     activation: Option<String>,
     /// Input features of the task (mlp only; default 32).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_INPUT")]
+    #[arg(long, env = "SPACEFABRIC_INPUT")]
     input: Option<usize>,
     /// Outputs of the task (mlp only; default 8).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_OUTPUT")]
+    #[arg(long, env = "SPACEFABRIC_OUTPUT")]
     output: Option<usize>,
     /// Teacher hidden width (mlp only; default 32).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_TEACHER_WIDTH")]
+    #[arg(long, env = "SPACEFABRIC_TEACHER_WIDTH")]
     teacher_width: Option<usize>,
     /// Teacher hidden layers (mlp only; default 1).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_TEACHER_DEPTH")]
+    #[arg(long, env = "SPACEFABRIC_TEACHER_DEPTH")]
     teacher_depth: Option<usize>,
     /// Training samples (mlp) or characters of training text (lm) in the whole job, split
     /// into one data shard per node. Per model (lm: all 984,354; mlp 65,536).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_SAMPLES")]
+    #[arg(long, env = "SPACEFABRIC_SAMPLES")]
     samples: Option<u64>,
     /// Sync and sharded evaluate the held-out loss every this many steps (the outer
     /// strategies at every outer step). Per model (lm 25; mlp 5).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_EVAL_EVERY")]
+    #[arg(long, env = "SPACEFABRIC_EVAL_EVERY")]
     eval_every: Option<u64>,
     /// Held-out samples (mlp) or validation windows (lm) per evaluation. Per model (lm 64;
     /// mlp 512).
-    #[arg(long, env = "SPACEFABRIC_TRAIN_EVAL_SAMPLES")]
+    #[arg(long, env = "SPACEFABRIC_EVAL_SAMPLES")]
     eval_samples: Option<usize>,
     /// Job seed: data and initial model.
     #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
@@ -201,7 +197,7 @@ pub(crate) struct TrainFlags {
     plot: Option<PathBuf>,
     /// Sync and sharded commit their state every this many steps (the outer strategies at
     /// every outer step); a job restarted after a node loss resumes from the last commit.
-    #[arg(long, env = "SPACEFABRIC_TRAIN_COMMIT_EVERY", default_value_t = 10)]
+    #[arg(long, env = "SPACEFABRIC_COMMIT_EVERY", default_value_t = 10)]
     commit_every: u32,
     /// Run each strategy as a job of a running cluster's controller (its node processes)
     /// instead of on endpoints in this process; --profile and --nodes then come from the
@@ -213,7 +209,7 @@ pub(crate) struct TrainFlags {
     join_token: Option<String>,
     /// With an https:// --controller: the CA certificate (PEM) to trust (the controller's
     /// `<state-dir>/ca.cert.pem`).
-    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+    #[arg(long = "controller-ca", alias = "ca-cert", env = "SPACEFABRIC_CONTROLLER_CA")]
     ca_cert: Option<PathBuf>,
     /// With --controller: start each job only once this many nodes are alive (0: any).
     #[arg(long, env = "SPACEFABRIC_MIN_NODES", default_value_t = 0)]

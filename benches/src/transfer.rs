@@ -52,47 +52,43 @@ pub(crate) struct TransferArgs {
     #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
     profile: String,
     /// Bytes to transfer (suffixes K, M, G = 2^10, 2^20, 2^30).
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_SIZE", default_value = "256M", value_parser = parse_nonzero_size)]
+    #[arg(long, env = "SPACEFABRIC_SIZE", default_value = "256M", value_parser = parse_nonzero_size)]
     size: u64,
     /// Congestion controllers to compare, comma-separated.
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_CC", value_delimiter = ',', default_value = "cubic,bbr,link-aware", value_parser = parse_cc)]
+    #[arg(long, env = "SPACEFABRIC_CC", value_delimiter = ',', default_value = "cubic,bbr,link-aware", value_parser = parse_cc)]
     cc: Vec<CcChoice>,
     /// Sending site (default: the profile's first site).
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_FROM")]
+    #[arg(long, env = "SPACEFABRIC_FROM")]
     from: Option<String>,
     /// Receiving site (default: the profile's second site, or the first if there is one).
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_TO")]
+    #[arg(long, env = "SPACEFABRIC_TO")]
     to: Option<String>,
     /// Inject an outage of this many seconds (emulated time) on the link, in the middle of
     /// the transfer, and measure the recovery. 0 = no outage run.
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_OUTAGE_FOR", default_value_t = 0.0)]
+    #[arg(long, env = "SPACEFABRIC_OUTAGE_FOR", default_value_t = 0.0)]
     outage_for: f64,
     /// When the injected outage starts, in seconds after the scenario epoch (default: half
     /// way through the predicted transfer).
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_OUTAGE_AT")]
+    #[arg(long, env = "SPACEFABRIC_OUTAGE_AT")]
     outage_at: Option<f64>,
     /// Contact-aware sending in the outage runs: on, off, or both (comma-separated).
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_CONTACT_AWARE", value_delimiter = ',', default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, env = "SPACEFABRIC_CONTACT_AWARE", value_delimiter = ',', default_value = "on", value_parser = parse_on_off)]
     contact_aware: Vec<bool>,
     /// Concurrent flows over one shared trunk for the sharing runs (0 or 1 = no sharing run).
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_FLOWS", default_value_t = 0)]
+    #[arg(long, env = "SPACEFABRIC_FLOWS", default_value_t = 0)]
     flows: usize,
     /// Start each goodput run's transfer at this emulated time (seconds since the scenario
     /// epoch; the meshes connect first). 0 = at once.
     #[arg(long, env = "SPACEFABRIC_TRANSFER_START_AT", default_value_t = 0.0)]
     start_at: f64,
     /// Skip the goodput runs (outage runs only).
-    #[arg(
-        long,
-        env = "SPACEFABRIC_TRANSFER_SKIP_GOODPUT",
-        default_value_t = false
-    )]
+    #[arg(long, env = "SPACEFABRIC_SKIP_GOODPUT", default_value_t = false)]
     skip_goodput: bool,
     /// Wall-clock time (real) or tokio's paused clock (virtual: protocol only, no CPU cost).
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_CLOCK", value_enum, default_value_t = ClockMode::Real)]
+    #[arg(long, env = "SPACEFABRIC_CLOCK", value_enum, default_value_t = ClockMode::Real)]
     clock: ClockMode,
     /// Give up on a run after this many seconds of emulated time.
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_TIMEOUT", default_value_t = 900.0)]
+    #[arg(long, env = "SPACEFABRIC_TIMEOUT", default_value_t = 900.0)]
     timeout: f64,
     /// Write the results as JSON to this file.
     #[arg(long, env = "SPACEFABRIC_JSON")]
@@ -865,8 +861,9 @@ pub(crate) fn run(args: TransferArgs) -> anyhow::Result<std::process::ExitCode> 
     }
     let corrupted =
         report.outage.iter().any(|r| !r.intact) || report.sharing.iter().any(|r| !r.intact);
+    // A transfer that arrived corrupted is a wrong result: 3 (spacefabric_cli::exit_code).
     Ok(if corrupted {
-        std::process::ExitCode::FAILURE
+        spacefabric_cli::exit_code::ExitStatus::WrongResults.into()
     } else {
         std::process::ExitCode::SUCCESS
     })

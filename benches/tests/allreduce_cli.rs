@@ -1,5 +1,5 @@
 //! `spacefabric-bench allreduce` end to end on the in-memory fabric: the nccl-tests table,
-//! the footer, the files, and a wrong element turning the run into FAILED with exit code 1.
+//! the footer, the files, and a wrong element turning the run into FAILED with exit code 3.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
@@ -98,7 +98,8 @@ fn a_wrong_element_fails_the_run() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // 3: wrong results (docs/CLI.md, exit codes)
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
     assert!(
         stdout.contains("# Out of bounds values : 1 FAILED"),
         "{stdout}"
@@ -299,7 +300,7 @@ fn a_64_gib_sweep_and_an_unwritable_json_are_refused_before_the_run() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "a usage error: {stderr}");
     assert!(stderr.contains("--json"), "{stderr}");
     assert!(!stderr.contains("# size"), "the sweep ran first: {stderr}");
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// The env variable every binary reads the CA certificate (PEM) of an https controller from.
-pub const CA_CERT_ENV: &str = "SPACEFABRIC_CA_CERT";
+pub const CA_CERT_ENV: &str = "SPACEFABRIC_CONTROLLER_CA";
 
 /// The CA env variable the node and the forwarder used to read; refused with a message
 /// naming [`CA_CERT_ENV`] so a stale deployment fails loudly instead of silently going
 /// without its CA.
-pub const RETIRED_CA_ENV: &str = "SPACEFABRIC_CONTROLLER_CA";
+pub const RETIRED_CA_ENV: &str = "SPACEFABRIC_CA_CERT";
 
 /// What went wrong talking to the controller; each names the flag or the URL.
 #[derive(Debug, thiserror::Error)]

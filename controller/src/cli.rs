@@ -57,7 +57,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: String,
     /// The controller's site (default: the profile's first site).
-    #[arg(long, env = "SPACEFABRIC_CONTROLLER_SITE")]
+    #[arg(
+        long = "controller-site",
+        alias = "site",
+        env = "SPACEFABRIC_CONTROLLER_SITE"
+    )]
     pub site: Option<String>,
     /// Serve gRPC over TLS with a certificate from the cluster CA (`<state-dir>/ca.cert.pem`).
     #[arg(long, env = "SPACEFABRIC_TLS")]
@@ -152,15 +156,19 @@ pub struct StatusArgs {
     #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: String,
     /// CA certificate (PEM) to trust for an https:// controller.
-    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+    #[arg(
+        long = "controller-ca",
+        alias = "ca-cert",
+        env = "SPACEFABRIC_CONTROLLER_CA"
+    )]
     pub ca_cert: Option<PathBuf>,
     /// Print JSON instead of tables.
-    #[arg(long, env = "SPACEFABRIC_STATUS_JSON")]
+    #[arg(long, env = "SPACEFABRIC_JSON")]
     pub json: bool,
     /// Show the newest this many jobs (1–1000), without their results.
     #[arg(
         long,
-        env = "SPACEFABRIC_STATUS_JOBS",
+        env = "SPACEFABRIC_JOBS",
         default_value_t = 20,
         value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
@@ -274,17 +282,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), CommandError> {
             "--tls without --state-dir: the CA lives in memory and clients cannot read its certificate"
         );
     }
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(args.metrics_listen)
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
-            &[0.001, 0.01, 0.1, 0.5, 1.0, 2.56, 5.0, 10.0, 60.0],
-        )
-        .map_err(|e| CommandError::Usage(format!("metrics: {e}")))?
-        .install()
-        .map_err(|e| {
-            CommandError::Usage(format!("--metrics-listen {}: {e}", args.metrics_listen))
-        })?;
+    // /metrics (with process metrics), /readyz and /livez; the probes ask the gRPC health
+    // service instead, which answers once the controller serves.
+    let handle = spacefabric_cli::metrics_http::install_recorder()
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
+    spacefabric_cli::metrics_http::serve(
+        args.metrics_listen,
+        handle,
+        spacefabric_cli::metrics_http::Readiness::ready(),
+    )
+    .await
+    .map_err(|e| CommandError::Usage(e.to_string()))?;
     spacefabric_proto::metrics_catalog::describe_and_register(
         crate::metrics_catalog::CONTROLLER_METRICS,
     );
@@ -338,7 +346,7 @@ async fn wait_for_signal() {
 pub async fn connect(url: &str, ca_cert: Option<&Path>) -> Result<Channel, CommandError> {
     spacefabric_client::refuse_retired_ca_env()?;
     let ca_pem = ca_cert
-        .map(|path| spacefabric_client::read_ca("--ca-cert", path))
+        .map(|path| spacefabric_client::read_ca("--controller-ca", path))
         .transpose()?;
     Ok(spacefabric_client::connect(&ConnectOptions::new(url, ca_pem)).await?)
 }
@@ -399,10 +407,14 @@ pub struct PingArgs {
     #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: String,
     /// CA certificate (PEM) to trust for an https:// controller.
-    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+    #[arg(
+        long = "controller-ca",
+        alias = "ca-cert",
+        env = "SPACEFABRIC_CONTROLLER_CA"
+    )]
     pub ca_cert: Option<PathBuf>,
     /// Round trips per node.
-    #[arg(long, env = "SPACEFABRIC_PING_ITERATIONS", default_value_t = 5)]
+    #[arg(long, env = "SPACEFABRIC_ITERATIONS", default_value_t = 5)]
     pub iterations: u32,
 }
 

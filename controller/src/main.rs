@@ -4,15 +4,23 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use spacefabric_cli::exit_code::ExitStatus;
+use spacefabric_cli::logging::{self, LogArgs, LogFormat};
 use spacefabric_controller::{cli, profile_report, timeline_plot};
 
 /// The spacefabric controller and its profile tools.
 #[derive(Debug, Parser)]
-#[command(name = "spacefabric-controller", version, about)]
+#[command(
+    name = "spacefabric-controller",
+    version = spacefabric_cli::version::VERSION,
+    about
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +34,8 @@ enum Command {
     /// Check, show and plot link profiles (netem-profiles TOML files).
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(spacefabric_cli::completions::CompletionsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,13 +59,13 @@ enum ProfileCommand {
         #[arg(env = "SPACEFABRIC_PROFILE")]
         file: PathBuf,
         /// Hours of emulated time to cover.
-        #[arg(long, env = "SPACEFABRIC_TIMELINE_HOURS", default_value_t = 24.0)]
+        #[arg(long, env = "SPACEFABRIC_HOURS", default_value_t = 24.0)]
         hours: f64,
         /// Seconds per column of the strip chart (default: hours/60).
-        #[arg(long, env = "SPACEFABRIC_TIMELINE_STEP")]
+        #[arg(long, env = "SPACEFABRIC_STEP")]
         step: Option<f64>,
         /// Also write an SVG chart (up/down bars per link, one-way delay over time) here.
-        #[arg(long, env = "SPACEFABRIC_TIMELINE_PLOT")]
+        #[arg(long, env = "SPACEFABRIC_PLOT")]
         plot: Option<PathBuf>,
     },
     /// Export the links' up windows and light times as an ION contact plan (`a contact`,
@@ -65,42 +75,59 @@ enum ProfileCommand {
         #[arg(env = "SPACEFABRIC_PROFILE")]
         file: PathBuf,
         /// Hours of emulated time to cover.
-        #[arg(long, env = "SPACEFABRIC_CONTACT_PLAN_HOURS", default_value_t = 24.0)]
+        #[arg(long, env = "SPACEFABRIC_HOURS", default_value_t = 24.0)]
         hours: f64,
     },
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = spacefabric_cli::env_names::check() {
+        eprintln!("error: {e}");
+        return ExitStatus::Usage.into();
+    }
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Profile(cmd) => run_profile(cmd),
-        Command::Serve(args) => run_async(cli::serve(args)),
-        Command::Status(args) => run_async(cli::status(args)),
-        Command::Ping(args) => run_async(cli::ping(args)),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
+    let log = cli.log.log_format;
+    match cli.command {
+        // Profile files are the input: any error in them is a usage error (2).
+        Command::Profile(cmd) => run_profile(cmd).unwrap_or_else(|e| {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitStatus::Usage.into()
+        }),
+        Command::Serve(args) => run_async(log, cli::serve(args)),
+        Command::Status(args) => run_async(log, cli::status(args)),
+        Command::Ping(args) => run_async(log, cli::ping(args)),
+        Command::Completions(args) => {
+            spacefabric_cli::completions::write(args.shell, Cli::command(), &mut std::io::stdout());
+            ExitStatus::Ok.into()
         }
     }
 }
 
-/// Runs an async command on a multi-threaded runtime, with logs on stderr.
+/// Runs an async command on a multi-threaded runtime, with logs on stderr. A wrong flag or
+/// input file exits 2, anything failing at run time 1.
 fn run_async(
+    log: LogFormat,
     command: impl Future<Output = Result<(), cli::CommandError>>,
-) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(command)?;
-    Ok(ExitCode::SUCCESS)
+) -> ExitCode {
+    logging::init(log, "info");
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| (ExitStatus::Failure, e.to_string()))
+        .and_then(|runtime| {
+            runtime.block_on(command).map_err(|e| {
+                let status = match e {
+                    cli::CommandError::Usage(_) => ExitStatus::Usage,
+                    _ => ExitStatus::Failure,
+                };
+                (status, e.to_string())
+            })
+        });
+    match result {
+        Ok(()) => ExitStatus::Ok.into(),
+        Err((status, message)) => {
+            eprintln!("error: {message}");
+            status.into()
+        }
+    }
 }
 
 fn run_profile(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
@@ -114,10 +141,11 @@ fn run_profile(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("{line}");
             }
             Ok(if report.all_valid() {
-                ExitCode::SUCCESS
+                ExitStatus::Ok
             } else {
-                ExitCode::from(2)
-            })
+                ExitStatus::Usage
+            }
+            .into())
         }
         ProfileCommand::Show { file } => {
             let profile = profile_report::load(&file)?;
@@ -159,5 +187,27 @@ fn run_profile(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
             print!("{}", plan.text);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variable_follows_the_scheme_and_is_in_the_table() {
+        let command = Cli::command();
+        let violations = spacefabric_cli::env_names::scheme_violations(&command);
+        assert!(violations.is_empty(), "{}", violations.join("\n"));
+        let doc = include_str!("../../docs/CLI.md");
+        let missing: Vec<String> = spacefabric_cli::env_names::table_rows(&command)
+            .into_iter()
+            .filter(|row| !doc.contains(row.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/CLI.md lacks these rows:\n{}",
+            missing.join("\n")
+        );
     }
 }

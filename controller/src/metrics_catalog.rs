@@ -85,7 +85,10 @@ mod tests {
     fn every_family_has_help_and_type_and_counters_start_at_zero() {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, || describe_and_register(CONTROLLER_METRICS));
+        metrics::with_local_recorder(&recorder, || {
+            describe_and_register(CONTROLLER_METRICS);
+            spacefabric_proto::metrics_catalog::register_build_info("test");
+        });
         let text = handle.render();
         assert_eq!(
             families_without_help_or_type(&text),

@@ -1,21 +1,24 @@
 //! The controller and four nodes as real processes, configured ONLY through the environment
-//! the Kubernetes manifests set (deploy/k8s/base: the controller Deployment and the node
-//! StatefulSet), read from the manifests themselves, with nothing inherited from the test's own
-//! environment. Each variable is resolved the way the kubelet would: `value`, `secretKeyRef`
-//! (from the base Secret), Downward API `metadata.name` (the pod name
-//! `spacefabric-node-<ordinal>`) and `status.podIP` (127.0.0.1 here), then `$(VAR)` references.
+//! the Kubernetes manifests set (the earth-moon overlay as `kubectl kustomize` renders it: the
+//! controller Deployment and the per-site node StatefulSets), with nothing inherited from the
+//! test's own environment. Each variable is resolved the way the kubelet would: `value`,
+//! `secretKeyRef` (from the rendered Secret), Downward API `metadata.name` (the pod name
+//! `spacefabric-node-<site>-<ordinal>`), `metadata.labels['...']` (the pod template's labels)
+//! and `status.podIP` (127.0.0.1 here), then `$(VAR)` references.
 //!
 //! What one host cannot give every process and a pod network can is adapted, and only that:
 //! - each pod has its own IP, so the contract ports (7400, 9400, 7500, 9500) map to free ports
-//!   on 127.0.0.1, and `0.0.0.0` binds become 127.0.0.1 binds;
+//!   on 127.0.0.1, and `0.0.0.0` / `[::]` binds become 127.0.0.1 binds;
 //! - the Service name `spacefabric-controller` resolves to 127.0.0.1;
 //! - paths under a volume mount point map to the volume's content: the profiles ConfigMap
 //!   (deploy/k8s/base/profiles) and the state PersistentVolumeClaim (a temporary directory).
 //!
 //! Then: the controller's gRPC health answers SERVING (its probes), the nodes register under
-//! their pod names on the sites their ordinals pick (ordinals 0, 3, 4, 7: the edges of
-//! `earth=0-3,moon=4-7`), advertise the pod IP with their QUIC port, answer `GET /metrics`
-//! (their probes), and SIGTERM makes each leave cleanly within the pod's grace period.
+//! their pod names on the site of their StatefulSet — ordinals 0 and 3 of earth and moon, and
+//! ordinals 4 and 9 that only a `kubectl scale` beyond the rendered 4 replicas creates —
+//! advertise the pod IP with their QUIC port, answer `GET /readyz` 200 once registered and
+//! `/livez` and `/metrics` (their probes and scrape), and SIGTERM makes each leave cleanly
+//! within the pod's grace period.
 
 #![allow(clippy::unwrap_used)]
 
@@ -31,7 +34,8 @@ use std::time::{Duration, Instant};
 use serde_norway::Value;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{ListNodesRequest, ListNodesResponse, NodeState};
-use support::{at, containers, find, seq_at, str_at, workspace_bin, workspace_root, yaml_docs};
+use support::kustomize::render;
+use support::{at, containers, find, seq_at, str_at, workspace_bin, workspace_root};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -41,7 +45,9 @@ use tonic_health::pb::health_client::HealthClient;
 /// the emulated Earth-Moon light delay twice).
 const WAIT: Duration = Duration::from_secs(90);
 const POD_IP: &str = "127.0.0.1";
-const ORDINALS: [u32; 4] = [0, 3, 4, 7];
+/// (site, ordinal) of the node pods started: the rendered replicas are 4 per site, so
+/// ordinals 4 and 9 are pods that `kubectl scale --replicas=5` / `=10` would add.
+const PODS: [(&str, u32); 4] = [("earth", 0), ("earth", 9), ("moon", 3), ("moon", 4)];
 
 /// A child process killed (SIGKILL) if the test fails before it is stopped.
 struct Proc {
@@ -146,6 +152,7 @@ fn free_udp_port() -> u16 {
 /// Where one pod's world differs from this host's: ports, the Service name, mounted paths.
 struct PodWorld<'a> {
     pod_name: &'a str,
+    pod_labels: Option<&'a Value>,
     ports: BTreeMap<u16, u16>,
     controller_service: &'a str,
     mounts: BTreeMap<String, PathBuf>,
@@ -164,7 +171,17 @@ impl PodWorld<'_> {
                 match field {
                     "metadata.name" => self.pod_name.to_string(),
                     "status.podIP" => POD_IP.to_string(),
-                    other => panic!("{name}: Downward API field {other} not emulated here"),
+                    other => match other
+                        .strip_prefix("metadata.labels['")
+                        .and_then(|l| l.strip_suffix("']"))
+                    {
+                        Some(label) => self
+                            .pod_labels
+                            .and_then(|l| str_at(l, &[label]))
+                            .unwrap_or_else(|| panic!("{name}: the pod has no label {label}"))
+                            .to_string(),
+                        None => panic!("{name}: Downward API field {other} not emulated here"),
+                    },
                 }
             } else if let Some(secret) = at(entry, &["valueFrom", "secretKeyRef"]) {
                 let secret_name = str_at(secret, &["name"]).unwrap();
@@ -192,7 +209,7 @@ impl PodWorld<'_> {
         if let Some((host, port)) = host_port.rsplit_once(':')
             && let Ok(port) = port.parse::<u16>()
         {
-            let host = if host == "0.0.0.0" || host == self.controller_service {
+            let host = if host == "0.0.0.0" || host == "[::]" || host == self.controller_service {
                 POD_IP
             } else {
                 host
@@ -309,14 +326,9 @@ async fn wait_until<T>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
     let base_dir = workspace_root().join("deploy/k8s/base");
-    let docs: Vec<Value> = ["controller.yaml", "node.yaml", "join-token-secret.yaml"]
-        .iter()
-        .flat_map(|f| yaml_docs(&base_dir.join(f)))
-        .collect();
+    let docs = render(&workspace_root().join("deploy/k8s/overlays/earth-moon"));
     let deployment = find(&docs, "Deployment", "spacefabric-controller");
-    let statefulset = find(&docs, "StatefulSet", "spacefabric-node");
     let ctl_container = &containers(deployment)[0];
-    let node_container = &containers(statefulset)[0];
     let tmp = tempfile::tempdir().unwrap();
     let state_dir = tmp.path().join("state");
     std::fs::create_dir(&state_dir).unwrap();
@@ -325,6 +337,7 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
     let grpc = free_tcp_port();
     let ctl_world = PodWorld {
         pod_name: "spacefabric-controller-0",
+        pod_labels: at(deployment, &["spec", "template", "metadata", "labels"]),
         ports: BTreeMap::from([(7400, grpc), (9400, free_tcp_port())]),
         controller_service: "spacefabric-controller",
         mounts: BTreeMap::from([
@@ -354,6 +367,11 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
     )
     .await;
     let ctl_metrics: SocketAddr = ctl_env["SPACEFABRIC_METRICS_LISTEN"].parse().unwrap();
+    assert!(
+        http_get(ctl_metrics, "/metrics")
+            .is_some_and(|(_, body)| body.contains("# TYPE process_cpu_seconds_total counter")),
+        "controller /metrics carries the process metrics"
+    );
     assert_eq!(
         http_get_status(ctl_metrics, "/metrics"),
         Some(200),
@@ -364,28 +382,35 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
     let node_bin = workspace_bin("spacefabric-node", "spacefabric-node");
     let mut nodes = Vec::new();
     let mut expected = BTreeMap::new();
-    for ordinal in ORDINALS {
-        let pod_name = format!("spacefabric-node-{ordinal}");
+    let mut statefulset = None;
+    for (site, ordinal) in PODS {
+        let sts = find(&docs, "StatefulSet", &format!("spacefabric-node-{site}"));
+        let replicas = at(sts, &["spec", "replicas"])
+            .and_then(Value::as_u64)
+            .unwrap();
+        assert_eq!(replicas, 4, "PODS assume 4 rendered replicas per site");
+        statefulset = Some(sts);
+        let node_container = &containers(sts)[0];
+        let pod_name = format!("spacefabric-node-{site}-{ordinal}");
+        let quic = free_udp_port();
         let world = PodWorld {
             pod_name: &pod_name,
-            ports: BTreeMap::from([
-                (7400, grpc),
-                (7500, free_udp_port()),
-                (9500, free_tcp_port()),
-            ]),
+            pod_labels: at(sts, &["spec", "template", "metadata", "labels"]),
+            ports: BTreeMap::from([(7400, grpc), (7500, quic), (9500, free_tcp_port())]),
             controller_service: "spacefabric-controller",
             mounts: BTreeMap::new(),
             secrets: &docs,
         };
         let env = world.env_of(node_container);
         assert_eq!(env["SPACEFABRIC_NODE_NAME"], pod_name);
+        assert_eq!(env["SPACEFABRIC_SITE"], site);
         assert!(!env["SPACEFABRIC_ADVERTISE"].starts_with("0.0.0.0"));
-        let site = if ordinal <= 3 { "earth" } else { "moon" };
         expected.insert(
             pod_name.clone(),
             (
                 site,
-                env["SPACEFABRIC_ADVERTISE"].clone(),
+                // the bare pod IP and the port of SPACEFABRIC_LISTEN
+                format!("{}:{quic}", env["SPACEFABRIC_ADVERTISE"]),
                 env["SPACEFABRIC_METRICS_LISTEN"].clone(),
             ),
         );
@@ -397,6 +422,7 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
             tmp.path(),
         ));
     }
+    let statefulset = statefulset.unwrap();
 
     // every node registered under its pod name, on the site its ordinal picks, with its pod IP
     let listing = {
@@ -409,7 +435,7 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
                 .iter()
                 .filter(|n| n.state == NodeState::Alive as i32 && n.rank.is_some())
                 .count();
-            (alive == ORDINALS.len()).then_some(listing)
+            (alive == PODS.len()).then_some(listing)
         })
         .await
     };
@@ -420,7 +446,11 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
                 node.name
             )
         });
-        assert_eq!(node.site, *site, "{}: site from its ordinal", node.name);
+        assert_eq!(
+            node.site, *site,
+            "{}: site from its StatefulSet's label",
+            node.name
+        );
         assert_eq!(
             &node.advertise_addr, advertise,
             "{}: advertises its pod IP",
@@ -431,14 +461,20 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
     ranks.sort_unstable();
     assert_eq!(ranks, [0, 1, 2, 3]);
 
-    // the probes the StatefulSet declares: httpGet /metrics on the metrics port
+    // the probes the StatefulSet declares (readiness /readyz: registered; liveness /livez)
+    // and the scrape (/metrics), on the metrics port
+    // and the scrape (/metrics), on the metrics port. The controller lists a node as soon as
+    // it admits it; the node itself is ready once the answer has crossed the light delay back.
     for (name, (_, _, metrics)) in &expected {
         let addr: SocketAddr = metrics.parse().unwrap();
-        assert_eq!(
-            http_get_status(addr, "/metrics"),
-            Some(200),
-            "{name} /metrics"
-        );
+        let mut procs: Vec<&mut Proc> = nodes.iter_mut().collect();
+        wait_until(&format!("{name} /readyz 200"), &mut procs, async || {
+            (http_get_status(addr, "/readyz") == Some(200)).then_some(())
+        })
+        .await;
+        for path in ["/livez", "/metrics"] {
+            assert_eq!(http_get_status(addr, path), Some(200), "{name} {path}");
+        }
     }
 
     // Each node has its registration answer (which takes the light delay back to the Moon)

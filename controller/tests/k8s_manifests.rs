@@ -1,21 +1,27 @@
-//! The Kubernetes manifests under deploy/k8s checked against the code they run:
+//! The Kubernetes manifests under deploy/k8s, rendered by the real kustomize (`kubectl
+//! kustomize`, what `kubectl apply -k` runs), checked against the code they run:
 //! - the profiles ConfigMap is generated from netem-profiles/profiles: same files, byte for
-//!   byte, and every profile in it parses with [`Profile::parse`];
+//!   byte, and every profile in it parses with [`Profile::parse`]; its name carries kustomize's
+//!   content hash, so a changed profile renames it and rolls the pods that mount it;
 //! - every `SPACEFABRIC_*` variable a container sets is one its binary reads (from the
 //!   binary's own `--help`, where clap lists `[env: NAME=]`), the ones a role needs are set, and
 //!   the ports of env values, container ports, Services, probes and scrape annotations are the
 //!   contract's (controller gRPC 7400/tcp, metrics 9400; node QUIC 7500/udp, metrics 9500) and
 //!   the binaries' defaults;
-//! - node identity and advertise address come from the Downward API;
+//! - node identity, site and advertise address come from the Downward API;
+//! - scale semantics: every overlay has one node StatefulSet per site of its profile; the
+//!   site is the pod's own label (from the StatefulSet's selector and template), so a pod of
+//!   ANY ordinal — one `kubectl scale` adds — runs on a valid site; each site has a
+//!   PodDisruptionBudget over exactly its pods; readiness is `/readyz` (registered);
+//! - the app.kubernetes.io/{name,instance,component,part-of,version} labels are on every
+//!   object and pod template, the version the workspace's;
 //! - the forwarder (`spacefabric-node forwarder`, trunk 7600/udp, metrics 9600) has a headless
 //!   Service, the controller hands its address to the nodes, and it loads the controller's
-//!   profile in the base and every overlay;
-//! - in the base and every overlay, the site ranges place each StatefulSet ordinal on exactly
-//!   one site of the profile the controller loads;
+//!   profile in every overlay;
 //! - the benchmark Job uses flags `spacefabric-bench allreduce` has and reaches the
 //!   controller's Service.
 //!
-//! scripts/validate-k8s.sh checks the same files against the Kubernetes schemas.
+//! scripts/validate-k8s.sh checks the same renderings against the Kubernetes schemas.
 
 #![allow(clippy::unwrap_used)]
 
@@ -26,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use netem_profiles::Profile;
 use serde_norway::Value;
+use support::kustomize::render;
 use support::{
     HelpOptions, at, containers, env_entry, env_value, find, seq_at, str_at, workspace_bin,
     workspace_root, yaml_docs,
@@ -42,22 +49,23 @@ fn k8s_dir() -> PathBuf {
     workspace_root().join("deploy/k8s")
 }
 
-/// Every document of every manifest file in a directory (kustomization files excluded).
-fn manifests_in(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "yaml")
-                && p.file_name().is_some_and(|n| n != "kustomization.yaml")
-        })
-        .collect();
-    files.sort();
-    files.iter().flat_map(|f| yaml_docs(f)).collect()
+/// The earth-moon overlay as kustomize renders it: the base plus one node StatefulSet per
+/// site. What the per-role tests check (the overlays differ only in sites and profile).
+fn earth_moon() -> Vec<Value> {
+    render(&k8s_dir().join("overlays/earth-moon"))
 }
 
-fn base() -> Vec<Value> {
-    manifests_in(&k8s_dir().join("base"))
+/// The label that carries a node pod's site.
+const SITE_LABEL: &str = "spacefabric.dev/site";
+
+/// The node StatefulSets (component node) of a rendering.
+fn node_statefulsets(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| {
+            str_at(d, &["kind"]) == Some("StatefulSet")
+                && str_at(d, &["metadata", "labels", "app.kubernetes.io/component"]) == Some("node")
+        })
+        .collect()
 }
 
 fn overlay_dirs() -> Vec<PathBuf> {
@@ -97,14 +105,14 @@ fn configmap_profiles() -> BTreeMap<String, String> {
         .iter()
         .find(|g| str_at(g, &["name"]) == Some("spacefabric-profiles"))
         .expect("configMapGenerator spacefabric-profiles");
-    assert_eq!(
+    assert_ne!(
         at(
             kustomization,
             &["generatorOptions", "disableNameSuffixHash"]
         )
         .and_then(Value::as_bool),
         Some(true),
-        "the workloads mount the ConfigMap by its plain name"
+        "the ConfigMap's name must carry kustomize's content hash, so a profile change rolls the pods"
     );
     seq_at(generator, &["files"])
         .iter()
@@ -278,7 +286,7 @@ fn check_container(container: &Value, listen: (&str, u16, &str), metrics: u16, r
 
 #[test]
 fn controller_manifest_matches_the_controller_binary() {
-    let docs = base();
+    let docs = earth_moon();
     let deployment = find(&docs, "Deployment", "spacefabric-controller");
     assert_eq!(
         at(deployment, &["spec", "replicas"]).and_then(Value::as_u64),
@@ -323,10 +331,12 @@ fn controller_manifest_matches_the_controller_binary() {
     let profile = env_value(container, "SPACEFABRIC_PROFILE").unwrap();
     let (dir, key) = profile.rsplit_once('/').unwrap();
     let profiles_volume = mounted_volume(pod, container, dir);
-    assert_eq!(
-        str_at(profiles_volume, &["configMap", "name"]),
-        Some("spacefabric-profiles")
+    let configmap = str_at(profiles_volume, &["configMap", "name"]).unwrap();
+    assert!(
+        configmap.starts_with("spacefabric-profiles-"),
+        "{configmap}: the hashed name kustomize generates"
     );
+    find(&docs, "ConfigMap", configmap);
     assert!(
         configmap_profiles().contains_key(key),
         "{profile}: no key {key} in the ConfigMap"
@@ -347,81 +357,87 @@ fn controller_manifest_matches_the_controller_binary() {
 
 #[test]
 fn node_manifest_matches_the_node_binary() {
-    let docs = base();
-    let statefulset = find(&docs, "StatefulSet", "spacefabric-node");
-    let container = &containers(statefulset)[0];
-    check_container(
-        container,
-        ("quic", NODE_QUIC, "UDP"),
-        NODE_METRICS,
-        &[
-            "SPACEFABRIC_NODE_NAME",
-            "SPACEFABRIC_ADVERTISE",
-            "SPACEFABRIC_CONTROLLER",
-            "SPACEFABRIC_JOIN_TOKEN",
-            "SPACEFABRIC_SITE_BY_ORDINAL",
-            "SPACEFABRIC_LISTEN",
-            "SPACEFABRIC_METRICS_LISTEN",
-        ],
-    );
+    let docs = earth_moon();
+    let statefulsets = node_statefulsets(&docs);
+    assert!(statefulsets.len() >= 2, "one node StatefulSet per site");
+    for statefulset in statefulsets {
+        let container = &containers(statefulset)[0];
+        check_container(
+            container,
+            ("quic", NODE_QUIC, "UDP"),
+            NODE_METRICS,
+            &[
+                "SPACEFABRIC_NODE_NAME",
+                "SPACEFABRIC_SITE",
+                "SPACEFABRIC_ADVERTISE",
+                "SPACEFABRIC_CONTROLLER",
+                "SPACEFABRIC_JOIN_TOKEN",
+                "SPACEFABRIC_LISTEN",
+                "SPACEFABRIC_METRICS_LISTEN",
+            ],
+        );
 
-    // identity and advertise address from the Downward API; never 0.0.0.0
-    let field_ref = |env: &str| {
-        str_at(
-            env_entry(container, env).unwrap(),
-            &["valueFrom", "fieldRef", "fieldPath"],
-        )
-    };
-    assert_eq!(field_ref("SPACEFABRIC_NODE_NAME"), Some("metadata.name"));
-    assert_eq!(field_ref("POD_IP"), Some("status.podIP"));
-    assert_eq!(
-        env_value(container, "SPACEFABRIC_ADVERTISE"),
-        Some(format!("$(POD_IP):{NODE_QUIC}").as_str())
-    );
-
-    // the controller address is the controller Service's gRPC port
-    let controller_service = find(&docs, "Service", "spacefabric-controller");
-    let grpc_port = service_port(controller_service, "grpc");
-    assert_eq!(
-        env_value(container, "SPACEFABRIC_CONTROLLER"),
-        Some(format!("http://spacefabric-controller:{grpc_port}").as_str())
-    );
-    check_join_token(&docs, container);
-
-    for probe in ["readinessProbe", "livenessProbe"] {
+        // identity, site and advertise address from the Downward API; never 0.0.0.0
+        let field_ref = |env: &str| {
+            str_at(
+                env_entry(container, env).unwrap(),
+                &["valueFrom", "fieldRef", "fieldPath"],
+            )
+        };
+        assert_eq!(field_ref("SPACEFABRIC_NODE_NAME"), Some("metadata.name"));
         assert_eq!(
-            str_at(container, &[probe, "httpGet", "path"]),
-            Some("/metrics"),
-            "node {probe}"
+            field_ref("SPACEFABRIC_SITE"),
+            Some(format!("metadata.labels['{SITE_LABEL}']").as_str())
+        );
+        // A bare pod IP: the node adds its --listen port, and formats IPv6 with brackets.
+        assert_eq!(field_ref("SPACEFABRIC_ADVERTISE"), Some("status.podIP"));
+        assert!(env_entry(container, "SPACEFABRIC_SITE_BY_ORDINAL").is_none());
+
+        // the controller address is the controller Service's gRPC port
+        let controller_service = find(&docs, "Service", "spacefabric-controller");
+        let grpc_port = service_port(controller_service, "grpc");
+        assert_eq!(
+            env_value(container, "SPACEFABRIC_CONTROLLER"),
+            Some(format!("http://spacefabric-controller:{grpc_port}").as_str())
+        );
+        check_join_token(&docs, container);
+
+        // ready = registered with the controller; alive = serving HTTP
+        for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/livez")] {
+            assert_eq!(
+                str_at(container, &[probe, "httpGet", "path"]),
+                Some(path),
+                "node {probe}"
+            );
+            assert_eq!(
+                str_at(container, &[probe, "httpGet", "port"]),
+                Some("metrics"),
+                "node {probe}"
+            );
+        }
+        check_scrape_annotations(statefulset, NODE_METRICS);
+
+        let service = find(&docs, "Service", "spacefabric-node");
+        assert_eq!(
+            str_at(service, &["spec", "clusterIP"]),
+            Some("None"),
+            "headless"
         );
         assert_eq!(
-            str_at(container, &[probe, "httpGet", "port"]),
-            Some("metrics"),
-            "node {probe}"
+            str_at(statefulset, &["spec", "serviceName"]),
+            Some("spacefabric-node")
+        );
+        check_service(
+            service,
+            statefulset,
+            &[("quic", NODE_QUIC, "UDP"), ("metrics", NODE_METRICS, "TCP")],
         );
     }
-    check_scrape_annotations(statefulset, NODE_METRICS);
-
-    let service = find(&docs, "Service", "spacefabric-node");
-    assert_eq!(
-        str_at(service, &["spec", "clusterIP"]),
-        Some("None"),
-        "headless"
-    );
-    assert_eq!(
-        str_at(statefulset, &["spec", "serviceName"]),
-        Some("spacefabric-node")
-    );
-    check_service(
-        service,
-        statefulset,
-        &[("quic", NODE_QUIC, "UDP"), ("metrics", NODE_METRICS, "TCP")],
-    );
 }
 
 #[test]
 fn forwarder_manifest_matches_the_forwarder_subcommand() {
-    let docs = base();
+    let docs = earth_moon();
     let deployment = find(&docs, "Deployment", "spacefabric-forwarder");
     assert_eq!(
         at(deployment, &["spec", "replicas"]).and_then(Value::as_u64),
@@ -480,10 +496,10 @@ fn forwarder_manifest_matches_the_forwarder_subcommand() {
         profile_of(&docs, "Deployment", "spacefabric-controller")
     );
     for dir in overlay_dirs() {
-        let patches = manifests_in(&dir);
+        let rendered = render(&dir);
         assert_eq!(
-            profile_of(&patches, "Deployment", "spacefabric-forwarder"),
-            profile_of(&patches, "Deployment", "spacefabric-controller"),
+            profile_of(&rendered, "Deployment", "spacefabric-forwarder"),
+            profile_of(&rendered, "Deployment", "spacefabric-controller"),
             "{}: the forwarder and the controller must load the same profile",
             dir.display()
         );
@@ -492,8 +508,8 @@ fn forwarder_manifest_matches_the_forwarder_subcommand() {
 
 #[test]
 fn workloads_run_unprivileged() {
-    let mut docs = base();
-    docs.extend(manifests_in(&k8s_dir().join("bench")));
+    let mut docs = earth_moon();
+    docs.extend(render(&k8s_dir().join("bench")));
     for obj in docs.iter().filter(|d| !containers(d).is_empty()) {
         let what = format!(
             "{}/{}",
@@ -554,7 +570,7 @@ fn workloads_run_unprivileged() {
 
 #[test]
 fn benchmark_job_uses_real_flags_and_reaches_the_controller() {
-    let jobs = manifests_in(&k8s_dir().join("bench"));
+    let jobs = render(&k8s_dir().join("bench"));
     let job = find(&jobs, "Job", "spacefabric-bench-allreduce");
     let container = &containers(job)[0];
     let cli = cli_of(container);
@@ -573,7 +589,7 @@ fn benchmark_job_uses_real_flags_and_reaches_the_controller() {
         .position(|a| a == "--controller")
         .map(|i| cli.args[i + 1].clone())
         .expect("the Job attaches to the cluster's controller with --controller");
-    let docs = base();
+    let docs = earth_moon();
     let service = find(&docs, "Service", "spacefabric-controller");
     assert_eq!(
         controller,
@@ -606,154 +622,296 @@ fn benchmark_job_uses_real_flags_and_reaches_the_controller() {
     }
 }
 
-/// One deployable configuration: the base itself or an overlay applied on it.
-struct Placement {
-    what: String,
-    replicas: u64,
-    site_by_ordinal: String,
-    profile_key: String,
+/// The profile (parsed) the controller of a rendering loads.
+fn controller_profile(docs: &[Value]) -> (String, Profile) {
+    let ctl = &containers(find(docs, "Deployment", "spacefabric-controller"))[0];
+    let path = env_value(ctl, "SPACEFABRIC_PROFILE").unwrap();
+    let key = path.rsplit('/').next().unwrap().to_string();
+    let profiles = configmap_profiles();
+    let text = profiles
+        .get(&key)
+        .unwrap_or_else(|| panic!("profile {key} is not in the ConfigMap"));
+    let profile = Profile::parse(text, &key).unwrap();
+    (key, profile)
 }
 
-fn placement(what: &str, patches: &[Value]) -> Placement {
-    let docs = base();
-    let base_sts = find(&docs, "StatefulSet", "spacefabric-node");
-    let base_ctl = find(&docs, "Deployment", "spacefabric-controller");
-    let patched = |kind: &str, name: &str| {
-        patches.iter().find(|d| {
-            str_at(d, &["kind"]) == Some(kind) && str_at(d, &["metadata", "name"]) == Some(name)
-        })
-    };
-    let sts = patched("StatefulSet", "spacefabric-node");
-    let ctl = patched("Deployment", "spacefabric-controller");
-    let replicas = sts
-        .and_then(|s| at(s, &["spec", "replicas"]))
-        .or_else(|| at(base_sts, &["spec", "replicas"]))
-        .and_then(Value::as_u64)
-        .unwrap();
-    let env = |patch: Option<&Value>, base: &Value, name: &str| {
-        patch
-            .and_then(|p| containers(p).iter().find_map(|c| env_value(c, name)))
-            .or_else(|| env_value(&containers(base)[0], name))
-            .unwrap()
-            .to_string()
-    };
-    let profile = env(ctl, base_ctl, "SPACEFABRIC_PROFILE");
-    Placement {
-        what: what.to_string(),
-        replicas,
-        site_by_ordinal: env(sts, base_sts, "SPACEFABRIC_SITE_BY_ORDINAL"),
-        profile_key: profile.rsplit('/').next().unwrap().to_string(),
+/// The value the kubelet gives `env` of a pod of `statefulset` with this ordinal: a literal,
+/// or a Downward API field of the pod the StatefulSet controller creates (name
+/// `<statefulset>-<ordinal>`, the template's labels). None for other sources.
+fn pod_env(statefulset: &Value, ordinal: u64, env: &str) -> Option<String> {
+    let container = &containers(statefulset)[0];
+    let entry = env_entry(container, env)?;
+    if let Some(v) = str_at(entry, &["value"]) {
+        return Some(v.to_string());
     }
+    let field = str_at(entry, &["valueFrom", "fieldRef", "fieldPath"])?;
+    if field == "metadata.name" {
+        let name = str_at(statefulset, &["metadata", "name"]).unwrap();
+        return Some(format!("{name}-{ordinal}"));
+    }
+    let label = field
+        .strip_prefix("metadata.labels['")
+        .and_then(|l| l.strip_suffix("']"))?;
+    str_at(
+        statefulset,
+        &["spec", "template", "metadata", "labels", label],
+    )
+    .map(str::to_string)
 }
 
-/// "earth=0-3,moon=4-7" -> [(earth, 0..=3), (moon, 4..=7)]; single ordinals ("leo-1=5") too.
-fn site_ranges(spec: &str) -> Vec<(String, u64, u64)> {
-    spec.split(',')
-        .map(|part| {
-            let (site, range) = part
-                .trim()
-                .split_once('=')
-                .unwrap_or_else(|| panic!("{part:?}: no '='"));
-            let (lo, hi) = range.split_once('-').unwrap_or((range, range));
-            (
-                site.to_string(),
-                lo.trim().parse().unwrap(),
-                hi.trim().parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// What is wrong with a placement: a site the profile lacks, an ordinal on two sites, an
-/// ordinal of the StatefulSet on none (or a range beyond its replicas), a single-site cluster.
-fn placement_errors(p: &Placement, profile: &Profile) -> Vec<String> {
+/// What breaks `kubectl scale` in a rendering: a node StatefulSet whose pods (of the ordinals
+/// it has and of ordinals a scale-up adds) get no site or one the profile lacks, whose
+/// selector does not pin the site (a pod of another site would count as its own), two
+/// StatefulSets on one site, a profile site without one, a site without its own
+/// PodDisruptionBudget, or a duplicate pod name.
+fn scale_errors(what: &str, docs: &[Value], profile_key: &str, profile: &Profile) -> Vec<String> {
     let mut errors = Vec::new();
-    let mut seen: BTreeMap<u64, String> = BTreeMap::new();
-    let mut sites_used = BTreeSet::new();
-    for (site, lo, hi) in site_ranges(&p.site_by_ordinal) {
-        if profile.site_id(&site).is_none() {
-            errors.push(format!(
-                "{}: site {site} is not a site of profile {} ({:?})",
-                p.what,
-                p.profile_key,
-                profile.sites.iter().map(|s| &s.name).collect::<Vec<_>>()
-            ));
-        }
-        if lo > hi {
-            errors.push(format!("{}: range {lo}-{hi} of {site} is empty", p.what));
-        }
-        for ordinal in lo..=hi {
-            if let Some(other) = seen.insert(ordinal, site.clone()) {
-                errors.push(format!(
-                    "{}: ordinal {ordinal} on both {other} and {site}",
-                    p.what
-                ));
+    let mut sites = BTreeSet::new();
+    let mut pod_names = BTreeSet::new();
+    for sts in node_statefulsets(docs) {
+        let name = str_at(sts, &["metadata", "name"]).unwrap();
+        let replicas = at(sts, &["spec", "replicas"])
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let mut site_of_sts = None;
+        // the ordinals it starts with, and those `kubectl scale --replicas=N` adds
+        for ordinal in [0, replicas.saturating_sub(1), replicas, replicas + 7, 999] {
+            match pod_env(sts, ordinal, "SPACEFABRIC_SITE") {
+                None => errors.push(format!(
+                    "{what}: {name}: pod {name}-{ordinal} gets no SPACEFABRIC_SITE"
+                )),
+                Some(site) if profile.site_id(&site).is_none() => errors.push(format!(
+                    "{what}: {name}: pod {name}-{ordinal} on site {site}, not a site of profile \
+                     {profile_key} ({:?})",
+                    profile.sites.iter().map(|s| &s.name).collect::<Vec<_>>()
+                )),
+                Some(site) => {
+                    if site_of_sts.get_or_insert_with(|| site.clone()) != &site {
+                        errors.push(format!("{what}: {name}: pods on different sites"));
+                    }
+                }
+            }
+            if let Some(pod) = pod_env(sts, ordinal, "SPACEFABRIC_NODE_NAME")
+                && !pod_names.insert(pod.clone())
+            {
+                errors.push(format!("{what}: node name {pod} twice"));
             }
         }
-        sites_used.insert(site);
+        if env_entry(&containers(sts)[0], "SPACEFABRIC_SITE_BY_ORDINAL").is_some() {
+            errors.push(format!(
+                "{what}: {name}: SPACEFABRIC_SITE_BY_ORDINAL ties the site to the ordinal"
+            ));
+        }
+        let Some(site) = site_of_sts else { continue };
+        let selector = at(sts, &["spec", "selector", "matchLabels"]);
+        if selector.and_then(|s| str_at(s, &[SITE_LABEL])) != Some(site.as_str()) {
+            errors.push(format!(
+                "{what}: {name}: its selector does not pin {SITE_LABEL}={site}"
+            ));
+        }
+        if !sites.insert(site.clone()) {
+            errors.push(format!("{what}: two node StatefulSets on site {site}"));
+        }
+        let pdb = docs.iter().find(|d| {
+            str_at(d, &["kind"]) == Some("PodDisruptionBudget")
+                && at(d, &["spec", "selector", "matchLabels"]) == selector
+        });
+        match pdb {
+            None => errors.push(format!(
+                "{what}: {name}: no PodDisruptionBudget selecting exactly its pods"
+            )),
+            Some(pdb) => {
+                let limit = at(pdb, &["spec", "maxUnavailable"])
+                    .or_else(|| at(pdb, &["spec", "minAvailable"]));
+                if limit.is_none() {
+                    errors.push(format!(
+                        "{what}: {name}: its PodDisruptionBudget sets no limit"
+                    ));
+                }
+            }
+        }
     }
-    let expected: Vec<u64> = (0..p.replicas).collect();
-    if seen.keys().copied().collect::<Vec<_>>() != expected {
+    let profile_sites: BTreeSet<String> = profile.sites.iter().map(|s| s.name.clone()).collect();
+    if sites != profile_sites {
         errors.push(format!(
-            "{}: {} must place ordinals 0..={} (replicas {}) exactly once",
-            p.what,
-            p.site_by_ordinal,
-            p.replicas.saturating_sub(1),
-            p.replicas
-        ));
-    }
-    if sites_used.len() < 2 {
-        errors.push(format!(
-            "{}: a spacefabric cluster spans at least two sites",
-            p.what
+            "{what}: node StatefulSets on sites {sites:?}, profile {profile_key} has {profile_sites:?} \
+             (one StatefulSet per site)"
         ));
     }
     errors
 }
 
 #[test]
-fn every_ordinal_lands_on_exactly_one_site_of_the_profile() {
-    let profiles = configmap_profiles();
-    let mut placements = vec![placement("base", &[])];
+fn scaling_any_node_statefulset_adds_pods_on_a_site_of_the_profile() {
     for dir in overlay_dirs() {
         let what = format!("overlay {}", dir.file_name().unwrap().to_string_lossy());
-        placements.push(placement(&what, &manifests_in(&dir)));
-    }
-    for p in placements {
-        let text = profiles.get(&p.profile_key).unwrap_or_else(|| {
-            panic!(
-                "{}: profile {} is not in the ConfigMap",
-                p.what, p.profile_key
-            )
-        });
-        let profile = Profile::parse(text, &p.profile_key).unwrap();
-        let errors = placement_errors(&p, &profile);
+        let docs = render(&dir);
+        let (key, profile) = controller_profile(&docs);
+        let errors = scale_errors(&what, &docs, &key, &profile);
         assert!(errors.is_empty(), "{}", errors.join("\n"));
+        assert!(
+            node_statefulsets(&docs).len() >= 2,
+            "{what}: at least two sites"
+        );
     }
 }
 
 #[test]
-fn the_placement_check_rejects_gaps_overlaps_and_unknown_sites() {
-    let base = placement("base", &[]);
-    let profile = Profile::parse(&configmap_profiles()[&base.profile_key], "base").unwrap();
-    for (ranges, replicas, expected) in [
-        ("earth=0-2,moon=4-7", 8, "exactly once"),
-        ("earth=0-4,moon=4-7", 8, "ordinal 4 on both earth and moon"),
-        ("earth=0-3,moon=4-7", 9, "exactly once"),
-        ("earth=0-3,mars=4-7", 8, "site mars is not a site"),
-        ("earth=0-7", 8, "at least two sites"),
-    ] {
-        let p = Placement {
-            what: "case".to_string(),
-            replicas,
-            site_by_ordinal: ranges.to_string(),
-            profile_key: base.profile_key.clone(),
-        };
-        let errors = placement_errors(&p, &profile);
+fn the_scale_check_rejects_ordinal_sites_unknown_sites_and_missing_budgets() {
+    let docs = earth_moon();
+    let (key, profile) = controller_profile(&docs);
+    let sts_index = docs
+        .iter()
+        .position(|d| str_at(d, &["metadata", "name"]) == Some("spacefabric-node-moon"))
+        .unwrap();
+    let template_labels = ["spec", "template", "metadata", "labels"];
+    type Mutation = fn(&mut Vec<Value>, usize);
+    let cases: [(&str, Mutation); 4] = [
+        ("not a site of profile", |docs, i| {
+            let labels = docs[i]
+                .get_mut("spec")
+                .unwrap()
+                .get_mut("template")
+                .unwrap()
+                .get_mut("metadata")
+                .unwrap()
+                .get_mut("labels")
+                .unwrap();
+            labels[SITE_LABEL] = Value::String("mars".into());
+        }),
+        ("gets no SPACEFABRIC_SITE", |docs, i| {
+            let labels = docs[i]
+                .get_mut("spec")
+                .unwrap()
+                .get_mut("template")
+                .unwrap()
+                .get_mut("metadata")
+                .unwrap()
+                .get_mut("labels")
+                .unwrap();
+            labels.as_mapping_mut().unwrap().remove(SITE_LABEL);
+        }),
+        ("no PodDisruptionBudget", |docs, _| {
+            docs.retain(|d| {
+                str_at(d, &["metadata", "name"]) != Some("spacefabric-node-moon")
+                    || str_at(d, &["kind"]) != Some("PodDisruptionBudget")
+            });
+        }),
+        ("one StatefulSet per site", |docs, i| {
+            docs.remove(i);
+        }),
+    ];
+    assert!(at(&docs[sts_index], &template_labels).is_some());
+    for (expected, mutate) in cases {
+        let mut broken = docs.clone();
+        mutate(&mut broken, sts_index);
+        let errors = scale_errors("case", &broken, &key, &profile);
         assert!(
             errors.iter().any(|e| e.contains(expected)),
-            "{ranges} x{replicas}: expected an error with {expected:?}, got {errors:?}"
+            "expected an error with {expected:?}, got {errors:?}"
         );
+    }
+}
+
+#[test]
+fn recommended_labels_are_on_every_object_and_pod_template() {
+    let mut renderings: Vec<(String, Vec<Value>)> = overlay_dirs()
+        .into_iter()
+        .map(|d| (d.display().to_string(), render(&d)))
+        .collect();
+    for extra in ["base", "bench"] {
+        renderings.push((extra.to_string(), render(&k8s_dir().join(extra))));
+    }
+    let keys = ["name", "instance", "component", "part-of", "version"]
+        .map(|k| format!("app.kubernetes.io/{k}"));
+    for (what, docs) in renderings {
+        let mut instances = BTreeSet::new();
+        for doc in &docs {
+            let object = format!(
+                "{what}: {}/{}",
+                str_at(doc, &["kind"]).unwrap(),
+                str_at(doc, &["metadata", "name"]).unwrap()
+            );
+            let mut label_sets = vec![(object.clone(), at(doc, &["metadata", "labels"]))];
+            if let Some(t) = at(doc, &["spec", "template", "metadata"]) {
+                label_sets.push((format!("{object} pod template"), at(t, &["labels"])));
+            }
+            for (where_, labels) in label_sets {
+                for key in &keys {
+                    let value = labels.and_then(|l| str_at(l, &[key.as_str()]));
+                    assert!(
+                        value.is_some_and(|v| !v.is_empty()),
+                        "{where_}: no label {key}"
+                    );
+                }
+                let labels = labels.unwrap();
+                assert_eq!(
+                    str_at(labels, &["app.kubernetes.io/version"]),
+                    Some(env!("CARGO_PKG_VERSION")),
+                    "{where_}: the workspace version"
+                );
+                instances.insert(
+                    str_at(labels, &["app.kubernetes.io/instance"])
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+        }
+        assert_eq!(
+            instances.len(),
+            1,
+            "{what}: one instance label: {instances:?}"
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_profile_change_renames_the_configmap_and_rolls_the_pods_that_mount_it() {
+    let configmap_of = |docs: &[Value]| {
+        docs.iter()
+            .find(|d| str_at(d, &["kind"]) == Some("ConfigMap"))
+            .and_then(|d| str_at(d, &["metadata", "name"]))
+            .unwrap()
+            .to_string()
+    };
+    let mounted = |docs: &[Value], deployment: &str| {
+        seq_at(
+            find(docs, "Deployment", deployment),
+            &["spec", "template", "spec", "volumes"],
+        )
+        .iter()
+        .find_map(|v| str_at(v, &["configMap", "name"]))
+        .unwrap()
+        .to_string()
+    };
+    let before = earth_moon();
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&k8s_dir(), tmp.path());
+    let profile = tmp.path().join("base/profiles/earth-moon.toml");
+    let mut text = std::fs::read_to_string(&profile).unwrap();
+    text.push_str("\n# changed\n");
+    std::fs::write(&profile, text).unwrap();
+    let after = render(&tmp.path().join("overlays/earth-moon"));
+    let (old, new) = (configmap_of(&before), configmap_of(&after));
+    assert!(old.starts_with("spacefabric-profiles-"), "{old}");
+    assert_ne!(old, new, "the ConfigMap's name follows its content");
+    for deployment in ["spacefabric-controller", "spacefabric-forwarder"] {
+        assert_eq!(mounted(&before, deployment), old, "{deployment}");
+        // a new name in the pod template is a new template: the Deployment rolls its pods
+        assert_eq!(mounted(&after, deployment), new, "{deployment}");
     }
 }
 

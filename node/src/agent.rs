@@ -977,8 +977,8 @@ pub mod args {
         /// The cluster's join token.
         #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
         pub join_token: Option<String>,
-        /// Node name (default: the host name).
-        #[arg(long, env = "SPACEFABRIC_NODE_NAME")]
+        /// Node name (default: the host name); `--name` is accepted too.
+        #[arg(long = "node-name", alias = "name", env = "SPACEFABRIC_NODE_NAME")]
         pub name: Option<String>,
         /// Preferred site (a site of the controller's profile).
         #[arg(long, env = "SPACEFABRIC_SITE")]
@@ -990,10 +990,14 @@ pub mod args {
         /// QUIC listen address.
         #[arg(long, env = "SPACEFABRIC_LISTEN", default_value = "0.0.0.0:7500")]
         pub listen: SocketAddr,
-        /// Address peers use to reach this node (never 0.0.0.0; default: --listen if specific).
-        #[arg(long, env = "SPACEFABRIC_ADVERTISE")]
-        pub advertise: Option<SocketAddr>,
-        /// Prometheus /metrics listen address (answers HTTP on any path).
+        /// Address peers use to reach this node: IP:PORT, [IPv6]:PORT, or a bare IP (v4 or
+        /// v6) that takes the port of --listen — what a pod passes from the Downward API's
+        /// status.podIP on single- and dual-stack clusters alike. Never 0.0.0.0; default:
+        /// --listen if it is specific.
+        #[arg(long, env = "SPACEFABRIC_ADVERTISE", value_parser = parse_advertise)]
+        pub advertise: Option<Advertise>,
+        /// HTTP listen address of /metrics (Prometheus), /readyz (200 once registered with the
+        /// controller, else 503) and /livez.
         #[arg(
             long,
             env = "SPACEFABRIC_METRICS_LISTEN",
@@ -1001,7 +1005,7 @@ pub mod args {
         )]
         pub metrics_listen: SocketAddr,
         /// CA certificate (PEM) to trust for an https:// controller.
-        #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+        #[arg(long, env = "SPACEFABRIC_CONTROLLER_CA")]
         pub controller_ca: Option<PathBuf>,
         /// UDP payload bytes per fabric datagram (quinn's MTU): 1452 fits an Ethernet path;
         /// on loopback (a local cluster) up to 65507 cuts the datagrams a CPU-bound host
@@ -1082,6 +1086,27 @@ pub mod args {
             .filter(|s| !s.is_empty())
     }
 
+    /// `--advertise`: a full socket address, or only the IP (the port is --listen's).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Advertise {
+        /// IP:PORT or [IPv6]:PORT.
+        Addr(SocketAddr),
+        /// A bare IPv4 or IPv6 address.
+        Ip(std::net::IpAddr),
+    }
+
+    /// Parses `--advertise`: `10.0.0.5:7500`, `[fd00::5]:7500`, `10.0.0.5` or `fd00::5`.
+    pub fn parse_advertise(text: &str) -> Result<Advertise, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Advertise::Addr(addr));
+        }
+        text.parse::<std::net::IpAddr>().map(Advertise::Ip).map_err(|_| {
+            format!(
+                "'{text}': expected IP:PORT, [IPv6]:PORT or a bare IP (then the port of --listen)"
+            )
+        })
+    }
+
     impl AgentArgs {
         /// The agent's configuration from the flags.
         pub fn to_config(&self) -> Result<AgentConfig, AgentError> {
@@ -1095,7 +1120,7 @@ pub mod args {
             let name = match &self.name {
                 Some(n) => n.clone(),
                 None => host_name().ok_or_else(|| {
-                    AgentError::Config("--name: no host name found; give one".into())
+                    AgentError::Config("--node-name: no host name found; give one".into())
                 })?,
             };
             let site = match (&self.site, &self.site_by_ordinal) {
@@ -1117,7 +1142,8 @@ pub mod args {
                 (None, None) => None,
             };
             let advertise = match self.advertise {
-                Some(a) => a,
+                Some(Advertise::Addr(a)) => a,
+                Some(Advertise::Ip(ip)) => SocketAddr::new(ip, self.listen.port()),
                 None if !self.listen.ip().is_unspecified() => self.listen,
                 None => {
                     return Err(AgentError::Config(format!(
@@ -1151,6 +1177,34 @@ pub mod args {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn advertise_takes_ipv4_ipv6_and_bare_ips() {
+            let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+            assert_eq!(
+                parse_advertise("10.0.0.5:7500"),
+                Ok(Advertise::Addr("10.0.0.5:7500".parse().unwrap()))
+            );
+            assert_eq!(
+                parse_advertise("[fd00::5]:7500"),
+                Ok(Advertise::Addr("[fd00::5]:7500".parse().unwrap()))
+            );
+            assert_eq!(
+                parse_advertise("10.0.0.5"),
+                Ok(Advertise::Ip(ip("10.0.0.5")))
+            );
+            assert_eq!(parse_advertise("fd00::5"), Ok(Advertise::Ip(ip("fd00::5"))));
+            // Without brackets, a trailing :7500 is read as part of the IPv6 address.
+            assert!(
+                parse_advertise("fd00::5:7500")
+                    .is_ok_and(|a| a == Advertise::Ip(ip("fd00::5:7500")))
+            );
+            let err = parse_advertise("pod-ip:7500").unwrap_err();
+            assert!(
+                err.contains("pod-ip:7500") && err.contains("[IPv6]:PORT"),
+                "{err}"
+            );
+        }
 
         #[test]
         fn ordinals_pick_sites() {

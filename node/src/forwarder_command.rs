@@ -55,7 +55,7 @@ pub struct ForwarderArgs {
     #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
     /// CA certificate (PEM) to trust for an https:// controller.
-    #[arg(long, env = "SPACEFABRIC_CA_CERT")]
+    #[arg(long, env = "SPACEFABRIC_CONTROLLER_CA")]
     pub controller_ca: Option<PathBuf>,
     /// Scenario epoch (unix ms); given, the controller is not asked.
     #[arg(long, env = "SPACEFABRIC_EPOCH_UNIX_MS")]

@@ -8,8 +8,13 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::sync::Arc;
+
+use spacefabric_cli::completions::{self, CompletionsArgs};
+use spacefabric_cli::exit_code::ExitStatus;
+use spacefabric_cli::logging::{self, LogArgs};
+use spacefabric_cli::metrics_http::{self, Readiness};
 
 use spacefabric_fabric::transport::ca_command::{self, CaCommand};
 use spacefabric_node::agent::{Agent, JobKind, args::AgentArgs};
@@ -20,7 +25,7 @@ use spacefabric_node::jobs::{AllReduceRunner, TrainRunner};
 #[derive(Debug, Parser)]
 #[command(
     name = "spacefabric-node",
-    version,
+    version = spacefabric_cli::version::VERSION,
     about = "A spacefabric node",
     args_conflicts_with_subcommands = true
 )]
@@ -29,6 +34,8 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     agent: AgentArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,45 +46,48 @@ enum Command {
     /// The forwarder that carries the profile's shared cross-site trunks for node processes
     /// (give the controller --forwarder HOST:PORT so nodes use it).
     Forwarder(ForwarderArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = spacefabric_cli::env_names::check() {
+        eprintln!("spacefabric-node: {e}");
+        return ExitStatus::Usage.into();
+    }
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::Ca(cmd)) => match ca_command::run(cmd) {
             Ok(message) => {
                 println!("{message}");
-                ExitCode::SUCCESS
+                ExitStatus::Ok.into()
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                ExitCode::FAILURE
+                ExitStatus::Failure.into()
             }
         },
-        Some(Command::Forwarder(args)) => run_forwarder(args),
-        None => run_agent(&cli.agent),
+        Some(Command::Completions(args)) => {
+            completions::write(args.shell, Cli::command(), &mut std::io::stdout());
+            ExitStatus::Ok.into()
+        }
+        Some(Command::Forwarder(args)) => {
+            logging::init(cli.log.log_format, "info");
+            run_forwarder(args)
+        }
+        None => {
+            logging::init(cli.log.log_format, "info");
+            run_agent(&cli.agent)
+        }
     }
 }
 
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn run_forwarder(args: &ForwarderArgs) -> ExitCode {
-    init_tracing();
     let result = (|| -> anyhow::Result<()> {
         let runtime = tokio::runtime::Runtime::new()?;
         runtime.block_on(async {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .with_http_listener(args.metrics_listen)
-                .install()
-                .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
+            let handle = metrics_http::install_recorder()?;
+            metrics_http::serve(args.metrics_listen, handle, Readiness::ready()).await?;
             spacefabric_proto::metrics_catalog::describe_and_register(
                 spacefabric_fabric::forwarder::FORWARDER_METRICS,
             );
@@ -86,34 +96,39 @@ fn run_forwarder(args: &ForwarderArgs) -> ExitCode {
         })
     })();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitStatus::Ok.into(),
         Err(e) => {
             eprintln!("spacefabric-node forwarder: {e:#}");
-            ExitCode::FAILURE
+            ExitStatus::Failure.into()
         }
     }
 }
 
 fn run_agent(args: &AgentArgs) -> ExitCode {
-    init_tracing();
     let result = (|| -> anyhow::Result<()> {
         let config = args.to_config()?;
         let runtime = tokio::runtime::Runtime::new()?;
         runtime.block_on(async {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .with_http_listener(args.metrics_listen)
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
-                    &[0.001, 0.01, 0.1, 0.5, 1.0, 2.56, 5.0, 10.0, 60.0],
-                )?
-                .install()
-                .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", args.metrics_listen))?;
+            let handle = metrics_http::install_recorder()?;
+            // Ready (GET /readyz 200) once the controller has registered this node.
+            let readiness = Readiness::not_ready();
+            metrics_http::serve(args.metrics_listen, handle, readiness.clone()).await?;
             spacefabric_node::metrics_catalog::describe_and_register();
             // Fabric jobs bind the node's fabric address (--listen); peers dial the
             // --advertise address the agent registered. Train jobs commit under --state-dir.
             let state_dir = config.state_dir.clone();
             let fabric = FabricSettings::new(args.listen).with_udp_payload(args.udp_payload);
-            Agent::new(config)
+            let agent = Agent::new(config);
+            let mut status = agent.status();
+            tokio::spawn(async move {
+                loop {
+                    readiness.set(status.borrow_and_update().node_id.is_some());
+                    if status.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
+            agent
                 .with_budget(spacefabric_proto::job_cost::NodeBudget {
                     memory_bytes: args.memory_budget,
                     ..Default::default()
@@ -130,10 +145,10 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
         })
     })();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitStatus::Ok.into(),
         Err(e) => {
             eprintln!("spacefabric-node: {e:#}");
-            ExitCode::FAILURE
+            ExitStatus::Failure.into()
         }
     }
 }
@@ -150,5 +165,27 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variable_follows_the_scheme_and_is_in_the_table() {
+        let command = Cli::command();
+        let violations = spacefabric_cli::env_names::scheme_violations(&command);
+        assert!(violations.is_empty(), "{}", violations.join("\n"));
+        let doc = include_str!("../../docs/CLI.md");
+        let missing: Vec<String> = spacefabric_cli::env_names::table_rows(&command)
+            .into_iter()
+            .filter(|row| !doc.contains(row.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/CLI.md lacks these rows:\n{}",
+            missing.join("\n")
+        );
     }
 }

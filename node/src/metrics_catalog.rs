@@ -53,6 +53,7 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             describe_and_register();
+            spacefabric_proto::metrics_catalog::register_build_info("test");
             // Families that only appear with their first sample.
             metrics::histogram!("spacefabric_node_heartbeat_rtt_seconds").record(0.1);
             for name in recorded_names(include_str!("../../fabric/src/emu/link_table.rs")) {

@@ -31,6 +31,49 @@ pub struct MetricSpec {
 /// The build-info gauge (value 1, labels `version` and `git_commit`).
 pub const BUILD_INFO: &str = "spacefabric_build_info";
 
+/// Process metrics every spacefabric binary's `/metrics` carries, with the names and meanings
+/// of the Prometheus client libraries' process collector. They are not recorded through the
+/// `metrics` facade: the endpoint reads them from /proc at each scrape and renders them itself
+/// (spacefabric-cli's process_metrics), because a CPU-seconds counter is fractional.
+pub const PROCESS_METRICS: &[MetricSpec] = &[
+    MetricSpec {
+        name: "process_cpu_seconds_total",
+        kind: MetricKind::Counter,
+        help: "Total user and system CPU time spent by this process in seconds",
+        initial_labels: &[],
+    },
+    MetricSpec {
+        name: "process_resident_memory_bytes",
+        kind: MetricKind::Gauge,
+        help: "Resident memory size of this process in bytes",
+        initial_labels: &[],
+    },
+    MetricSpec {
+        name: "process_open_fds",
+        kind: MetricKind::Gauge,
+        help: "Number of open file descriptors of this process",
+        initial_labels: &[],
+    },
+    MetricSpec {
+        name: "process_start_time_seconds",
+        kind: MetricKind::Gauge,
+        help: "Start time of this process since the Unix epoch in seconds",
+        initial_labels: &[],
+    },
+];
+
+/// Sets the build-info gauge to 1 with this build's version and `git_commit` (the binaries
+/// know it: spacefabric-cli bakes it in at build time and calls this when it installs the
+/// recorder).
+pub fn register_build_info(git_commit: &str) {
+    metrics::gauge!(
+        BUILD_INFO,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "git_commit" => git_commit.to_string(),
+    )
+    .set(1.0);
+}
+
 /// Describes every metric of `specs` and the build-info gauge to the global recorder, and
 /// creates counters and gauges at 0 (histograms appear at their first sample).
 pub fn describe_and_register(specs: &[MetricSpec]) {
@@ -38,12 +81,6 @@ pub fn describe_and_register(specs: &[MetricSpec]) {
         BUILD_INFO,
         "Always 1; labels say which build of spacefabric this process runs"
     );
-    metrics::gauge!(
-        BUILD_INFO,
-        "version" => env!("CARGO_PKG_VERSION"),
-        "git_commit" => option_env!("SPACEFABRIC_GIT_COMMIT").unwrap_or("unknown"),
-    )
-    .set(1.0);
     for spec in specs {
         match spec.kind {
             MetricKind::Counter => metrics::describe_counter!(spec.name, spec.help),

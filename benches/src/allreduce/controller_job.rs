@@ -159,8 +159,9 @@ fn report_results(
     }
     report::print_footer(&sweep);
     super::files::write_files(&sweep, args)?;
+    // 3 when any element was wrong (spacefabric_cli::exit_code).
     Ok(if sweep.failed() {
-        ExitCode::FAILURE
+        spacefabric_cli::exit_code::ExitStatus::WrongResults.into()
     } else {
         ExitCode::SUCCESS
     })

@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod kustomize;
+
 use std::path::Path;
 use std::process::Command;
 

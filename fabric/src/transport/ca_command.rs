@@ -11,22 +11,22 @@ pub enum CaCommand {
     /// Create a new cluster CA: writes ca.pem and ca.key (mode 0600) into --out.
     Init {
         /// Directory to write the CA into (created if missing).
-        #[arg(long, env = "SPACEFABRIC_CA_OUT")]
+        #[arg(long, env = "SPACEFABRIC_OUT")]
         out: PathBuf,
         /// Overwrite an existing CA in --out.
-        #[arg(long, env = "SPACEFABRIC_CA_FORCE", default_value_t = false)]
+        #[arg(long, env = "SPACEFABRIC_FORCE", default_value_t = false)]
         force: bool,
     },
     /// Issue a node identity signed by the CA: writes ca.pem, node.pem and node.key into --out.
     Issue {
         /// Directory of the CA made by `ca init`.
-        #[arg(long, env = "SPACEFABRIC_CA_DIR")]
+        #[arg(long, env = "SPACEFABRIC_CA")]
         ca: PathBuf,
-        /// Node name (the certificate's DNS name; a-z, 0-9, '-', '.').
-        #[arg(long, env = "SPACEFABRIC_NODE_NAME")]
+        /// Node name (the certificate's DNS name; a-z, 0-9, '-', '.'); `--name` is accepted too.
+        #[arg(long = "node-name", alias = "name", env = "SPACEFABRIC_NODE_NAME")]
         name: String,
         /// Directory to write the identity into (created if missing).
-        #[arg(long, env = "SPACEFABRIC_IDENTITY_OUT")]
+        #[arg(long, env = "SPACEFABRIC_OUT")]
         out: PathBuf,
     },
 }
