@@ -209,7 +209,11 @@ pub(crate) struct TrainFlags {
     join_token: Option<String>,
     /// With an https:// --controller: the CA certificate (PEM) to trust (the controller's
     /// `<state-dir>/ca.cert.pem`).
-    #[arg(long = "controller-ca", alias = "ca-cert", env = "SPACEFABRIC_CONTROLLER_CA")]
+    #[arg(
+        long = "controller-ca",
+        alias = "ca-cert",
+        env = "SPACEFABRIC_CONTROLLER_CA"
+    )]
     ca_cert: Option<PathBuf>,
     /// With --controller: start each job only once this many nodes are alive (0: any).
     #[arg(long, env = "SPACEFABRIC_MIN_NODES", default_value_t = 0)]
