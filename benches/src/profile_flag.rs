@@ -5,9 +5,12 @@
 use netem_profiles::Profile;
 
 /// Loads the profile `spec` names (see `netem_profiles::load_profile`); the error names
-/// `--profile`, the value and every line the profile was refused at.
+/// `--profile`, the value and every line the profile was refused at, and is a usage error
+/// (exit 2).
 pub(crate) fn load_profile(spec: &str) -> anyhow::Result<Profile> {
-    netem_profiles::load_profile(spec).map_err(|e| anyhow::anyhow!("--profile {spec}: {e}"))
+    netem_profiles::load_profile(spec).map_err(|e| {
+        spacefabric_cli::exit_code::UsageError(format!("--profile {spec}: {e}")).into()
+    })
 }
 
 #[cfg(test)]

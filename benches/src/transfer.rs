@@ -79,7 +79,7 @@ pub(crate) struct TransferArgs {
     flows: usize,
     /// Start each goodput run's transfer at this emulated time (seconds since the scenario
     /// epoch; the meshes connect first). 0 = at once.
-    #[arg(long, env = "SPACEFABRIC_TRANSFER_START_AT", default_value_t = 0.0)]
+    #[arg(long, env = "SPACEFABRIC_START_AT", default_value_t = 0.0)]
     start_at: f64,
     /// Skip the goodput runs (outage runs only).
     #[arg(long, env = "SPACEFABRIC_SKIP_GOODPUT", default_value_t = false)]
