@@ -9,10 +9,11 @@
 //! Asserts: every job ends (succeeded, or failed with a reason) within
 //! [`JOB_BOUND`]; the RSS of every process that lived through at least 4 samples after its
 //! warm-up grows by at most 10 % from its first sample after warm-up to its last. A
-//! controller's warm-up also lasts until its job history is full: the retained history
-//! (`--job-history`, here `SPACEFABRIC_SOAK_JOB_HISTORY`, default [`SOAK_JOB_HISTORY`]) is
-//! bounded memory that grows by design until the bound, and the soak looks for leaks, not for
-//! that. Prints a summary (jobs by outcome, failure reasons, RSS per process, the memory the
+//! controller's warm-up also lasts until its job history is full and it has compacted its
+//! state once since (a compaction holds a copy of the state and its encoding): the retained
+//! history (`--job-history`, here `SPACEFABRIC_SOAK_JOB_HISTORY`, default
+//! [`SOAK_JOB_HISTORY`]) and one compaction's buffers are bounded memory that grows by design
+//! up to its bound, and the soak looks for leaks, not for that. Prints a summary (jobs by outcome, failure reasons, RSS per process, the memory the
 //! full history took, load average).
 //!
 //! `SPACEFABRIC_SOAK=1 cargo test -p spacefabric-controller --test soak -- --ignored --nocapture`
@@ -219,6 +220,13 @@ async fn soak_back_to_back_jobs_with_kills_and_a_controller_restart() {
     let history = job_history();
     // When the controller's retained history reached its bound (controllers warm up until then).
     let mut history_full_at: Option<Instant> = None;
+    // When the controller rewrote its snapshot (a compaction): a controller's working set
+    // includes one compaction's buffers (a copy of the state and its encoding), so its warm-up
+    // ends at its first compaction with a full history.
+    let snapshot = dir.join("controller").join("state.json");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last_snapshot = mtime(&snapshot);
+    let mut snapshots: Vec<Instant> = Vec::new();
 
     while started.elapsed() < total {
         // Submit the next job (retrying while the controller restarts).
@@ -252,6 +260,11 @@ async fn soak_back_to_back_jobs_with_kills_and_a_controller_restart() {
             if now >= next_sample {
                 traces.iter_mut().for_each(Trace::sample);
                 next_sample = now + SAMPLE_EVERY;
+                let m = mtime(&snapshot);
+                if m != last_snapshot {
+                    last_snapshot = m;
+                    snapshots.push(Instant::now());
+                }
             }
             if !restarted && now >= restart_at {
                 println!("+{:>5.0}s controller SIGKILL + restart", now.as_secs_f64());
@@ -356,8 +369,14 @@ async fn soak_back_to_back_jobs_with_kills_and_a_controller_restart() {
         let lived = t.samples.last().map_or(0.0, |(d, _, _)| d.as_secs_f64());
         let is_controller = t.name.starts_with("controller");
         let not_before = if is_controller {
-            // Never full: every controller sample is warm-up.
-            Some(history_full_at.unwrap_or_else(Instant::now))
+            // Its first compaction once the history is full and it runs (never: every
+            // controller sample is warm-up).
+            let full_and_running = history_full_at.map(|h| h.max(t.started));
+            Some(
+                full_and_running
+                    .and_then(|from| snapshots.iter().copied().find(|at| *at >= from))
+                    .unwrap_or_else(Instant::now),
+            )
         } else {
             None
         };
