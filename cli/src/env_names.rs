@@ -151,6 +151,20 @@ fn arg_label(arg: &clap::Arg) -> String {
     }
 }
 
+/// What is wrong with `command`'s env variables against the scheme and the table `doc`
+/// (docs/CLI.md): the scheme violations, then each missing table row; empty when all is
+/// well. Every binary's unit test asserts it is empty.
+pub fn problems(command: &clap::Command, doc: &str) -> Vec<String> {
+    let mut out = scheme_violations(command);
+    out.extend(
+        table_rows(command)
+            .into_iter()
+            .filter(|row| !doc.contains(row.as_str()))
+            .map(|row| format!("docs/CLI.md lacks the row {row}")),
+    );
+    out
+}
+
 /// The rows of docs/CLI.md's environment table for `command` (a binary's whole tree), one per
 /// option with a variable: `| command path | --flag | VARIABLE | default |`.
 pub fn table_rows(command: &clap::Command) -> Vec<String> {

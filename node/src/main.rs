@@ -174,18 +174,10 @@ mod tests {
 
     #[test]
     fn every_variable_follows_the_scheme_and_is_in_the_table() {
-        let command = Cli::command();
-        let violations = spacefabric_cli::env_names::scheme_violations(&command);
-        assert!(violations.is_empty(), "{}", violations.join("\n"));
-        let doc = include_str!("../../docs/CLI.md");
-        let missing: Vec<String> = spacefabric_cli::env_names::table_rows(&command)
-            .into_iter()
-            .filter(|row| !doc.contains(row.as_str()))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "docs/CLI.md lacks these rows:\n{}",
-            missing.join("\n")
+        let problems = spacefabric_cli::env_names::problems(
+            &Cli::command(),
+            include_str!("../../docs/CLI.md"),
         );
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 }
