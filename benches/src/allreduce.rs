@@ -28,7 +28,8 @@ use clap::Args;
 use netem_profiles::Profile;
 use spacefabric_node::collective::sweep::{SweepPoint, SweepSpec, run_sweep};
 use spacefabric_node::collective::{
-    Algorithm, Collective, Communicator, Corruption, CostModel, Exchange,
+    Algorithm, Collective, Communicator, Corruption, CostModel, DataTypeName, Exchange,
+    ReduceOpName,
 };
 
 use crate::admission;
@@ -50,6 +51,28 @@ pub(crate) struct AllreduceArgs {
     /// equal blocks (8 nodes on earth-moon: ranks 0-3 on Earth, 4-7 on the Moon).
     #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = 8)]
     nodes: usize,
+    /// Element types (nccl-tests' `-d`), comma-separated: int8, uint8, int32, uint32, int64,
+    /// uint64, half, float, double, bfloat16, or all. Each size is bytes / element size
+    /// elements.
+    #[arg(
+        short = 'd',
+        long = "datatype",
+        env = "SPACEFABRIC_DATATYPE",
+        value_delimiter = ',',
+        default_value = "float",
+        value_parser = parse_datatype
+    )]
+    datatype: Vec<String>,
+    /// Reduction ops (nccl-tests' `-o`), comma-separated: sum, prod, max, min, avg, or all.
+    #[arg(
+        short = 'o',
+        long = "op",
+        env = "SPACEFABRIC_OP",
+        value_delimiter = ',',
+        default_value = "sum",
+        value_parser = parse_op
+    )]
+    op: Vec<String>,
     /// Algorithms, comma-separated: ring, hd, tree, hier, auto.
     #[arg(
         long,
@@ -172,6 +195,73 @@ pub(crate) struct AllreduceArgs {
     plot: Option<PathBuf>,
 }
 
+/// Checks one `-d` name (or `all`); the list is expanded by [`AllreduceArgs::datatypes`].
+fn parse_datatype(s: &str) -> Result<String, String> {
+    DataTypeName::parse_list(&[s]).map_err(|e| e.to_string())?;
+    Ok(s.trim().to_ascii_lowercase())
+}
+
+/// Checks one `-o` name (or `all`); the list is expanded by [`AllreduceArgs::ops`].
+fn parse_op(s: &str) -> Result<String, String> {
+    ReduceOpName::parse_list(&[s]).map_err(|e| e.to_string())?;
+    Ok(s.trim().to_ascii_lowercase())
+}
+
+impl AllreduceArgs {
+    /// The datatypes of `-d`, `all` expanded, in nccl-tests' order.
+    pub(crate) fn datatypes(&self) -> anyhow::Result<Vec<DataTypeName>> {
+        Ok(DataTypeName::parse_list(&self.datatype)?)
+    }
+
+    /// The reduction ops of `-o`, `all` expanded.
+    pub(crate) fn ops(&self) -> anyhow::Result<Vec<ReduceOpName>> {
+        Ok(ReduceOpName::parse_list(&self.op)?)
+    }
+}
+
+/// The point at `index` of a sweep of `algos × types × ops × sizes` (nested in that order,
+/// as `spacefabric_node::collective::sweep` measures them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PointAt {
+    pub(crate) algo: Algorithm,
+    pub(crate) datatype: DataTypeName,
+    pub(crate) op: ReduceOpName,
+    pub(crate) bytes: u64,
+    /// First point of its algorithm's table.
+    pub(crate) first_of_algo: bool,
+    /// Last point of its algorithm's table.
+    pub(crate) last_of_algo: bool,
+}
+
+/// The sweep's points in order (see [`PointAt`]).
+pub(crate) fn points(
+    algos: &[Algorithm],
+    types: &[DataTypeName],
+    ops: &[ReduceOpName],
+    sizes: &[u64],
+) -> Vec<PointAt> {
+    let per_algo = types.len() * ops.len() * sizes.len();
+    let mut out = Vec::with_capacity(algos.len() * per_algo);
+    for &algo in algos {
+        for &datatype in types {
+            for &op in ops {
+                for &bytes in sizes {
+                    let i = out.len() % per_algo.max(1);
+                    out.push(PointAt {
+                        algo,
+                        datatype,
+                        op,
+                        bytes,
+                        first_of_algo: i == 0,
+                        last_of_algo: i + 1 == per_algo,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Parses `A:B:n` into a corruption of the n-th message from A to B.
 fn parse_corruption(s: &str) -> Result<Corruption, String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -262,7 +352,9 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
             &profile,
             &sites,
             !args.no_emulation,
-            args.corrupt,
+            args.corrupt
+                .map(|c| Ok::<_, anyhow::Error>((c, args.datatypes()?[0])))
+                .transpose()?,
             args.cc,
             args.udp_payload,
             args.clock.dilation_for(min_used_delay(&profile, &sites)),
@@ -324,6 +416,8 @@ async fn sweep<E: Exchange + 'static>(
         warmup: args.warmup,
         check: args.check != 0,
         seed: args.seed,
+        datatypes: args.datatype.clone(),
+        ops: args.op.clone(),
     };
     let mut sweep = Sweep::new(
         args,
@@ -332,7 +426,7 @@ async fn sweep<E: Exchange + 'static>(
         fabric.describe(),
         fabric.emulated(),
         fabric.transport_settings(),
-    );
+    )?;
     sweep.dilation = fabric.dilation();
     report::print_header(&sweep);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SweepPoint>();
@@ -352,14 +446,17 @@ async fn sweep<E: Exchange + 'static>(
         });
     }
     drop(tx);
-    let total = args.algo.len() * sizes.len();
+    let order = points(&args.algo, &args.datatypes()?, &args.ops()?, sizes);
+    let total = order.len();
     let sites = cost.site_of_rank().to_vec();
     let mut wire_before = fabric.wire_by_class(&sites);
     let min_delay = min_used_delay(profile, &sites);
     let mut host_before = fabric.host_sample();
     let mut pending: Vec<Vec<SweepPoint>> = vec![Vec::new(); total];
     let mut next = 0;
-    report::progress(next, total, args.algo[0], sizes[0]);
+    if let Some(first) = order.first() {
+        report::progress(next, total, first);
+    }
     while next < total {
         tokio::select! {
             point = rx.recv() => {
@@ -370,9 +467,9 @@ async fn sweep<E: Exchange + 'static>(
                 slot.push(point);
                 while next < total && pending[next].len() == p {
                     let points = std::mem::take(&mut pending[next]);
-                    let algo = args.algo[next / sizes.len()];
-                    if next % sizes.len() == 0 {
-                        report::print_table_start(&sweep, algo);
+                    let at = order[next];
+                    if at.first_of_algo {
+                        report::print_table_start(&sweep, at.algo);
                     }
                     let mut result = combine(cost, args.lanes, p, &points)?;
                     // Counted when every rank has reported the point: a fast rank may
@@ -400,11 +497,11 @@ async fn sweep<E: Exchange + 'static>(
                     report::print_row(&sweep, &result);
                     sweep.results.push(result);
                     next += 1;
-                    if next % sizes.len() == 0 {
-                        report::print_table_end(&sweep, algo);
+                    if at.last_of_algo {
+                        report::print_table_end(&sweep, at.algo);
                     }
-                    if next < total {
-                        report::progress(next, total, args.algo[next / sizes.len()], sizes[next % sizes.len()]);
+                    if let Some(following) = order.get(next) {
+                        report::progress(next, total, following);
                     }
                 }
             }
@@ -447,7 +544,8 @@ fn min_used_delay(profile: &Profile, sites: &[usize]) -> Duration {
 }
 
 /// Combines every rank's measurement of one point: an iteration's time is the slowest
-/// rank's; #wrong is summed over ranks.
+/// rank's; #wrong is summed over ranks. The model moves the point's bytes: its count of
+/// elements of its datatype's size.
 fn combine(
     cost: &CostModel,
     lanes: usize,
@@ -458,14 +556,24 @@ fn combine(
     let out_of_place = combine_placement(points, |pt| (&pt.times_us, pt.wrong));
     let in_place = combine_placement(points, |pt| (&pt.in_place_times_us, pt.in_place_wrong));
     let algo: Algorithm = first.algorithm.parse()?;
+    let datatype = DataTypeName::parse(&first.datatype)?;
+    let op = ReduceOpName::parse(&first.op)?;
     let used = Algorithm::from_str(&first.used)?
         .concrete()
         .context("the sweep reported 'auto' as the algorithm it ran")?;
     let bound = cost.all_reduce_bound(first.bytes as f64);
-    let predicted = cost.predict_collective(Collective::AllReduce, used, first.count, lanes)?;
+    let predicted = cost.predict_collective(
+        Collective::AllReduce,
+        used,
+        first.count,
+        datatype.size_bytes(),
+        lanes,
+    )?;
     Ok(SizeResult::new(
         algo,
         used,
+        datatype,
+        op,
         first.bytes,
         first.count,
         p,
