@@ -33,8 +33,11 @@ use spacefabric_node::collective::{
 };
 
 use crate::admission;
+use crate::bench_defaults;
 use crate::clock::ClockMode;
 use crate::host_share::{HostShare, judge};
+use spacefabric_node::collective::CollectiveConfig;
+use spacefabric_proto::all_reduce_job::defaults as job_defaults;
 
 pub(crate) use report::{SizeResult, Sweep};
 
@@ -45,11 +48,11 @@ const DEFAULT_UDP_PAYLOAD: u16 = 16 * 1024;
 #[derive(Debug, Clone, Args)]
 pub(crate) struct AllreduceArgs {
     /// Profile: a TOML file, or the name of a shipped profile (lan, earth-moon, ...).
-    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
+    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = bench_defaults::PROFILE)]
     profile: String,
     /// Number of nodes (ranks). They are placed on the profile's sites in file order, in
     /// equal blocks (8 nodes on earth-moon: ranks 0-3 on Earth, 4-7 on the Moon).
-    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = 8)]
+    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = bench_defaults::NODES)]
     nodes: usize,
     /// Element types (nccl-tests' `-d`), comma-separated: int8, uint8, int32, uint32, int64,
     /// uint64, half, float, double, bfloat16, or all. Each size is bytes / element size
@@ -59,7 +62,7 @@ pub(crate) struct AllreduceArgs {
         long = "datatype",
         env = "SPACEFABRIC_DATATYPE",
         value_delimiter = ',',
-        default_value = "float",
+        default_value = job_defaults::DATATYPE,
         value_parser = parse_datatype
     )]
     datatype: Vec<String>,
@@ -69,7 +72,7 @@ pub(crate) struct AllreduceArgs {
         long = "op",
         env = "SPACEFABRIC_OP",
         value_delimiter = ',',
-        default_value = "sum",
+        default_value = job_defaults::OP,
         value_parser = parse_op
     )]
     op: Vec<String>,
@@ -78,21 +81,21 @@ pub(crate) struct AllreduceArgs {
         long,
         env = "SPACEFABRIC_ALGO",
         value_delimiter = ',',
-        default_value = "ring,hd,tree,hier,auto"
+        default_value = job_defaults::ALGORITHMS
     )]
     algo: Vec<Algorithm>,
     /// Smallest size in bytes per rank (suffixes K, M, G = 2^10, 2^20, 2^30).
-    #[arg(short = 'b', long = "minbytes", env = "SPACEFABRIC_MINBYTES", default_value = "1K", value_parser = parse_size)]
+    #[arg(short = 'b', long = "minbytes", env = "SPACEFABRIC_MINBYTES", default_value_t = job_defaults::MIN_BYTES, value_parser = parse_size)]
     min_bytes: u64,
     /// Largest size in bytes per rank.
-    #[arg(short = 'e', long = "maxbytes", env = "SPACEFABRIC_MAXBYTES", default_value = "1M", value_parser = parse_size)]
+    #[arg(short = 'e', long = "maxbytes", env = "SPACEFABRIC_MAXBYTES", default_value_t = job_defaults::MAX_BYTES, value_parser = parse_size)]
     max_bytes: u64,
     /// Multiplicative step between sizes.
     #[arg(
         short = 'f',
         long = "stepfactor",
         env = "SPACEFABRIC_STEPFACTOR",
-        default_value_t = 4
+        default_value_t = u64::from(job_defaults::FACTOR)
     )]
     step_factor: u64,
     /// Timed iterations per size.
@@ -100,7 +103,7 @@ pub(crate) struct AllreduceArgs {
         short = 'n',
         long = "iters",
         env = "SPACEFABRIC_ITERS",
-        default_value_t = 5
+        default_value_t = job_defaults::ITERATIONS as usize
     )]
     iters: usize,
     /// Warm-up iterations per size (not timed).
@@ -108,12 +111,12 @@ pub(crate) struct AllreduceArgs {
         short = 'w',
         long = "warmup_iters",
         env = "SPACEFABRIC_WARMUP_ITERS",
-        default_value_t = 1
+        default_value_t = job_defaults::WARMUP as usize
     )]
     warmup: usize,
     /// Check the results (nccl-tests' `-c`): 1 runs one checked iteration per size and
     /// placement on exact inputs; 0 skips it (`#wrong` prints `N/A`).
-    #[arg(short = 'c', long = "check", env = "SPACEFABRIC_CHECK", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    #[arg(short = 'c', long = "check", env = "SPACEFABRIC_CHECK", default_value_t = u8::from(job_defaults::CHECK), value_parser = clap::value_parser!(u8).range(0..=1))]
     pub(crate) check: u8,
     /// Blocking collectives (nccl-tests' `-z`): accepted for nccl-tests command lines; every
     /// operation here is blocking anyway (each starts from a barrier of all ranks), so 0
@@ -124,7 +127,7 @@ pub(crate) struct AllreduceArgs {
     #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
     no_emulation: bool,
     /// Lanes each vector is split into (concurrent streams per hop).
-    #[arg(long, env = "SPACEFABRIC_LANES", default_value_t = 4)]
+    #[arg(long, env = "SPACEFABRIC_LANES", default_value_t = CollectiveConfig::default().lanes)]
     lanes: usize,
     /// Congestion controller of the QUIC connections: cubic, bbr or link-aware.
     #[arg(long, env = "SPACEFABRIC_CC", default_value = "link-aware")]
@@ -138,7 +141,7 @@ pub(crate) struct AllreduceArgs {
     #[arg(long, env = "SPACEFABRIC_UDP_PAYLOAD", default_value_t = DEFAULT_UDP_PAYLOAD)]
     udp_payload: u16,
     /// Seed of the checked iteration's inputs.
-    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
+    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = bench_defaults::SEED)]
     seed: u64,
     /// Clock of the local cluster: `real` (wall clock, host CPU included) or `virtual`
     /// (tokio's paused clock, one thread: link model and protocol only; same seed, same
@@ -279,24 +282,11 @@ fn parse_corruption(s: &str) -> Result<Corruption, String> {
     })
 }
 
-/// The sizes of the sweep: `min`, `min·f`, ... up to `max`, each rounded down to whole f32.
+/// The sizes of the sweep: `min`, `min·f`, ... up to `max` (what a node running the job
+/// computes, `spacefabric_node::jobs::allreduce::sweep_sizes`).
 fn sizes(min: u64, max: u64, factor: u64) -> anyhow::Result<Vec<u64>> {
-    if min > max {
-        bail!("-b {min} is larger than -e {max}");
-    }
-    if factor < 2 && min != max {
-        bail!("-f must be at least 2 (got {factor})");
-    }
-    let mut out = Vec::new();
-    let mut s = min.max(4);
-    while s <= max {
-        out.push(s / 4 * 4);
-        if factor < 2 {
-            break;
-        }
-        s = s.saturating_mul(factor);
-    }
-    Ok(out)
+    spacefabric_node::jobs::allreduce::sweep_sizes(min, max, factor)
+        .map_err(|e| anyhow::anyhow!("-b {min} -e {max} -f {factor}: {e}"))
 }
 
 /// Rank r's site: the profile's sites in file order, in equal blocks.
@@ -393,7 +383,7 @@ async fn sweep<E: Exchange + 'static>(
     endpoints: Vec<E>,
     fabric: &fabric::LocalFabric,
 ) -> anyhow::Result<Sweep> {
-    let config = spacefabric_node::collective::CollectiveConfig { lanes: args.lanes };
+    let config = CollectiveConfig { lanes: args.lanes };
     let comms: Vec<Arc<Communicator<E>>> = endpoints
         .into_iter()
         .map(|ex| {

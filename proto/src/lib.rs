@@ -20,6 +20,7 @@ pub mod v1 {
 }
 
 pub mod algorithm;
+pub mod all_reduce_job;
 pub mod job_cost;
 pub mod metrics_catalog;
 pub mod reduction;
