@@ -654,8 +654,17 @@ pub(crate) fn footer_text(s: &Sweep) -> String {
     );
     let _ = writeln!(
         out,
-        "#   {:<10} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  #wrong",
-        "algorithm", "size", "time", "in-place", "busbw", "in-place", "bound", "eff"
+        "#   {:<10} {:>8} {:>5} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  #wrong",
+        "algorithm",
+        "type",
+        "redop",
+        "size",
+        "time",
+        "in-place",
+        "busbw",
+        "in-place",
+        "bound",
+        "eff"
     );
     for r in &s.results {
         let (bound, eff) = if s.emulated {
@@ -665,8 +674,10 @@ pub(crate) fn footer_text(s: &Sweep) -> String {
         };
         let _ = writeln!(
             out,
-            "#   {:<10} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  {}",
+            "#   {:<10} {:>8} {:>5} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  {}",
             r.algo_label(),
+            r.datatype.name(),
+            r.op.name(),
             human_size(r.bytes),
             human_time_us(r.out_of_place.mean_us()),
             human_time_us(r.in_place.mean_us()),
