@@ -25,6 +25,9 @@ pub mod defaults {
     pub const DATATYPE: &str = "float";
     /// Reduction op (`-o`): [`crate::reduction::ReduceOpName::DEFAULT`]'s name.
     pub const OP: &str = "sum";
+
+    // The default sweep steps from MIN_BYTES up to MAX_BYTES (checked when compiling).
+    const _: () = assert!(MIN_BYTES <= MAX_BYTES && FACTOR >= 2);
 }
 
 #[cfg(test)]
@@ -42,6 +45,5 @@ mod tests {
         assert_eq!(ReduceOpName::parse(defaults::OP), Ok(ReduceOpName::DEFAULT));
         let all: Vec<&str> = AlgorithmName::ALL.iter().map(|a| a.name()).collect();
         assert_eq!(defaults::ALGORITHMS, all.join(","));
-        assert!(defaults::MIN_BYTES <= defaults::MAX_BYTES && defaults::FACTOR >= 2);
     }
 }
