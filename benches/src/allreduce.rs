@@ -4,10 +4,11 @@
 //!
 //! For every algorithm and every size: `-w` warm-up iterations, `-n` timed iterations (all
 //! ranks start together; an iteration's time is until the last rank finishes), then one
-//! checked iteration on inputs whose sums are exact (see
-//! `spacefabric_node::collective::verify`); any wrong element fails the run (exit code 1).
-//! The table on stdout follows nccl-tests' layout so existing scrapers work; progress goes to
-//! stderr; `--json`, `--csv`, `--hdr-dir` and `--plot` write the same results as files.
+//! checked iteration on inputs whose results are exact for every `-d` datatype and `-o` op
+//! (see `spacefabric_node::collective::verify`); any wrong element fails the run (exit code
+//! 3). The table on stdout follows nccl-tests' layout so existing scrapers work; a progress
+//! bar (indicatif) goes to stderr when it is a terminal; `--json`, `--csv`, `--hdr-dir` and
+//! `--plot` write the same results as files.
 
 mod controller_job;
 pub(crate) mod fabric;
@@ -444,8 +445,9 @@ async fn sweep<E: Exchange + 'static>(
     let mut host_before = fabric.host_sample();
     let mut pending: Vec<Vec<SweepPoint>> = vec![Vec::new(); total];
     let mut next = 0;
+    let progress = report::Progress::new(total);
     if let Some(first) = order.first() {
-        report::progress(next, total, first);
+        progress.point(next, first);
     }
     while next < total {
         tokio::select! {
@@ -459,7 +461,7 @@ async fn sweep<E: Exchange + 'static>(
                     let points = std::mem::take(&mut pending[next]);
                     let at = order[next];
                     if at.first_of_algo {
-                        report::print_table_start(&sweep, at.algo);
+                        progress.suspend(|| report::print_table_start(&sweep, at.algo));
                     }
                     let mut result = combine(cost, args.lanes, p, &points)?;
                     // Counted when every rank has reported the point: a fast rank may
@@ -484,14 +486,14 @@ async fn sweep<E: Exchange + 'static>(
                         min_delay,
                     );
                     result.host = Some((share, verdict));
-                    report::print_row(&sweep, &result);
+                    progress.suspend(|| report::print_row(&sweep, &result));
                     sweep.results.push(result);
                     next += 1;
                     if at.last_of_algo {
-                        report::print_table_end(&sweep, at.algo);
+                        progress.suspend(|| report::print_table_end(&sweep, at.algo));
                     }
                     if let Some(following) = order.get(next) {
-                        report::progress(next, total, following);
+                        progress.point(next, following);
                     }
                 }
             }
@@ -513,7 +515,7 @@ async fn sweep<E: Exchange + 'static>(
     if next < total {
         bail!("the ranks stopped after {next} of {total} points");
     }
-    report::progress_done();
+    progress.finish();
     report::print_footer(&sweep);
     Ok(sweep)
 }

@@ -169,6 +169,12 @@ fn every_datatype_and_op_is_exact_and_named_in_its_row() {
         seen.insert((row[2], row[3]));
     }
     assert_eq!(seen.len(), 50, "every datatype × op has rows");
+    // stderr is a pipe here, not a terminal: no progress bar, no ANSI escapes.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains("ETA"),
+        "{stderr}"
+    );
     assert_eq!(
         stdout.matches("# Out of bounds values : 0 OK").count(),
         2,

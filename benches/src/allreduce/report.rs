@@ -626,7 +626,6 @@ pub(crate) fn row_text(s: &Sweep, r: &SizeResult) -> String {
 }
 
 pub(crate) fn print_row(s: &Sweep, r: &SizeResult) {
-    progress_clear();
     println!("{}", row_text(s, r));
     let _ = std::io::stdout().flush();
 }
@@ -732,36 +731,50 @@ fn host_bound_note(clock: crate::clock::ClockMode, bound: usize, judged: usize) 
     }
 }
 
-/// A progress line on stderr (redrawn in place on a terminal, one line per point otherwise).
-pub(crate) fn progress(done: usize, total: usize, at: &super::PointAt) {
-    let (algo, bytes) = (at.algo, at.bytes);
-    let what = format!("{algo} {} {} {bytes} B", at.datatype, at.op);
-    let mut err = std::io::stderr();
-    if err.is_terminal() {
-        let width = 30;
-        let filled = done * width / total.max(1);
-        let _ = write!(
-            err,
-            "\r[{}{}] {done}/{total} running {what}   ",
-            "#".repeat(filled),
-            "-".repeat(width - filled),
-        );
-    } else {
-        let _ = writeln!(err, "progress: {done}/{total} done, running {what}");
-    }
-    let _ = err.flush();
+/// The sweep's progress bar (indicatif) on stderr: elapsed time, points done, ETA and the
+/// point running. Drawn only when stderr is a terminal, so logs and CI get no ANSI and no
+/// bar; the table on stdout is printed around it ([`Progress::suspend`]).
+#[derive(Debug)]
+pub(crate) struct Progress {
+    bar: indicatif::ProgressBar,
 }
 
-fn progress_clear() {
-    let mut err = std::io::stderr();
-    if err.is_terminal() {
-        let _ = write!(err, "\r{}\r", " ".repeat(79));
-        let _ = err.flush();
+impl Progress {
+    /// A bar over `total` points (hidden when stderr is not a terminal).
+    pub(crate) fn new(total: usize) -> Self {
+        let target = if std::io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), target);
+        // The template is a constant; a bad one would only lose the styling.
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "[{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} running {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        Self { bar }
     }
-}
 
-pub(crate) fn progress_done() {
-    progress_clear();
+    /// `done` points finished; `at` runs next.
+    pub(crate) fn point(&self, done: usize, at: &super::PointAt) {
+        self.bar.set_position(done as u64);
+        self.bar.set_message(format!(
+            "{} {} {} {} B",
+            at.algo, at.datatype, at.op, at.bytes
+        ));
+    }
+
+    /// Runs `f` (which prints to stdout) with the bar cleared, then redraws it.
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
+    /// Removes the bar.
+    pub(crate) fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 #[cfg(test)]
