@@ -119,8 +119,12 @@ fn a_wrong_element_fails_the_run() {
 
 #[test]
 fn every_datatype_and_op_is_exact_and_named_in_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("r.svg");
     let out = bench()
         .args(["allreduce", "--fabric", "memory", "--profile", "earth-moon"])
+        .arg("--plot")
+        .arg(&svg)
         .args([
             "--nodes",
             "5",
@@ -169,6 +173,12 @@ fn every_datatype_and_op_is_exact_and_named_in_its_row() {
         seen.insert((row[2], row[3]));
     }
     assert_eq!(seen.len(), 50, "every datatype × op has rows");
+    // The plot draws the first (datatype, op) only: per panel one line per algorithm and
+    // the bound, one marker per algorithm and size.
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("all-reduce int8 sum on earth-moon"), "{plot}");
+    assert_eq!(plot.matches("<polyline").count(), 2 * (2 + 1));
+    assert_eq!(plot.matches("<circle").count(), 2 * 2 * 2);
     // stderr is a pipe here, not a terminal: no progress bar, no ANSI escapes.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
