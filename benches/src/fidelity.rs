@@ -59,10 +59,10 @@ pub(crate) enum SchedulerArg {
 #[derive(Debug, Args)]
 pub(crate) struct FidelityArgs {
     /// Profile: a TOML file, or the name of a shipped profile (lan, earth-moon, ...).
-    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
+    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = crate::bench_defaults::PROFILE)]
     profile: String,
     /// Node endpoints (all in this process).
-    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = 8)]
+    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = crate::bench_defaults::NODES)]
     nodes: usize,
     /// Seconds of probing and load (delivery of what is in flight is awaited after).
     #[arg(long, env = "SPACEFABRIC_DURATION", default_value_t = 20.0)]

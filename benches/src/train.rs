@@ -30,6 +30,7 @@ use spacefabric_node::train::{
     Activation, LossPoint, NodeContext, NodeReport, StrategyKind, TrafficMeter, TrainConfig,
     train_node,
 };
+use spacefabric_proto::train_job::defaults as train_defaults;
 use spacefabric_proto::v1::TrainJob;
 
 use crate::allreduce::fabric::{FabricKind, LocalFabric};
@@ -41,11 +42,11 @@ use crate::clock::ClockMode;
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TrainFlags {
     /// Profile: a TOML file, or the name of a shipped profile (lan, earth-moon, ...).
-    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
+    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = crate::bench_defaults::PROFILE)]
     profile: String,
     /// Number of nodes, placed on the profile's sites in file order in equal blocks (8 on
     /// earth-moon: ranks 0-3 on Earth, 4-7 on the Moon).
-    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = 8)]
+    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = crate::bench_defaults::NODES)]
     nodes: usize,
     /// The model: a transformer LM preset on the committed Shakespeare corpus (`lm-small`,
     /// `nanogpt-cpu`, `lm-tiny`) or `mlp` (the synthetic teacher task).
@@ -89,10 +90,10 @@ pub(crate) struct TrainFlags {
     #[arg(long, env = "SPACEFABRIC_SYNC_LR")]
     sync_lr: Option<f32>,
     /// Outer Nesterov learning rate (DiLoCo: 0.7).
-    #[arg(long, env = "SPACEFABRIC_OUTER_LR", default_value_t = 0.7)]
+    #[arg(long, env = "SPACEFABRIC_OUTER_LR", default_value_t = train_defaults::OUTER_LR)]
     outer_lr: f32,
     /// Outer Nesterov momentum (DiLoCo: 0.9).
-    #[arg(long, env = "SPACEFABRIC_OUTER_MOMENTUM", default_value_t = 0.9)]
+    #[arg(long, env = "SPACEFABRIC_OUTER_MOMENTUM", default_value_t = train_defaults::OUTER_MOMENTUM)]
     outer_momentum: f32,
     /// Samples (mlp) or windows (lm) per step on each node. Per model (lm: the preset's;
     /// mlp 32).
@@ -170,10 +171,10 @@ pub(crate) struct TrainFlags {
     #[arg(long, env = "SPACEFABRIC_EVAL_SAMPLES")]
     eval_samples: Option<usize>,
     /// Job seed: data and initial model.
-    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
+    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = crate::bench_defaults::SEED)]
     seed: u64,
     /// Collective algorithm of the world group: ring, hd, tree, hier, auto.
-    #[arg(long, env = "SPACEFABRIC_ALGO", default_value = "auto")]
+    #[arg(long, env = "SPACEFABRIC_ALGO", default_value = train_defaults::ALGORITHM)]
     algo: Algorithm,
     /// Turn the link emulation off (same code, links pass through).
     #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
@@ -197,7 +198,7 @@ pub(crate) struct TrainFlags {
     plot: Option<PathBuf>,
     /// Sync and sharded commit their state every this many steps (the outer strategies at
     /// every outer step); a job restarted after a node loss resumes from the last commit.
-    #[arg(long, env = "SPACEFABRIC_COMMIT_EVERY", default_value_t = 10)]
+    #[arg(long, env = "SPACEFABRIC_COMMIT_EVERY", default_value_t = train_defaults::COMMIT_EVERY)]
     commit_every: u32,
     /// Run each strategy as a job of a running cluster's controller (its node processes)
     /// instead of on endpoints in this process; --profile and --nodes then come from the

@@ -49,7 +49,7 @@ use crate::clock::ClockMode;
 #[derive(Debug, Args)]
 pub(crate) struct TransferArgs {
     /// Profile: a TOML file, or the name of a shipped profile (lan, earth-moon, ...).
-    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
+    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = crate::bench_defaults::PROFILE)]
     profile: String,
     /// Bytes to transfer (suffixes K, M, G = 2^10, 2^20, 2^30).
     #[arg(long, env = "SPACEFABRIC_SIZE", default_value = "256M", value_parser = parse_nonzero_size)]

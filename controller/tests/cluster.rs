@@ -552,6 +552,7 @@ async fn bad_requests_are_errors_naming_the_field_and_the_server_survives() {
             warmup: 1,
             algorithms: vec!["ring".into()],
             check: true,
+            ..AllReduceJob::default()
         })),
     };
     let err = c

@@ -5,7 +5,8 @@
 //! holds the defaults of a train job that the controller and the nodes share; which job states
 //! are terminal is said once, here ([`v1::JobState::is_terminal`], [`v1::Job::is_finished`]).
 //! [`job_cost`] says what a job costs one node (admission on both sides). [`time_dilation`]
-//! is the cluster's dilation factor K that the controller hands its nodes.
+//! is the cluster's dilation factor K that the controller hands its nodes. [`reduction`] names
+//! the element types and reduction ops of an all-reduce job (nccl-tests' `-d` and `-o`).
 
 /// Version 1 of the spacefabric API: messages, client and server stubs.
 #[allow(
@@ -19,8 +20,10 @@ pub mod v1 {
 }
 
 pub mod algorithm;
+pub mod all_reduce_job;
 pub mod job_cost;
 pub mod metrics_catalog;
+pub mod reduction;
 pub mod shard;
 pub mod time_dilation;
 pub mod train_job;
