@@ -131,7 +131,8 @@ async fn measure<E: Exchange>(
                 0
             }
         };
-        Some(verify::count_wrong(collective, spec.seed, world, rank, &recv) + changed_input)
+        let expected = verify::expected_shared(collective, spec.seed, world, count);
+        Some(verify::count_wrong_against(collective, world, rank, &recv, &expected) + changed_input)
     } else {
         None
     };
