@@ -87,9 +87,12 @@ pub fn tag(call: u32, lane: usize, msg: usize) -> u64 {
 }
 
 fn encode(values: &[f32]) -> Bytes {
-    let mut out = Vec::with_capacity(values.len() * 4);
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
+    // Fixed-size chunks into a zeroed buffer: the compiler turns this into a plain copy,
+    // where pushing 4 bytes at a time checked the capacity per element (9 % of the CPU of a
+    // lan 16 MiB all-reduce bench).
+    let mut out = vec![0u8; values.len() * 4];
+    for (o, v) in out.chunks_exact_mut(4).zip(values) {
+        o.copy_from_slice(&v.to_le_bytes());
     }
     Bytes::from(out)
 }
