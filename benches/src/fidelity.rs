@@ -848,7 +848,7 @@ fn print_table(r: &Report) {
         "# error = arrival − arrival time the link model assigned (scheduler + loopback + receiver wake-up)."
     );
     println!(
-        "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>8} {:>8} {:>6} {:>9} {:>12} {:>20} {}",
+        "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>8} {:>8} {:>6} {:>9} {:>12} {:>20} host",
         "link class",
         "pairs",
         "cfg ms",
@@ -867,8 +867,7 @@ fn print_table(r: &Report) {
         "lost",
         "outages",
         "edge err ms",
-        "link drops q/l/o/err",
-        "host"
+        "link drops q/l/o/err"
     );
     for c in &r.classes {
         println!(

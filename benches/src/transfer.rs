@@ -600,7 +600,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
             "# goodput: payload bits / (last - first byte at the receiver); completion: send() to delivery"
         );
         println!(
-            "# {:<11} {:>10} {:>12} {:>8} {:>12} {:>9} {:>8} {:>7} {:>10} {:>8} {:>8} {}",
+            "# {:<11} {:>10} {:>12} {:>8} {:>12} {:>9} {:>8} {:>7} {:>10} {:>8} {:>8} host",
             "cc",
             "window_s",
             "goodput_Mbps",
@@ -611,8 +611,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
             "cong_ev",
             "cwnd_B",
             "rtt_ms",
-            "q_drops",
-            "host"
+            "q_drops"
         );
         for &cc in &args.cc {
             let p = pair(profile.clone(), &from, &to, cc, true, args.clock.dilation()).await?;

@@ -140,3 +140,25 @@ pub fn count_wrong_against(
     }
     range.filter(|&i| data[i] != expected[i]).count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_expected_vector_is_the_expected_one_for_its_key() {
+        let a = expected_shared(Collective::AllReduce, 7, 4, 1000);
+        assert_eq!(&a[..], &expected(Collective::AllReduce, 7, 4, 1000)[..]);
+        // (Whether the second call reuses the vector is not asserted: tests in this process
+        // that run sweeps may replace the one kept meanwhile.)
+        // Another seed: another vector, and it counts a wrong element as wrong.
+        let c = expected_shared(Collective::AllReduce, 8, 4, 1000);
+        assert_eq!(&c[..], &expected(Collective::AllReduce, 8, 4, 1000)[..]);
+        let mut data = c.to_vec();
+        data[3] += 1.0;
+        assert_eq!(
+            count_wrong_against(Collective::AllReduce, 4, 0, &data, &c),
+            1
+        );
+    }
+}
