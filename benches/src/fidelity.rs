@@ -494,7 +494,9 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
                     &host_after,
                     model_s + report.error_ms_p99 / 1e3,
                     Some(model_s),
-                    Duration::from_secs_f64(model_s.max(0.0)) * dilation,
+                    Duration::try_from_secs_f64(model_s)
+                        .unwrap_or_default()
+                        .saturating_mul(dilation),
                 ));
                 report
             })
