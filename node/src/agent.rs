@@ -29,9 +29,9 @@ use spacefabric_proto::job_cost::{NodeBudget, job_cost};
 use spacefabric_proto::time_dilation::TimeDilation;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{
-    ControlEvent, DeregisterRequest, HeartbeatRequest, JobPlan, JobSpec, JobStart, Peer,
-    ProgressReport, RegisterRequest, RegisterResponse, ResultReport, WatchControlRequest,
-    control_event, job_spec,
+    ControlEvent, DeregisterRequest, HeartbeatRequest, JobPlan, JobResult, JobSpec, JobStart, Peer,
+    PingResult, ProgressReport, RegisterRequest, RegisterResponse, ResultReport,
+    WatchControlRequest, control_event, job_result, job_spec,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -272,8 +272,8 @@ pub struct JobContext {
 /// A job's result on this node.
 #[derive(Debug, Clone, Default)]
 pub struct JobOutput {
-    /// Kind-specific result as JSON text.
-    pub result_json: String,
+    /// The kind-specific result (the contract's `JobResult`).
+    pub result: Option<JobResult>,
     /// Named numbers for the summary.
     pub metrics: HashMap<String, f64>,
 }
@@ -347,18 +347,19 @@ impl JobRunner for PingRunner {
             let mut metrics = HashMap::new();
             metrics.insert("rtt_p50_ms".to_string(), p50);
             metrics.insert("rtt_max_ms".to_string(), max);
-            let result_json = serde_json::json!({
-                "rank": ctx.rank,
-                "site": ctx.scenario.site,
-                "controller_site": ctx.scenario.controller_site,
-                "resumed_from_step": ctx.resume_from_step,
-                "rtt_ms": rtts_ms,
-                "rtt_p50_ms": p50,
-                "rtt_max_ms": max,
-            })
-            .to_string();
+            let result = PingResult {
+                rank: ctx.rank,
+                site: ctx.scenario.site.clone(),
+                controller_site: ctx.scenario.controller_site.clone(),
+                resumed_from_step: ctx.resume_from_step,
+                rtt_ms: rtts_ms,
+                rtt_p50_ms: p50,
+                rtt_max_ms: max,
+            };
             Ok(JobOutput {
-                result_json,
+                result: Some(JobResult {
+                    kind: Some(job_result::Kind::Ping(result)),
+                }),
                 metrics,
             })
         })
@@ -869,7 +870,7 @@ impl Agent {
                 attempt: control.attempt,
                 ok,
                 error,
-                result_json: output.result_json,
+                result: output.result,
                 metrics: output.metrics,
             };
             let Some(delivered) = deliver_report(control.clone(), report, cancel.clone(), retry).await else {
@@ -921,9 +922,7 @@ async fn deliver_report(
             Ok(_) => break,
             Err(status)
                 if is_refusal(&status)
-                    && (report.ok
-                        || !report.result_json.is_empty()
-                        || !report.metrics.is_empty()) =>
+                    && (report.ok || report.result.is_some() || !report.metrics.is_empty()) =>
             {
                 // The controller will not take this result (too large, invalid): the
                 // job must fail with the reason, not wait for a result that never
@@ -935,7 +934,7 @@ async fn deliver_report(
                     status.code(),
                     status.message().chars().take(200).collect::<String>()
                 );
-                report.result_json.clear();
+                report.result = None;
                 report.metrics.clear();
             }
             Err(status)

@@ -12,7 +12,8 @@
 //! 4. [`train_node`] trains. Commits go to `<state dir>/train/<job id>/step-<S>.ckpt`; every
 //!    step's progress (step, committed step, losses) is reported to the controller, coalesced
 //!    so a slow control plane (2.56 s round trip to the Moon) never holds training up.
-//! 5. The result is a [`NodeTrainResult`] as JSON; a client combines the ranks.
+//! 5. The result is a [`NodeTrainResult`] sent as the contract's `TrainResult`; a client
+//!    combines the ranks.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -68,7 +69,8 @@ pub struct CurvePoint {
     pub bytes: Vec<(String, u64)>,
 }
 
-/// What one rank reports for a train job (the `result_json` of its result).
+/// What one rank reports for a train job (sent as the contract's `TrainResult`, see
+/// [`crate::jobs::result_messages`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeTrainResult {
     /// This node's rank in the attempt's plan.
@@ -416,10 +418,8 @@ impl JobRunner for TrainRunner {
                 "resumed_from_step".to_string(),
                 result.resumed_from_step as f64,
             );
-            let result_json = serde_json::to_string(&result)
-                .map_err(|e| JobError(format!("encoding the result: {e}")))?;
             Ok(JobOutput {
-                result_json,
+                result: Some(result.to_job_result()),
                 metrics,
             })
         })
