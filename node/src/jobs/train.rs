@@ -42,6 +42,12 @@ pub enum TrainJobError {
     /// The job's spec is not a train job, or a field is unusable (names it).
     #[error("train spec: {0}")]
     Spec(String),
+    /// The strategy name is not in the job vocabulary.
+    #[error("train spec: strategies[0]: {0}")]
+    Strategy(#[from] spacefabric_proto::train_names::UnknownStrategy),
+    /// The activation name is not in the job vocabulary.
+    #[error("train spec: activation: {0}")]
+    Activation(#[from] spacefabric_proto::train_names::UnknownActivation),
     /// The plan disagrees with the job (shards, parameter count).
     #[error("job plan: {0}")]
     Plan(String),
