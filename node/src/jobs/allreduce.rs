@@ -262,7 +262,7 @@ impl JobRunner for AllReduceRunner {
             };
             let result = outcome.map_err(|e| {
                 tracing::warn!(job_id = %ctx.job_id, rank = ctx.rank, error = %e, "all-reduce job failed");
-                JobError(e.to_string())
+                JobError::from(e)
             })?;
             let wrong: usize = result.points.iter().filter_map(|p| p.wrong).sum();
             let mut metrics = HashMap::new();
