@@ -71,7 +71,7 @@ pub enum TrainError {
     },
     /// The compute task on the blocking pool died.
     #[error("compute task failed: {0}")]
-    Join(String),
+    Join(tokio::task::JoinError),
 }
 
 #[cfg(test)]

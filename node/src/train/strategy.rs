@@ -344,7 +344,7 @@ where
         (worker, r)
     })
     .await
-    .map_err(|e| TrainError::Join(e.to_string()))
+    .map_err(TrainError::Join)
 }
 
 /// Runs `cfg` on this node over `groups` until `cfg.steps` steps are done; returns what it
