@@ -60,30 +60,34 @@ fn kind_name(kind: Option<&job_result::Kind>) -> &'static str {
     }
 }
 
+/// The payload `pick` takes out of a rank's result, or an error naming what was there.
+fn payload<'a, T>(
+    result: &'a NodeResult,
+    expected: &'static str,
+    pick: fn(&'a job_result::Kind) -> Option<&'a T>,
+) -> Result<&'a T, ResultMessageError> {
+    let kind = result.result.as_ref().and_then(|r| r.kind.as_ref());
+    kind.and_then(pick).ok_or(ResultMessageError::Kind {
+        rank: result.rank,
+        expected,
+        found: kind_name(kind),
+    })
+}
+
 /// The all-reduce payload of a rank's result.
 pub fn all_reduce_of(result: &NodeResult) -> Result<&AllReduceResult, ResultMessageError> {
-    let kind = result.result.as_ref().and_then(|r| r.kind.as_ref());
-    match kind {
-        Some(job_result::Kind::AllReduce(r)) => Ok(r),
-        other => Err(ResultMessageError::Kind {
-            rank: result.rank,
-            expected: "all_reduce",
-            found: kind_name(other),
-        }),
-    }
+    payload(result, "all_reduce", |k| match k {
+        job_result::Kind::AllReduce(r) => Some(r),
+        _ => None,
+    })
 }
 
 /// The train payload of a rank's result.
 pub fn train_of(result: &NodeResult) -> Result<&TrainResult, ResultMessageError> {
-    let kind = result.result.as_ref().and_then(|r| r.kind.as_ref());
-    match kind {
-        Some(job_result::Kind::Train(r)) => Ok(r),
-        other => Err(ResultMessageError::Kind {
-            rank: result.rank,
-            expected: "train",
-            found: kind_name(other),
-        }),
-    }
+    payload(result, "train", |k| match k {
+        job_result::Kind::Train(r) => Some(r),
+        _ => None,
+    })
 }
 
 /// `usize` → `u32` for a message field (saturating: a count beyond `u32::MAX` cannot occur in
