@@ -4,10 +4,11 @@
 //!
 //! For every algorithm and every size: `-w` warm-up iterations, `-n` timed iterations (all
 //! ranks start together; an iteration's time is until the last rank finishes), then one
-//! checked iteration on inputs whose sums are exact (see
-//! `spacefabric_node::collective::verify`); any wrong element fails the run (exit code 1).
-//! The table on stdout follows nccl-tests' layout so existing scrapers work; progress goes to
-//! stderr; `--json`, `--csv`, `--hdr-dir` and `--plot` write the same results as files.
+//! checked iteration on inputs whose results are exact for every `-d` datatype and `-o` op
+//! (see `spacefabric_node::collective::verify`); any wrong element fails the run (exit code
+//! 3). The table on stdout follows nccl-tests' layout so existing scrapers work; a progress
+//! bar (indicatif) goes to stderr when it is a terminal; `--json`, `--csv`, `--hdr-dir` and
+//! `--plot` write the same results as files.
 
 mod controller_job;
 pub(crate) mod fabric;
@@ -28,12 +29,16 @@ use clap::Args;
 use netem_profiles::Profile;
 use spacefabric_node::collective::sweep::{SweepPoint, SweepSpec, run_sweep};
 use spacefabric_node::collective::{
-    Algorithm, Collective, Communicator, Corruption, CostModel, Exchange,
+    Algorithm, Collective, Communicator, Corruption, CostModel, DataTypeName, Exchange,
+    ReduceOpName,
 };
 
 use crate::admission;
+use crate::bench_defaults;
 use crate::clock::ClockMode;
 use crate::host_share::{HostShare, judge};
+use spacefabric_node::collective::CollectiveConfig;
+use spacefabric_proto::all_reduce_job::defaults as job_defaults;
 
 pub(crate) use report::{SizeResult, Sweep};
 
@@ -44,32 +49,54 @@ const DEFAULT_UDP_PAYLOAD: u16 = 16 * 1024;
 #[derive(Debug, Clone, Args)]
 pub(crate) struct AllreduceArgs {
     /// Profile: a TOML file, or the name of a shipped profile (lan, earth-moon, ...).
-    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
+    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = bench_defaults::PROFILE)]
     profile: String,
     /// Number of nodes (ranks). They are placed on the profile's sites in file order, in
     /// equal blocks (8 nodes on earth-moon: ranks 0-3 on Earth, 4-7 on the Moon).
-    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = 8)]
+    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = bench_defaults::NODES)]
     nodes: usize,
+    /// Element types (nccl-tests' `-d`), comma-separated: int8, uint8, int32, uint32, int64,
+    /// uint64, half, float, double, bfloat16, or all. Each size is bytes / element size
+    /// elements.
+    #[arg(
+        short = 'd',
+        long = "datatype",
+        env = "SPACEFABRIC_DATATYPE",
+        value_delimiter = ',',
+        default_value = job_defaults::DATATYPE,
+        value_parser = parse_datatype
+    )]
+    datatype: Vec<String>,
+    /// Reduction ops (nccl-tests' `-o`), comma-separated: sum, prod, max, min, avg, or all.
+    #[arg(
+        short = 'o',
+        long = "op",
+        env = "SPACEFABRIC_OP",
+        value_delimiter = ',',
+        default_value = job_defaults::OP,
+        value_parser = parse_op
+    )]
+    op: Vec<String>,
     /// Algorithms, comma-separated: ring, hd, tree, hier, auto.
     #[arg(
         long,
         env = "SPACEFABRIC_ALGO",
         value_delimiter = ',',
-        default_value = "ring,hd,tree,hier,auto"
+        default_value = job_defaults::ALGORITHMS
     )]
     algo: Vec<Algorithm>,
     /// Smallest size in bytes per rank (suffixes K, M, G = 2^10, 2^20, 2^30).
-    #[arg(short = 'b', long = "minbytes", env = "SPACEFABRIC_MINBYTES", default_value = "1K", value_parser = parse_size)]
+    #[arg(short = 'b', long = "minbytes", env = "SPACEFABRIC_MINBYTES", default_value_t = job_defaults::MIN_BYTES, value_parser = parse_size)]
     min_bytes: u64,
     /// Largest size in bytes per rank.
-    #[arg(short = 'e', long = "maxbytes", env = "SPACEFABRIC_MAXBYTES", default_value = "1M", value_parser = parse_size)]
+    #[arg(short = 'e', long = "maxbytes", env = "SPACEFABRIC_MAXBYTES", default_value_t = job_defaults::MAX_BYTES, value_parser = parse_size)]
     max_bytes: u64,
     /// Multiplicative step between sizes.
     #[arg(
         short = 'f',
         long = "stepfactor",
         env = "SPACEFABRIC_STEPFACTOR",
-        default_value_t = 4
+        default_value_t = u64::from(job_defaults::FACTOR)
     )]
     step_factor: u64,
     /// Timed iterations per size.
@@ -77,7 +104,7 @@ pub(crate) struct AllreduceArgs {
         short = 'n',
         long = "iters",
         env = "SPACEFABRIC_ITERS",
-        default_value_t = 5
+        default_value_t = job_defaults::ITERATIONS as usize
     )]
     iters: usize,
     /// Warm-up iterations per size (not timed).
@@ -85,12 +112,12 @@ pub(crate) struct AllreduceArgs {
         short = 'w',
         long = "warmup_iters",
         env = "SPACEFABRIC_WARMUP_ITERS",
-        default_value_t = 1
+        default_value_t = job_defaults::WARMUP as usize
     )]
     warmup: usize,
     /// Check the results (nccl-tests' `-c`): 1 runs one checked iteration per size and
     /// placement on exact inputs; 0 skips it (`#wrong` prints `N/A`).
-    #[arg(short = 'c', long = "check", env = "SPACEFABRIC_CHECK", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    #[arg(short = 'c', long = "check", env = "SPACEFABRIC_CHECK", default_value_t = u8::from(job_defaults::CHECK), value_parser = clap::value_parser!(u8).range(0..=1))]
     pub(crate) check: u8,
     /// Blocking collectives (nccl-tests' `-z`): accepted for nccl-tests command lines; every
     /// operation here is blocking anyway (each starts from a barrier of all ranks), so 0
@@ -101,7 +128,7 @@ pub(crate) struct AllreduceArgs {
     #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
     no_emulation: bool,
     /// Lanes each vector is split into (concurrent streams per hop).
-    #[arg(long, env = "SPACEFABRIC_LANES", default_value_t = 4)]
+    #[arg(long, env = "SPACEFABRIC_LANES", default_value_t = CollectiveConfig::default().lanes)]
     lanes: usize,
     /// Congestion controller of the QUIC connections: cubic, bbr or link-aware.
     #[arg(long, env = "SPACEFABRIC_CC", default_value = "link-aware")]
@@ -115,7 +142,7 @@ pub(crate) struct AllreduceArgs {
     #[arg(long, env = "SPACEFABRIC_UDP_PAYLOAD", default_value_t = DEFAULT_UDP_PAYLOAD)]
     udp_payload: u16,
     /// Seed of the checked iteration's inputs.
-    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
+    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = bench_defaults::SEED)]
     seed: u64,
     /// Clock of the local cluster: `real` (wall clock, host CPU included) or `virtual`
     /// (tokio's paused clock, one thread: link model and protocol only; same seed, same
@@ -172,6 +199,73 @@ pub(crate) struct AllreduceArgs {
     plot: Option<PathBuf>,
 }
 
+/// Checks one `-d` name (or `all`); the list is expanded by [`AllreduceArgs::datatypes`].
+fn parse_datatype(s: &str) -> Result<String, String> {
+    DataTypeName::parse_list(&[s]).map_err(|e| e.to_string())?;
+    Ok(s.trim().to_ascii_lowercase())
+}
+
+/// Checks one `-o` name (or `all`); the list is expanded by [`AllreduceArgs::ops`].
+fn parse_op(s: &str) -> Result<String, String> {
+    ReduceOpName::parse_list(&[s]).map_err(|e| e.to_string())?;
+    Ok(s.trim().to_ascii_lowercase())
+}
+
+impl AllreduceArgs {
+    /// The datatypes of `-d`, `all` expanded, in nccl-tests' order.
+    pub(crate) fn datatypes(&self) -> anyhow::Result<Vec<DataTypeName>> {
+        Ok(DataTypeName::parse_list(&self.datatype)?)
+    }
+
+    /// The reduction ops of `-o`, `all` expanded.
+    pub(crate) fn ops(&self) -> anyhow::Result<Vec<ReduceOpName>> {
+        Ok(ReduceOpName::parse_list(&self.op)?)
+    }
+}
+
+/// The point at `index` of a sweep of `algos × types × ops × sizes` (nested in that order,
+/// as `spacefabric_node::collective::sweep` measures them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PointAt {
+    pub(crate) algo: Algorithm,
+    pub(crate) datatype: DataTypeName,
+    pub(crate) op: ReduceOpName,
+    pub(crate) bytes: u64,
+    /// First point of its algorithm's table.
+    pub(crate) first_of_algo: bool,
+    /// Last point of its algorithm's table.
+    pub(crate) last_of_algo: bool,
+}
+
+/// The sweep's points in order (see [`PointAt`]).
+pub(crate) fn points(
+    algos: &[Algorithm],
+    types: &[DataTypeName],
+    ops: &[ReduceOpName],
+    sizes: &[u64],
+) -> Vec<PointAt> {
+    let per_algo = types.len() * ops.len() * sizes.len();
+    let mut out = Vec::with_capacity(algos.len() * per_algo);
+    for &algo in algos {
+        for &datatype in types {
+            for &op in ops {
+                for &bytes in sizes {
+                    let i = out.len() % per_algo.max(1);
+                    out.push(PointAt {
+                        algo,
+                        datatype,
+                        op,
+                        bytes,
+                        first_of_algo: i == 0,
+                        last_of_algo: i + 1 == per_algo,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Parses `A:B:n` into a corruption of the n-th message from A to B.
 fn parse_corruption(s: &str) -> Result<Corruption, String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -189,24 +283,11 @@ fn parse_corruption(s: &str) -> Result<Corruption, String> {
     })
 }
 
-/// The sizes of the sweep: `min`, `min·f`, ... up to `max`, each rounded down to whole f32.
+/// The sizes of the sweep: `min`, `min·f`, ... up to `max` (what a node running the job
+/// computes, `spacefabric_node::jobs::allreduce::sweep_sizes`).
 fn sizes(min: u64, max: u64, factor: u64) -> anyhow::Result<Vec<u64>> {
-    if min > max {
-        bail!("-b {min} is larger than -e {max}");
-    }
-    if factor < 2 && min != max {
-        bail!("-f must be at least 2 (got {factor})");
-    }
-    let mut out = Vec::new();
-    let mut s = min.max(4);
-    while s <= max {
-        out.push(s / 4 * 4);
-        if factor < 2 {
-            break;
-        }
-        s = s.saturating_mul(factor);
-    }
-    Ok(out)
+    spacefabric_node::jobs::allreduce::sweep_sizes(min, max, factor)
+        .map_err(|e| anyhow::anyhow!("-b {min} -e {max} -f {factor}: {e}"))
 }
 
 /// Rank r's site: the profile's sites in file order, in equal blocks.
@@ -262,7 +343,9 @@ pub(crate) fn run(args: AllreduceArgs) -> anyhow::Result<ExitCode> {
             &profile,
             &sites,
             !args.no_emulation,
-            args.corrupt,
+            args.corrupt
+                .map(|c| Ok::<_, anyhow::Error>((c, args.datatypes()?[0])))
+                .transpose()?,
             args.cc,
             args.udp_payload,
             args.clock.dilation_for(min_used_delay(&profile, &sites)),
@@ -301,7 +384,7 @@ async fn sweep<E: Exchange + 'static>(
     endpoints: Vec<E>,
     fabric: &fabric::LocalFabric,
 ) -> anyhow::Result<Sweep> {
-    let config = spacefabric_node::collective::CollectiveConfig { lanes: args.lanes };
+    let config = CollectiveConfig { lanes: args.lanes };
     let comms: Vec<Arc<Communicator<E>>> = endpoints
         .into_iter()
         .map(|ex| {
@@ -324,6 +407,8 @@ async fn sweep<E: Exchange + 'static>(
         warmup: args.warmup,
         check: args.check != 0,
         seed: args.seed,
+        datatypes: args.datatype.clone(),
+        ops: args.op.clone(),
     };
     let mut sweep = Sweep::new(
         args,
@@ -332,7 +417,7 @@ async fn sweep<E: Exchange + 'static>(
         fabric.describe(),
         fabric.emulated(),
         fabric.transport_settings(),
-    );
+    )?;
     sweep.dilation = fabric.dilation();
     report::print_header(&sweep);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SweepPoint>();
@@ -352,14 +437,18 @@ async fn sweep<E: Exchange + 'static>(
         });
     }
     drop(tx);
-    let total = args.algo.len() * sizes.len();
+    let order = points(&args.algo, &args.datatypes()?, &args.ops()?, sizes);
+    let total = order.len();
     let sites = cost.site_of_rank().to_vec();
     let mut wire_before = fabric.wire_by_class(&sites);
     let min_delay = min_used_delay(profile, &sites);
     let mut host_before = fabric.host_sample();
     let mut pending: Vec<Vec<SweepPoint>> = vec![Vec::new(); total];
     let mut next = 0;
-    report::progress(next, total, args.algo[0], sizes[0]);
+    let progress = report::Progress::new(total);
+    if let Some(first) = order.first() {
+        progress.point(next, first);
+    }
     while next < total {
         tokio::select! {
             point = rx.recv() => {
@@ -370,9 +459,9 @@ async fn sweep<E: Exchange + 'static>(
                 slot.push(point);
                 while next < total && pending[next].len() == p {
                     let points = std::mem::take(&mut pending[next]);
-                    let algo = args.algo[next / sizes.len()];
-                    if next % sizes.len() == 0 {
-                        report::print_table_start(&sweep, algo);
+                    let at = order[next];
+                    if at.first_of_algo {
+                        progress.suspend(|| report::print_table_start(&sweep, at.algo));
                     }
                     let mut result = combine(cost, args.lanes, p, &points)?;
                     // Counted when every rank has reported the point: a fast rank may
@@ -397,14 +486,14 @@ async fn sweep<E: Exchange + 'static>(
                         min_delay,
                     );
                     result.host = Some((share, verdict));
-                    report::print_row(&sweep, &result);
+                    progress.suspend(|| report::print_row(&sweep, &result));
                     sweep.results.push(result);
                     next += 1;
-                    if next % sizes.len() == 0 {
-                        report::print_table_end(&sweep, algo);
+                    if at.last_of_algo {
+                        progress.suspend(|| report::print_table_end(&sweep, at.algo));
                     }
-                    if next < total {
-                        report::progress(next, total, args.algo[next / sizes.len()], sizes[next % sizes.len()]);
+                    if let Some(following) = order.get(next) {
+                        progress.point(next, following);
                     }
                 }
             }
@@ -426,14 +515,14 @@ async fn sweep<E: Exchange + 'static>(
     if next < total {
         bail!("the ranks stopped after {next} of {total} points");
     }
-    report::progress_done();
+    progress.finish();
     report::print_footer(&sweep);
     Ok(sweep)
 }
 
 /// The smallest one-way delay (at time zero) of the links between ranks of `sites`: the
 /// delay budget against which the delay line's lateness is judged.
-fn min_used_delay(profile: &Profile, sites: &[usize]) -> Duration {
+pub(crate) fn min_used_delay(profile: &Profile, sites: &[usize]) -> Duration {
     let mut min: Option<Duration> = None;
     for (i, &a) in sites.iter().enumerate() {
         for &b in &sites[i + 1..] {
@@ -447,7 +536,8 @@ fn min_used_delay(profile: &Profile, sites: &[usize]) -> Duration {
 }
 
 /// Combines every rank's measurement of one point: an iteration's time is the slowest
-/// rank's; #wrong is summed over ranks.
+/// rank's; #wrong is summed over ranks. The model moves the point's bytes: its count of
+/// elements of its datatype's size.
 fn combine(
     cost: &CostModel,
     lanes: usize,
@@ -458,14 +548,24 @@ fn combine(
     let out_of_place = combine_placement(points, |pt| (&pt.times_us, pt.wrong));
     let in_place = combine_placement(points, |pt| (&pt.in_place_times_us, pt.in_place_wrong));
     let algo: Algorithm = first.algorithm.parse()?;
+    let datatype = DataTypeName::parse(&first.datatype)?;
+    let op = ReduceOpName::parse(&first.op)?;
     let used = Algorithm::from_str(&first.used)?
         .concrete()
         .context("the sweep reported 'auto' as the algorithm it ran")?;
     let bound = cost.all_reduce_bound(first.bytes as f64);
-    let predicted = cost.predict_collective(Collective::AllReduce, used, first.count, lanes)?;
+    let predicted = cost.predict_collective(
+        Collective::AllReduce,
+        used,
+        first.count,
+        datatype.size_bytes(),
+        lanes,
+    )?;
     Ok(SizeResult::new(
         algo,
         used,
+        datatype,
+        op,
         first.bytes,
         first.count,
         p,

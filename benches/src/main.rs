@@ -4,6 +4,7 @@
 
 mod admission;
 mod allreduce;
+mod bench_defaults;
 mod byte_size;
 mod clock;
 mod controller_client;

@@ -30,10 +30,12 @@ use spacefabric_node::train::{
     Activation, LossPoint, NodeContext, NodeReport, StrategyKind, TrafficMeter, TrainConfig,
     train_node,
 };
+use spacefabric_proto::train_job::defaults as train_defaults;
 use spacefabric_proto::v1::TrainJob;
 
 use crate::allreduce::fabric::{FabricKind, LocalFabric};
 use crate::clock::ClockMode;
+use crate::host_share::{HostMark, footer_line};
 
 /// Flags of `spacefabric-bench train`. Flags marked "per model" default by `--model`: the
 /// transformer comparison (`lm-small`, the default) or the MLP one (`--model mlp`); see
@@ -41,11 +43,11 @@ use crate::clock::ClockMode;
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TrainFlags {
     /// Profile: a TOML file, or the name of a shipped profile (lan, earth-moon, ...).
-    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = "earth-moon")]
+    #[arg(long, env = "SPACEFABRIC_PROFILE", default_value = crate::bench_defaults::PROFILE)]
     profile: String,
     /// Number of nodes, placed on the profile's sites in file order in equal blocks (8 on
     /// earth-moon: ranks 0-3 on Earth, 4-7 on the Moon).
-    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = 8)]
+    #[arg(long, env = "SPACEFABRIC_NODES", default_value_t = crate::bench_defaults::NODES)]
     nodes: usize,
     /// The model: a transformer LM preset on the committed Shakespeare corpus (`lm-small`,
     /// `nanogpt-cpu`, `lm-tiny`) or `mlp` (the synthetic teacher task).
@@ -89,10 +91,10 @@ pub(crate) struct TrainFlags {
     #[arg(long, env = "SPACEFABRIC_SYNC_LR")]
     sync_lr: Option<f32>,
     /// Outer Nesterov learning rate (DiLoCo: 0.7).
-    #[arg(long, env = "SPACEFABRIC_OUTER_LR", default_value_t = 0.7)]
+    #[arg(long, env = "SPACEFABRIC_OUTER_LR", default_value_t = train_defaults::OUTER_LR)]
     outer_lr: f32,
     /// Outer Nesterov momentum (DiLoCo: 0.9).
-    #[arg(long, env = "SPACEFABRIC_OUTER_MOMENTUM", default_value_t = 0.9)]
+    #[arg(long, env = "SPACEFABRIC_OUTER_MOMENTUM", default_value_t = train_defaults::OUTER_MOMENTUM)]
     outer_momentum: f32,
     /// Samples (mlp) or windows (lm) per step on each node. Per model (lm: the preset's;
     /// mlp 32).
@@ -170,10 +172,10 @@ pub(crate) struct TrainFlags {
     #[arg(long, env = "SPACEFABRIC_EVAL_SAMPLES")]
     eval_samples: Option<usize>,
     /// Job seed: data and initial model.
-    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = 1)]
+    #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = crate::bench_defaults::SEED)]
     seed: u64,
     /// Collective algorithm of the world group: ring, hd, tree, hier, auto.
-    #[arg(long, env = "SPACEFABRIC_ALGO", default_value = "auto")]
+    #[arg(long, env = "SPACEFABRIC_ALGO", default_value = train_defaults::ALGORITHM)]
     algo: Algorithm,
     /// Turn the link emulation off (same code, links pass through).
     #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
@@ -197,7 +199,7 @@ pub(crate) struct TrainFlags {
     plot: Option<PathBuf>,
     /// Sync and sharded commit their state every this many steps (the outer strategies at
     /// every outer step); a job restarted after a node loss resumes from the last commit.
-    #[arg(long, env = "SPACEFABRIC_COMMIT_EVERY", default_value_t = 10)]
+    #[arg(long, env = "SPACEFABRIC_COMMIT_EVERY", default_value_t = train_defaults::COMMIT_EVERY)]
     commit_every: u32,
     /// Run each strategy as a job of a running cluster's controller (its node processes)
     /// instead of on endpoints in this process; --profile and --nodes then come from the
@@ -223,6 +225,10 @@ pub(crate) struct TrainFlags {
     /// times are emulated time either way. Not for in-process runs (use --clock virtual).
     #[arg(long, env = "SPACEFABRIC_TIME_DILATION")]
     time_dilation: Option<spacefabric_proto::time_dilation::TimeDilation>,
+    /// Test hook: hold the delay line back this many µs before every delivery, as a starved
+    /// host would (the rows must then be marked host-bound).
+    #[arg(long, hide = true)]
+    starve_delay_line_us: Option<u64>,
 }
 
 /// The per-model defaults of the flags marked "per model".
@@ -520,6 +526,10 @@ pub(crate) struct StrategyResult {
     pub(crate) fabric: String,
     /// Restarts of a controller job (node lost, replacement joined); empty in-process.
     pub(crate) restarts: Vec<controller_job::Restart>,
+    /// Whether the host, not the links, bounded this run (in-process runs only; see
+    /// `host_share`: there is no time model for a training run, so a real-clock run is
+    /// host-bound whenever the host shows a cause).
+    pub(crate) host: Option<HostMark>,
 }
 
 impl StrategyResult {
@@ -619,6 +629,9 @@ fn job_config(args: &TrainArgs, variant: &Variant) -> anyhow::Result<TrainConfig
 
 /// Runs the comparison; prints the table; writes the files.
 pub(crate) fn run(flags: TrainFlags) -> anyhow::Result<ExitCode> {
+    if let Some(us) = flags.starve_delay_line_us {
+        spacefabric_fabric::emu::set_starvation(Duration::from_micros(us));
+    }
     let args = flags.resolve()?;
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
@@ -733,6 +746,8 @@ fn emit(
 ) -> anyhow::Result<ExitCode> {
     let header = header_lines(args, profile, sites, params, results, controller);
     print!("{}", table(&header, results, args.target_loss));
+    let (bound, judged) = host_bound_rows(results);
+    print!("{}", footer_line(args.clock, bound, judged));
     if let Some(path) = &args.json {
         let json = to_json(args, profile, sites, params, results, controller);
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
@@ -753,6 +768,7 @@ async fn run_strategy(
 ) -> anyhow::Result<StrategyResult> {
     let fabric = LocalFabric::start(args.fabric, profile, sites, !args.no_emulation, None).await?;
     let describe = fabric.describe();
+    let host_before = fabric.host_sample();
     // The wildcard keeps this compiling while fabrics are added to `LocalFabric`.
     #[allow(unreachable_patterns)]
     let outcome = match &fabric {
@@ -765,9 +781,29 @@ async fn run_strategy(
             args.fabric
         )),
     };
+    let host_after = fabric.host_sample();
     fabric.shutdown().await;
     let (reports, bytes) = outcome?;
-    summarise(cfg, reports, bytes, args.target_loss, describe)
+    let mut result = summarise(cfg, reports, bytes, args.target_loss, describe)?;
+    result.host = Some(HostMark::judge(
+        args.clock,
+        &host_before,
+        &host_after,
+        result.wall.as_secs_f64(),
+        None,
+        crate::allreduce::min_used_delay(profile, sites),
+    ));
+    Ok(result)
+}
+
+/// Strategies the host bounded, and strategies judged.
+pub(crate) fn host_bound_rows(results: &[StrategyResult]) -> (usize, usize) {
+    let judged = results.iter().filter(|r| r.host.is_some()).count();
+    let bound = results
+        .iter()
+        .filter(|r| r.host.as_ref().is_some_and(|h| h.verdict.host_bound))
+        .count();
+    (bound, judged)
 }
 
 /// Trains `cfg` on every endpoint at once; returns every node's report and the bytes per
@@ -854,6 +890,7 @@ fn summarise(
         bytes,
         fabric,
         restarts: Vec::new(),
+        host: None,
     })
 }
 
@@ -981,7 +1018,7 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
         out.push_str(&format!("# {h}\n"));
     }
     out.push_str(&format!(
-        "#\n# {:>11} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8} {:>10}\n",
+        "#\n# {:>11} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8} {:>10} {}\n",
         "strategy",
         "steps",
         "syncs",
@@ -995,7 +1032,8 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
         "intra_MiB",
         "cross_MiB",
         "speedup",
-        "tokens/s"
+        "tokens/s",
+        "host"
     ));
     let sync_t = results
         .iter()
@@ -1020,7 +1058,7 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
             r.tokens as f64 / r.wall.as_secs_f64()
         };
         out.push_str(&format!(
-            "  {:>11} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6.1} {:>10} {:>10} {:>8} {:>10.0}\n",
+            "  {:>11} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6.1} {:>10} {:>10} {:>8} {:>10.0} {}\n",
             r.label,
             r.steps,
             r.syncs,
@@ -1034,7 +1072,8 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
             mib(intra),
             mib(cross),
             speedup,
-            tokens_per_s
+            tokens_per_s,
+            r.host.as_ref().map_or("-".to_string(), |h| h.verdict.cell())
         ));
     }
     out.push_str(&format!(
@@ -1044,6 +1083,7 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
     out.push_str("# intra/cross_MiB: collective payload bytes sent inside sites / across sites, all nodes (measured by the fabric's meters).\n");
     out.push_str("# comm%: time blocked in collectives / wall (streaming and delayed: only the wait for a synchronisation still in flight).\n");
     out.push_str("# tokens/s: tokens (mlp: samples) trained by all nodes / wall.\n");
+    out.push_str("# host: HOST:<causes> where this machine, not the links, set the times (judged in process only).\n");
     out.push_str(&goals(results));
     let sync = results.iter().find(|r| r.kind == StrategyKind::Sync);
     let diloco = results.iter().find(|r| r.label == "diloco");
@@ -1188,10 +1228,13 @@ fn to_json(
                 "bytes": r.bytes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                 "fabric": r.fabric,
                 "restarts": r.restarts,
+                "host": r.host,
                 "curve": curve,
             })
         })
         .collect();
+    let (count, judged) = host_bound_rows(results);
+    let host_rows = serde_json::json!({ "count": count, "judged": judged });
     serde_json::json!({
         "profile": profile,
         "nodes": sites.len(),
@@ -1221,6 +1264,7 @@ fn to_json(
         "clock": if controller.is_some() { ClockMode::Real } else { args.clock },
         "emulation": controller.is_some() || (!args.no_emulation && args.fabric == FabricKind::Quic),
         "controller_job": controller,
+        "host_bound_rows": host_rows,
         "strategies": strategies,
     })
 }

@@ -1,5 +1,7 @@
 //! `spacefabric-bench allreduce` end to end on the in-memory fabric: the nccl-tests table,
-//! the footer, the files, and a wrong element turning the run into FAILED with exit code 3.
+//! the footer, the files, every datatype and op of `-d all -o all` exact and named in the
+//! `type`/`redop` columns, and a wrong element (of any type) turning the run into FAILED
+//! with exit code 3.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
@@ -72,7 +74,7 @@ fn a_clean_sweep_prints_the_table_and_ok() {
     assert!(stdout.contains("# Result: every result exact"), "{stdout}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["results"].as_array().unwrap().len(), 9);
-    assert_eq!(v["schema_version"], 2);
+    assert_eq!(v["schema_version"], 3);
     assert_eq!(v["results"][0]["in_place"]["nwrong"], 0);
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }
@@ -113,6 +115,114 @@ fn a_wrong_element_fails_the_run() {
         .collect();
     assert_ne!(row[8], "0", "{stdout}");
     assert_eq!(row[12], "0", "{stdout}");
+}
+
+#[test]
+fn every_datatype_and_op_is_exact_and_named_in_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("r.svg");
+    let out = bench()
+        .args(["allreduce", "--fabric", "memory", "--profile", "earth-moon"])
+        .arg("--plot")
+        .arg(&svg)
+        .args([
+            "--nodes",
+            "5",
+            "--algo",
+            "ring,hier",
+            "-b",
+            "8",
+            "-e",
+            "1K",
+            "-f",
+            "128",
+        ])
+        .args(["-n", "1", "-w", "0", "-d", "all", "-o", "all"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // 2 algorithms × 10 datatypes × 5 ops × 2 sizes.
+    assert_eq!(rows.len(), 2 * 10 * 5 * 2, "{stdout}");
+    let size = |t: &str| match t {
+        "int8" | "uint8" => 1,
+        "half" | "bfloat16" => 2,
+        "int32" | "uint32" | "float" => 4,
+        "int64" | "uint64" | "double" => 8,
+        other => panic!("unknown type column '{other}'"),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for row in &rows {
+        // count = bytes / sizeof(type), as nccl-tests prints it.
+        let (bytes, count): (u64, u64) = (row[0].parse().unwrap(), row[1].parse().unwrap());
+        assert_eq!(count * size(row[2]), bytes, "{row:?}");
+        assert!(
+            ["sum", "prod", "max", "min", "avg"].contains(&row[3]),
+            "{row:?}"
+        );
+        assert_eq!((row[8], row[12]), ("0", "0"), "#wrong in {row:?}");
+        seen.insert((row[2], row[3]));
+    }
+    assert_eq!(seen.len(), 50, "every datatype × op has rows");
+    // The plot draws the first (datatype, op) only: per panel one line per algorithm and
+    // the bound, one marker per algorithm and size.
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("all-reduce int8 sum on earth-moon"), "{plot}");
+    assert_eq!(plot.matches("<polyline").count(), 2 * (2 + 1));
+    assert_eq!(plot.matches("<circle").count(), 2 * 2 * 2);
+    // stderr is a pipe here, not a terminal: no progress bar, no ANSI escapes.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains("ETA"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout.matches("# Out of bounds values : 0 OK").count(),
+        2,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_wrong_element_of_any_datatype_fails_the_run() {
+    for (datatype, op) in [("int8", "sum"), ("double", "prod"), ("bfloat16", "avg")] {
+        let out = bench()
+            .args(["allreduce", "--fabric", "memory", "--profile", "lan"])
+            .args([
+                "--nodes", "4", "--algo", "ring", "-b", "4K", "-e", "4K", "-n", "1", "-w", "0",
+            ])
+            .args([
+                "-d",
+                datatype,
+                "-o",
+                op,
+                "--corrupt",
+                "0:1:8",
+                "--lanes",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{datatype} {op}: {stdout}");
+        let row: Vec<&str> = stdout
+            .lines()
+            .find(|l| !l.starts_with('#'))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(row[2..4], [datatype, op], "{stdout}");
+        assert_ne!(row[8], "0", "{datatype} {op}: {stdout}");
+    }
 }
 
 #[test]
@@ -164,6 +274,17 @@ fn bad_flags_are_clear_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-profile"));
+    for (flag, bad) in [("-d", "float8"), ("-o", "xor")] {
+        let out = bench()
+            .args(["allreduce", "--fabric", "memory", flag, bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(bad),
+            "{flag} {bad}"
+        );
+    }
 }
 
 /// Runs a QUIC sweep on `profile` and returns (stdout, the JSON report).
@@ -242,6 +363,61 @@ fn a_virtual_clock_sweep_repeats_bit_for_bit_and_meets_its_model() {
         stdout.contains("# Host-bound rows: 0 of 6 (clock virtual)"),
         "{stdout}"
     );
+}
+
+#[test]
+fn datatypes_over_quic_are_exact_and_cost_their_bytes() {
+    // Real QUIC on the virtual clock: half and double, prod and avg. A row's time follows
+    // its bytes, not its element type: at one size every type meets the same model.
+    let (stdout, v) = quic_sweep(&[
+        "--clock",
+        "virtual",
+        "--profile",
+        "lan",
+        "--nodes",
+        "4",
+        "--algo",
+        "ring",
+        "-b",
+        "1K",
+        "-e",
+        "64K",
+        "-f",
+        "64",
+        "-n",
+        "1",
+        "-w",
+        "0",
+        "-d",
+        "half,double",
+        "-o",
+        "prod,avg",
+    ]);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2 * 2 * 2, "{stdout}");
+    for r in results {
+        assert_eq!(r["out_of_place"]["nwrong"], 0, "{r}");
+        assert_eq!(r["in_place"]["nwrong"], 0, "{r}");
+        let (t, model) = (
+            r["out_of_place"]["time_us"].as_f64().unwrap(),
+            r["model_us"].as_f64().unwrap(),
+        );
+        assert!(t >= model * 0.999 && t <= model * 1.05, "{r}");
+        let size = if r["datatype"] == "half" { 2 } else { 8 };
+        assert_eq!(
+            r["count"].as_u64().unwrap() * size,
+            r["size_bytes"].as_u64().unwrap(),
+            "{r}"
+        );
+    }
+    let model_of = |dt: &str, bytes: u64| {
+        results
+            .iter()
+            .find(|r| r["datatype"] == dt && r["size_bytes"] == bytes)
+            .map(|r| r["model_us"].as_f64().unwrap())
+    };
+    assert_eq!(model_of("half", 65536), model_of("double", 65536));
+    assert!(model_of("half", 65536) > model_of("half", 1024));
 }
 
 #[test]

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use spacefabric_proto::reduction::{DataTypeName, ReduceOpName};
 use spacefabric_proto::v1::{JobPlan, JobSpec, job_spec};
 
 use crate::topology::Topology;
@@ -65,9 +66,12 @@ pub fn default_deadline(spec: &JobSpec, plan: &JobPlan, topology: &Topology) -> 
                 .saturating_add(u64::from(a.warmup))
                 .saturating_add(1);
             let algorithms = (a.algorithms.len() as u64).max(1);
+            // Every (datatype, op) pair is a sweep of its own (`-d all -o all`: 50).
+            let datatypes = DataTypeName::parse_list(&a.datatypes).map_or(1, |d| d.len() as u64);
+            let ops = ReduceOpName::parse_list(&a.ops).map_or(1, |o| o.len() as u64);
             while size <= a.max_bytes {
                 let one = latency_per_round.saturating_add(per_byte_ms(size.saturating_mul(2)));
-                total = total.saturating_add(sat(&[one, rounds, algorithms]));
+                total = total.saturating_add(sat(&[one, rounds, algorithms, datatypes, ops]));
                 let next = size.saturating_mul(factor);
                 if next == size || next == u64::MAX {
                     break;
@@ -94,7 +98,7 @@ pub fn default_deadline(spec: &JobSpec, plan: &JobPlan, topology: &Topology) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spacefabric_proto::v1::{Peer, PingJob, TrainJob};
+    use spacefabric_proto::v1::{AllReduceJob, Peer, PingJob, TrainJob};
 
     fn topology() -> Topology {
         Topology::new("em", "", 1, vec!["earth".into(), "moon".into()], |a, b| {
@@ -139,6 +143,35 @@ mod tests {
         assert_eq!(
             attempt_deadline(&ping(10, 1234), &plan(&["earth"]), &t),
             Duration::from_millis(1234)
+        );
+    }
+
+    #[test]
+    fn every_datatype_and_op_is_a_sweep_of_its_own() {
+        let job = |datatypes: Vec<String>, ops: Vec<String>| JobSpec {
+            name: String::new(),
+            kind: Some(job_spec::Kind::AllReduce(AllReduceJob {
+                min_bytes: 1024,
+                max_bytes: 4096,
+                factor: 4,
+                iterations: 2,
+                warmup: 1,
+                algorithms: vec!["ring".into()],
+                check: true,
+                datatypes,
+                ops,
+            })),
+            deadline_ms: 0,
+        };
+        let p = plan(&["earth", "moon"]);
+        let rounds = |spec: &JobSpec| attempt_deadline(spec, &p, &topology()) - SETUP_ALLOWANCE;
+        let one = rounds(&job(Vec::new(), Vec::new()));
+        let all = rounds(&job(vec!["all".into()], vec!["all".into()]));
+        assert!(one > Duration::ZERO);
+        assert_eq!(all, one * 50);
+        assert_eq!(
+            rounds(&job(vec!["half".into(), "int8".into()], Vec::new())),
+            one * 2
         );
     }
 

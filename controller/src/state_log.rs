@@ -188,12 +188,11 @@ impl Compaction {
     /// snapshot's size. On an error the previous log stays, and the next compaction is done
     /// in place.
     pub fn run(self) -> Result<u64, ControllerError> {
-        let snapshot_path = self.dir.path().join(SNAPSHOT_FILE);
-        let text = serde_json::to_vec(&self.state)
-            .map_err(|e| state_err(&snapshot_path, format!("cannot encode: {e}")))?;
-        self.dir.write_atomic(SNAPSHOT_FILE, &text, false)?;
+        let bytes = write_snapshot(&self.dir, &self.state)?;
+        // Free the copy before the next compaction's copy is made.
+        drop(self.state);
         remove_previous_log(&self.dir)?;
-        Ok(text.len() as u64)
+        Ok(bytes)
     }
 }
 
@@ -207,6 +206,13 @@ pub fn legacy_results(state: &PersistedState) -> usize {
         .flat_map(|j| &j.job.results)
         .filter(|r| r.ok && r.result.is_none())
         .count()
+}
+
+/// Writes `state` as the snapshot, atomically, streaming its JSON to the file; returns its size.
+fn write_snapshot(dir: &StateDir, state: &PersistedState) -> Result<u64, ControllerError> {
+    dir.write_atomic_with(SNAPSHOT_FILE, false, |out| {
+        serde_json::to_writer(out, state).map_err(std::io::Error::from)
+    })
 }
 
 /// Deletes [`PREVIOUS_LOG_FILE`] (if there) durably.
@@ -489,9 +495,7 @@ impl StateLog {
                 "a compaction is writing the snapshot; try again when it has finished",
             ));
         }
-        let text = serde_json::to_vec(state)
-            .map_err(|e| state_err(&snapshot_path, format!("cannot encode: {e}")))?;
-        self.dir.write_atomic(SNAPSHOT_FILE, &text, false)?;
+        let bytes = write_snapshot(&self.dir, state)?;
         // A crash here replays the old logs onto the new snapshot: harmless (see the module
         // docs), every change is an idempotent upsert.
         remove_previous_log(&self.dir)?;
@@ -501,10 +505,10 @@ impl StateLog {
             .and_then(|()| self.log.sync_all())
             .map_err(|e| state_err(&log_path, format!("cannot truncate: {e}")))?;
         self.log_bytes = 0;
-        self.snapshot_bytes = text.len() as u64;
+        self.snapshot_bytes = bytes;
         self.written = Some(Written::of(state));
         Ok(SaveReport {
-            bytes: text.len() as u64,
+            bytes,
             snapshot: true,
         })
     }

@@ -5,7 +5,7 @@
 //! [`crate::state_log`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::ControllerError;
@@ -53,6 +53,19 @@ impl StateDir {
         bytes: &[u8],
         private: bool,
     ) -> Result<(), ControllerError> {
+        self.write_atomic_with(name, private, |out| out.write_all(bytes))
+            .map(|_| ())
+    }
+
+    /// Replaces `name` atomically with what `write` streams into it (through a small buffer,
+    /// so a large snapshot is never held in memory as one encoded block); returns the bytes
+    /// written. `private` files are readable by the owner only.
+    pub fn write_atomic_with(
+        &self,
+        name: &str,
+        private: bool,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<u64, ControllerError> {
         let file = self.path.join(name);
         let tmp = self.path.join(format!(".{name}.tmp"));
         let mut options = OpenOptions::new();
@@ -64,11 +77,22 @@ impl StateDir {
         }
         #[cfg(not(unix))]
         let _ = private;
-        let mut out = options
+        let out = options
             .open(&tmp)
             .map_err(|e| state_err(&tmp, format!("cannot create: {e}")))?;
-        out.write_all(bytes)
-            .and_then(|()| out.sync_all())
+        let mut counted = CountingWriter {
+            inner: BufWriter::with_capacity(WRITE_BUFFER_BYTES, out),
+            bytes: 0,
+        };
+        write(&mut counted)
+            .and_then(|()| counted.inner.flush())
+            .map_err(|e| state_err(&tmp, format!("cannot write: {e}")))?;
+        let bytes = counted.bytes;
+        let out = counted
+            .inner
+            .into_inner()
+            .map_err(|e| state_err(&tmp, format!("cannot write: {}", e.error())))?;
+        out.sync_all()
             .map_err(|e| state_err(&tmp, format!("cannot write: {e}")))?;
         drop(out);
         fs::rename(&tmp, &file).map_err(|e| state_err(&file, format!("cannot replace: {e}")))?;
@@ -76,6 +100,27 @@ impl StateDir {
         if let Ok(dir) = File::open(&self.path) {
             let _ = dir.sync_all();
         }
-        Ok(())
+        Ok(bytes)
+    }
+}
+
+/// The buffer between an encoder and a file written by [`StateDir::write_atomic_with`].
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A writer that counts what passes through it.
+struct CountingWriter<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes = self.bytes.saturating_add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use spacefabric_proto::algorithm::AlgorithmName;
 use spacefabric_proto::job_cost::{NodeBudget, job_cost};
+use spacefabric_proto::reduction::{DataTypeName, ReduceOpName};
 use spacefabric_proto::train_names::{Activation, Strategy};
 use spacefabric_proto::v1::{JobSpec, TrainJob, job_spec};
 
@@ -188,6 +189,18 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
             for (i, algo) in a.algorithms.iter().enumerate() {
                 if let Err(e) = AlgorithmName::parse(algo) {
                     return invalid(&format!("spec.all_reduce.algorithms[{i}]"), e.to_string());
+                }
+            }
+            for (i, name) in a.datatypes.iter().enumerate() {
+                // `all` is accepted here as in the bench's flags.
+                if let Err(e) = DataTypeName::parse_list(std::slice::from_ref(name)) {
+                    return invalid(&format!("spec.all_reduce.datatypes[{i}]"), e.to_string());
+                }
+            }
+            for (i, name) in a.ops.iter().enumerate() {
+                // `all` is accepted here as in the bench's flags.
+                if let Err(e) = ReduceOpName::parse_list(std::slice::from_ref(name)) {
+                    return invalid(&format!("spec.all_reduce.ops[{i}]"), e.to_string());
                 }
             }
             Ok(spec)
@@ -434,6 +447,7 @@ mod tests {
             warmup: 1,
             algorithms: vec!["ring".into(), "hier".into()],
             check: true,
+            ..AllReduceJob::default()
         };
         assert!(job_spec(Some(&all_reduce(good.clone()))).is_ok());
         let bad = AllReduceJob {
@@ -446,11 +460,33 @@ mod tests {
         );
         let bad = AllReduceJob {
             algorithms: vec!["ring".into(), "magic".into()],
-            ..good
+            ..good.clone()
         };
         assert_eq!(
             field_of(job_spec(Some(&all_reduce(bad))).unwrap_err()),
             "spec.all_reduce.algorithms[1]"
+        );
+        let typed = AllReduceJob {
+            datatypes: vec!["all".into(), "bf16".into()],
+            ops: vec!["avg".into()],
+            ..good.clone()
+        };
+        assert!(job_spec(Some(&all_reduce(typed))).is_ok());
+        let bad = AllReduceJob {
+            datatypes: vec!["float".into(), "float8".into()],
+            ..good.clone()
+        };
+        assert_eq!(
+            field_of(job_spec(Some(&all_reduce(bad))).unwrap_err()),
+            "spec.all_reduce.datatypes[1]"
+        );
+        let bad = AllReduceJob {
+            ops: vec!["xor".into()],
+            ..good.clone()
+        };
+        assert_eq!(
+            field_of(job_spec(Some(&all_reduce(bad))).unwrap_err()),
+            "spec.all_reduce.ops[0]"
         );
         let ping = JobSpec {
             deadline_ms: 0,

@@ -392,6 +392,103 @@ async fn a_restarted_controller_resumes_from_its_state_dir_and_the_job_finishes(
     server.shutdown().await.unwrap();
 }
 
+/// Copies every file directly in `from` into `to` (created if needed).
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// A controller restarted from a state older than a job's results (a crash between the
+/// nodes' reports and their persistence) starts the finished attempt again. The nodes must
+/// answer with the result they already delivered, not run the attempt twice: the restarted
+/// job's results are exactly the first ones (a second ping run would measure new RTTs), and
+/// no node finished a second job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_restarted_before_it_saved_the_results_gets_them_again_not_a_second_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let before_results = dir.path().join("before-results");
+    let server = start(config(Some(&state)), None).await;
+    let addr = server.addr;
+    let url = format!("http://{addr}");
+    let mut nodes: Vec<Node> = (0..2)
+        .map(|i| spawn_node(&url, &format!("again-{i}"), "earth", 17510 + i))
+        .collect();
+    for node in &mut nodes {
+        wait_status(node, "a plan of 2", |s| s.world_size == 2).await;
+    }
+    let mut c = client(&url).await;
+    let job = c
+        .submit_job(SubmitJobRequest {
+            join_token: TOKEN.into(),
+            spec: Some(ping_spec(40)),
+            min_nodes: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The state as of a running attempt, saved aside...
+    let running = watch_job_until(&mut c, &job.job_id, |j| {
+        j.state == JobState::Running as i32 && j.progress.iter().any(|p| p.committed_step >= 2)
+    })
+    .await;
+    copy_files(&state, &before_results);
+    // ... then the attempt finishes and its results are persisted.
+    let first = watch_job_until(&mut c, &job.job_id, |j| j.state != JobState::Running as i32).await;
+    assert_eq!(first.state, JobState::Succeeded as i32, "{}", first.error);
+    for node in &mut nodes {
+        wait_status(node, "the job finished", |s| s.jobs_finished == 1).await;
+    }
+    // The controller comes back from the state saved before the results.
+    server.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+    copy_files(&before_results, &state);
+    let server = start(config(Some(&state)), Some(addr)).await;
+    let mut c = client(&url).await;
+    let again = c
+        .get_job(GetJobRequest {
+            join_token: TOKEN.into(),
+            job_id: job.job_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.state,
+        JobState::Running as i32,
+        "the restored state predates the results"
+    );
+    let done = watch_job_until(&mut c, &job.job_id, |j| j.state != JobState::Running as i32).await;
+    assert_eq!(done.state, JobState::Succeeded as i32, "{}", done.error);
+    assert_eq!(done.attempt, running.attempt, "the same attempt ended");
+    let by_rank = |job: &Job| {
+        let mut results = job.results.clone();
+        results.sort_by_key(|r| r.rank);
+        results
+    };
+    assert_eq!(
+        by_rank(&done),
+        by_rank(&first),
+        "the nodes re-sent the results they had delivered"
+    );
+    for node in &nodes {
+        assert_eq!(
+            node.status.borrow().jobs_finished,
+            1,
+            "no node ran the attempt twice"
+        );
+    }
+    for node in nodes {
+        node.leave().await;
+    }
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_missing_token_is_unauthenticated() {
     let server = start(config(None), None).await;
@@ -455,6 +552,7 @@ async fn bad_requests_are_errors_naming_the_field_and_the_server_survives() {
             warmup: 1,
             algorithms: vec!["ring".into()],
             check: true,
+            ..AllReduceJob::default()
         })),
     };
     let err = c

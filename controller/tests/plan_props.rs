@@ -115,6 +115,7 @@ proptest! {
             kind: Some(job_spec::Kind::AllReduce(AllReduceJob {
                 min_bytes: 4, max_bytes, factor: 2, iterations: 1, warmup: 0,
                 algorithms: vec!["ring".into(), "auto".into(), "ring".into()], check: true,
+                ..AllReduceJob::default()
             })),
         };
         let jp = job_plan(&plan, 7, &all_reduce);

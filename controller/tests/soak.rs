@@ -150,6 +150,7 @@ fn spec(n: u64) -> JobSpec {
             warmup: 1,
             algorithms: vec!["ring".into()],
             check: true,
+            ..AllReduceJob::default()
         })
     };
     JobSpec {

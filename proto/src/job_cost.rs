@@ -390,6 +390,7 @@ mod tests {
                 warmup: u32::MAX,
                 algorithms: vec!["ring".into()],
                 check: true,
+                ..AllReduceJob::default()
             })),
         };
         assert!(
@@ -412,6 +413,7 @@ mod tests {
                 warmup: 1,
                 algorithms: vec!["ring".into(), "auto".into()],
                 check: true,
+                ..AllReduceJob::default()
             })),
         };
         let err = job_cost(&spec(64 << 30), 4)

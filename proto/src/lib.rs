@@ -6,7 +6,8 @@
 //! and [`algorithm`] the names a spec may use (strategy, activation, algorithm); which job states
 //! are terminal is said once, here ([`v1::JobState::is_terminal`], [`v1::Job::is_finished`]).
 //! [`job_cost`] says what a job costs one node (admission on both sides). [`time_dilation`]
-//! is the cluster's dilation factor K that the controller hands its nodes.
+//! is the cluster's dilation factor K that the controller hands its nodes. [`reduction`] names
+//! the element types and reduction ops of an all-reduce job (nccl-tests' `-d` and `-o`).
 
 /// Version 1 of the spacefabric API: messages, client and server stubs.
 #[allow(
@@ -20,8 +21,10 @@ pub mod v1 {
 }
 
 pub mod algorithm;
+pub mod all_reduce_job;
 pub mod job_cost;
 pub mod metrics_catalog;
+pub mod reduction;
 pub mod shard;
 pub mod time_dilation;
 pub mod train_job;

@@ -20,6 +20,8 @@ pub fn sweep_result(rank: u32, points: u32) -> JobResult {
                     used: "ring".into(),
                     bytes: 1 << 20,
                     count: 1 << 18,
+                    datatype: "float".into(),
+                    op: "sum".into(),
                     times_us: vec![1234.5],
                     wrong: Some(0),
                     ..AllReducePoint::default()

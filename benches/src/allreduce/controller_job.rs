@@ -122,7 +122,7 @@ fn report_results(
         "fabric": "quic", "emulated": true, "job_id": job.job_id,
         "per_rank": per_rank,
     });
-    let mut sweep = Sweep::new(args, profile, &cost, describe, true, transport);
+    let mut sweep = Sweep::new(args, profile, &cost, describe, true, transport)?;
     sweep.nodes = world;
     sweep.pid = None;
     sweep.host = "cluster".to_string();
@@ -136,8 +136,8 @@ fn report_results(
         })
         .collect();
     report::print_header(&sweep);
-    let total = args.algo.len() * sizes.len();
-    for index in 0..total {
+    let order = super::points(&args.algo, &args.datatypes()?, &args.ops()?, sizes);
+    for (index, at) in order.iter().enumerate() {
         let points: Vec<_> = ranks
             .iter()
             .map(|r| {
@@ -148,15 +148,14 @@ fn report_results(
                     .with_context(|| format!("rank {} did not report point {index}", r.rank))
             })
             .collect::<anyhow::Result<_>>()?;
-        let algo = args.algo[index / sizes.len()];
-        if index % sizes.len() == 0 {
-            report::print_table_start(&sweep, algo);
+        if at.first_of_algo {
+            report::print_table_start(&sweep, at.algo);
         }
         let result = combine(&cost, args.lanes, world, &points)?;
         report::print_row(&sweep, &result);
         sweep.results.push(result);
-        if (index + 1) % sizes.len() == 0 {
-            report::print_table_end(&sweep, algo);
+        if at.last_of_algo {
+            report::print_table_end(&sweep, at.algo);
         }
     }
     report::print_footer(&sweep);
@@ -187,6 +186,8 @@ pub(crate) fn all_reduce_spec(args: &AllreduceArgs) -> anyhow::Result<JobSpec> {
                 .map(|a| a.short_name().to_string())
                 .collect(),
             check: args.check != 0,
+            datatypes: args.datatype.clone(),
+            ops: args.op.clone(),
         })),
     })
 }

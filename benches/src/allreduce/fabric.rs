@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use netem_profiles::Profile;
-use spacefabric_fabric::emu::{EmuClock, SchedulerMode, SchedulerStats, TrunkSet};
+use spacefabric_fabric::emu::{EmuClock, SchedulerStats, TrunkSet};
 use spacefabric_fabric::transport::config::FABRIC_MTU;
 use spacefabric_fabric::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
-use spacefabric_node::collective::{Corruption, MemoryExchange, MemoryFabric};
+use spacefabric_node::collective::{Corruption, DataTypeName, MemoryExchange, MemoryFabric};
 
 use crate::host_share::HostSample;
 
@@ -131,7 +131,7 @@ impl LocalFabric {
             profile,
             sites,
             emulate,
-            corrupt,
+            corrupt.map(|c| (c, DataTypeName::Float)),
             CcChoice::default(),
             FABRIC_MTU,
             1,
@@ -141,14 +141,14 @@ impl LocalFabric {
 
     /// [`Self::start`] with the congestion controller `cc`, fabric datagrams of
     /// `udp_payload` bytes and a scenario clock dilated by `dilation` (see
-    /// `crate::clock::VIRTUAL_DILATION`).
+    /// `crate::clock::VIRTUAL_DILATION`); `corrupt` adds 1 to an element of that datatype.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start_with_cc(
         kind: FabricKind,
         profile: &Profile,
         sites: &[usize],
         emulate: bool,
-        corrupt: Option<Corruption>,
+        corrupt: Option<(Corruption, DataTypeName)>,
         cc: CcChoice,
         udp_payload: u16,
         dilation: u32,
@@ -159,8 +159,8 @@ impl LocalFabric {
         match kind {
             FabricKind::Memory => {
                 let mut fabric = MemoryFabric::new(sites.len());
-                if let Some(c) = corrupt {
-                    fabric = fabric.corrupt(c);
+                if let Some((c, datatype)) = corrupt {
+                    fabric = fabric.corrupt_typed(c, datatype);
                 }
                 Ok(Self::Memory(fabric.endpoints()))
             }
@@ -335,22 +335,12 @@ impl LocalFabric {
         let Self::Quic { meshes, .. } = self else {
             return SchedulerStats::default();
         };
-        let mut sum = SchedulerStats::default();
-        for sock in meshes.iter().filter_map(|m| m.emulated_socket()) {
-            let Some(s) = sock.scheduler_stats() else {
-                continue;
-            };
-            if sock.scheduler_mode() == SchedulerMode::Precise {
-                // One scheduler for the whole process: every socket reports the same one.
-                return s;
-            }
-            sum.delivered += s.delivered;
-            sum.wakeups += s.wakeups;
-            sum.spin_nanos += s.spin_nanos;
-            sum.late_nanos_sum += s.late_nanos_sum;
-            sum.late_nanos_max = sum.late_nanos_max.max(s.late_nanos_max);
-        }
-        sum
+        crate::host_share::delay_line_stats(
+            meshes
+                .iter()
+                .filter_map(|m| m.emulated_socket())
+                .map(|s| s.as_ref()),
+        )
     }
 
     /// The UDP ports of the endpoints on this host (for their receive-buffer drops).

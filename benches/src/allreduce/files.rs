@@ -16,7 +16,7 @@ use super::AllreduceArgs;
 use super::report::{Measured, SizeResult, Sweep};
 
 /// Version of the JSON layout below; bumped on any change a reader could notice.
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 /// An algorithm, by its command-line name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -151,9 +151,10 @@ pub(crate) struct ConfigFile {
     pub(crate) validation: u8,
     pub(crate) lanes: usize,
     pub(crate) seed: u64,
-    /// Element type (nccl-tests' `type`).
+    /// Element types of the sweep (`-d`, `all` expanded; each result names its own),
+    /// comma-separated in the order they ran.
     pub(crate) datatype: String,
-    /// Reduction (nccl-tests' `redop`).
+    /// Reductions of the sweep (`-o`), comma-separated.
     pub(crate) redop: String,
 }
 
@@ -163,7 +164,12 @@ pub(crate) struct ResultFile {
     pub(crate) algorithm: AlgorithmName,
     /// What `auto` chose (the algorithm itself otherwise).
     pub(crate) algorithm_used: AlgorithmName,
+    /// Element type (nccl-tests' `type`).
+    pub(crate) datatype: String,
+    /// Reduction (nccl-tests' `redop`).
+    pub(crate) redop: String,
     pub(crate) size_bytes: u64,
+    /// Elements per rank: size_bytes / the element size.
     pub(crate) count: usize,
     pub(crate) n_ranks: usize,
     pub(crate) out_of_place: PlacementFile,
@@ -322,6 +328,8 @@ pub(crate) fn sweep_file(s: &Sweep) -> SweepFile {
             ResultFile {
                 algorithm: r.algo.into(),
                 algorithm_used: r.used.into(),
+                datatype: r.datatype.name().to_string(),
+                redop: r.op.name().to_string(),
                 size_bytes: r.bytes,
                 count: r.count,
                 n_ranks: r.world,
@@ -386,8 +394,8 @@ pub(crate) fn sweep_file(s: &Sweep) -> SweepFile {
             validation: u8::from(s.check),
             lanes: s.lanes,
             seed: s.seed,
-            datatype: s.datatype.clone(),
-            redop: s.redop.clone(),
+            datatype: join_names(s.datatypes.iter().map(|d| d.name())),
+            redop: join_names(s.ops.iter().map(|o| o.name())),
         },
         bound_formula: s.bound_formula.to_string(),
         results,
@@ -397,6 +405,11 @@ pub(crate) fn sweep_file(s: &Sweep) -> SweepFile {
             okay: oob == 0,
         },
     }
+}
+
+/// `a,b,c`.
+fn join_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(",")
 }
 
 /// The JSON Schema of [`SweepFile`] (checked in at docs/schema/allreduce-sweep.schema.json).
@@ -447,8 +460,8 @@ pub(crate) fn to_csv(s: &Sweep) -> anyhow::Result<Vec<u8>> {
                 placement,
                 size_bytes: r.bytes,
                 count: r.count,
-                datatype: &s.datatype,
-                redop: &s.redop,
+                datatype: r.datatype.name(),
+                redop: r.op.name(),
                 time_us: t,
                 p50_us: m.percentile_us(50.0),
                 p95_us: m.percentile_us(95.0),

@@ -1,5 +1,8 @@
 //! A hand-written SVG of the sweep: time against size (left) and bus bandwidth against size
-//! (right), one line per algorithm, the reference bound dashed. Both axes logarithmic.
+//! (right), one line per algorithm, the reference bound dashed. Both axes logarithmic. With
+//! several `-d`/`-o` values only the first (datatype, op) pair is drawn (the title names
+//! it): a row's time follows its bytes, not its type, and one line per algorithm stays
+//! readable.
 
 use std::fmt::Write as _;
 
@@ -131,21 +134,27 @@ fn panel(
 
 /// The SVG document.
 pub(crate) fn svg(s: &Sweep) -> String {
+    let first = (s.datatypes.first().copied(), s.ops.first().copied());
+    let drawn: Vec<&SizeResult> = s
+        .results
+        .iter()
+        .filter(|r| first.0.is_none_or(|d| d == r.datatype) && first.1.is_none_or(|o| o == r.op))
+        .collect();
     let mut algos: Vec<String> = Vec::new();
-    for r in &s.results {
+    for r in &drawn {
         let l = r.algo.short_name().to_string();
         if !algos.contains(&l) {
             algos.push(l);
         }
     }
     let of = |a: &str| -> Vec<&SizeResult> {
-        s.results
+        drawn
             .iter()
+            .copied()
             .filter(|r| r.algo.short_name() == a)
             .collect()
     };
-    let mut bound: Vec<(f64, f64, f64)> = s
-        .results
+    let mut bound: Vec<(f64, f64, f64)> = drawn
         .iter()
         .map(|r| {
             (
@@ -187,7 +196,7 @@ pub(crate) fn svg(s: &Sweep) -> String {
         true,
         bound.iter().map(|b| (b.0, b.2)).collect(),
     ));
-    let xs = LogAxis::fit(s.results.iter().map(|r| r.bytes as f64));
+    let xs = LogAxis::fit(drawn.iter().map(|r| r.bytes as f64));
     let yt = LogAxis::fit(
         time_series
             .iter()
@@ -206,8 +215,10 @@ pub(crate) fn svg(s: &Sweep) -> String {
     let _ = writeln!(out, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="18" font-size="15" text-anchor="middle">all-reduce on {} ({} nodes, {}), clock {}{}</text>"#,
+        r#"<text x="{}" y="18" font-size="15" text-anchor="middle">all-reduce {} {} on {} ({} nodes, {}), clock {}{}</text>"#,
         W / 2.0,
+        first.0.map_or("", |d| d.name()),
+        first.1.map_or("", |o| o.name()),
         esc(&s.profile),
         s.nodes,
         esc(&s.placement),

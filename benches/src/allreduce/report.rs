@@ -7,7 +7,9 @@ use std::io::{IsTerminal, Write as _};
 use std::time::Duration;
 
 use netem_profiles::Profile;
-use spacefabric_node::collective::{Algorithm, Bound, Collective, Concrete, CostModel, Prediction};
+use spacefabric_node::collective::{
+    Algorithm, Bound, Collective, Concrete, CostModel, DataTypeName, Prediction, ReduceOpName,
+};
 
 use super::AllreduceArgs;
 use super::fabric::WireCounters;
@@ -53,11 +55,16 @@ impl Measured {
     }
 }
 
-/// One (algorithm, size) measurement: nccl-tests' out-of-place and in-place runs.
+/// One (algorithm, datatype, op, size) measurement: nccl-tests' out-of-place and in-place
+/// runs.
 #[derive(Debug, Clone)]
 pub(crate) struct SizeResult {
     pub(crate) algo: Algorithm,
     pub(crate) used: Concrete,
+    /// Element type (nccl-tests' `type` column).
+    pub(crate) datatype: DataTypeName,
+    /// Reduction op (nccl-tests' `redop` column).
+    pub(crate) op: ReduceOpName,
     pub(crate) bytes: u64,
     pub(crate) count: usize,
     pub(crate) world: usize,
@@ -78,6 +85,8 @@ impl SizeResult {
     pub(crate) fn new(
         algo: Algorithm,
         used: Concrete,
+        datatype: DataTypeName,
+        op: ReduceOpName,
         bytes: u64,
         count: usize,
         world: usize,
@@ -89,6 +98,8 @@ impl SizeResult {
         Self {
             algo,
             used,
+            datatype,
+            op,
             bytes,
             count,
             world,
@@ -176,9 +187,9 @@ pub(crate) struct Sweep {
     pub(crate) clock: crate::clock::ClockMode,
     /// Results are checked (`-c 1`, nccl-tests' validation).
     pub(crate) check: bool,
-    /// Element type and reduction of the sweep (nccl-tests' `type` and `redop`).
-    pub(crate) datatype: String,
-    pub(crate) redop: String,
+    /// Element types and reductions of the sweep (`-d`, `-o`; each row names its own).
+    pub(crate) datatypes: Vec<DataTypeName>,
+    pub(crate) ops: Vec<ReduceOpName>,
     /// Site of every rank, by rank.
     pub(crate) site_of_rank: Vec<usize>,
     /// Process id of the ranks (one process for a local cluster; `None` for a controller
@@ -203,7 +214,7 @@ impl Sweep {
         fabric: String,
         emulated: bool,
         transport: serde_json::Value,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let populated = cost.populated_sites();
         let placement = populated
             .iter()
@@ -242,7 +253,7 @@ impl Sweep {
             }
         }
         let bound_formula = cost.all_reduce_bound(1.0).formula;
-        Self {
+        Ok(Self {
             profile: profile.name.clone(),
             nodes: args.nodes,
             placement,
@@ -260,8 +271,8 @@ impl Sweep {
             seed: args.seed,
             clock: args.clock,
             check: args.check != 0,
-            datatype: "float".to_string(),
-            redop: "sum".to_string(),
+            datatypes: args.datatypes()?,
+            ops: args.ops()?,
             site_of_rank: cost.site_of_rank().to_vec(),
             pid: Some(std::process::id()),
             host: "localhost".to_string(),
@@ -270,7 +281,7 @@ impl Sweep {
             site_names: profile.sites.iter().map(|s| s.name.clone()).collect(),
             results: Vec::new(),
             transport_stats: Vec::new(),
-        }
+        })
     }
 
     /// The results of one algorithm, in size order.
@@ -606,7 +617,7 @@ pub(crate) fn row_text(s: &Sweep, r: &SizeResult) -> String {
     let (bytes, count, label) = (r.bytes.to_string(), r.count.to_string(), r.algo_label());
     let host = r.host.as_ref().map_or("-".to_string(), |(_, v)| v.cell());
     table_line(
-        [&bytes, &count, &s.datatype, &s.redop, "-1"],
+        [&bytes, &count, r.datatype.name(), r.op.name(), "-1"],
         [&oop[0], &oop[1], &oop[2], &oop[3]],
         [&ip[0], &ip[1], &ip[2], &ip[3]],
         [&label, &bound, &eff, &model, &host],
@@ -615,7 +626,6 @@ pub(crate) fn row_text(s: &Sweep, r: &SizeResult) -> String {
 }
 
 pub(crate) fn print_row(s: &Sweep, r: &SizeResult) {
-    progress_clear();
     println!("{}", row_text(s, r));
     let _ = std::io::stdout().flush();
 }
@@ -643,8 +653,17 @@ pub(crate) fn footer_text(s: &Sweep) -> String {
     );
     let _ = writeln!(
         out,
-        "#   {:<10} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  #wrong",
-        "algorithm", "size", "time", "in-place", "busbw", "in-place", "bound", "eff"
+        "#   {:<10} {:>8} {:>5} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  #wrong",
+        "algorithm",
+        "type",
+        "redop",
+        "size",
+        "time",
+        "in-place",
+        "busbw",
+        "in-place",
+        "bound",
+        "eff"
     );
     for r in &s.results {
         let (bound, eff) = if s.emulated {
@@ -654,8 +673,10 @@ pub(crate) fn footer_text(s: &Sweep) -> String {
         };
         let _ = writeln!(
             out,
-            "#   {:<10} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  {}",
+            "#   {:<10} {:>8} {:>5} {:>9}  {:>10} {:>10}  {:>13} {:>13}  {:>10} {:>6}  {}",
             r.algo_label(),
+            r.datatype.name(),
+            r.op.name(),
             human_size(r.bytes),
             human_time_us(r.out_of_place.mean_us()),
             human_time_us(r.in_place.mean_us()),
@@ -684,7 +705,7 @@ pub(crate) fn footer_text(s: &Sweep) -> String {
             out,
             "# Host-bound rows: {bound} of {judged} (clock {}){}",
             s.clock,
-            host_bound_note(s.clock, bound, judged)
+            crate::host_share::footer_note(s.clock, bound, judged)
         );
     }
     out.push_str("#\n# Collective test concluded: all_reduce_perf\n");
@@ -696,51 +717,50 @@ pub(crate) fn print_footer(s: &Sweep) {
     let _ = std::io::stdout().flush();
 }
 
-/// What the footer adds to the host-bound count.
-fn host_bound_note(clock: crate::clock::ClockMode, bound: usize, judged: usize) -> String {
-    if clock == crate::clock::ClockMode::Virtual {
-        " - CPU costs no emulated time on the virtual clock".to_string()
-    } else if bound == 0 {
-        " - the links and the protocol set every number".to_string()
-    } else if bound == judged {
-        " - EVERY row was bounded by this host, not the link model: rerun with --clock virtual"
-            .to_string()
-    } else {
-        " - rows marked HOST missed their model because of this host (cpu: cores saturated, cpu-wait: threads waited for a core, late: delay line behind its budget, rcvbuf: receive buffer overflow); --clock virtual avoids it".to_string()
-    }
+/// The sweep's progress bar (indicatif) on stderr: elapsed time, points done, ETA and the
+/// point running. Drawn only when stderr is a terminal, so logs and CI get no ANSI and no
+/// bar; the table on stdout is printed around it ([`Progress::suspend`]).
+#[derive(Debug)]
+pub(crate) struct Progress {
+    bar: indicatif::ProgressBar,
 }
 
-/// A progress line on stderr (redrawn in place on a terminal, one line per point otherwise).
-pub(crate) fn progress(done: usize, total: usize, algo: Algorithm, bytes: u64) {
-    let mut err = std::io::stderr();
-    if err.is_terminal() {
-        let width = 30;
-        let filled = done * width / total.max(1);
-        let _ = write!(
-            err,
-            "\r[{}{}] {done}/{total} running {algo} {bytes} B   ",
-            "#".repeat(filled),
-            "-".repeat(width - filled),
-        );
-    } else {
-        let _ = writeln!(
-            err,
-            "progress: {done}/{total} done, running {algo} {bytes} B"
-        );
+impl Progress {
+    /// A bar over `total` points (hidden when stderr is not a terminal).
+    pub(crate) fn new(total: usize) -> Self {
+        let target = if std::io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), target);
+        // The template is a constant; a bad one would only lose the styling.
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "[{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} running {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        Self { bar }
     }
-    let _ = err.flush();
-}
 
-fn progress_clear() {
-    let mut err = std::io::stderr();
-    if err.is_terminal() {
-        let _ = write!(err, "\r{}\r", " ".repeat(79));
-        let _ = err.flush();
+    /// `done` points finished; `at` runs next.
+    pub(crate) fn point(&self, done: usize, at: &super::PointAt) {
+        self.bar.set_position(done as u64);
+        self.bar.set_message(format!(
+            "{} {} {} {} B",
+            at.algo, at.datatype, at.op, at.bytes
+        ));
     }
-}
 
-pub(crate) fn progress_done() {
-    progress_clear();
+    /// Runs `f` (which prints to stdout) with the bar cleared, then redraws it.
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
+    /// Removes the bar.
+    pub(crate) fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 #[cfg(test)]
@@ -759,6 +779,8 @@ pub(crate) mod tests {
         SizeResult::new(
             algo,
             algo.concrete().unwrap_or(Concrete::Hierarchical),
+            DataTypeName::Float,
+            ReduceOpName::Sum,
             bytes,
             (bytes / 4) as usize,
             8,
@@ -799,8 +821,8 @@ pub(crate) mod tests {
             clock: crate::clock::ClockMode::Real,
             dilation: 1,
             check: true,
-            datatype: "float".into(),
-            redop: "sum".into(),
+            datatypes: vec![DataTypeName::Float],
+            ops: vec![ReduceOpName::Sum],
             site_of_rank: vec![0, 0, 0, 0, 1, 1, 1, 1],
             pid: Some(42),
             host: "localhost".into(),

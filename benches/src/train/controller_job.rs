@@ -356,6 +356,7 @@ fn combine(
             ranks.len()
         ),
         restarts: tracker.restarts.clone(),
+        host: None,
     };
     Ok((result, first.sites_by_rank.clone(), first.parameters))
 }

@@ -150,6 +150,20 @@ pub(crate) fn svg(header: &[String], results: &[StrategyResult], target: f64) ->
         &by_bytes,
         target,
     );
+    let (bound, judged) = super::host_bound_rows(results);
+    if judged > 0 {
+        let _ = writeln!(
+            out,
+            r#"<text x="20" y="{}" font-size="11" fill="{}">host-bound strategies (this machine, not the links, set the times; marked HOST): {bound} of {judged}{}</text>"#,
+            18.0 + 15.0 * 2.0,
+            if bound > 0 { "#b00" } else { "#555" },
+            if bound > 0 {
+                " - rerun with --clock virtual"
+            } else {
+                ""
+            }
+        );
+    }
     for (i, r) in results.iter().enumerate() {
         let x = 70.0 + 120.0 * i as f64;
         let y = H - 20.0;
@@ -160,7 +174,11 @@ pub(crate) fn svg(header: &[String], results: &[StrategyResult], target: f64) ->
             COLORS[i % COLORS.len()],
             x + 30.0,
             y + 4.0,
-            esc(&r.label)
+            esc(&if r.host.as_ref().is_some_and(|h| h.verdict.host_bound) {
+                format!("{} (HOST)", r.label)
+            } else {
+                r.label.clone()
+            })
         );
     }
     out.push_str("</svg>\n");

@@ -50,6 +50,7 @@ fn history(jobs: u64) -> PersistedState {
                         warmup: 5,
                         algorithms: vec!["ring".into()],
                         check: true,
+                        ..AllReduceJob::default()
                     })),
                     deadline_ms: 0,
                 }),

@@ -332,11 +332,11 @@ impl CostModel {
                     .entry(self.channel(msg.from, msg.to))
                     .or_insert(0.0);
                 let begin = free.max(t);
-                *free = begin + link.serialise_s(msg.bytes() as f64);
+                *free = begin + link.serialise_s(sched.message_bytes(&msg) as f64);
                 arrival[l][m] = Some(*free + link.delay_s + self.per_message_overhead_s);
                 *bytes_by_class
                     .entry((self.site_of_rank[msg.from], self.site_of_rank[msg.to]))
-                    .or_insert(0) += msg.bytes() as u64;
+                    .or_insert(0) += sched.message_bytes(&msg) as u64;
                 touched.push(msg.to);
             }
             for x in touched {
@@ -379,16 +379,17 @@ impl CostModel {
         })
     }
 
-    /// Predicted time of `collective` with `algorithm` on `count` f32 split into `lanes`
-    /// (see [`lane_spans`]).
+    /// Predicted time of `collective` with `algorithm` on `count` elements of `elem_bytes`
+    /// bytes each, split into `lanes` (see [`lane_spans`]).
     pub fn predict_collective(
         &self,
         collective: Collective,
         algorithm: Concrete,
         count: usize,
+        elem_bytes: usize,
         lanes: usize,
     ) -> Result<Prediction, CostError> {
-        let schedules = lane_spans(count, lanes)
+        let schedules = lane_spans(count, elem_bytes, lanes)
             .into_iter()
             .map(|span| {
                 Schedule::build(
@@ -398,18 +399,20 @@ impl CostModel {
                     span.len,
                     Some(&self.site_of_rank),
                 )
+                .map(|s| s.with_elem_bytes(elem_bytes))
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.predict(&schedules)
     }
 
-    /// The algorithm with the smallest predicted time for `collective` on `count` f32
-    /// (hierarchical only considered when the ranks span more than one site). Ties go to the
-    /// first in [`Concrete::ALL`] order.
+    /// The algorithm with the smallest predicted time for `collective` on `count` elements
+    /// of `elem_bytes` bytes (hierarchical only considered when the ranks span more than one
+    /// site). Ties go to the first in [`Concrete::ALL`] order.
     pub fn choose(
         &self,
         collective: Collective,
         count: usize,
+        elem_bytes: usize,
         lanes: usize,
     ) -> Result<Concrete, CostError> {
         let multi_site = self.populated_sites().len() > 1;
@@ -419,7 +422,7 @@ impl CostModel {
                 continue;
             }
             let t = self
-                .predict_collective(collective, algo, count, lanes)?
+                .predict_collective(collective, algo, count, elem_bytes, lanes)?
                 .total_s;
             if best.is_none_or(|(bt, _)| t < bt) {
                 best = Some((t, algo));
@@ -486,16 +489,17 @@ impl CostModel {
     }
 }
 
-/// How a vector of `count` elements is split into at most `lanes` lanes run side by side
-/// (each lane its own schedule over its slice, on its own streams). Lanes are never smaller
-/// than [`MIN_LANE_ELEMS`] elements, so small vectors use one lane.
-pub fn lane_spans(count: usize, lanes: usize) -> Vec<super::schedule::Span> {
+/// How a vector of `count` elements of `elem_bytes` bytes is split into at most `lanes`
+/// lanes run side by side (each lane its own schedule over its slice, on its own streams).
+/// Lanes are never smaller than [`MIN_LANE_BYTES`], so small vectors use one lane.
+pub fn lane_spans(count: usize, elem_bytes: usize, lanes: usize) -> Vec<super::schedule::Span> {
+    let min_lane_elems = (MIN_LANE_BYTES / elem_bytes.max(1)).max(1);
     let n = lanes
         .clamp(1, 255)
-        .min(count.div_ceil(MIN_LANE_ELEMS))
+        .min(count.div_ceil(min_lane_elems))
         .max(1);
     (0..n).map(|i| shard_span(count, n, i)).collect()
 }
 
-/// Smallest lane, in f32 elements (64 KiB).
-pub const MIN_LANE_ELEMS: usize = 16 * 1024;
+/// Smallest lane, in bytes (16 Ki f32 elements).
+pub const MIN_LANE_BYTES: usize = 64 * 1024;

@@ -14,6 +14,9 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use netem_profiles::TrunkPlan;
+use spacefabric_proto::reduction::{DataTypeName, ReduceOpName};
+
+use super::element::Element;
 use spacefabric_fabric::emu::EmuClock;
 
 /// A failure of the point-to-point layer, with its cause.
@@ -173,6 +176,8 @@ struct FabricState {
     /// Bytes sent per (from, to).
     bytes: HashMap<(usize, usize), u64>,
     corruption: Option<Corruption>,
+    /// The element type the corruption adds 1 to (float unless said otherwise).
+    corrupt_as: Option<DataTypeName>,
 }
 
 /// In-process mailboxes joining `world` ranks: no network, no delay. Build one, then hand
@@ -195,10 +200,18 @@ impl MemoryFabric {
         }
     }
 
-    /// Flips the first element of one message (adds 1.0 to it) to test result checking.
+    /// Flips the first element of one message (adds 1.0 to it, as an f32) to test result
+    /// checking.
     pub fn corrupt(self, corruption: Corruption) -> Self {
+        self.corrupt_typed(corruption, DataTypeName::Float)
+    }
+
+    /// Adds 1 to the first element, read as `datatype`, of one message (wrapping for
+    /// integers), to test result checking of that type.
+    pub fn corrupt_typed(self, corruption: Corruption, datatype: DataTypeName) -> Self {
         if let Ok(mut st) = self.state.lock() {
             st.corruption = Some(corruption);
+            st.corrupt_as = Some(datatype);
         }
         self
     }
@@ -277,13 +290,21 @@ impl Exchange for MemoryExchange {
                 *n - 1
             };
             *st.bytes.entry((self.rank, to)).or_insert(0) += payload.len() as u64;
+            let datatype = st.corrupt_as.unwrap_or(DataTypeName::Float);
             let payload = match st.corruption {
                 Some(c)
-                    if c.from == self.rank && c.to == to && c.nth == nth && payload.len() >= 4 =>
+                    if c.from == self.rank
+                        && c.to == to
+                        && c.nth == nth
+                        && payload.len() >= datatype.size_bytes() =>
                 {
                     let mut v = payload.to_vec();
-                    let x = f32::from_le_bytes([v[0], v[1], v[2], v[3]]) + 1.0;
-                    v[..4].copy_from_slice(&x.to_le_bytes());
+                    crate::dispatch_datatype!(datatype, T => {
+                        let x = T::read_le(&v[..T::BYTES]).reduce(T::from_i64(1), ReduceOpName::Sum);
+                        let mut one = Vec::with_capacity(T::BYTES);
+                        x.write_le(&mut one);
+                        v[..T::BYTES].copy_from_slice(&one);
+                    });
                     Bytes::from(v)
                 }
                 _ => payload,

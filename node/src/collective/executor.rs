@@ -16,6 +16,9 @@ use futures::stream::FuturesUnordered;
 use netem_profiles::{TrunkId, TrunkPlan};
 use thiserror::Error;
 
+use spacefabric_proto::reduction::ReduceOpName;
+
+use super::element::{self, Element};
 use super::exchange::{Exchange, ExchangeError};
 use super::schedule::{Combine, Rank, Schedule, ScheduleError};
 
@@ -86,22 +89,12 @@ pub fn tag(call: u32, lane: usize, msg: usize) -> u64 {
     (u64::from(call) << 32) | (((lane & 0xff) as u64) << 24) | (msg as u64 & 0xff_ffff)
 }
 
-fn encode(values: &[f32]) -> Bytes {
-    let mut out = Vec::with_capacity(values.len() * 4);
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    Bytes::from(out)
-}
-
-fn combine(dst: &mut [f32], payload: &[u8], how: Combine) {
-    let src = payload
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    match how {
-        Combine::Sum => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
-        Combine::Copy => dst.iter_mut().zip(src).for_each(|(d, s)| *d = s),
-    }
+fn combine<T: Element>(dst: &mut [T], payload: &[u8], how: Combine, op: ReduceOpName) {
+    let op = match how {
+        Combine::Sum => Some(op),
+        Combine::Copy => None,
+    };
+    element::combine_into(dst, payload, op);
 }
 
 /// For each peer this rank sends to over a shared trunk in `schedules` (the lanes of one
@@ -130,13 +123,16 @@ pub(crate) fn trunk_shares(schedules: &[Schedule], plan: &TrunkPlan, me: Rank) -
         .collect()
 }
 
-/// Runs this rank's steps of one lane's `schedule` on `data` (the lane's slice).
-pub(crate) async fn run_lane<E: Exchange>(
+/// Runs this rank's steps of one lane's `schedule` on `data` (the lane's slice), reducing
+/// with `op`; for `avg` the reduced elements of this rank's result are divided by the
+/// world size at the end.
+pub(crate) async fn run_lane<E: Exchange, T: Element>(
     ex: &E,
     schedule: &Schedule,
     call: u32,
     lane: usize,
-    data: &mut [f32],
+    data: &mut [T],
+    op: ReduceOpName,
 ) -> Result<(), CollectiveError> {
     let me = ex.rank();
     let Some(steps) = schedule.steps.get(me) else {
@@ -150,7 +146,7 @@ pub(crate) async fn run_lane<E: Exchange>(
         for &m in &step.sends {
             let msg = schedule.messages[m];
             let t = tag(call, lane, m);
-            let payload = encode(&data[msg.span.as_range()]);
+            let payload = Bytes::from(element::encode(&data[msg.span.as_range()]));
             let bytes = payload.len();
             sends.push(async move {
                 ex.send(msg.to, t, payload)
@@ -177,12 +173,13 @@ pub(crate) async fn run_lane<E: Exchange>(
             tokio::select! {
                 Some((msg, t, r)) = recvs.next() => {
                     let payload = r.map_err(|source| CollectiveError::Recv { rank: me, from: msg.from, tag: t, source })?;
-                    if payload.len() != msg.bytes() {
+                    let expected = msg.bytes(T::BYTES);
+                    if payload.len() != expected {
                         return Err(CollectiveError::PayloadSize {
-                            rank: me, from: msg.from, tag: t, got: payload.len(), expected: msg.bytes(),
+                            rank: me, from: msg.from, tag: t, got: payload.len(), expected,
                         });
                     }
-                    combine(&mut data[msg.span.as_range()], &payload, msg.combine);
+                    combine(&mut data[msg.span.as_range()], &payload, msg.combine, op);
                 }
                 Some(r) = sends.next(), if !sends.is_empty() => r?,
             }
@@ -190,6 +187,11 @@ pub(crate) async fn run_lane<E: Exchange>(
     }
     while let Some(r) = sends.next().await {
         r?;
+    }
+    if op == ReduceOpName::Avg && schedule.collective.reduces() {
+        for x in &mut data[schedule.result_span(me).as_range()] {
+            *x = x.div_ranks(schedule.world);
+        }
     }
     Ok(())
 }

@@ -1,11 +1,13 @@
-//! Collectives: all-reduce (sum of f32), reduce-scatter, all-gather and broadcast over any
-//! point-to-point [`Exchange`] — the QUIC mesh in a node, in-memory mailboxes in tests.
+//! Collectives: all-reduce, reduce-scatter, all-gather and broadcast of any [`Element`]
+//! type (nccl-tests' datatypes, [`element`]) with any reduction op (sum, prod, max, min,
+//! avg) over any point-to-point [`Exchange`] — the QUIC mesh in a node, in-memory mailboxes
+//! in tests.
 //!
 //! Every algorithm is a [`Schedule`]: pure data saying, per rank, which span goes to whom,
 //! what arrives from whom and how it is combined ([`schedule`]). One executor runs any
 //! schedule ([`executor`]); the [`CostModel`] runs the same schedules over a profile's links
 //! and predicts their time, which is how [`Algorithm::Auto`] chooses ([`cost`]); [`verify`]
-//! crafts inputs whose sums are exact so results are checked to the bit.
+//! crafts inputs whose reductions are exact so results are checked to the bit.
 //!
 //! Entry points: build a [`Communicator`] around an exchange (plus, for hierarchical and
 //! auto, where the ranks are and what the links cost), then call [`all_reduce`],
@@ -13,6 +15,7 @@
 //! in the same order with the same arguments (as with MPI or NCCL).
 
 pub mod cost;
+pub mod element;
 pub mod exchange;
 pub mod executor;
 mod mesh_exchange;
@@ -29,11 +32,13 @@ use spacefabric_proto::algorithm::AlgorithmName;
 use tokio::time::Instant;
 
 pub use cost::{Bound, CostModel, LinkCost, Prediction, lane_spans};
+pub use element::Element;
 pub use exchange::{Corruption, Exchange, ExchangeError, MemoryExchange, MemoryFabric};
 pub use executor::CollectiveError;
 pub use schedule::{
     Collective, Concrete, Rank, Schedule, ScheduleError, Span, shard_span, simulate,
 };
+pub use spacefabric_proto::reduction::{DataTypeName, ReduceOpName};
 
 /// Slack on top of the longest link delay before a [`Communicator::barrier`] releases:
 /// host scheduling and QUIC processing of the barrier's messages on a loaded machine.
@@ -205,16 +210,20 @@ impl<E: Exchange> Communicator<E> {
         self.exchange.world_size()
     }
 
-    /// The concrete algorithm `algorithm` means for `collective` on `count` elements here.
+    /// The concrete algorithm `algorithm` means for `collective` on `count` elements of
+    /// `elem_bytes` bytes here.
     pub fn resolve(
         &self,
         collective: Collective,
         algorithm: Algorithm,
         count: usize,
+        elem_bytes: usize,
     ) -> Result<Concrete, CollectiveError> {
         match algorithm.concrete() {
             Some(c) => Ok(c),
-            None => Ok(self.cost.choose(collective, count, self.config.lanes)?),
+            None => Ok(self
+                .cost
+                .choose(collective, count, elem_bytes, self.config.lanes)?),
         }
     }
 
@@ -308,12 +317,14 @@ impl<E: Exchange> Communicator<E> {
         }
     }
 
-    /// Runs `collective` in place on `data` with `algorithm`; returns the algorithm used.
-    pub async fn run(
+    /// Runs `collective` in place on `data` with `algorithm`, reducing with `op` (ignored by
+    /// all-gather and broadcast); returns the algorithm used.
+    pub async fn run<T: Element>(
         &self,
         collective: Collective,
         algorithm: Algorithm,
-        data: &mut [f32],
+        op: ReduceOpName,
+        data: &mut [T],
     ) -> Result<Concrete, CollectiveError> {
         let world = self.world_size();
         let rank = self.rank();
@@ -321,29 +332,39 @@ impl<E: Exchange> Communicator<E> {
             return Err(CollectiveError::BadRank { rank, world });
         }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        let concrete = self.resolve(collective, algorithm, data.len())?;
-        let spans = lane_spans(data.len(), self.config.lanes);
+        let concrete = self.resolve(collective, algorithm, data.len(), T::BYTES)?;
+        let spans = lane_spans(data.len(), T::BYTES, self.config.lanes);
         let mut schedules = Vec::with_capacity(spans.len());
         for span in &spans {
-            schedules.push(Schedule::build(
-                collective,
-                concrete,
-                world,
-                span.len,
-                Some(self.cost.site_of_rank()),
-            )?);
+            schedules.push(
+                Schedule::build(
+                    collective,
+                    concrete,
+                    world,
+                    span.len,
+                    Some(self.cost.site_of_rank()),
+                )?
+                .with_elem_bytes(T::BYTES),
+            );
         }
         if let Some(plan) = self.exchange.trunk_plan() {
             for (peer, share) in executor::trunk_shares(&schedules, plan, rank) {
                 self.exchange.set_trunk_share(peer, share);
             }
         }
-        let mut rest: &mut [f32] = data;
+        let mut rest: &mut [T] = data;
         let mut lanes = Vec::with_capacity(spans.len());
         for (lane, (span, sched)) in spans.iter().zip(&schedules).enumerate() {
             let (mine, tail) = std::mem::take(&mut rest).split_at_mut(span.len);
             rest = tail;
-            lanes.push(executor::run_lane(&self.exchange, sched, call, lane, mine));
+            lanes.push(executor::run_lane(
+                &self.exchange,
+                sched,
+                call,
+                lane,
+                mine,
+                op,
+            ));
         }
         futures::future::try_join_all(lanes).await?;
         Ok(schedules.first().map_or(concrete, |s| s.algorithm))
@@ -351,12 +372,24 @@ impl<E: Exchange> Communicator<E> {
 }
 
 /// All-reduce (sum) of `data` across all ranks, in place; returns the algorithm used.
-pub async fn all_reduce<E: Exchange>(
+pub async fn all_reduce<E: Exchange, T: Element>(
     comm: &Communicator<E>,
     algorithm: Algorithm,
-    data: &mut [f32],
+    data: &mut [T],
 ) -> Result<Concrete, CollectiveError> {
-    comm.run(Collective::AllReduce, algorithm, data).await
+    comm.run(Collective::AllReduce, algorithm, ReduceOpName::Sum, data)
+        .await
+}
+
+/// All-reduce with reduction `op` of `data` across all ranks, in place; returns the
+/// algorithm used.
+pub async fn all_reduce_op<E: Exchange, T: Element>(
+    comm: &Communicator<E>,
+    algorithm: Algorithm,
+    op: ReduceOpName,
+    data: &mut [T],
+) -> Result<Concrete, CollectiveError> {
+    comm.run(Collective::AllReduce, algorithm, op, data).await
 }
 
 /// Reduce-scatter (sum), in place: afterwards this rank's shard
@@ -365,10 +398,10 @@ pub async fn all_reduce<E: Exchange>(
 ///
 /// The lanes split the vector, so with several lanes a rank's result is its shard of every
 /// lane; this function therefore runs with one lane so the result is one contiguous shard.
-pub async fn reduce_scatter<E: Exchange>(
+pub async fn reduce_scatter<E: Exchange, T: Element>(
     comm: &Communicator<E>,
     algorithm: Algorithm,
-    data: &mut [f32],
+    data: &mut [T],
 ) -> Result<Span, CollectiveError> {
     single_lane(comm, Collective::ReduceScatter, algorithm, data).await?;
     Ok(shard_span(data.len(), comm.world_size(), comm.rank()))
@@ -376,31 +409,36 @@ pub async fn reduce_scatter<E: Exchange>(
 
 /// All-gather, in place: this rank's shard [`shard_span`]`(data.len(), world, rank)` of
 /// `data` is its contribution; afterwards `data` holds every rank's shard.
-pub async fn all_gather<E: Exchange>(
+pub async fn all_gather<E: Exchange, T: Element>(
     comm: &Communicator<E>,
     algorithm: Algorithm,
-    data: &mut [f32],
+    data: &mut [T],
 ) -> Result<(), CollectiveError> {
     single_lane(comm, Collective::AllGather, algorithm, data).await
 }
 
 /// Broadcast of `root`'s `data` to every rank, in place.
-pub async fn broadcast<E: Exchange>(
+pub async fn broadcast<E: Exchange, T: Element>(
     comm: &Communicator<E>,
     algorithm: Algorithm,
     root: Rank,
-    data: &mut [f32],
+    data: &mut [T],
 ) -> Result<(), CollectiveError> {
-    comm.run(Collective::Broadcast { root }, algorithm, data)
-        .await
-        .map(|_| ())
+    comm.run(
+        Collective::Broadcast { root },
+        algorithm,
+        ReduceOpName::Sum,
+        data,
+    )
+    .await
+    .map(|_| ())
 }
 
-async fn single_lane<E: Exchange>(
+async fn single_lane<E: Exchange, T: Element>(
     comm: &Communicator<E>,
     collective: Collective,
     algorithm: Algorithm,
-    data: &mut [f32],
+    data: &mut [T],
 ) -> Result<(), CollectiveError> {
     let world = comm.world_size();
     let rank = comm.rank();
@@ -408,13 +446,14 @@ async fn single_lane<E: Exchange>(
         return Err(CollectiveError::BadRank { rank, world });
     }
     let call = comm.calls.fetch_add(1, Ordering::Relaxed);
-    let concrete = comm.resolve(collective, algorithm, data.len())?;
+    let concrete = comm.resolve(collective, algorithm, data.len(), T::BYTES)?;
     let sched = Schedule::build(
         collective,
         concrete,
         world,
         data.len(),
         Some(comm.cost.site_of_rank()),
-    )?;
-    executor::run_lane(&comm.exchange, &sched, call, 0, data).await
+    )?
+    .with_elem_bytes(T::BYTES);
+    executor::run_lane(&comm.exchange, &sched, call, 0, data, ReduceOpName::Sum).await
 }

@@ -1,6 +1,6 @@
 //! Schedules: what every rank sends, receives and reduces, as pure data.
 //!
-//! A [`Schedule`] describes one collective on a vector of `count` f32 per rank. It is a list
+//! A [`Schedule`] describes one collective on a vector of `count` elements per rank. It is a list
 //! of [`Message`]s (from, to, element span, how the receiver combines it) and, per rank, an
 //! ordered list of [`Step`]s naming the messages the rank sends and receives in that step.
 //!
@@ -74,7 +74,8 @@ impl fmt::Display for Span {
 /// What the receiver does with a message's payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Combine {
-    /// `data[span] += payload` (sum of f32).
+    /// `data[span] = data[span] ⊕ payload`, ⊕ the collective's reduction op (sum by
+    /// default; see [`super::element::Element::reduce`]).
     Sum,
     /// `data[span] = payload`.
     Copy,
@@ -94,9 +95,9 @@ pub struct Message {
 }
 
 impl Message {
-    /// Payload size in bytes (f32 elements).
-    pub fn bytes(&self) -> usize {
-        self.span.len * 4
+    /// Payload size in bytes for elements of `elem_bytes` bytes.
+    pub fn bytes(&self, elem_bytes: usize) -> usize {
+        self.span.len.saturating_mul(elem_bytes)
     }
 }
 
@@ -136,6 +137,12 @@ impl Collective {
             Self::AllGather => "all_gather",
             Self::Broadcast { .. } => "broadcast",
         }
+    }
+
+    /// True when the result combines the ranks' values (all-reduce, reduce-scatter), so the
+    /// reduction op applies; all-gather and broadcast only copy.
+    pub fn reduces(&self) -> bool {
+        matches!(self, Self::AllReduce | Self::ReduceScatter)
     }
 
     /// nccl-tests' bus bandwidth factor for `world` ranks: 2(p−1)/p for all-reduce, (p−1)/p
@@ -252,6 +259,9 @@ pub struct Schedule {
     pub world: usize,
     /// Elements of the vector on every rank.
     pub count: usize,
+    /// Bytes of one element (4, f32, unless [`Schedule::with_elem_bytes`] says otherwise):
+    /// what a message of `n` elements puts on the wire is `n · elem_bytes`.
+    pub elem_bytes: usize,
     /// Every message, indexed by [`MsgId`].
     pub messages: Vec<Message>,
     /// `steps[rank]`: that rank's ordered steps.
@@ -367,9 +377,21 @@ impl Schedule {
         b.finish(collective, built)
     }
 
+    /// The same schedule for elements of `elem_bytes` bytes (the messages are the same
+    /// spans of elements; their bytes follow the element size).
+    pub fn with_elem_bytes(mut self, elem_bytes: usize) -> Self {
+        self.elem_bytes = elem_bytes;
+        self
+    }
+
+    /// Bytes of message `msg` on the wire.
+    pub fn message_bytes(&self, msg: &Message) -> usize {
+        msg.bytes(self.elem_bytes)
+    }
+
     /// Total bytes of all messages.
     pub fn total_bytes(&self) -> usize {
-        self.messages.iter().map(Message::bytes).sum()
+        self.messages.iter().map(|m| m.bytes(self.elem_bytes)).sum()
     }
 
     /// Where rank `rank`'s result lies in its buffer: the whole vector, except for
@@ -476,6 +498,7 @@ impl Builder {
             algorithm,
             world: self.world,
             count: self.count,
+            elem_bytes: 4,
             messages: self.messages,
             steps: self.steps,
         })

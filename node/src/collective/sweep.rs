@@ -2,7 +2,9 @@
 //! for every algorithm and size, two runs as nccl-tests makes them — out-of-place (the
 //! result goes to an output buffer, the input buffer is left as it was) and then in-place
 //! (the output buffer is the input buffer) — each of warm-up iterations, timed iterations,
-//! then one checked iteration on exact inputs. Every rank of the world runs [`run_sweep`] with the same spec;
+//! then one checked iteration on exact inputs ([`verify`], per datatype and reduction op).
+//! The loops nest as nccl-tests' do with `-d all -o all`: algorithm, then datatype, then
+//! op, then size. Every rank of the world runs [`run_sweep`] with the same spec;
 //! the results of all ranks are combined by whoever collects them (the benchmark binary, or
 //! the controller for a job): an iteration's time is the slowest rank's, #wrong is the sum.
 //!
@@ -14,16 +16,18 @@
 //! a light delay on Earth-Moon) survives such a barrier and was measured as part of the next
 //! iteration (1 KiB hierarchical on earth-moon took two light delays instead of one).
 
+use super::element::Element;
 use super::executor::CollectiveError;
 use super::schedule::Collective;
 use super::verify;
-use super::{Algorithm, Communicator, Exchange, all_reduce};
+use super::{Algorithm, Communicator, Exchange, all_reduce_op};
 use serde::{Deserialize, Serialize};
+use spacefabric_proto::reduction::{DataTypeName, ReduceOpName, UnknownDataType, UnknownReduceOp};
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SweepSpec {
-    /// Sizes in bytes per rank (each rounded down to whole f32).
+    /// Sizes in bytes per rank (each rounded down to whole elements of the datatype).
     pub sizes: Vec<u64>,
     /// Algorithms, in order.
     pub algorithms: Vec<String>,
@@ -35,6 +39,20 @@ pub struct SweepSpec {
     pub check: bool,
     /// Seed of the checked iteration's inputs.
     pub seed: u64,
+    /// Element types (nccl-tests' names, or `all`); empty: float.
+    #[serde(default)]
+    pub datatypes: Vec<String>,
+    /// Reduction ops (`sum` … `avg`, or `all`); empty: sum.
+    #[serde(default)]
+    pub ops: Vec<String>,
+}
+
+fn default_datatype() -> String {
+    DataTypeName::DEFAULT.name().to_string()
+}
+
+fn default_op() -> String {
+    ReduceOpName::DEFAULT.name().to_string()
 }
 
 /// One rank's measurement of one (algorithm, size).
@@ -52,6 +70,12 @@ pub struct SweepPoint {
     pub bytes: u64,
     /// Elements per rank.
     pub count: usize,
+    /// Element type (nccl-tests' name).
+    #[serde(default = "default_datatype")]
+    pub datatype: String,
+    /// Reduction op.
+    #[serde(default = "default_op")]
+    pub op: String,
     /// This rank's time of each timed out-of-place iteration, µs.
     pub times_us: Vec<f64>,
     /// Wrong elements in this rank's checked out-of-place result, plus any element of the
@@ -82,32 +106,34 @@ struct Run {
     used: Option<super::Concrete>,
 }
 
-/// Warm-up, timed and checked iterations of one (algorithm, size, placement).
-async fn measure<E: Exchange>(
+/// Warm-up, timed and checked iterations of one (algorithm, datatype, op, size, placement).
+async fn measure<E: Exchange, T: Element>(
     comm: &Communicator<E>,
     spec: &SweepSpec,
     algo: Algorithm,
+    op: ReduceOpName,
     count: usize,
     placement: Placement,
 ) -> Result<Run, SweepError> {
     let rank = comm.rank();
     let world = comm.world_size();
-    // Small values so repeated sums stay finite.
-    let send = vec![1.0f32; count];
-    let mut recv = vec![0.0f32; count];
+    // Ones, so repeated reductions stay finite (and exact) in every type and op.
+    let one = T::from_i64(1);
+    let send = vec![one; count];
+    let mut recv = vec![T::from_i64(0); count];
     let mut times_us = Vec::with_capacity(spec.iterations);
     let mut used = None;
     for i in 0..spec.warmup + spec.iterations {
         if placement == Placement::InPlace {
             // The in-place buffer is the input: refilled outside the timed part.
-            recv.fill(1.0);
+            recv.fill(one);
         }
         let start = comm.barrier().await?;
         if placement == Placement::OutOfPlace {
             // Out of place, the input is read into the output buffer: part of the op.
             recv.copy_from_slice(&send);
         }
-        let c = all_reduce(comm, algo, &mut recv).await?;
+        let c = all_reduce_op(comm, algo, op, &mut recv).await?;
         let t = comm.elapsed_since(start);
         used = Some(c);
         if i >= spec.warmup {
@@ -116,22 +142,23 @@ async fn measure<E: Exchange>(
     }
     let wrong = if spec.check {
         let collective = Collective::AllReduce;
-        let input = verify::input(collective, spec.seed, world, rank, count);
+        let input = verify::input_of::<T>(collective, op, spec.seed, world, rank, count);
         comm.barrier().await?;
         let changed_input = match placement {
             Placement::OutOfPlace => {
                 let send = input.clone();
                 recv.copy_from_slice(&send);
-                used = Some(all_reduce(comm, algo, &mut recv).await?);
+                used = Some(all_reduce_op(comm, algo, op, &mut recv).await?);
                 send.iter().zip(&input).filter(|(a, b)| a != b).count()
             }
             Placement::InPlace => {
                 recv = input;
-                used = Some(all_reduce(comm, algo, &mut recv).await?);
+                used = Some(all_reduce_op(comm, algo, op, &mut recv).await?);
                 0
             }
         };
-        Some(verify::count_wrong(collective, spec.seed, world, rank, &recv) + changed_input)
+        let expected = verify::expected_shared::<T>(collective, op, spec.seed, world, recv.len());
+        Some(verify::count_wrong_against(collective, world, rank, &recv, &expected) + changed_input)
     } else {
         None
     };
@@ -147,6 +174,48 @@ pub fn algorithms(spec: &SweepSpec) -> Result<Vec<Algorithm>, super::UnknownAlgo
     spec.algorithms.iter().map(|a| a.parse()).collect()
 }
 
+/// Parses the spec's datatypes (`all` expanded, empty = float).
+pub fn datatypes(spec: &SweepSpec) -> Result<Vec<DataTypeName>, UnknownDataType> {
+    DataTypeName::parse_list(&spec.datatypes)
+}
+
+/// Parses the spec's reduction ops (`all` expanded, empty = sum).
+pub fn ops(spec: &SweepSpec) -> Result<Vec<ReduceOpName>, UnknownReduceOp> {
+    ReduceOpName::parse_list(&spec.ops)
+}
+
+/// Both placements of one (algorithm, datatype, op, size) on this rank, as one point.
+async fn measure_point<E: Exchange, T: Element>(
+    comm: &Communicator<E>,
+    spec: &SweepSpec,
+    algo: Algorithm,
+    op: ReduceOpName,
+    bytes: u64,
+    index: usize,
+) -> Result<SweepPoint, SweepError> {
+    let count = usize::try_from(bytes / T::BYTES as u64).unwrap_or(usize::MAX);
+    let out_of_place = measure::<E, T>(comm, spec, algo, op, count, Placement::OutOfPlace).await?;
+    let in_place = measure::<E, T>(comm, spec, algo, op, count, Placement::InPlace).await?;
+    let used = in_place.used.or(out_of_place.used);
+    Ok(SweepPoint {
+        index,
+        rank: comm.rank(),
+        algorithm: algo.short_name().to_string(),
+        used: used.map_or_else(
+            || algo.short_name().to_string(),
+            |c| c.short_name().to_string(),
+        ),
+        bytes: (count as u64).saturating_mul(T::BYTES as u64),
+        count,
+        datatype: T::DATATYPE.name().to_string(),
+        op: op.name().to_string(),
+        times_us: out_of_place.times_us,
+        wrong: out_of_place.wrong,
+        in_place_times_us: in_place.times_us,
+        in_place_wrong: in_place.wrong,
+    })
+}
+
 /// Runs the sweep on this rank; `on_point` gets every point as soon as it is measured.
 pub async fn run_sweep<E: Exchange>(
     comm: &Communicator<E>,
@@ -154,31 +223,21 @@ pub async fn run_sweep<E: Exchange>(
     mut on_point: impl FnMut(&SweepPoint),
 ) -> Result<Vec<SweepPoint>, SweepError> {
     let algos = algorithms(spec)?;
-    let rank = comm.rank();
-    let mut points = Vec::with_capacity(algos.len() * spec.sizes.len());
+    let types = datatypes(spec)?;
+    let ops = ops(spec)?;
+    let mut points = Vec::with_capacity(algos.len() * types.len() * ops.len() * spec.sizes.len());
     for &algo in &algos {
-        for &bytes in &spec.sizes {
-            let count = (bytes / 4) as usize;
-            let out_of_place = measure(comm, spec, algo, count, Placement::OutOfPlace).await?;
-            let in_place = measure(comm, spec, algo, count, Placement::InPlace).await?;
-            let used = in_place.used.or(out_of_place.used);
-            let point = SweepPoint {
-                index: points.len(),
-                rank,
-                algorithm: algo.short_name().to_string(),
-                used: used.map_or_else(
-                    || algo.short_name().to_string(),
-                    |c| c.short_name().to_string(),
-                ),
-                bytes,
-                count,
-                times_us: out_of_place.times_us,
-                wrong: out_of_place.wrong,
-                in_place_times_us: in_place.times_us,
-                in_place_wrong: in_place.wrong,
-            };
-            on_point(&point);
-            points.push(point);
+        for &datatype in &types {
+            for &op in &ops {
+                for &bytes in &spec.sizes {
+                    let index = points.len();
+                    let point = crate::dispatch_datatype!(datatype, T => {
+                        measure_point::<E, T>(comm, spec, algo, op, bytes, index).await?
+                    });
+                    on_point(&point);
+                    points.push(point);
+                }
+            }
         }
     }
     Ok(points)
@@ -190,6 +249,12 @@ pub enum SweepError {
     /// A name in `algorithms` is not an algorithm.
     #[error("sweep spec: {0}")]
     Algorithm(#[from] super::UnknownAlgorithm),
+    /// A name in `datatypes` is not a datatype.
+    #[error("sweep spec: {0}")]
+    DataType(#[from] UnknownDataType),
+    /// A name in `ops` is not a reduction op.
+    #[error("sweep spec: {0}")]
+    Op(#[from] UnknownReduceOp),
     /// A collective failed.
     #[error(transparent)]
     Collective(#[from] CollectiveError),

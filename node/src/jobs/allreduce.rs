@@ -142,6 +142,8 @@ pub fn sweep_spec(job: &AllReduceJob, seed: u64) -> Result<SweepSpec, AllReduceE
         warmup: job.warmup as usize,
         check: job.check,
         seed,
+        datatypes: job.datatypes.clone(),
+        ops: job.ops.clone(),
     })
 }
 

@@ -15,7 +15,7 @@ fn uniform(p: usize) -> CostModel {
 
 fn predict(model: &CostModel, algo: Concrete, collective: Collective, count: usize) -> f64 {
     model
-        .predict_collective(collective, algo, count, 1)
+        .predict_collective(collective, algo, count, 4, 1)
         .unwrap()
         .total_s
 }
@@ -163,12 +163,24 @@ fn lanes_pipeline_a_chain() {
     let count = 4 * 16 * 1024;
     let n = (count * 4) as f64;
     let one = model
-        .predict_collective(Collective::Broadcast { root: 0 }, Concrete::Ring, count, 1)
+        .predict_collective(
+            Collective::Broadcast { root: 0 },
+            Concrete::Ring,
+            count,
+            4,
+            1,
+        )
         .unwrap()
         .total_s;
     close(one, 4.0 * n * BETA, "1 lane");
     let four = model
-        .predict_collective(Collective::Broadcast { root: 0 }, Concrete::Ring, count, 4)
+        .predict_collective(
+            Collective::Broadcast { root: 0 },
+            Concrete::Ring,
+            count,
+            4,
+            4,
+        )
         .unwrap()
         .total_s;
     close(four, 7.0 * n * BETA / 4.0, "4 lanes");
@@ -178,18 +190,18 @@ fn lanes_pipeline_a_chain() {
 fn auto_picks_hierarchical_across_the_moon_and_a_bandwidth_optimal_one_on_a_lan() {
     let earth_moon = two_sites(4, 0.0001, 1e9, 1.28, 1e8);
     assert_eq!(
-        earth_moon.choose(Collective::AllReduce, 256, 4).unwrap(),
+        earth_moon.choose(Collective::AllReduce, 256, 4, 4).unwrap(),
         Concrete::Hierarchical
     );
     let lan = CostModel::uniform(8, Duration::from_micros(50), Some(RATE));
     let big = lan
-        .choose(Collective::AllReduce, 16 * 1024 * 1024, 1)
+        .choose(Collective::AllReduce, 16 * 1024 * 1024, 4, 1)
         .unwrap();
     assert!(
         matches!(big, Concrete::Ring | Concrete::HalvingDoubling),
         "{big}"
     );
-    let small = lan.choose(Collective::AllReduce, 1, 1).unwrap();
+    let small = lan.choose(Collective::AllReduce, 1, 4, 1).unwrap();
     assert_eq!(
         small,
         Concrete::HalvingDoubling,

@@ -301,6 +301,8 @@ async fn a_sweep_times_hierarchical_as_one_light_delay_after_other_algorithms() 
         warmup: 1,
         check: true,
         seed: 3,
+        datatypes: Vec::new(),
+        ops: Vec::new(),
     };
     let runs = comms.iter().map(|comm| run_sweep(comm, &spec, |_| {}));
     let per_rank: Vec<_> = futures::future::join_all(runs)
