@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::algorithm::quoted_prefix;
+
 /// An element type a collective moves (nccl-tests' `-d`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DataTypeName {
@@ -130,24 +132,7 @@ impl DataTypeName {
     /// The datatypes a list of names means: `all` is every one, an empty list the default;
     /// duplicates are kept once, in the order first given.
     pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<Vec<Self>, UnknownDataType> {
-        let mut out = Vec::new();
-        for n in names {
-            let n = n.as_ref();
-            let add: Vec<Self> = if n.trim().eq_ignore_ascii_case("all") {
-                Self::ALL.to_vec()
-            } else {
-                vec![Self::parse(n)?]
-            };
-            for d in add {
-                if !out.contains(&d) {
-                    out.push(d);
-                }
-            }
-        }
-        if out.is_empty() {
-            out.push(Self::DEFAULT);
-        }
-        Ok(out)
+        parse_list_of(names, &Self::ALL, Self::DEFAULT, Self::parse)
     }
 }
 
@@ -185,38 +170,8 @@ impl ReduceOpName {
     /// The ops a list of names means: `all` is every one, an empty list the default;
     /// duplicates are kept once, in the order first given.
     pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<Vec<Self>, UnknownReduceOp> {
-        let mut out = Vec::new();
-        for n in names {
-            let n = n.as_ref();
-            let add: Vec<Self> = if n.trim().eq_ignore_ascii_case("all") {
-                Self::ALL.to_vec()
-            } else {
-                vec![Self::parse(n)?]
-            };
-            for o in add {
-                if !out.contains(&o) {
-                    out.push(o);
-                }
-            }
-        }
-        if out.is_empty() {
-            out.push(Self::DEFAULT);
-        }
-        Ok(out)
+        parse_list_of(names, &Self::ALL, Self::DEFAULT, Self::parse)
     }
-}
-
-/// At most 64 bytes of an input, for an error message: a hostile name is not echoed whole.
-fn quoted_prefix(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 impl fmt::Display for DataTypeName {
@@ -243,6 +198,34 @@ impl std::str::FromStr for ReduceOpName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
     }
+}
+
+/// The values a list of names means: `all` is every one of `all`, an empty list `default`;
+/// duplicates are kept once, in the order first given.
+fn parse_list_of<T: Copy + PartialEq, E, S: AsRef<str>>(
+    names: &[S],
+    all: &[T],
+    default: T,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Vec<T>, E> {
+    let mut out = Vec::new();
+    for n in names {
+        let n = n.as_ref();
+        let add: Vec<T> = if n.trim().eq_ignore_ascii_case("all") {
+            all.to_vec()
+        } else {
+            vec![parse(n)?]
+        };
+        for v in add {
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(default);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
