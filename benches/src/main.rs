@@ -10,6 +10,7 @@ mod clock;
 mod controller_client;
 mod fidelity;
 mod host_share;
+mod plot_axes;
 mod profile_flag;
 mod svg;
 mod train;
