@@ -12,7 +12,6 @@ mod fidelity;
 mod host_share;
 mod plot_axes;
 mod profile_flag;
-mod svg;
 mod train;
 mod transfer;
 

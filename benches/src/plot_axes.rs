@@ -121,7 +121,21 @@ pub(crate) fn bitrate_label(bits_per_s: f64) -> String {
     }
 }
 
-/// `v` with at most three significant decimals and no trailing zeros.
+/// A seconds count in the unit that keeps it readable (the train plot's wall-time axis).
+pub(crate) fn seconds_label(s: f64) -> String {
+    time_label(s * 1e6)
+}
+
+/// A plain number (a loss): at most three decimals, no trailing zeros.
+pub(crate) fn number_label(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        format!("{v:e}")
+    } else {
+        trim(v)
+    }
+}
+
+/// `v` with at most three decimals and no trailing zeros.
 fn trim(v: f64) -> String {
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -165,6 +179,9 @@ mod tests {
         assert_eq!(time_label(10.0), "10 µs");
         assert_eq!(time_label(2500.0), "2.5 ms");
         assert_eq!(time_label(3e6), "3 s");
+        assert_eq!(seconds_label(0.01), "10 ms");
+        assert_eq!(number_label(0.1), "0.1");
+        assert_eq!(number_label(1e-5), "1e-5");
         assert_eq!(bitrate_label(1e8), "100 Mbit/s");
         assert_eq!(bitrate_label(2.5e9), "2.5 Gbit/s");
         assert_eq!(bitrate_label(1e5), "0.1 Mbit/s");

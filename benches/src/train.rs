@@ -740,7 +740,7 @@ fn emit(
             .with_context(|| format!("writing --json {}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        let svg = plot::svg(&header, results, args.target_loss);
+        let svg = plot::svg(&header, results, args.target_loss)?;
         std::fs::write(path, svg).with_context(|| format!("writing --plot {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)

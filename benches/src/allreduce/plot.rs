@@ -19,6 +19,8 @@ use super::report::{SizeResult, Sweep};
 
 const W: u32 = 1100;
 const H: u32 = 480;
+/// The reference bound's colour (near-black: plotters draws the axes in pure black).
+const BOUND: RGBColor = RGBColor(0x22, 0x22, 0x22);
 
 /// One line of a panel: label, colour, points (size in bytes, value); `None` colour = bound.
 type Series = Vec<(String, Option<RGBColor>, Vec<(f64, f64)>)>;
@@ -77,10 +79,10 @@ where
             }
             None => {
                 chart
-                    .draw_series(DashedLineSeries::new(pts, 6, 4, BLACK.stroke_width(2)))
+                    .draw_series(DashedLineSeries::new(pts, 6, 4, BOUND.stroke_width(2)))
                     .map_err(err)?
                     .label(label.as_str())
-                    .legend(|(x, y)| Rectangle::new([(x, y - 1), (x + 18, y + 1)], BLACK.filled()));
+                    .legend(|(x, y)| Rectangle::new([(x, y - 1), (x + 18, y + 1)], BOUND.filled()));
             }
         }
     }
