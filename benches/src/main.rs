@@ -12,6 +12,7 @@ mod fidelity;
 mod host_share;
 mod plot_axes;
 mod profile_flag;
+mod progress_bar;
 mod train;
 mod transfer;
 

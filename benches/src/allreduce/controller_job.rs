@@ -12,7 +12,8 @@ use spacefabric_node::collective::CostModel;
 use spacefabric_node::jobs::NodeSweepResult;
 use spacefabric_proto::v1::{AllReduceJob, Job, JobSpec, JobState, job_spec};
 
-use crate::controller_client::{block_on, join, required_token, submit_and_follow};
+use crate::controller_client::{block_on, join, required_token, slowest_step, submit_and_follow};
+use crate::progress_bar::ProgressBar;
 
 use super::report::{self, Sweep};
 use super::{AllreduceArgs, combine};
@@ -61,16 +62,14 @@ async fn run_job(
             )
         })?;
     let spec = all_reduce_spec(args)?;
-    let mut last_line = String::new();
+    let bar = ProgressBar::new(0, "points");
     let last = submit_and_follow(&mut client, token, spec, args.min_nodes, |job| {
-        let line = progress_line(job);
-        if line != last_line {
-            eprintln!("{line}");
-            last_line = line;
-        }
+        let (done, total) = slowest_step(job);
+        bar.set(done, total, progress_line(job));
     })
     .await
     .with_context(|| format!("the all-reduce job on {url}"))?;
+    bar.finish();
     report_results(args, &profile, &last, sizes, dilation)
 }
 
