@@ -35,6 +35,11 @@ impl ProgressBar {
         Self { bar }
     }
 
+    /// Whether the bar is drawn (stderr is a terminal).
+    pub(crate) fn is_drawn(&self) -> bool {
+        !self.bar.is_hidden()
+    }
+
     /// `done` units finished of `total` (the length can change, e.g. once a job's plan is
     /// known); `msg` says what runs now.
     pub(crate) fn set(&self, done: u64, total: u64, msg: impl Into<Cow<'static, str>>) {
@@ -76,7 +81,7 @@ mod tests {
     fn under_test_stderr_is_no_terminal_so_the_bar_is_hidden_and_clamps() {
         // cargo test captures stderr: not a terminal.
         let bar = ProgressBar::new(10, "points");
-        assert!(bar.bar.is_hidden() || std::io::stderr().is_terminal());
+        assert!(!bar.is_drawn() || std::io::stderr().is_terminal());
         bar.set(12, 5, "past the end");
         assert_eq!(bar.bar.position(), 5);
         assert_eq!(bar.bar.length(), Some(5));

@@ -62,10 +62,18 @@ async fn run_job(
             )
         })?;
     let spec = all_reduce_spec(args)?;
+    let mut last_line = String::new();
     let bar = ProgressBar::new(0, "points");
     let last = submit_and_follow(&mut client, token, spec, args.min_nodes, |job| {
         let (done, total) = slowest_step(job);
-        bar.set(done, total, progress_line(job));
+        let line = progress_line(job);
+        // A log (stderr to a file) keeps the job's coarse progress as plain lines, once
+        // per change: the recovery recipe in docs/BENCHMARKS.md waits on them.
+        if !bar.is_drawn() && line != last_line {
+            eprintln!("{line}");
+        }
+        bar.set(done, total, line.clone());
+        last_line = line;
     })
     .await
     .with_context(|| format!("the all-reduce job on {url}"))?;

@@ -172,6 +172,7 @@ async fn run_jobs(
         eprintln!("# {}: submitting to {url} ...", variant.label());
         let started = tokio::time::Instant::now();
         let mut tracker = RestartTracker::default();
+        let mut last_line = String::new();
         let bar = ProgressBar::new(0, "steps");
         let done = submit_and_follow(&mut client, token, spec, args.min_nodes, |job| {
             let now = dilation.emulated(started.elapsed()).as_secs_f64();
@@ -184,7 +185,14 @@ async fn run_jobs(
                 ));
             }
             let (done, total) = slowest_step(job);
-            bar.set(done, total, progress_line(job));
+            let line = progress_line(job);
+            // A log (stderr to a file) keeps the job's coarse progress as plain lines, once
+            // per change: the recovery recipe in docs/BENCHMARKS.md waits on them.
+            if !bar.is_drawn() && line != last_line {
+                eprintln!("{line}");
+            }
+            bar.set(done, total, line.clone());
+            last_line = line;
         })
         .await
         .with_context(|| format!("the {} job on {url}", variant.label()))?;
