@@ -522,7 +522,7 @@ async fn sweep<E: Exchange + 'static>(
 
 /// The smallest one-way delay (at time zero) of the links between ranks of `sites`: the
 /// delay budget against which the delay line's lateness is judged.
-fn min_used_delay(profile: &Profile, sites: &[usize]) -> Duration {
+pub(crate) fn min_used_delay(profile: &Profile, sites: &[usize]) -> Duration {
     let mut min: Option<Duration> = None;
     for (i, &a) in sites.iter().enumerate() {
         for &b in &sites[i + 1..] {

@@ -36,6 +36,7 @@ use spacefabric_fabric::emu::{
 };
 
 use crate::clock::ClockMode;
+use crate::host_share::{HostMark, HostSample, delay_line_stats, footer_line};
 
 const MAGIC: u32 = 0x5346_4944; // "SFID"
 const KIND_PROBE: u8 = 1;
@@ -115,6 +116,10 @@ pub(crate) struct FidelityArgs {
     /// Write HDR histogram V2 interval logs, one per link class, into this directory.
     #[arg(long, env = "SPACEFABRIC_HDR_DIR")]
     hdr_dir: Option<PathBuf>,
+    /// Test hook: hold the delay line back this many µs before every delivery, as a starved
+    /// host would (the rows must then be marked host-bound).
+    #[arg(long, hide = true)]
+    starve_delay_line_us: Option<u64>,
 }
 
 /// One row of the report: a directed site pair.
@@ -145,6 +150,16 @@ struct ClassReport {
     outages_scheduled: usize,
     outages_observed: usize,
     outage_edge_error_ms_max: Option<f64>,
+    /// Whether the host, not the link model, bounded this class's timing: its p99 error more
+    /// than 5 % of the configured delay with a host cause over the run (see `host_share`).
+    host: Option<HostMark>,
+}
+
+/// How many rows the host bounded.
+#[derive(Debug, Default, Serialize)]
+struct HostBoundRows {
+    count: usize,
+    judged: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -163,6 +178,8 @@ struct Report {
     time_dilation: u32,
     spin_window_us: f64,
     classes: Vec<ClassReport>,
+    /// Classes the host bounded, and classes judged.
+    host_bound_rows: HostBoundRows,
     scheduler_stats: Option<SchedulerStats>,
     scheduler_thread_cpu_s: Option<f64>,
     process_cpu_s: Option<f64>,
@@ -220,6 +237,9 @@ pub(crate) fn run(args: FidelityArgs) -> anyhow::Result<()> {
     let mut links = LinkSpecs::of(&profile);
     if let Some(period) = args.outage_period_s {
         links.add_outage(period, args.outage_duration_s, args.outage_phase_s)?;
+    }
+    if let Some(us) = args.starve_delay_line_us {
+        spacefabric_fabric::emu::set_starvation(Duration::from_micros(us));
     }
     if let Some(us) = args.spin_window_us {
         spacefabric_fabric::emu::set_spin_window(Duration::from_micros(us));
@@ -350,6 +370,10 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
     }
     let addr_to_node: HashMap<SocketAddr, usize> =
         addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+    let ports = addrs.iter().map(|a| a.port()).collect();
+    let host_sample =
+        || HostSample::now(delay_line_stats(sockets.iter().map(|s| s.as_ref())), &ports);
+    let host_before = host_sample();
     let sched_cpu_before = scheduler_thread_cpu();
     let cpu_before = process_cpu();
     let rcvbuf_before = udp_rcvbuf_errors();
@@ -413,6 +437,7 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
     for r in receivers {
         recv_logs.push(r.await.context("a receiver task failed")?);
     }
+    let host_after = host_sample();
     let sched_cpu = match (sched_cpu_before, scheduler_thread_cpu()) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -456,11 +481,40 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
         clock: args.clock,
         time_dilation: dilation,
         spin_window_us: spacefabric_fabric::emu::spin_window().as_secs_f64() * 1e6,
-        classes: classes.iter().map(|c| c.report.clone()).collect(),
+        classes: classes
+            .iter()
+            .map(|c| {
+                let mut report = c.report.clone();
+                // The model's arrival is the reference: the measured arrival is it plus the
+                // error. The delay line's budget is in wall time: K × the emulated delay.
+                let model_s = report.configured_one_way_ms / 1e3;
+                report.host = Some(HostMark::judge(
+                    args.clock,
+                    &host_before,
+                    &host_after,
+                    model_s + report.error_ms_p99 / 1e3,
+                    Some(model_s),
+                    Duration::try_from_secs_f64(model_s)
+                        .unwrap_or_default()
+                        .saturating_mul(dilation),
+                ));
+                report
+            })
+            .collect(),
+        host_bound_rows: HostBoundRows::default(),
         scheduler_stats: sockets[0].scheduler_stats(),
         scheduler_thread_cpu_s: sched_cpu,
         process_cpu_s,
         kernel_udp_rcvbuf_errors: rcvbuf,
+    };
+    let mut report = report;
+    report.host_bound_rows = HostBoundRows {
+        count: report
+            .classes
+            .iter()
+            .filter(|c| c.host.as_ref().is_some_and(|h| h.verdict.host_bound))
+            .count(),
+        judged: report.classes.iter().filter(|c| c.host.is_some()).count(),
     };
     print_table(&report);
     if let Some(dir) = &args.hdr_dir {
@@ -751,6 +805,7 @@ fn build_classes(
                 outages_scheduled: scheduled.len() * node_pairs.len(),
                 outages_observed: observed_total,
                 outage_edge_error_ms_max: edge_err_max,
+                host: None,
             };
             out.push(ClassData { report, samples });
         }
@@ -795,7 +850,7 @@ fn print_table(r: &Report) {
         "# error = arrival − arrival time the link model assigned (scheduler + loopback + receiver wake-up)."
     );
     println!(
-        "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>8} {:>8} {:>6} {:>9} {:>12} {:>20}",
+        "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>8} {:>8} {:>6} {:>9} {:>12} {:>20} host",
         "link class",
         "pairs",
         "cfg ms",
@@ -818,7 +873,7 @@ fn print_table(r: &Report) {
     );
     for c in &r.classes {
         println!(
-            "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9.2} {:>9.2} {:>8.3} {:>8.3} {:>6} {:>9} {:>12} {:>20}",
+            "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9.2} {:>9.2} {:>8.3} {:>8.3} {:>6} {:>9} {:>12} {:>20} {}",
             c.class,
             c.pairs,
             fmt_ms(c.configured_one_way_ms),
@@ -846,6 +901,9 @@ fn print_table(r: &Report) {
                 c.link_traffic.dropped_outage,
                 c.link_traffic.dropped_send_error + c.link_traffic.dropped_hold_limit
             ),
+            c.host
+                .as_ref()
+                .map_or("-".to_string(), |h| h.verdict.cell()),
         );
     }
     println!(
@@ -874,6 +932,10 @@ fn print_table(r: &Report) {
         r.process_cpu_s.map_or("?".into(), |x| format!("{x:.2}")),
         r.kernel_udp_rcvbuf_errors
             .map_or("?".into(), |x| x.to_string()),
+    );
+    print!(
+        "{}",
+        footer_line(r.clock, r.host_bound_rows.count, r.host_bound_rows.judged)
     );
 }
 

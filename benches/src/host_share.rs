@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use spacefabric_fabric::emu::SchedulerStats;
+use spacefabric_fabric::emu::{EmulatedSocket, SchedulerMode, SchedulerStats};
 
 use crate::clock::ClockMode;
 
@@ -233,6 +233,82 @@ pub(crate) fn judge(
 
 fn budget_us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// One judged row as the `train`, `fidelity` and `transfer` JSON carry it (the same fields as
+/// the all-reduce JSON's `host`): the host's share over the row's interval and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct HostMark {
+    /// CPU, run-queue wait, delay-line lateness and receive-buffer drops over the row.
+    pub(crate) share: HostShare,
+    /// `host_bound`, `causes`, `avoid_with`.
+    #[serde(flatten)]
+    pub(crate) verdict: HostVerdict,
+}
+
+impl HostMark {
+    /// Judges one row measured between `before` and `after` (see [`judge`]).
+    pub(crate) fn judge(
+        clock: ClockMode,
+        before: &HostSample,
+        after: &HostSample,
+        measured_s: f64,
+        model_s: Option<f64>,
+        min_delay: Duration,
+    ) -> Self {
+        let share = HostShare::between(before, after);
+        let verdict = judge(clock, &share, measured_s, model_s, min_delay);
+        Self { share, verdict }
+    }
+}
+
+/// The delay line's counters seen by `sockets`: the process-wide precise scheduler's (every
+/// socket on it reports the same one), or the sum over the sockets' own tokio-timer
+/// schedulers (paused clock).
+pub(crate) fn delay_line_stats<'a>(
+    sockets: impl IntoIterator<Item = &'a EmulatedSocket>,
+) -> SchedulerStats {
+    let mut sum = SchedulerStats::default();
+    for sock in sockets {
+        let Some(s) = sock.scheduler_stats() else {
+            continue;
+        };
+        if sock.scheduler_mode() == SchedulerMode::Precise {
+            return s;
+        }
+        sum.delivered += s.delivered;
+        sum.wakeups += s.wakeups;
+        sum.spin_nanos += s.spin_nanos;
+        sum.late_nanos_sum += s.late_nanos_sum;
+        sum.late_nanos_max = sum.late_nanos_max.max(s.late_nanos_max);
+    }
+    sum
+}
+
+/// The report's closing line over judged rows: `# Host-bound rows: B of J (clock C) - note`;
+/// empty when no row was judged.
+pub(crate) fn footer_line(clock: ClockMode, bound: usize, judged: usize) -> String {
+    if judged == 0 {
+        return String::new();
+    }
+    format!(
+        "# Host-bound rows: {bound} of {judged} (clock {clock}){}\n",
+        footer_note(clock, bound, judged)
+    )
+}
+
+/// What the footer adds to the host-bound count.
+pub(crate) fn footer_note(clock: ClockMode, bound: usize, judged: usize) -> String {
+    if clock == ClockMode::Virtual {
+        " - CPU costs no emulated time on the virtual clock".to_string()
+    } else if bound == 0 {
+        " - the links and the protocol set every number".to_string()
+    } else if bound == judged {
+        " - EVERY row was bounded by this host, not the link model: rerun with --clock virtual"
+            .to_string()
+    } else {
+        " - rows marked HOST missed their model because of this host (cpu: cores saturated, cpu-wait: threads waited for a core, late: delay line behind its budget, rcvbuf: receive buffer overflow); --clock virtual avoids it".to_string()
+    }
 }
 
 #[cfg(test)]

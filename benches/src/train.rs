@@ -35,6 +35,7 @@ use spacefabric_proto::v1::TrainJob;
 
 use crate::allreduce::fabric::{FabricKind, LocalFabric};
 use crate::clock::ClockMode;
+use crate::host_share::{HostMark, footer_line};
 
 /// Flags of `spacefabric-bench train`. Flags marked "per model" default by `--model`: the
 /// transformer comparison (`lm-small`, the default) or the MLP one (`--model mlp`); see
@@ -224,6 +225,10 @@ pub(crate) struct TrainFlags {
     /// times are emulated time either way. Not for in-process runs (use --clock virtual).
     #[arg(long, env = "SPACEFABRIC_TIME_DILATION")]
     time_dilation: Option<spacefabric_proto::time_dilation::TimeDilation>,
+    /// Test hook: hold the delay line back this many µs before every delivery, as a starved
+    /// host would (the rows must then be marked host-bound).
+    #[arg(long, hide = true)]
+    starve_delay_line_us: Option<u64>,
 }
 
 /// The per-model defaults of the flags marked "per model".
@@ -521,6 +526,10 @@ pub(crate) struct StrategyResult {
     pub(crate) fabric: String,
     /// Restarts of a controller job (node lost, replacement joined); empty in-process.
     pub(crate) restarts: Vec<controller_job::Restart>,
+    /// Whether the host, not the links, bounded this run (in-process runs only; see
+    /// `host_share`: there is no time model for a training run, so a real-clock run is
+    /// host-bound whenever the host shows a cause).
+    pub(crate) host: Option<HostMark>,
 }
 
 impl StrategyResult {
@@ -620,6 +629,9 @@ fn job_config(args: &TrainArgs, variant: &Variant) -> anyhow::Result<TrainConfig
 
 /// Runs the comparison; prints the table; writes the files.
 pub(crate) fn run(flags: TrainFlags) -> anyhow::Result<ExitCode> {
+    if let Some(us) = flags.starve_delay_line_us {
+        spacefabric_fabric::emu::set_starvation(Duration::from_micros(us));
+    }
     let args = flags.resolve()?;
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
@@ -738,6 +750,8 @@ fn emit(
 ) -> anyhow::Result<ExitCode> {
     let header = header_lines(args, profile, sites, params, results, controller);
     print!("{}", table(&header, results, args.target_loss));
+    let (bound, judged) = host_bound_rows(results);
+    print!("{}", footer_line(args.clock, bound, judged));
     if let Some(path) = &args.json {
         let json = to_json(args, profile, sites, params, results, controller);
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
@@ -758,6 +772,7 @@ async fn run_strategy(
 ) -> anyhow::Result<StrategyResult> {
     let fabric = LocalFabric::start(args.fabric, profile, sites, !args.no_emulation, None).await?;
     let describe = fabric.describe();
+    let host_before = fabric.host_sample();
     // The wildcard keeps this compiling while fabrics are added to `LocalFabric`.
     #[allow(unreachable_patterns)]
     let outcome = match &fabric {
@@ -770,9 +785,29 @@ async fn run_strategy(
             args.fabric
         )),
     };
+    let host_after = fabric.host_sample();
     fabric.shutdown().await;
     let (reports, bytes) = outcome?;
-    summarise(cfg, reports, bytes, args.target_loss, describe)
+    let mut result = summarise(cfg, reports, bytes, args.target_loss, describe)?;
+    result.host = Some(HostMark::judge(
+        args.clock,
+        &host_before,
+        &host_after,
+        result.wall.as_secs_f64(),
+        None,
+        crate::allreduce::min_used_delay(profile, sites),
+    ));
+    Ok(result)
+}
+
+/// Strategies the host bounded, and strategies judged.
+pub(crate) fn host_bound_rows(results: &[StrategyResult]) -> (usize, usize) {
+    let judged = results.iter().filter(|r| r.host.is_some()).count();
+    let bound = results
+        .iter()
+        .filter(|r| r.host.as_ref().is_some_and(|h| h.verdict.host_bound))
+        .count();
+    (bound, judged)
 }
 
 /// Trains `cfg` on every endpoint at once; returns every node's report and the bytes per
@@ -859,6 +894,7 @@ fn summarise(
         bytes,
         fabric,
         restarts: Vec::new(),
+        host: None,
     })
 }
 
@@ -986,7 +1022,7 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
         out.push_str(&format!("# {h}\n"));
     }
     out.push_str(&format!(
-        "#\n# {:>11} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8} {:>10}\n",
+        "#\n# {:>11} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>8} {:>10} {}\n",
         "strategy",
         "steps",
         "syncs",
@@ -1000,7 +1036,8 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
         "intra_MiB",
         "cross_MiB",
         "speedup",
-        "tokens/s"
+        "tokens/s",
+        "host"
     ));
     let sync_t = results
         .iter()
@@ -1025,7 +1062,7 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
             r.tokens as f64 / r.wall.as_secs_f64()
         };
         out.push_str(&format!(
-            "  {:>11} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6.1} {:>10} {:>10} {:>8} {:>10.0}\n",
+            "  {:>11} {:>6} {:>6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>6.1} {:>10} {:>10} {:>8} {:>10.0} {}\n",
             r.label,
             r.steps,
             r.syncs,
@@ -1039,7 +1076,8 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
             mib(intra),
             mib(cross),
             speedup,
-            tokens_per_s
+            tokens_per_s,
+            r.host.as_ref().map_or("-".to_string(), |h| h.verdict.cell())
         ));
     }
     out.push_str(&format!(
@@ -1049,6 +1087,7 @@ pub(crate) fn table(header: &[String], results: &[StrategyResult], target: f64) 
     out.push_str("# intra/cross_MiB: collective payload bytes sent inside sites / across sites, all nodes (measured by the fabric's meters).\n");
     out.push_str("# comm%: time blocked in collectives / wall (streaming and delayed: only the wait for a synchronisation still in flight).\n");
     out.push_str("# tokens/s: tokens (mlp: samples) trained by all nodes / wall.\n");
+    out.push_str("# host: HOST:<causes> where this machine, not the links, set the times (judged in process only).\n");
     out.push_str(&goals(results));
     let sync = results.iter().find(|r| r.kind == StrategyKind::Sync);
     let diloco = results.iter().find(|r| r.label == "diloco");
@@ -1193,10 +1232,13 @@ fn to_json(
                 "bytes": r.bytes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                 "fabric": r.fabric,
                 "restarts": r.restarts,
+                "host": r.host,
                 "curve": curve,
             })
         })
         .collect();
+    let (count, judged) = host_bound_rows(results);
+    let host_rows = serde_json::json!({ "count": count, "judged": judged });
     serde_json::json!({
         "profile": profile,
         "nodes": sites.len(),
@@ -1226,6 +1268,7 @@ fn to_json(
         "clock": if controller.is_some() { ClockMode::Real } else { args.clock },
         "emulation": controller.is_some() || (!args.no_emulation && args.fabric == FabricKind::Quic),
         "controller_job": controller,
+        "host_bound_rows": host_rows,
         "strategies": strategies,
     })
 }

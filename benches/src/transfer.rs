@@ -45,6 +45,7 @@ use spacefabric_fabric::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo}
 use tokio::time::Instant;
 
 use crate::clock::ClockMode;
+use crate::host_share::{HostMark, HostSample, delay_line_stats, footer_line};
 
 /// Flags of `spacefabric-bench transfer`.
 #[derive(Debug, Args)]
@@ -94,6 +95,10 @@ pub(crate) struct TransferArgs {
     /// Write the results as JSON to this file.
     #[arg(long, env = "SPACEFABRIC_JSON")]
     json: Option<PathBuf>,
+    /// Test hook: hold the delay line back this many µs before every delivery, as a starved
+    /// host would (the goodput rows must then be marked host-bound).
+    #[arg(long, hide = true)]
+    starve_delay_line_us: Option<u64>,
 }
 
 fn parse_cc(s: &str) -> Result<CcChoice, String> {
@@ -129,6 +134,9 @@ struct GoodputRow {
     rtt_ms: f64,
     dropped_queue: u64,
     dropped_loss: u64,
+    /// Whether the host, not the link model, bounded the completion time (judged against
+    /// `completion_bound_s`; see `host_share`).
+    host: HostMark,
 }
 
 /// Result of one outage run.
@@ -327,6 +335,13 @@ async fn sharing_run(
     })
 }
 
+/// How many rows the host bounded.
+#[derive(Debug, Default, Serialize)]
+struct HostBoundRows {
+    count: usize,
+    judged: usize,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     profile: String,
@@ -337,6 +352,8 @@ struct Report {
     one_way_ms: f64,
     rate_bps: Option<u64>,
     goodput: Vec<GoodputRow>,
+    /// Goodput rows the host bounded, and rows judged.
+    host_bound_rows: HostBoundRows,
     outage: Vec<OutageRow>,
     sharing: Vec<SharingRow>,
     relay: Vec<RelayRow>,
@@ -406,6 +423,20 @@ struct Pair {
     clock: EmuClock,
     /// The trunks (and relay hops) both meshes send through.
     trunks: Arc<TrunkSet>,
+}
+
+impl Pair {
+    /// What the host has done to this pair's run so far (for `HostMark`).
+    fn host_sample(&self) -> HostSample {
+        let meshes = [&self.sender, &self.receiver];
+        let ports = meshes
+            .iter()
+            .filter_map(|m| m.local_addr().ok())
+            .map(|a| a.port())
+            .collect();
+        let sockets = meshes.iter().filter_map(|m| m.emulated_socket());
+        HostSample::now(delay_line_stats(sockets.map(|s| s.as_ref())), &ports)
+    }
 }
 
 async fn pair(
@@ -560,6 +591,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
         one_way_ms: secs(one_way) * 1e3,
         rate_bps: rate,
         goodput: Vec::new(),
+        host_bound_rows: HostBoundRows::default(),
         outage: Vec::new(),
         sharing: Vec::new(),
         relay: Vec::new(),
@@ -574,7 +606,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
             "# goodput: payload bits / (last - first byte at the receiver); completion: send() to delivery"
         );
         println!(
-            "# {:<11} {:>10} {:>12} {:>8} {:>12} {:>9} {:>8} {:>7} {:>10} {:>8} {:>8}",
+            "# {:<11} {:>10} {:>12} {:>8} {:>12} {:>9} {:>8} {:>7} {:>10} {:>8} {:>8} host",
             "cc",
             "window_s",
             "goodput_Mbps",
@@ -597,7 +629,9 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
             let bar = ProgressBar::new(args.size, &format!("B of the {cc} transfer"));
             let steps = watch_progress(&p.receiver, p.clock, args.size, Some(bar));
             let sent_at = p.clock.now();
+            let host_before = p.host_sample();
             let (completion, intact) = transfer(&p, &payload, timeout).await?;
+            let host_after = p.host_sample();
             if !intact {
                 bail!("{cc}: the payload arrived corrupted");
             }
@@ -640,9 +674,17 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
                 rtt_ms: stats.map_or(0.0, |s| secs(s.path.rtt) * 1e3),
                 dropped_queue: traffic.dropped_queue,
                 dropped_loss: traffic.dropped_loss,
+                host: HostMark::judge(
+                    args.clock,
+                    &host_before,
+                    &host_after,
+                    secs(completion),
+                    Some(secs(ideal + one_way)),
+                    one_way,
+                ),
             };
             println!(
-                "  {:<11} {:>10.2} {:>12.1} {:>7.1}% {:>12.2} {:>9.2} {:>8} {:>7} {:>10} {:>8.0} {:>8}",
+                "  {:<11} {:>10.2} {:>12.1} {:>7.1}% {:>12.2} {:>9.2} {:>8} {:>7} {:>10} {:>8.0} {:>8} {}",
                 row.cc,
                 row.receive_window_s,
                 row.goodput_mbps,
@@ -653,8 +695,13 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
                 row.congestion_events,
                 row.final_cwnd,
                 row.rtt_ms,
-                row.dropped_queue
+                row.dropped_queue,
+                row.host.verdict.cell()
             );
+            report.host_bound_rows.judged += 1;
+            if row.host.verdict.host_bound {
+                report.host_bound_rows.count += 1;
+            }
             report.goodput.push(row);
             if !relay_rows.is_empty() {
                 println!(
@@ -690,6 +737,14 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
             p.sender.close().await;
             p.receiver.close().await;
         }
+        print!(
+            "{}",
+            footer_line(
+                args.clock,
+                report.host_bound_rows.count,
+                report.host_bound_rows.judged
+            )
+        );
     }
 
     if args.flows > 1 {
@@ -864,6 +919,9 @@ pub(crate) fn run(args: TransferArgs) -> anyhow::Result<std::process::ExitCode> 
         bail!("--cc: name at least one controller");
     }
     let json = args.json.clone();
+    if let Some(us) = args.starve_delay_line_us {
+        spacefabric_fabric::emu::set_starvation(Duration::from_micros(us));
+    }
     let runtime = args.clock.runtime()?;
     let report = runtime.block_on(run_all(args))?;
     if let Some(path) = json {

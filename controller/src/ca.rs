@@ -34,8 +34,11 @@ impl std::fmt::Debug for ClusterCa {
     }
 }
 
-fn cert_err(what: &str, e: impl std::fmt::Display) -> ControllerError {
-    ControllerError::Certificate(format!("{what}: {e}"))
+fn cert_err(what: &str, source: rcgen::Error) -> ControllerError {
+    ControllerError::Certificate {
+        what: what.to_string(),
+        source,
+    }
 }
 
 fn san(name: &str) -> Result<SanType, ControllerError> {

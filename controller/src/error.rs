@@ -36,9 +36,14 @@ pub enum ControllerError {
     /// The node was declared dead or left; it must register again.
     #[error("node '{0}' was declared dead or left: register again")]
     NodeNotMember(String),
-    /// Signing the node's certificate failed.
-    #[error("certificate: {0}")]
-    Certificate(String),
+    /// Making, reading or signing a certificate or key failed.
+    #[error("certificate: {what}: {source}")]
+    Certificate {
+        /// Which certificate or file (`CA key`, `ca.pem`, `name 'node-1'`, ...).
+        what: String,
+        /// What rcgen said.
+        source: rcgen::Error,
+    },
     /// Reading or writing the state dir failed.
     #[error("state dir {path}: {message}")]
     State {
@@ -101,7 +106,7 @@ impl From<ControllerError> for tonic::Status {
             }
             ControllerError::NotParticipant { .. } => Self::permission_denied(message),
             ControllerError::NameTaken(_) => Self::already_exists(message),
-            ControllerError::Certificate(_) | ControllerError::State { .. } => {
+            ControllerError::Certificate { .. } | ControllerError::State { .. } => {
                 Self::internal(message)
             }
             ControllerError::ShuttingDown => Self::unavailable(message),

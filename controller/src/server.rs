@@ -58,10 +58,10 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     /// Reflection could not be built from the descriptor sets.
     #[error("reflection: {0}")]
-    Reflection(String),
+    Reflection(#[from] tonic_reflection::server::Error),
     /// The server task panicked or was cancelled.
     #[error("server task: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// A running controller.
@@ -92,7 +92,7 @@ impl ServerHandle {
     pub async fn wait(self) -> Result<(), ServeError> {
         match self.task.await {
             Ok(r) => r.map_err(ServeError::from),
-            Err(e) => Err(ServeError::Task(e.to_string())),
+            Err(e) => Err(ServeError::Task(e)),
         }
     }
 
@@ -172,7 +172,7 @@ pub async fn spawn_server(
         .register_encoded_file_descriptor_set(spacefabric_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        .map_err(ServeError::Reflection)?;
     let service = ControllerServer::new(ControllerService::new(shared.clone()))
         .max_decoding_message_size(config.max_message_bytes);
 

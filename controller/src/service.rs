@@ -523,7 +523,7 @@ impl Controller for ControllerService {
             node_id: req.node_id.clone(),
             ok: req.ok,
             error: req.error,
-            result_json: req.result_json,
+            result: req.result,
             metrics: req.metrics,
         };
         let outcome = s.with_core(|core, now| {

@@ -196,6 +196,18 @@ impl Compaction {
     }
 }
 
+/// Successful results without a payload: written by a controller whose results were JSON text
+/// (`NodeResult.result_json`, now reserved), whose payload serde skips on reading. Every
+/// runner of this version sends a payload with a successful result.
+pub fn legacy_results(state: &PersistedState) -> usize {
+    state
+        .jobs
+        .iter()
+        .flat_map(|j| &j.job.results)
+        .filter(|r| r.ok && r.result.is_none())
+        .count()
+}
+
 /// Writes `state` as the snapshot, atomically, streaming its JSON to the file; returns its size.
 fn write_snapshot(dir: &StateDir, state: &PersistedState) -> Result<u64, ControllerError> {
     dir.write_atomic_with(SNAPSHOT_FILE, false, |out| {
@@ -288,6 +300,15 @@ impl StateLog {
                     format!("inconsistent state (with {LOG_FILE} replayed): {e}"),
                 )
             })?;
+            let untyped = legacy_results(state);
+            if untyped > 0 {
+                tracing::warn!(
+                    dir = %dir.path().display(),
+                    results = untyped,
+                    "results written by a controller before typed results (result_json): \
+                     their payloads are not read; rank, ok, error and metrics are kept"
+                );
+            }
         }
         // The log file may have just been created: make its directory entry durable.
         if let Ok(d) = File::open(dir.path()) {
@@ -552,7 +573,7 @@ fn replay(
 mod tests {
     use super::*;
     use crate::core::{MemberState, Now};
-    use spacefabric_proto::v1::{Job, JobState};
+    use spacefabric_proto::v1::{Job, JobState, NodeResult};
     use std::time::Duration;
 
     fn now() -> Now {
@@ -902,5 +923,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("format 99"), "{err}");
+    }
+
+    #[test]
+    fn results_written_as_result_json_load_without_their_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        // A snapshot of a controller before typed results: NodeResult had `result_json`.
+        let mut old = PersistedState::new("lan", now());
+        old.members = vec![member(0)];
+        old.next_ordinal = 1;
+        old.next_job = 2;
+        old.jobs = vec![job(1, JobState::Succeeded)];
+        old.jobs[0].job.results = vec![NodeResult {
+            rank: 0,
+            node_id: "n0".into(),
+            ok: true,
+            metrics: [("steps".to_string(), 600.0)].into(),
+            ..NodeResult::default()
+        }];
+        let mut value = serde_json::to_value(&old).unwrap();
+        let result = &mut value["jobs"][0]["job"]["results"][0];
+        result.as_object_mut().unwrap().remove("result");
+        result["result_json"] = serde_json::json!("{\"steps\":600}");
+        std::fs::write(
+            dir.path().join(SNAPSHOT_FILE),
+            serde_json::to_vec(&value).unwrap(),
+        )
+        .unwrap();
+        let loaded = reopen(dir.path());
+        assert_eq!(loaded.jobs, old.jobs);
+        assert_eq!(legacy_results(&loaded), 1);
+        assert_eq!(loaded.jobs[0].job.results[0].metrics["steps"], 600.0);
     }
 }

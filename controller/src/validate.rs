@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use spacefabric_proto::algorithm::AlgorithmName;
 use spacefabric_proto::job_cost::{NodeBudget, job_cost};
 use spacefabric_proto::reduction::{DataTypeName, ReduceOpName};
+use spacefabric_proto::train_names::{Activation, Strategy};
 use spacefabric_proto::v1::{JobSpec, TrainJob, job_spec};
 
 use crate::error::{ControllerError, bounded};
@@ -18,8 +19,6 @@ pub const MAX_CSR_BYTES: usize = 16 * 1024;
 pub const MAX_ALL_REDUCE_BYTES: u64 = 4 << 30;
 /// Most iterations of any job kind.
 pub const MAX_ITERATIONS: u32 = 1_000_000;
-/// Training strategy names.
-pub const STRATEGIES: &[&str] = &["sync", "sharded", "diloco", "hier", "streaming", "delayed"];
 /// Most steps a train job may ask for.
 pub const MAX_TRAIN_STEPS: u64 = 10_000_000;
 /// Largest student model a train job may ask for (parameters).
@@ -223,24 +222,18 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
 /// data set that fit (zero fields take the defaults of `TrainJob::resolved`).
 fn train_job(t: &TrainJob) -> Result<()> {
     let f = |name: &str| format!("spec.train.{name}");
-    match t.strategies.as_slice() {
+    let strategy = match t.strategies.as_slice() {
         [] => {
+            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
             return invalid(
                 &f("strategies"),
-                format!("one of {} is required", STRATEGIES.join(", ")),
+                format!("one of {} is required", names.join(", ")),
             );
         }
-        [s] if !STRATEGIES.contains(&s.as_str()) => {
-            return invalid(
-                "spec.train.strategies[0]",
-                format!(
-                    "unknown strategy '{}' (use {})",
-                    bounded(s),
-                    STRATEGIES.join(", ")
-                ),
-            );
-        }
-        [_] => {}
+        [s] => match Strategy::parse(s) {
+            Ok(s) => s,
+            Err(e) => return invalid("spec.train.strategies[0]", e.to_string()),
+        },
         more => {
             return invalid(
                 &f("strategies"),
@@ -250,7 +243,7 @@ fn train_job(t: &TrainJob) -> Result<()> {
                 ),
             );
         }
-    }
+    };
     if t.steps == 0 || t.steps > MAX_TRAIN_STEPS {
         return invalid(&f("steps"), format!("must be 1..={MAX_TRAIN_STEPS}"));
     }
@@ -299,14 +292,8 @@ fn train_job(t: &TrainJob) -> Result<()> {
             return invalid(&f(name), format!("{value:?} is not a finite number >= 0"));
         }
     }
-    if !["relu", "tanh"].contains(&r.activation.as_str()) {
-        return invalid(
-            &f("activation"),
-            format!(
-                "unknown activation '{}' (use relu or tanh)",
-                bounded(&r.activation)
-            ),
-        );
+    if let Err(e) = Activation::parse(&r.activation) {
+        return invalid(&f("activation"), e.to_string());
     }
     if let Err(e) = AlgorithmName::parse(&r.algorithm) {
         return invalid(&f("algorithm"), e.to_string());
@@ -320,11 +307,11 @@ fn train_job(t: &TrainJob) -> Result<()> {
     if r.dataset_samples > 1 << 40 {
         return invalid(&f("dataset_samples"), "at most 2^40");
     }
-    train_job_lm_and_outer(t, &r)
+    train_job_lm_and_outer(t, &r, strategy)
 }
 
 /// The transformer, schedule and outer-strategy fields of a train job (issue 14).
-fn train_job_lm_and_outer(t: &TrainJob, r: &TrainJob) -> Result<()> {
+fn train_job_lm_and_outer(t: &TrainJob, r: &TrainJob, strategy: Strategy) -> Result<()> {
     use spacefabric_proto::train_job::{Accelerator, LM_PRESETS, defaults};
     let f = |name: &str| format!("spec.train.{name}");
     if r.model != defaults::MODEL && r.lm_preset().is_none() {
@@ -382,15 +369,14 @@ fn train_job_lm_and_outer(t: &TrainJob, r: &TrainJob) -> Result<()> {
             format!("{} (use 2, 4, 8 or 32)", r.compress_bits),
         );
     }
-    let strategy = r.strategies.first().map(String::as_str).unwrap_or_default();
     let compressed = r.compress_density > 0.0;
-    if compressed && !["diloco", "hier", "streaming", "delayed"].contains(&strategy) {
+    if compressed && !strategy.has_outer_step() {
         return invalid(
             &f("compress_density"),
             format!("compression applies to diloco, hier, streaming and delayed, not {strategy}"),
         );
     }
-    if strategy == "streaming" {
+    if strategy == Strategy::Streaming {
         if r.fragments > r.inner_steps {
             return invalid(
                 &f("fragments"),
@@ -541,6 +527,13 @@ mod tests {
             ..TrainJob::default()
         };
         assert!(job_spec(Some(&train(ok.clone()))).is_ok());
+        // The nodes' alias is the controller's: one vocabulary (proto's train_names).
+        let alias = TrainJob {
+            strategies: vec!["hierarchical".into()],
+            compress_density: 0.1,
+            ..ok.clone()
+        };
+        assert!(job_spec(Some(&train(alias))).is_ok());
         let cases = [
             (
                 TrainJob {

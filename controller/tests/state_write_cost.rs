@@ -5,7 +5,7 @@
 //!
 //! `cargo test -p spacefabric-controller --test state_write_cost -- --ignored --nocapture`
 //!
-//! Each job carries 4 rank results of 20 KB of JSON (80 KB per job: the issue saw 2 MB of
+//! Each job carries 4 rank results of about 20 KB of state JSON (170 sweep points each) (80 KB per job: the issue saw 2 MB of
 //! state after 25 jobs). A "change" is a progress report on the newest job (running, no
 //! results yet). "bytes/change" is the mean over the run, snapshots (compaction) included.
 //! "compaction" is one snapshot written in place; "held" is what a deferred compaction
@@ -19,6 +19,7 @@ use spacefabric_controller::core::{JobRecord, Member, MemberState, Now, Persiste
 use spacefabric_controller::state_log::StateLog;
 use spacefabric_controller::store::StateDir;
 use spacefabric_proto::v1::{Job, JobState, NodeProgress, NodeResult};
+use spacefabric_testkit::results::sweep_result;
 
 fn state_with_jobs(jobs: u64) -> PersistedState {
     let mut state = PersistedState::new(
@@ -42,10 +43,6 @@ fn state_with_jobs(jobs: u64) -> PersistedState {
         })
         .collect();
     state.next_ordinal = 4;
-    let result_json = format!(
-        "[{}]",
-        vec!["{\"bytes\":1048576,\"us\":1234.5}"; 650].join(",")
-    );
     for n in 1..=jobs {
         // The newest job is the running one: no results yet.
         let results = (0..4)
@@ -55,7 +52,7 @@ fn state_with_jobs(jobs: u64) -> PersistedState {
                 node_id: format!("n{rank}"),
                 ok: true,
                 error: String::new(),
-                result_json: result_json.clone(),
+                result: Some(sweep_result(rank, 170)),
                 metrics: Default::default(),
             })
             .collect();

@@ -19,7 +19,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spacefabric_proto::v1::controller_client::ControllerClient;
-use spacefabric_proto::v1::{Job, JobState, ListJobsRequest, WatchJobRequest};
+use spacefabric_proto::v1::{
+    Job, JobState, ListJobsRequest, StateSourceKind, TrainResult, WatchJobRequest, job_result,
+};
 use spacefabric_testkit::bins::workspace_bin;
 use spacefabric_testkit::procs::{Proc, spawn_captured, spawn_controller, wait_bounded};
 
@@ -349,32 +351,36 @@ async fn recover_from_a_killed_node(model_args: &[&str], parameters: u64) {
     // Four results; the replacement (rank 3, on south) fetched the commit from rank 2, its
     // site peer; every rank ran all 600 steps; rank 0 reports a real final loss.
     assert_eq!(job.results.len(), 4, "{context}");
-    let results: Vec<serde_json::Value> = job
+    let results: Vec<&TrainResult> = job
         .results
         .iter()
         .map(|r| {
             assert!(r.ok, "rank {}: {}", r.rank, r.error);
-            serde_json::from_str(&r.result_json).unwrap()
+            match r.result.as_ref().and_then(|r| r.kind.as_ref()) {
+                Some(job_result::Kind::Train(t)) => t,
+                other => panic!("rank {}: not a train result: {other:?}", r.rank),
+            }
         })
         .collect();
     for r in &results {
-        assert_eq!(r["steps"], 600, "{r}");
-        assert_eq!(r["attempt"], 3, "{r}");
+        assert_eq!(r.steps, 600, "{r:?}");
+        assert_eq!(r.attempt, 3, "{r:?}");
         assert_eq!(
-            r["parameters"], parameters,
-            "the job trained another model: {r}"
+            r.parameters, parameters,
+            "the job trained another model: {r:?}"
         );
     }
     let replacement = results
         .iter()
-        .find(|r| r["state_source"].get("Peer").is_some())
+        .find(|r| r.state_source.as_ref().map(|s| s.kind) == Some(StateSourceKind::Peer as i32))
         .unwrap_or_else(|| panic!("nobody fetched state from a peer: {context}"));
-    assert_eq!(replacement["site"], "south", "{replacement}");
-    assert_eq!(replacement["state_source"]["Peer"]["site"], "south");
-    assert_eq!(replacement["state_source"]["Peer"]["rank"], 2);
-    let rank0 = results.iter().find(|r| r["rank"] == 0).unwrap();
-    let final_loss = rank0["final_loss"].as_f64().unwrap();
-    let first_loss = rank0["curve"][0]["loss"].as_f64().unwrap();
+    assert_eq!(replacement.site, "south", "{replacement:?}");
+    let source = replacement.state_source.as_ref().unwrap();
+    assert_eq!(source.peer_site, "south");
+    assert_eq!(source.peer_rank, 2);
+    let rank0 = results.iter().find(|r| r.rank == 0).unwrap();
+    let final_loss = rank0.final_loss.unwrap();
+    let first_loss = rank0.curve[0].loss;
     assert!(
         final_loss.is_finite() && final_loss < first_loss,
         "final loss {final_loss}, first point of the attempt {first_loss}"

@@ -25,13 +25,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use spacefabric_client::ConnectOptions;
-use spacefabric_proto::job_cost::{NodeBudget, job_cost};
+use spacefabric_proto::job_cost::{NodeBudget, OverBudget, job_cost};
 use spacefabric_proto::time_dilation::TimeDilation;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{
-    ControlEvent, DeregisterRequest, HeartbeatRequest, JobPlan, JobSpec, JobStart, Peer,
-    ProgressReport, RegisterRequest, RegisterResponse, ResultReport, WatchControlRequest,
-    control_event, job_spec,
+    ControlEvent, DeregisterRequest, HeartbeatRequest, JobPlan, JobResult, JobSpec, JobStart, Peer,
+    PingResult, ProgressReport, RegisterRequest, RegisterResponse, ResultReport,
+    WatchControlRequest, control_event, job_result, job_spec,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -46,15 +46,66 @@ const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// A setting is wrong (names the flag).
-    #[error("{0}")]
-    Config(String),
+    /// `--join-token` was not given.
+    #[error("--join-token (SPACEFABRIC_JOIN_TOKEN) is required")]
+    MissingJoinToken,
+    /// `--node-name` was not given and the host has no name.
+    #[error("--node-name: no host name found; give one")]
+    NoHostName,
+    /// `--site-by-ordinal` has a part that is not `SITE=FIRST-LAST`.
+    #[error("--site-by-ordinal: '{part}' is not SITE=FIRST-LAST (e.g. earth=0-3,moon=4-7)")]
+    SiteByOrdinal {
+        /// The bad part of the spec.
+        part: String,
+    },
+    /// `--site-by-ordinal` is given but the node name ends in no number.
+    #[error("--site-by-ordinal: node name '{name}' ends in no ordinal")]
+    NoOrdinal {
+        /// The node name.
+        name: String,
+    },
+    /// No range of `--site-by-ordinal` holds the node's ordinal.
+    #[error("--site-by-ordinal {spec}: no range holds ordinal {ordinal} of '{name}'")]
+    OrdinalOutsideRanges {
+        /// The flag's value.
+        spec: String,
+        /// The node name's trailing number.
+        ordinal: u64,
+        /// The node name.
+        name: String,
+    },
+    /// `--advertise` is needed: `--listen` is a wildcard address peers cannot dial.
+    #[error("--advertise is required when --listen is {listen} (peers cannot reach 0.0.0.0)")]
+    AdvertiseRequired {
+        /// The `--listen` address.
+        listen: SocketAddr,
+    },
+    /// `--advertise` is a wildcard address or port 0.
+    #[error("--advertise {addr}: give an address peers can reach (not 0.0.0.0, not port 0)")]
+    UnreachableAdvertise {
+        /// The address given.
+        addr: SocketAddr,
+    },
+    /// The controller's `RegisterResponse.time_dilation` is not a valid K.
+    #[error("the controller's RegisterResponse.time_dilation: {0}")]
+    ControllerDilation(spacefabric_proto::time_dilation::BadTimeDilation),
+    /// This node's `--time-dilation` is not the controller's.
+    #[error(transparent)]
+    DilationMismatch(#[from] spacefabric_proto::time_dilation::TimeDilationMismatch),
     /// The controller refused the node for good (wrong token, invalid field).
     #[error("the controller refused the registration: {}: {}", .0.code(), .0.message())]
     Refused(Status),
-    /// Building the node's key or CSR failed.
+    /// Generating the node's key failed.
     #[error("node identity: {0}")]
-    Identity(String),
+    Key(rcgen::Error),
+    /// The node name cannot be a certificate name, or the CSR could not be built.
+    #[error("node identity: name '{name}': {source}")]
+    Csr {
+        /// The node name.
+        name: String,
+        /// What rcgen said.
+        source: rcgen::Error,
+    },
     /// The controller URL, its CA or the CA env variable is wrong.
     #[error(transparent)]
     Client(#[from] spacefabric_client::ClientError),
@@ -272,16 +323,49 @@ pub struct JobContext {
 /// A job's result on this node.
 #[derive(Debug, Clone, Default)]
 pub struct JobOutput {
-    /// Kind-specific result as JSON text.
-    pub result_json: String,
+    /// The kind-specific result (the contract's `JobResult`).
+    pub result: Option<JobResult>,
     /// Named numbers for the summary.
     pub metrics: HashMap<String, f64>,
 }
 
-/// Why a job failed on this node.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct JobError(pub String);
+/// Why a job failed on this node: the agent's reason for not running it, or the runner's own
+/// typed error. Its text is the `error` of the job's result report.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A runner got a spec of another kind.
+    #[error("not a {expected} job")]
+    WrongKind {
+        /// The kind the runner runs (`ping`, `all-reduce`, `train`).
+        expected: &'static str,
+    },
+    /// This node build has no runner for the job's kind.
+    #[error("no runner for job kind {kind} in this node build")]
+    NoRunner {
+        /// The job's kind (`(none)` for a spec without one).
+        kind: &'static str,
+    },
+    /// The job does not fit this node's budget (checked before the runner allocates).
+    #[error("refused by node {node}: {}: {source}", source.fields())]
+    OverBudget {
+        /// This node's name.
+        node: String,
+        /// What it would cost, and the spec fields to change.
+        source: OverBudget,
+    },
+    /// The job was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// A ping round trip failed for good.
+    #[error("ping: {0}")]
+    Ping(Status),
+    /// The all-reduce runner failed.
+    #[error(transparent)]
+    AllReduce(#[from] crate::jobs::AllReduceError),
+    /// The train runner failed.
+    #[error(transparent)]
+    Train(#[from] crate::jobs::TrainJobError),
+}
 
 /// Runs one kind of job. Implementations must return promptly once `ctx.cancel` fires.
 pub trait JobRunner: Send + Sync + 'static {
@@ -298,14 +382,14 @@ impl JobRunner for PingRunner {
         Box::pin(async move {
             let iterations = match &ctx.spec.kind {
                 Some(job_spec::Kind::Ping(p)) => u64::from(p.iterations),
-                _ => return Err(JobError("not a ping job".into())),
+                _ => return Err(JobError::WrongKind { expected: "ping" }),
             };
             let mut rtts_ms = Vec::new();
             let mut step = ctx.resume_from_step.min(iterations);
             while step < iterations {
                 let rtt = tokio::select! {
                     r = ctx.control.ping() => r,
-                    () = ctx.cancel.cancelled() => return Err(JobError("cancelled".into())),
+                    () = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
                 };
                 match rtt {
                     Ok(rtt) => {
@@ -334,10 +418,10 @@ impl JobRunner for PingRunner {
                         // connection closed comes back as Cancelled): try again shortly.
                         tokio::select! {
                             () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                            () = ctx.cancel.cancelled() => return Err(JobError("cancelled".into())),
+                            () = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
                         }
                     }
-                    Err(status) => return Err(JobError(format!("ping: {status}"))),
+                    Err(status) => return Err(JobError::Ping(status)),
                 }
             }
             let mut sorted = rtts_ms.clone();
@@ -347,18 +431,19 @@ impl JobRunner for PingRunner {
             let mut metrics = HashMap::new();
             metrics.insert("rtt_p50_ms".to_string(), p50);
             metrics.insert("rtt_max_ms".to_string(), max);
-            let result_json = serde_json::json!({
-                "rank": ctx.rank,
-                "site": ctx.scenario.site,
-                "controller_site": ctx.scenario.controller_site,
-                "resumed_from_step": ctx.resume_from_step,
-                "rtt_ms": rtts_ms,
-                "rtt_p50_ms": p50,
-                "rtt_max_ms": max,
-            })
-            .to_string();
+            let result = PingResult {
+                rank: ctx.rank,
+                site: ctx.scenario.site.clone(),
+                controller_site: ctx.scenario.controller_site.clone(),
+                resumed_from_step: ctx.resume_from_step,
+                rtt_ms: rtts_ms,
+                rtt_p50_ms: p50,
+                rtt_max_ms: max,
+            };
             Ok(JobOutput {
-                result_json,
+                result: Some(JobResult {
+                    kind: Some(job_result::Kind::Ping(result)),
+                }),
                 metrics,
             })
         })
@@ -432,13 +517,16 @@ enum SessionEnd {
 /// A node key and a CSR naming `name` (PEM): the controller signs it into the node's
 /// certificate for the fabric's mutual TLS.
 pub fn node_key_and_csr(name: &str) -> Result<(String, String), AgentError> {
-    let key = rcgen::KeyPair::generate().map_err(|e| AgentError::Identity(e.to_string()))?;
-    let params = rcgen::CertificateParams::new(vec![name.to_string()])
-        .map_err(|e| AgentError::Identity(format!("name '{name}': {e}")))?;
+    let key = rcgen::KeyPair::generate().map_err(AgentError::Key)?;
+    let csr_error = |source| AgentError::Csr {
+        name: name.to_string(),
+        source,
+    };
+    let params = rcgen::CertificateParams::new(vec![name.to_string()]).map_err(csr_error)?;
     let csr = params
         .serialize_request(&key)
         .and_then(|r| r.pem())
-        .map_err(|e| AgentError::Identity(e.to_string()))?;
+        .map_err(csr_error)?;
     Ok((key.serialize_pem(), csr))
 }
 
@@ -495,10 +583,9 @@ impl Agent {
     /// Runs until `shutdown` resolves (then deregisters) or the controller refuses the node.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
         if self.config.advertise.ip().is_unspecified() || self.config.advertise.port() == 0 {
-            return Err(AgentError::Config(format!(
-                "--advertise {}: give an address peers can reach (not 0.0.0.0, not port 0)",
-                self.config.advertise
-            )));
+            return Err(AgentError::UnreachableAdvertise {
+                addr: self.config.advertise,
+            });
         }
         let client =
             ControllerClient::new(self.channel()?).max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -628,13 +715,9 @@ impl Agent {
     /// The K the controller handed out, checked against ours (the controller refuses a node
     /// with another K; this catches a controller that does not know the field).
     fn dilation_of(&self, reg: &RegisterResponse) -> Result<TimeDilation, AgentError> {
-        let controller = TimeDilation::from_wire(reg.time_dilation).map_err(|e| {
-            AgentError::Config(format!(
-                "the controller's RegisterResponse.time_dilation: {e}"
-            ))
-        })?;
-        let k = TimeDilation::agree(self.time_dilation, controller)
-            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let controller =
+            TimeDilation::from_wire(reg.time_dilation).map_err(AgentError::ControllerDilation)?;
+        let k = TimeDilation::agree(self.time_dilation, controller)?;
         self.status.send_modify(|s| s.time_dilation = k);
         if k.is_dilated() {
             tracing::info!(
@@ -820,12 +903,9 @@ impl Agent {
         let over_budget = job_cost(&spec, plan.world_size)
             .check(&self.budget)
             .err()
-            .map(|e| {
-                JobError(format!(
-                    "refused by node {}: {}: {e}",
-                    self.config.name,
-                    e.fields()
-                ))
+            .map(|source| JobError::OverBudget {
+                node: self.config.name.clone(),
+                source,
             });
         let ctx = JobContext {
             job_id: job_id.clone(),
@@ -849,17 +929,16 @@ impl Agent {
             let outcome = match (over_budget, runner) {
                 (Some(refused), _) => Err(refused),
                 (None, Some(runner)) => runner.run(ctx).await,
-                (None, None) => Err(JobError(format!(
-                    "no runner for job kind {} in this node build",
-                    kind.map(JobKind::name).unwrap_or("(none)")
-                ))),
+                (None, None) => Err(JobError::NoRunner {
+                    kind: kind.map(JobKind::name).unwrap_or("(none)"),
+                }),
             };
             if cancel.is_cancelled() {
                 return; // aborted: the controller does not want this attempt's result
             }
             let (ok, error, output) = match outcome {
                 Ok(out) => (true, String::new(), out),
-                Err(e) => (false, e.0, JobOutput::default()),
+                Err(e) => (false, e.to_string(), JobOutput::default()),
             };
             metrics::counter!("spacefabric_node_jobs_total", "kind" => kind.map(JobKind::name).unwrap_or("?"), "ok" => ok.to_string()).increment(1);
             let report = ResultReport {
@@ -869,7 +948,7 @@ impl Agent {
                 attempt: control.attempt,
                 ok,
                 error,
-                result_json: output.result_json,
+                result: output.result,
                 metrics: output.metrics,
             };
             let Some(delivered) = deliver_report(control.clone(), report, cancel.clone(), retry).await else {
@@ -921,9 +1000,7 @@ async fn deliver_report(
             Ok(_) => break,
             Err(status)
                 if is_refusal(&status)
-                    && (report.ok
-                        || !report.result_json.is_empty()
-                        || !report.metrics.is_empty()) =>
+                    && (report.ok || report.result.is_some() || !report.metrics.is_empty()) =>
             {
                 // The controller will not take this result (too large, invalid): the
                 // job must fail with the reason, not wait for a result that never
@@ -935,7 +1012,7 @@ async fn deliver_report(
                     status.code(),
                     status.message().chars().take(200).collect::<String>()
                 );
-                report.result_json.clear();
+                report.result = None;
                 report.metrics.clear();
             }
             Err(status)
@@ -1054,10 +1131,8 @@ pub mod args {
 
     /// The site for `ordinal` from a spec like `earth=0-3,moon=4-7`.
     pub fn site_by_ordinal(spec: &str, ordinal: u64) -> Result<Option<String>, AgentError> {
-        let bad = |part: &str| {
-            AgentError::Config(format!(
-                "--site-by-ordinal: '{part}' is not SITE=FIRST-LAST (e.g. earth=0-3,moon=4-7)"
-            ))
+        let bad = |part: &str| AgentError::SiteByOrdinal {
+            part: part.to_string(),
         };
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (site, range) = part.split_once('=').ok_or_else(|| bad(part))?;
@@ -1114,28 +1189,23 @@ pub mod args {
                 .join_token
                 .clone()
                 .filter(|t| !t.is_empty())
-                .ok_or_else(|| {
-                    AgentError::Config("--join-token (SPACEFABRIC_JOIN_TOKEN) is required".into())
-                })?;
+                .ok_or(AgentError::MissingJoinToken)?;
             let name = match &self.name {
                 Some(n) => n.clone(),
-                None => host_name().ok_or_else(|| {
-                    AgentError::Config("--node-name: no host name found; give one".into())
-                })?,
+                None => host_name().ok_or(AgentError::NoHostName)?,
             };
             let site = match (&self.site, &self.site_by_ordinal) {
                 (Some(site), _) => Some(site.clone()),
                 (None, Some(spec)) => {
-                    let ordinal = trailing_ordinal(&name).ok_or_else(|| {
-                        AgentError::Config(format!(
-                            "--site-by-ordinal: node name '{name}' ends in no ordinal"
-                        ))
-                    })?;
+                    let ordinal = trailing_ordinal(&name)
+                        .ok_or_else(|| AgentError::NoOrdinal { name: name.clone() })?;
                     let site = site_by_ordinal(spec, ordinal)?;
                     if site.is_none() {
-                        return Err(AgentError::Config(format!(
-                            "--site-by-ordinal {spec}: no range holds ordinal {ordinal} of '{name}'"
-                        )));
+                        return Err(AgentError::OrdinalOutsideRanges {
+                            spec: spec.clone(),
+                            ordinal,
+                            name,
+                        });
                     }
                     site
                 }
@@ -1146,10 +1216,9 @@ pub mod args {
                 Some(Advertise::Ip(ip)) => SocketAddr::new(ip, self.listen.port()),
                 None if !self.listen.ip().is_unspecified() => self.listen,
                 None => {
-                    return Err(AgentError::Config(format!(
-                        "--advertise is required when --listen is {} (peers cannot reach 0.0.0.0)",
-                        self.listen
-                    )));
+                    return Err(AgentError::AdvertiseRequired {
+                        listen: self.listen,
+                    });
                 }
             };
             spacefabric_client::refuse_retired_ca_env()?;

@@ -60,7 +60,7 @@ impl AlgorithmName {
 }
 
 /// At most 64 bytes of an input, for an error message: a hostile name is not echoed whole.
-fn quoted_prefix(s: &str) -> String {
+pub(crate) fn quoted_prefix(s: &str) -> String {
     const MAX: usize = 64;
     if s.len() <= MAX {
         return s.to_string();

@@ -17,11 +17,11 @@ const F32: u64 = 4;
 const PARAMETER_COPIES: u64 = 8;
 /// Buffers of the largest all-reduce message a rank holds: input, output, receive chunks.
 const ALL_REDUCE_BUFFERS: u64 = 3;
-/// JSON bytes of one all-reduce result point (size, algorithm, times, bus bandwidth).
+/// Bytes (encoded `JobResult`, see `controller.proto`) of one all-reduce result point (size, algorithm, times, bus bandwidth).
 const RESULT_BYTES_PER_POINT: u64 = 512;
-/// JSON bytes of one evaluation of a train result (step, loss, time, bytes per link class).
+/// Bytes (encoded `JobResult`, see `controller.proto`) of one evaluation of a train result (step, loss, time, bytes per link class).
 const RESULT_BYTES_PER_EVAL: u64 = 256;
-/// JSON bytes of one ping round trip in a result.
+/// Bytes (encoded `JobResult`, see `controller.proto`) of one ping round trip in a result.
 const RESULT_BYTES_PER_PING: u64 = 32;
 /// Fixed part of every result (transport stats, settings).
 const RESULT_BASE_BYTES: u64 = 16 * 1024;

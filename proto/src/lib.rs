@@ -2,7 +2,8 @@
 //! by protox and tonic-prost-build (no system `protoc` needed).
 //!
 //! Everything lives under [`v1`]; [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection; [`train_job`]
-//! holds the defaults of a train job that the controller and the nodes share; which job states
+//! holds the defaults of a train job that the controller and the nodes share, [`train_names`]
+//! and [`algorithm`] the names a spec may use (strategy, activation, algorithm); which job states
 //! are terminal is said once, here ([`v1::JobState::is_terminal`], [`v1::Job::is_finished`]).
 //! [`job_cost`] says what a job costs one node (admission on both sides). [`time_dilation`]
 //! is the cluster's dilation factor K that the controller hands its nodes. [`reduction`] names
@@ -27,6 +28,7 @@ pub mod reduction;
 pub mod shard;
 pub mod time_dilation;
 pub mod train_job;
+pub mod train_names;
 
 impl v1::JobState {
     /// True for the states a job never leaves: succeeded, failed, cancelled.

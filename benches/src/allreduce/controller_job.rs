@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use spacefabric_node::collective::CostModel;
 use spacefabric_node::jobs::NodeSweepResult;
+use spacefabric_node::jobs::result_messages::all_reduce_of;
 use spacefabric_proto::v1::{AllReduceJob, Job, JobSpec, JobState, job_spec};
 
 use crate::controller_client::{block_on, join, required_token, slowest_step, submit_and_follow};
@@ -92,7 +93,8 @@ fn report_results(
         .results
         .iter()
         .map(|r| {
-            serde_json::from_str(&r.result_json)
+            all_reduce_of(r)
+                .and_then(NodeSweepResult::from_message)
                 .with_context(|| format!("job {}: result of rank {}", job.job_id, r.rank))
         })
         .collect::<anyhow::Result<_>>()?;

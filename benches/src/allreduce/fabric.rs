@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use netem_profiles::Profile;
-use spacefabric_fabric::emu::{EmuClock, SchedulerMode, SchedulerStats, TrunkSet};
+use spacefabric_fabric::emu::{EmuClock, SchedulerStats, TrunkSet};
 use spacefabric_fabric::transport::config::FABRIC_MTU;
 use spacefabric_fabric::transport::{CcChoice, DevCa, Mesh, MeshConfig, PeerInfo, SocketKind};
 use spacefabric_node::collective::{Corruption, DataTypeName, MemoryExchange, MemoryFabric};
@@ -335,22 +335,12 @@ impl LocalFabric {
         let Self::Quic { meshes, .. } = self else {
             return SchedulerStats::default();
         };
-        let mut sum = SchedulerStats::default();
-        for sock in meshes.iter().filter_map(|m| m.emulated_socket()) {
-            let Some(s) = sock.scheduler_stats() else {
-                continue;
-            };
-            if sock.scheduler_mode() == SchedulerMode::Precise {
-                // One scheduler for the whole process: every socket reports the same one.
-                return s;
-            }
-            sum.delivered += s.delivered;
-            sum.wakeups += s.wakeups;
-            sum.spin_nanos += s.spin_nanos;
-            sum.late_nanos_sum += s.late_nanos_sum;
-            sum.late_nanos_max = sum.late_nanos_max.max(s.late_nanos_max);
-        }
-        sum
+        crate::host_share::delay_line_stats(
+            meshes
+                .iter()
+                .filter_map(|m| m.emulated_socket())
+                .map(|s| s.as_ref()),
+        )
     }
 
     /// The UDP ports of the endpoints on this host (for their receive-buffer drops).

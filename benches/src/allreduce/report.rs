@@ -705,7 +705,7 @@ pub(crate) fn footer_text(s: &Sweep) -> String {
             out,
             "# Host-bound rows: {bound} of {judged} (clock {}){}",
             s.clock,
-            host_bound_note(s.clock, bound, judged)
+            crate::host_share::footer_note(s.clock, bound, judged)
         );
     }
     out.push_str("#\n# Collective test concluded: all_reduce_perf\n");
@@ -715,20 +715,6 @@ pub(crate) fn footer_text(s: &Sweep) -> String {
 pub(crate) fn print_footer(s: &Sweep) {
     print!("{}", footer_text(s));
     let _ = std::io::stdout().flush();
-}
-
-/// What the footer adds to the host-bound count.
-fn host_bound_note(clock: crate::clock::ClockMode, bound: usize, judged: usize) -> String {
-    if clock == crate::clock::ClockMode::Virtual {
-        " - CPU costs no emulated time on the virtual clock".to_string()
-    } else if bound == 0 {
-        " - the links and the protocol set every number".to_string()
-    } else if bound == judged {
-        " - EVERY row was bounded by this host, not the link model: rerun with --clock virtual"
-            .to_string()
-    } else {
-        " - rows marked HOST missed their model because of this host (cpu: cores saturated, cpu-wait: threads waited for a core, late: delay line behind its budget, rcvbuf: receive buffer overflow); --clock virtual avoids it".to_string()
-    }
 }
 
 /// The sweep's progress bar ([`crate::progress_bar`]): points done, ETA and the point

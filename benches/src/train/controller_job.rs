@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 use spacefabric_node::jobs::NodeTrainResult;
+use spacefabric_node::jobs::result_messages::train_of;
 use spacefabric_node::train::{LossPoint, StrategyKind};
 use spacefabric_proto::v1::{Job, JobSpec, JobState, job_spec};
 
@@ -284,8 +285,9 @@ fn combine(
 ) -> anyhow::Result<(StrategyResult, Vec<String>, usize)> {
     let mut ranks: Vec<NodeTrainResult> = Vec::new();
     for r in &job.results {
-        let parsed: NodeTrainResult = serde_json::from_str(&r.result_json)
-            .with_context(|| format!("rank {}: result_json", r.rank))?;
+        let parsed = train_of(r)
+            .and_then(NodeTrainResult::from_message)
+            .with_context(|| format!("job {}: result of rank {}", job.job_id, r.rank))?;
         ranks.push(parsed);
     }
     ranks.sort_by_key(|r| r.rank);
@@ -361,6 +363,7 @@ fn combine(
             ranks.len()
         ),
         restarts: tracker.restarts.clone(),
+        host: None,
     };
     Ok((result, first.sites_by_rank.clone(), first.parameters))
 }

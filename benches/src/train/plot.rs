@@ -115,8 +115,14 @@ pub(crate) fn svg(
     let mut by_time: Series = Vec::new();
     let mut by_bytes: Series = Vec::new();
     for (i, r) in results.iter().enumerate() {
+        // A strategy this host bounded is marked in the legend, as in the table.
+        let label = if r.host.as_ref().is_some_and(|h| h.verdict.host_bound) {
+            format!("{} (HOST)", r.label)
+        } else {
+            r.label.clone()
+        };
         by_time.push((
-            r.label.clone(),
+            label.clone(),
             colour(i),
             r.curve
                 .iter()
@@ -124,7 +130,7 @@ pub(crate) fn svg(
                 .collect(),
         ));
         by_bytes.push((
-            r.label.clone(),
+            label,
             colour(i),
             r.curve
                 .iter()
@@ -154,11 +160,33 @@ pub(crate) fn svg(
         let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
         root.fill(&WHITE)
             .map_err(|e| anyhow::anyhow!("drawing the plot background: {e}"))?;
-        let (head, body) = root.split_vertically(45);
+        let (head, body) = root.split_vertically(62);
         for (i, h) in header.iter().take(2).enumerate() {
             let y = 6 + 18 * i32::try_from(i).unwrap_or(0);
             head.draw_text(h, &("sans-serif", 13).into_font().color(&BLACK), (20, y))
                 .map_err(|e| anyhow::anyhow!("drawing the plot header: {e}"))?;
+        }
+        let (bound, judged) = super::host_bound_rows(results);
+        if judged > 0 {
+            let text = format!(
+                "host-bound strategies (this machine, not the links, set the times; marked HOST): {bound} of {judged}{}",
+                if bound > 0 {
+                    " - rerun with --clock virtual"
+                } else {
+                    ""
+                }
+            );
+            let color = if bound > 0 {
+                RGBColor(0xbb, 0x00, 0x00)
+            } else {
+                RGBColor(0x55, 0x55, 0x55)
+            };
+            head.draw_text(
+                &text,
+                &("sans-serif", 12).into_font().color(&color),
+                (20, 42),
+            )
+            .map_err(|e| anyhow::anyhow!("drawing the host-bound line: {e}"))?;
         }
         let halves = body.split_evenly((1, 2));
         if let [left, right] = halves.as_slice() {

@@ -1,6 +1,6 @@
 //! `status` after 1,000 jobs: a real controller (in process, tonic over 127.0.0.1) loads a
 //! state dir holding 1,000 finished all-reduce jobs on 4 nodes (spec, plan), each with 4 rank
-//! results of 20 KB of JSON (80 MB of history), and answers what `spacefabric-controller status` asks for: ListNodes and the
+//! results of about 20 KB of state JSON each (170 sweep points; 80 MB of history), and answers what `spacefabric-controller status` asks for: ListNodes and the
 //! newest 20 jobs without results. The test checks both answers stay small however long the
 //! history, and prints their sizes and round trips next to the unbounded ListJobs the issue's
 //! `status` used to send:
@@ -20,6 +20,7 @@ use spacefabric_proto::v1::{
     Peer, job_spec,
 };
 use spacefabric_testkit::controller::{lan_config, serve};
+use spacefabric_testkit::results::sweep_result;
 use tonic::transport::Endpoint;
 
 const TOKEN: &str = "status-token";
@@ -32,10 +33,6 @@ fn history(jobs: u64) -> PersistedState {
             mono: Duration::ZERO,
             unix_ms: 1,
         },
-    );
-    let result_json = format!(
-        "[{}]",
-        vec!["{\"bytes\":1048576,\"us\":1234.5}"; 650].join(",")
     );
     for n in 1..=jobs {
         state.jobs.push(JobRecord {
@@ -79,7 +76,7 @@ fn history(jobs: u64) -> PersistedState {
                     .map(|rank| NodeResult {
                         rank,
                         ok: true,
-                        result_json: result_json.clone(),
+                        result: Some(sweep_result(rank, 170)),
                         ..NodeResult::default()
                     })
                     .collect(),

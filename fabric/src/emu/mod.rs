@@ -41,7 +41,7 @@
 //! Held datagrams wait in one binary heap per scheduler, ordered by (due instant, arrival
 //! order). Tokio's timers tick at 1 ms, too coarse for LAN links (target: p99 error
 //! ≤ 0.2 ms), so the default driver outside paused-clock tests is one OS thread per process
-//! that sleeps on a condition variable until [`SPIN_WINDOW`] (200 µs) before the earliest
+//! that sleeps on a condition variable (1 ns timer slack) until [`SPIN_WINDOW`] (50 µs) before the earliest
 //! deadline, then spins with `yield_now` until it is due, and writes through a `std` clone
 //! of the sending socket. Under tokio's paused clock a tokio-timer task drives the same heap
 //! instead (the thread cannot see paused time). See [`SchedulerMode`].

@@ -17,7 +17,7 @@ use half::{bf16, f16};
 use spacefabric_proto::reduction::{DataTypeName, ReduceOpName};
 
 /// One element type of a collective.
-pub trait Element: Copy + PartialEq + fmt::Debug + Send + Sync + 'static {
+pub trait Element: bytemuck::Pod + PartialEq + fmt::Debug + Send + Sync + 'static {
     /// nccl-tests' name of the type.
     const DATATYPE: DataTypeName;
     /// Bytes of one element on the wire.
@@ -220,11 +220,21 @@ pub use half as __half;
 
 /// Encodes `values` little-endian.
 pub fn encode<T: Element>(values: &[T]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len().saturating_mul(T::BYTES));
-    for &v in values {
-        v.write_le(&mut out);
+    // One copy of the elements' bytes: every element type is plain old data, and on a
+    // little-endian host its memory is its wire encoding. Pushing one element at a time
+    // checked the capacity per element (9 % of the CPU of a lan 16 MiB all-reduce bench).
+    #[cfg(target_endian = "little")]
+    {
+        bytemuck::cast_slice::<T, u8>(values).to_vec()
     }
-    out
+    #[cfg(not(target_endian = "little"))]
+    {
+        let mut out = Vec::with_capacity(values.len().saturating_mul(T::BYTES));
+        for &v in values {
+            v.write_le(&mut out);
+        }
+        out
+    }
 }
 
 /// `dst[i] = dst[i] ⊕ payload[i]` (reduce) or `dst[i] = payload[i]` (copy) over the

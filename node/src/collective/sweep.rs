@@ -157,7 +157,8 @@ async fn measure<E: Exchange, T: Element>(
                 0
             }
         };
-        Some(verify::count_wrong_of(collective, op, spec.seed, world, rank, &recv) + changed_input)
+        let expected = verify::expected_shared::<T>(collective, op, spec.seed, world, recv.len());
+        Some(verify::count_wrong_against(collective, world, rank, &recv, &expected) + changed_input)
     } else {
         None
     };

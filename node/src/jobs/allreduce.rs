@@ -4,7 +4,7 @@
 //! From the [`JobContext`] the runner builds this node's mesh of the job (see
 //! [`crate::jobs::job_mesh`]), wraps it in a [`Communicator`] with the profile's cost model and
 //! runs [`run_sweep`]. Every measured point is reported as progress;
-//! the result is a [`NodeSweepResult`] as JSON, from which a client combines all ranks
+//! the result is a [`NodeSweepResult`] sent as the contract's `AllReduceResult`, from which a client combines all ranks
 //! (an iteration's time is the slowest rank's, #wrong is summed).
 //!
 //! The mesh lives for one job attempt: it is closed when the sweep ends, fails or the job is
@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use spacefabric_fabric::transport::config::LinkTuningReport;
 use spacefabric_proto::v1::{AllReduceJob, job_spec};
 
 use crate::agent::{JobContext, JobError, JobOutput, JobRunner, Progress};
@@ -62,8 +63,9 @@ pub enum AllReduceError {
     Cancelled,
 }
 
-/// What one rank reports for an all-reduce job (the `result_json` of its result).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What one rank reports for an all-reduce job (sent as the contract's `AllReduceResult`,
+/// see [`crate::jobs::result_messages`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeSweepResult {
     /// This node's rank in the job's plan.
     pub rank: usize,
@@ -77,15 +79,37 @@ pub struct NodeSweepResult {
     pub spec: SweepSpec,
     /// This rank's points, algorithm-major, in the order of `spec`.
     pub points: Vec<SweepPoint>,
-    /// The mesh's transport counters after the sweep (debug text; kept for older readers).
-    pub transport_stats: String,
-    /// The same counters as numbers (absent from nodes that predate them).
-    #[serde(default)]
+    /// The mesh's transport counters after the sweep.
     pub transport_counters: Option<spacefabric_fabric::transport::MeshStats>,
-    /// The mesh's transport settings: socket kind, congestion controller, datagram size,
-    /// and the quinn tuning towards every peer (empty from nodes that predate it).
-    #[serde(default)]
-    pub transport_settings: serde_json::Value,
+    /// The mesh's transport settings.
+    pub transport_settings: SweepTransportSettings,
+}
+
+/// How a node's mesh for a sweep was built (the `transport.per_rank[].settings` of the
+/// bench's JSON file).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SweepTransportSettings {
+    /// `emulated`, `passthrough` or `plain_udp`.
+    pub socket: String,
+    /// The socket applies the profile's links.
+    pub emulated: bool,
+    /// Congestion controller.
+    pub cc: String,
+    /// UDP payload size, bytes.
+    pub udp_payload_bytes: u16,
+    /// The quinn tuning towards every peer.
+    pub per_link: Vec<LinkSettings>,
+}
+
+/// The quinn tuning of one directed link of a sweep's mesh.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkSettings {
+    /// This node's rank.
+    pub from_rank: usize,
+    /// The peer's rank.
+    pub to_rank: usize,
+    /// The tuning towards the peer.
+    pub tuning: LinkTuningReport,
 }
 
 /// Sizes of an nccl-tests sweep: `min`, `min·f`, ... up to `max`, each rounded down to
@@ -184,25 +208,27 @@ impl AllReduceRunner {
         // Deliver the last progress reports before the result.
         let _ = reporter.await;
         let transport_counters = mesh.stats();
-        let transport_stats = format!("{transport_counters:?}");
-        let per_link: Vec<serde_json::Value> = (0..mesh.world_size())
+        let per_link: Vec<LinkSettings> = (0..mesh.world_size())
             .filter_map(|to| {
-                mesh.tuning(to).map(|t| {
-                    serde_json::json!({ "from_rank": rank, "to_rank": to, "tuning": t.report() })
+                mesh.tuning(to).map(|t| LinkSettings {
+                    from_rank: rank,
+                    to_rank: to,
+                    tuning: t.report(),
                 })
             })
             .collect();
-        let transport_settings = serde_json::json!({
-            "socket": match socket {
+        let transport_settings = SweepTransportSettings {
+            socket: match socket {
                 SocketKind::Emulated => "emulated",
                 SocketKind::Passthrough => "passthrough",
                 SocketKind::PlainUdp => "plain_udp",
-            },
-            "emulated": socket == SocketKind::Emulated,
-            "cc": cc.as_str(),
-            "udp_payload_bytes": udp_payload,
-            "per_link": per_link,
-        });
+            }
+            .to_string(),
+            emulated: socket == SocketKind::Emulated,
+            cc: cc.as_str().to_string(),
+            udp_payload_bytes: udp_payload,
+            per_link,
+        };
         drop(comm);
         if let Ok(mesh) = Arc::try_unwrap(mesh) {
             mesh.close().await;
@@ -214,7 +240,6 @@ impl AllReduceRunner {
             sites_by_rank,
             spec,
             points: swept?,
-            transport_stats,
             transport_counters: Some(transport_counters),
             transport_settings,
         })
@@ -239,16 +264,14 @@ impl JobRunner for AllReduceRunner {
             };
             let result = outcome.map_err(|e| {
                 tracing::warn!(job_id = %ctx.job_id, rank = ctx.rank, error = %e, "all-reduce job failed");
-                JobError(e.to_string())
+                JobError::from(e)
             })?;
             let wrong: usize = result.points.iter().filter_map(|p| p.wrong).sum();
             let mut metrics = HashMap::new();
             metrics.insert("points".to_string(), result.points.len() as f64);
             metrics.insert("wrong".to_string(), wrong as f64);
-            let result_json = serde_json::to_string(&result)
-                .map_err(|e| JobError(format!("encoding the result: {e}")))?;
             Ok(JobOutput {
-                result_json,
+                result: Some(result.to_job_result()),
                 metrics,
             })
         })

@@ -12,7 +12,8 @@
 //! 4. [`train_node`] trains. Commits go to `<state dir>/train/<job id>/step-<S>.ckpt`; every
 //!    step's progress (step, committed step, losses) is reported to the controller, coalesced
 //!    so a slow control plane (2.56 s round trip to the Moon) never holds training up.
-//! 5. The result is a [`NodeTrainResult`] as JSON; a client combines the ranks.
+//! 5. The result is a [`NodeTrainResult`] sent as the contract's `TrainResult`; a client
+//!    combines the ranks.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,12 +39,79 @@ use spacefabric_proto::train_job::defaults;
 /// Why a train job failed on this node.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainJobError {
-    /// The job's spec is not a train job, or a field is unusable (names it).
-    #[error("train spec: {0}")]
-    Spec(String),
-    /// The plan disagrees with the job (shards, parameter count).
-    #[error("job plan: {0}")]
-    Plan(String),
+    /// The job's spec is not a train job.
+    #[error("train spec: not a train job")]
+    NotTrain,
+    /// A train job runs exactly one strategy.
+    #[error("train spec: strategies: exactly one expected, got {count}")]
+    StrategyCount {
+        /// Strategies in the spec.
+        count: usize,
+    },
+    /// The strategy name is not in the job vocabulary.
+    #[error("train spec: strategies[0]: {0}")]
+    Strategy(#[from] spacefabric_proto::train_names::UnknownStrategy),
+    /// The activation name is not in the job vocabulary.
+    #[error("train spec: activation: {0}")]
+    Activation(#[from] spacefabric_proto::train_names::UnknownActivation),
+    /// A size field does not fit this machine's `usize`.
+    #[error("train spec: {field} {value} is too large")]
+    TooLarge {
+        /// The `TrainJob` field.
+        field: &'static str,
+        /// Its value.
+        value: u32,
+    },
+    /// The `model` preset could not be built.
+    #[error("train spec: model: {0}")]
+    Model(TrainError),
+    /// The `accelerator` names no preset.
+    #[error("train spec: accelerator: unknown preset {name:?}")]
+    Accelerator {
+        /// The name in the spec.
+        name: String,
+    },
+    /// The plan's parameter count is not the job's model's.
+    #[error("job plan: param_len {planned} but the job's model has {model} parameters")]
+    ParamLen {
+        /// `JobPlan.param_len`.
+        planned: u64,
+        /// Parameters of the model the job describes.
+        model: usize,
+    },
+    /// The plan has no data shard for this rank.
+    #[error("job plan: no data shard for rank {rank}")]
+    NoDataShard {
+        /// This node's rank.
+        rank: usize,
+    },
+    /// The plan's data shard for this rank is empty or outside the data set.
+    #[error(
+        "job plan: data shard {shard:?} of rank {rank} is empty or outside the job's {samples} samples"
+    )]
+    DataShard {
+        /// This node's rank.
+        rank: usize,
+        /// `JobPlan.data_shards[rank]`.
+        shard: std::ops::Range<u64>,
+        /// Samples in the job's data set.
+        samples: u64,
+    },
+    /// The plan's algorithm is not in the vocabulary.
+    #[error("job plan: algorithms[0]: {0}")]
+    Algorithm(spacefabric_proto::algorithm::UnknownAlgorithm),
+    /// The plan's parameter shard for this rank is not the range the collectives cut.
+    #[error(
+        "job plan: parameter shard of rank {rank}: the plan says {planned:?}, the collectives cut {ours:?}"
+    )]
+    ParamShard {
+        /// This node's rank.
+        rank: usize,
+        /// `JobPlan.param_shards[rank]` (absent: none for this rank).
+        planned: Option<std::ops::Range<u64>>,
+        /// The range the world group's reduce-scatter gives this rank.
+        ours: std::ops::Range<usize>,
+    },
     /// The job's mesh could not be built.
     #[error(transparent)]
     Fabric(#[from] JobMeshError),
@@ -68,7 +136,8 @@ pub struct CurvePoint {
     pub bytes: Vec<(String, u64)>,
 }
 
-/// What one rank reports for a train job (the `result_json` of its result).
+/// What one rank reports for a train job (sent as the contract's `TrainResult`, see
+/// [`crate::jobs::result_messages`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeTrainResult {
     /// This node's rank in the attempt's plan.
@@ -119,14 +188,13 @@ pub struct NodeTrainResult {
 pub fn train_config(job: &TrainJob) -> Result<TrainConfig, TrainJobError> {
     let j = job.resolved();
     let [strategy] = j.strategies.as_slice() else {
-        return Err(TrainJobError::Spec(format!(
-            "strategies: exactly one expected, got {}",
-            j.strategies.len()
-        )));
+        return Err(TrainJobError::StrategyCount {
+            count: j.strategies.len(),
+        });
     };
     let kind = StrategyKind::parse(strategy)?;
-    let usize_of = |name: &str, v: u32| {
-        usize::try_from(v).map_err(|_| TrainJobError::Spec(format!("{name} {v} is too large")))
+    let usize_of = |field: &'static str, value: u32| {
+        usize::try_from(value).map_err(|_| TrainJobError::TooLarge { field, value })
     };
     let model = if j.model == defaults::MODEL {
         let activation = Activation::parse(&j.activation)?;
@@ -151,7 +219,7 @@ pub fn train_config(job: &TrainJob) -> Result<TrainConfig, TrainJobError> {
         }
     } else {
         ModelConfig::lm_preset(&j.model, j.seed)
-            .map_err(|e| TrainJobError::Spec(format!("model: {e}")))?
+            .map_err(TrainJobError::Model)?
             .0
     };
     // AdamW; for a transformer β2 = 0.99, nanoGPT's Shakespeare setting (small data, so a
@@ -167,10 +235,9 @@ pub fn train_config(job: &TrainJob) -> Result<TrainConfig, TrainJobError> {
         Some(acc) => Duration::from_secs_f64(acc.step_seconds(j.flops_per_step())),
         None if j.accelerator.is_empty() => Duration::from_millis(j.step_time_ms),
         None => {
-            return Err(TrainJobError::Spec(format!(
-                "accelerator: unknown preset {:?}",
-                j.accelerator
-            )));
+            return Err(TrainJobError::Accelerator {
+                name: j.accelerator.clone(),
+            });
         }
     };
     Ok(TrainConfig {
@@ -224,7 +291,7 @@ impl TrainRunner {
     async fn run_job(&self, ctx: &JobContext) -> Result<NodeTrainResult, TrainJobError> {
         let started = tokio::time::Instant::now();
         let Some(job_spec::Kind::Train(job)) = &ctx.spec.kind else {
-            return Err(TrainJobError::Spec("not a train job".into()));
+            return Err(TrainJobError::NotTrain);
         };
         let cfg = train_config(job)?;
         let placement = JobPlacement::from_job(ctx)?;
@@ -232,10 +299,10 @@ impl TrainRunner {
         let world = placement.peers.len();
         let parameters = cfg.model.param_count()?;
         if ctx.plan.param_len != parameters as u64 {
-            return Err(TrainJobError::Plan(format!(
-                "param_len {} but the job's model has {parameters} parameters",
-                ctx.plan.param_len
-            )));
+            return Err(TrainJobError::ParamLen {
+                planned: ctx.plan.param_len,
+                model: parameters,
+            });
         }
         let data_shard = ctx
             .plan
@@ -243,12 +310,13 @@ impl TrainRunner {
             .iter()
             .find(|s| s.rank as usize == rank)
             .map(|s| s.start..s.end)
-            .ok_or_else(|| TrainJobError::Plan(format!("no data shard for rank {rank}")))?;
+            .ok_or(TrainJobError::NoDataShard { rank })?;
         if data_shard.end > cfg.total_samples || data_shard.is_empty() {
-            return Err(TrainJobError::Plan(format!(
-                "data shard {data_shard:?} of rank {rank} is empty or outside the job's {} samples",
-                cfg.total_samples
-            )));
+            return Err(TrainJobError::DataShard {
+                rank,
+                shard: data_shard,
+                samples: cfg.total_samples,
+            });
         }
         let algorithm: Algorithm = ctx
             .plan
@@ -256,7 +324,7 @@ impl TrainRunner {
             .first()
             .map_or("auto", String::as_str)
             .parse()
-            .map_err(|e| TrainJobError::Plan(format!("algorithms[0]: {e}")))?;
+            .map_err(TrainJobError::Algorithm)?;
 
         let commits = DirCommits::new(&self.state_dir.join("train").join(&ctx.job_id))?;
         if ctx.resume_from_step == 0 {
@@ -311,9 +379,11 @@ impl TrainRunner {
                 .map(|s| s.start..s.end);
             let ours = groups.world.shard_range(parameters);
             if planned != Some(ours.start as u64..ours.end as u64) {
-                return Err(TrainJobError::Plan(format!(
-                    "parameter shard of rank {rank}: the plan says {planned:?}, the collectives cut {ours:?}"
-                )));
+                return Err(TrainJobError::ParamShard {
+                    rank,
+                    planned,
+                    ours,
+                });
             }
         }
         let (tx, mut rx) = tokio::sync::watch::channel(TrainProgress::default());
@@ -405,7 +475,7 @@ impl JobRunner for TrainRunner {
             };
             let result = outcome.map_err(|e| {
                 tracing::warn!(job_id = %ctx.job_id, rank = ctx.rank, error = %e, "train job failed");
-                JobError(e.to_string())
+                JobError::from(e)
             })?;
             let mut metrics = HashMap::new();
             metrics.insert("steps".to_string(), result.steps as f64);
@@ -416,10 +486,8 @@ impl JobRunner for TrainRunner {
                 "resumed_from_step".to_string(),
                 result.resumed_from_step as f64,
             );
-            let result_json = serde_json::to_string(&result)
-                .map_err(|e| JobError(format!("encoding the result: {e}")))?;
             Ok(JobOutput {
-                result_json,
+                result: Some(result.to_job_result()),
                 metrics,
             })
         })

@@ -17,6 +17,103 @@ use super::optim::OptimizerState;
 const MAGIC: &[u8; 4] = b"SFCK";
 const VERSION: u32 = 1;
 
+/// A commit that cannot be decoded, stored or used for a resume: what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The blob ends inside a field.
+    #[error("truncated at byte {at} reading {what} ({wanted} bytes wanted, {left} left)")]
+    Truncated {
+        /// Offset of the field.
+        at: usize,
+        /// The field.
+        what: &'static str,
+        /// Bytes the field needs.
+        wanted: usize,
+        /// Bytes left in the blob.
+        left: usize,
+    },
+    /// A vector's length prefix is beyond what this machine can hold.
+    #[error("{what}: length {len} too large")]
+    Length {
+        /// The field.
+        what: &'static str,
+        /// The length read.
+        len: u64,
+    },
+    /// The blob does not start with the checkpoint magic.
+    #[error("not a checkpoint (bad magic)")]
+    Magic,
+    /// A format version this build does not read.
+    #[error("version {version}, this build reads {VERSION}")]
+    Version {
+        /// The version read.
+        version: u32,
+    },
+    /// The outer-optimiser flag is neither 0 nor 1.
+    #[error("outer flag {flag}, expected 0 or 1")]
+    OuterFlag {
+        /// The flag read.
+        flag: u8,
+    },
+    /// Bytes after the last field.
+    #[error("{count} trailing bytes")]
+    Trailing {
+        /// How many.
+        count: usize,
+    },
+    /// The in-memory commit store's lock was poisoned by a panic.
+    #[error("commit store lock poisoned")]
+    Poisoned,
+    /// A commit file on disk does not decode.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why it does not decode.
+        source: Box<Self>,
+    },
+    /// The commit on disk is of another step than the one the job resumes from.
+    #[error("recovery: the local commit is of step {found}, the job resumes from {step}")]
+    LocalStep {
+        /// The step of the local commit.
+        found: u64,
+        /// The step the job resumes from.
+        step: u64,
+    },
+    /// No rank holds the commit the job resumes from.
+    #[error("no rank of the job holds the commit of step {step}: it cannot resume")]
+    NobodyHolds {
+        /// The step the job resumes from.
+        step: u64,
+    },
+    /// No rank was assigned to send this rank the commit.
+    #[error("recovery: no donor for rank {rank} (step {step})")]
+    NoDonor {
+        /// This rank.
+        rank: usize,
+        /// The step the job resumes from.
+        step: u64,
+    },
+    /// The commit a peer sent does not decode.
+    #[error("commit sent by rank {donor}: {source}")]
+    FromDonor {
+        /// The sending rank.
+        donor: usize,
+        /// Why it does not decode.
+        source: Box<Self>,
+    },
+    /// A peer sent the commit of another step.
+    #[error("rank {donor} sent the commit of step {found}, expected {step}")]
+    DonorStep {
+        /// The sending rank.
+        donor: usize,
+        /// The step it sent.
+        found: u64,
+        /// The step the job resumes from.
+        step: u64,
+    },
+}
+
 /// One rank's committed state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
@@ -49,33 +146,34 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], TrainError> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&[u8], CheckpointError> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
         let Some(end) = end else {
-            return Err(TrainError::Checkpoint(format!(
-                "truncated at byte {} reading {what} ({n} bytes wanted, {} left)",
-                self.at,
-                self.bytes.len() - self.at
-            )));
+            return Err(CheckpointError::Truncated {
+                at: self.at,
+                what,
+                wanted: n,
+                left: self.bytes.len() - self.at,
+            });
         };
         let s = &self.bytes[self.at..end];
         self.at = end;
         Ok(s)
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, TrainError> {
+    fn u64(&mut self, what: &'static str) -> Result<u64, CheckpointError> {
         let b = self.take(8, what)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
 
-    fn vec(&mut self, what: &str) -> Result<Vec<f32>, TrainError> {
+    fn vec(&mut self, what: &'static str) -> Result<Vec<f32>, CheckpointError> {
         let len = self.u64(what)?;
         let bytes = usize::try_from(len)
             .ok()
             .and_then(|l| l.checked_mul(4))
-            .ok_or_else(|| TrainError::Checkpoint(format!("{what}: length {len} too large")))?;
+            .ok_or(CheckpointError::Length { what, len })?;
         let raw = self.take(bytes, what)?;
         Ok(raw
             .chunks_exact(4)
@@ -83,7 +181,7 @@ impl Reader<'_> {
             .collect())
     }
 
-    fn state(&mut self, what: &str) -> Result<OptimizerState, TrainError> {
+    fn state(&mut self, what: &'static str) -> Result<OptimizerState, CheckpointError> {
         Ok(OptimizerState {
             t: self.u64(what)?,
             first: self.vec(what)?,
@@ -112,19 +210,15 @@ impl Checkpoint {
     }
 
     /// Decodes [`Checkpoint::to_bytes`]; any malformed input is an error naming the field.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TrainError> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CheckpointError> {
         let mut r = Reader { bytes, at: 0 };
         if r.take(4, "magic")? != MAGIC {
-            return Err(TrainError::Checkpoint(
-                "not a checkpoint (bad magic)".into(),
-            ));
+            return Err(CheckpointError::Magic);
         }
         let v = r.take(4, "version")?;
         let version = u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
         if version != VERSION {
-            return Err(TrainError::Checkpoint(format!(
-                "version {version}, this build reads {VERSION}"
-            )));
+            return Err(CheckpointError::Version { version });
         }
         let step = r.u64("step")?;
         let params = r.vec("params")?;
@@ -132,17 +226,12 @@ impl Checkpoint {
         let outer = match r.take(1, "outer flag")?[0] {
             0 => None,
             1 => Some(r.state("outer optimizer")?),
-            f => {
-                return Err(TrainError::Checkpoint(format!(
-                    "outer flag {f}, expected 0 or 1"
-                )));
-            }
+            flag => return Err(CheckpointError::OuterFlag { flag }),
         };
         if r.at != bytes.len() {
-            return Err(TrainError::Checkpoint(format!(
-                "{} trailing bytes",
-                bytes.len() - r.at
-            )));
+            return Err(CheckpointError::Trailing {
+                count: bytes.len() - r.at,
+            });
         }
         Ok(Self {
             step,
@@ -174,10 +263,7 @@ impl MemoryCommits {
 
 impl CommitSink for MemoryCommits {
     fn commit(&self, rank: usize, ckpt: &Checkpoint) -> Result<(), TrainError> {
-        let mut map = self
-            .latest
-            .lock()
-            .map_err(|_| TrainError::Checkpoint("commit store lock poisoned".into()))?;
+        let mut map = self.latest.lock().map_err(|_| CheckpointError::Poisoned)?;
         map.insert(rank, ckpt.clone());
         Ok(())
     }
@@ -218,9 +304,13 @@ impl DirCommits {
     pub fn load(&self, step: u64) -> Result<Option<Checkpoint>, TrainError> {
         let path = self.path(step);
         match std::fs::read(&path) {
-            Ok(bytes) => Checkpoint::from_bytes(&bytes)
-                .map(Some)
-                .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display()))),
+            Ok(bytes) => Checkpoint::from_bytes(&bytes).map(Some).map_err(|e| {
+                CheckpointError::File {
+                    path: path.clone(),
+                    source: Box::new(e),
+                }
+                .into()
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(TrainError::Io { path, source }),
         }
@@ -305,10 +395,22 @@ mod tests {
         }
         let mut bad = bytes.clone();
         bad[0] = b'X';
-        assert!(Checkpoint::from_bytes(&bad).is_err());
+        assert!(matches!(
+            Checkpoint::from_bytes(&bad),
+            Err(CheckpointError::Magic)
+        ));
+        assert_eq!(
+            Checkpoint::from_bytes(&bytes[..10])
+                .unwrap_err()
+                .to_string(),
+            "truncated at byte 8 reading step (8 bytes wanted, 2 left)"
+        );
         let mut long = bytes;
         long.push(0);
-        assert!(Checkpoint::from_bytes(&long).is_err());
+        assert!(matches!(
+            Checkpoint::from_bytes(&long),
+            Err(CheckpointError::Trailing { count: 1 })
+        ));
         // A huge declared length is an error, not an allocation.
         let mut huge = b"SFCK".to_vec();
         huge.extend_from_slice(&1u32.to_le_bytes());

@@ -29,7 +29,7 @@ pub mod text;
 pub mod transformer;
 pub mod workload;
 
-pub use checkpoint::{Checkpoint, CommitSink, DirCommits, MemoryCommits};
+pub use checkpoint::{Checkpoint, CheckpointError, CommitSink, DirCommits, MemoryCommits};
 pub use compress::CompressionConfig;
 pub use data::{TaskSpec, Teacher};
 pub use model::{Activation, Mlp, MlpSpec};
@@ -58,9 +58,9 @@ pub enum TrainError {
         /// What the collective layer said.
         detail: String,
     },
-    /// A checkpoint could not be decoded or stored.
+    /// A checkpoint could not be decoded, stored or used to resume.
     #[error("checkpoint: {0}")]
-    Checkpoint(String),
+    Checkpoint(#[from] CheckpointError),
     /// Reading or writing a checkpoint file failed.
     #[error("checkpoint file {path}: {source}")]
     Io {
@@ -71,7 +71,7 @@ pub enum TrainError {
     },
     /// The compute task on the blocking pool died.
     #[error("compute task failed: {0}")]
-    Join(String),
+    Join(tokio::task::JoinError),
 }
 
 #[cfg(test)]

@@ -14,27 +14,9 @@ use netem_profiles::rng::LinkRng;
 
 use super::TrainError;
 
-/// The non-linearity of the hidden layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// `max(0, x)`.
-    Relu,
-    /// `tanh(x)`.
-    Tanh,
-}
-
-impl Activation {
-    /// Parses `relu` or `tanh`.
-    pub fn parse(name: &str) -> Result<Self, TrainError> {
-        match name {
-            "relu" => Ok(Self::Relu),
-            "tanh" => Ok(Self::Tanh),
-            other => Err(TrainError::Config(format!(
-                "unknown activation {other:?}: expected relu or tanh"
-            ))),
-        }
-    }
-}
+/// The non-linearity of the hidden layers: the job vocabulary's
+/// [`Activation`](spacefabric_proto::train_names::Activation), said once in the proto crate.
+pub use spacefabric_proto::train_names::Activation;
 
 /// The shape of an MLP: `input → width (× depth hidden layers) → output`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@
 use bytes::Bytes;
 
 use super::TrainError;
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, CheckpointError};
 use crate::collective::Exchange;
 
 /// Tags of the recovery messages: group byte 0x09 (collectives and strategy sub-groups use
@@ -76,10 +76,11 @@ pub async fn agree_on_commit<E: Exchange>(
     if let Some(ck) = &mine
         && ck.step != step
     {
-        return Err(TrainError::Checkpoint(format!(
-            "recovery: the local commit is of step {}, the job resumes from {step}",
-            ck.step
-        )));
+        return Err(CheckpointError::LocalStep {
+            found: ck.step,
+            step,
+        }
+        .into());
     }
     let fail = |what: &str, e: crate::collective::ExchangeError| TrainError::Collective {
         op: "recovery",
@@ -104,9 +105,7 @@ pub async fn agree_on_commit<E: Exchange>(
         have[r] = b.first() == Some(&1);
     }
     if !have.iter().any(|&h| h) {
-        return Err(TrainError::Checkpoint(format!(
-            "no rank of the job holds the commit of step {step}: it cannot resume"
-        )));
+        return Err(CheckpointError::NobodyHolds { step }.into());
     }
     // 2. Donors.
     let donors = assign_donors(&have, site_of_rank);
@@ -131,21 +130,23 @@ pub async fn agree_on_commit<E: Exchange>(
         return Ok((ck, StateSource::OwnCommit));
     }
     let Some(donor) = donors[me] else {
-        return Err(TrainError::Checkpoint(format!(
-            "recovery: no donor for rank {me} (step {step})"
-        )));
+        return Err(CheckpointError::NoDonor { rank: me, step }.into());
     };
     let bytes = ex
         .recv(donor, TAG_STATE)
         .await
         .map_err(|e| fail(&format!("receiving the commit from rank {donor}"), e))?;
-    let ck = Checkpoint::from_bytes(&bytes)
-        .map_err(|e| TrainError::Checkpoint(format!("commit sent by rank {donor}: {e}")))?;
+    let ck = Checkpoint::from_bytes(&bytes).map_err(|e| CheckpointError::FromDonor {
+        donor,
+        source: Box::new(e),
+    })?;
     if ck.step != step {
-        return Err(TrainError::Checkpoint(format!(
-            "rank {donor} sent the commit of step {}, expected {step}",
-            ck.step
-        )));
+        return Err(CheckpointError::DonorStep {
+            donor,
+            found: ck.step,
+            step,
+        }
+        .into());
     }
     tracing::info!(
         step,

@@ -77,62 +77,9 @@ pub trait TrafficMeter: Send + Sync {
     fn snapshot(&self) -> Vec<(String, u64)>;
 }
 
-/// Which strategy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StrategyKind {
-    /// All-reduce gradients every step.
-    Sync,
-    /// Reduce-scatter gradients, update own shard, all-gather parameters.
-    Sharded,
-    /// H inner steps, then an outer Nesterov step on the averaged parameter delta.
-    Diloco,
-    /// Sync inside a site, DiLoCo across sites.
-    Hierarchical,
-    /// Streaming DiLoCo: parameter fragments synchronised in turn, each sync overlapped with
-    /// τ inner steps before its result is merged.
-    Streaming,
-    /// DiLoCo with the outer update applied one outer step late: the all-reduce of a round's
-    /// delta runs during the next round's inner steps.
-    Delayed,
-}
-
-impl StrategyKind {
-    /// Parses `sync`, `sharded`, `diloco`, `hier` / `hierarchical`, `streaming`, `delayed`.
-    pub fn parse(name: &str) -> Result<Self, TrainError> {
-        match name {
-            "sync" => Ok(Self::Sync),
-            "sharded" => Ok(Self::Sharded),
-            "diloco" => Ok(Self::Diloco),
-            "hier" | "hierarchical" => Ok(Self::Hierarchical),
-            "streaming" => Ok(Self::Streaming),
-            "delayed" => Ok(Self::Delayed),
-            other => Err(TrainError::Config(format!(
-                "unknown strategy {other:?}: expected sync, sharded, diloco, hier, streaming or \
-                 delayed"
-            ))),
-        }
-    }
-
-    /// The short name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sync => "sync",
-            Self::Sharded => "sharded",
-            Self::Diloco => "diloco",
-            Self::Hierarchical => "hier",
-            Self::Streaming => "streaming",
-            Self::Delayed => "delayed",
-        }
-    }
-
-    /// True for the strategies with an outer step (DiLoCo and its variants).
-    pub fn has_outer_step(self) -> bool {
-        matches!(
-            self,
-            Self::Diloco | Self::Hierarchical | Self::Streaming | Self::Delayed
-        )
-    }
-}
+/// Which strategy: the job vocabulary's [`Strategy`](spacefabric_proto::train_names::Strategy)
+/// (names, alias and meaning said once, in the proto crate).
+pub use spacefabric_proto::train_names::Strategy as StrategyKind;
 
 /// A strategy and its hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -397,7 +344,7 @@ where
         (worker, r)
     })
     .await
-    .map_err(|e| TrainError::Join(e.to_string()))
+    .map_err(TrainError::Join)
 }
 
 /// Runs `cfg` on this node over `groups` until `cfg.steps` steps are done; returns what it
