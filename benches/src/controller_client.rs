@@ -97,6 +97,16 @@ pub(crate) fn block_on<T>(work: impl Future<Output = T>) -> anyhow::Result<T> {
 /// (restarting, or unreachable).
 const REATTACH_PATIENCE: Duration = Duration::from_secs(300);
 
+/// (step, total steps) of the slowest rank once every rank reports, else (0, 0): what a
+/// job's progress bar shows.
+pub(crate) fn slowest_step(job: &Job) -> (u64, u64) {
+    let world = job.plan.as_ref().map_or(0, |p| p.world_size);
+    match job.progress.iter().min_by_key(|p| p.step) {
+        Some(p) if job.progress.len() as u32 >= world => (p.step, p.total_steps),
+        _ => (0, 0),
+    }
+}
+
 /// Submits `spec` (started once `min_nodes` nodes are alive), calls `on_update` with every
 /// state of the job the watch delivers, and returns the finished job — an error unless it
 /// succeeded.

@@ -10,8 +10,9 @@ mod clock;
 mod controller_client;
 mod fidelity;
 mod host_share;
+mod plot_axes;
 mod profile_flag;
-mod svg;
+mod progress_bar;
 mod train;
 mod transfer;
 

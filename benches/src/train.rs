@@ -703,24 +703,28 @@ pub(crate) fn run(flags: TrainFlags) -> anyhow::Result<ExitCode> {
 
     let rt = args.clock.runtime().context("starting the tokio runtime")?;
     let mut results = Vec::new();
-    for variant in &kinds {
+    let total = kinds.len() as u64;
+    let bar = crate::progress_bar::ProgressBar::new(total, "strategies");
+    for (i, variant) in kinds.iter().enumerate() {
         let cfg = job_config(&args, variant)?;
-        eprintln!(
+        bar.set(i as u64, total, format!("running {}", variant.label()));
+        bar.note(&format!(
             "# {}: {} steps on {} nodes ({} fabric) ...",
             variant.label(),
             cfg.steps,
             args.nodes,
             args.fabric
-        );
+        ));
         let mut r = rt.block_on(run_strategy(&args, &profile, &sites, cfg))?;
         r.label = variant.label();
-        eprintln!(
+        bar.note(&format!(
             "#   done in {:.1} s, final loss {}",
             r.wall.as_secs_f64(),
             r.final_loss.map_or("-".into(), |l| format!("{l:.4}"))
-        );
+        ));
         results.push(r);
     }
+    bar.finish();
 
     let site_names: Vec<String> = sites
         .iter()
@@ -754,7 +758,7 @@ fn emit(
             .with_context(|| format!("writing --json {}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        let svg = plot::svg(&header, results, args.target_loss);
+        let svg = plot::svg(&header, results, args.target_loss)?;
         std::fs::write(path, svg).with_context(|| format!("writing --plot {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -30,6 +30,7 @@
 //! alone.
 
 use crate::byte_size::parse_nonzero_size;
+use crate::progress_bar::ProgressBar;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -262,7 +263,7 @@ async fn sharing_run(
     let size = payload.len() as u64;
     let watchers: Vec<_> = meshes[flows..]
         .iter()
-        .map(|m| watch_progress(m, clock, size))
+        .map(|m| watch_progress(m, clock, size, None))
         .collect();
     let runs = (0..flows).map(|i| {
         let (s, r) = (&meshes[i], &meshes[flows + i]);
@@ -491,11 +492,13 @@ async fn pair(
     })
 }
 
-/// Progress steps at the receiver: (emulated time, bytes so far).
+/// Progress steps at the receiver: (emulated time, bytes so far); `bar`, when given, follows
+/// the bytes on the terminal (cleared when the payload is in).
 fn watch_progress(
     mesh: &Mesh,
     clock: EmuClock,
     total: u64,
+    bar: Option<ProgressBar>,
 ) -> tokio::task::JoinHandle<Vec<(Duration, u64)>> {
     let mut rx = mesh.received_bytes();
     tokio::spawn(async move {
@@ -503,6 +506,9 @@ fn watch_progress(
         while rx.changed().await.is_ok() {
             let b = *rx.borrow();
             steps.push((clock.now(), b));
+            if let Some(bar) = &bar {
+                bar.set(b, total, "received");
+            }
             if b >= total {
                 break;
             }
@@ -620,7 +626,8 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
                     .context("--start-at: not a time in seconds")?;
                 tokio::time::sleep_until(p.clock.instant_at(at)).await;
             }
-            let steps = watch_progress(&p.receiver, p.clock, args.size);
+            let bar = ProgressBar::new(args.size, &format!("B of the {cc} transfer"));
+            let steps = watch_progress(&p.receiver, p.clock, args.size, Some(bar));
             let sent_at = p.clock.now();
             let host_before = p.host_sample();
             let (completion, intact) = transfer(&p, &payload, timeout).await?;
@@ -805,7 +812,11 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
                     args.clock.dilation(),
                 )
                 .await?;
-                let steps = watch_progress(&p.receiver, p.clock, args.size);
+                let bar = ProgressBar::new(
+                    args.size,
+                    &format!("B of the {cc} outage transfer (contact-aware {aware})"),
+                );
+                let steps = watch_progress(&p.receiver, p.clock, args.size, Some(bar));
                 let (completion, intact) = transfer(&p, &payload, timeout).await?;
                 let steps = steps.await?;
                 let up = Duration::from_secs_f64(end);

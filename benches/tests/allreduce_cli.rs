@@ -177,8 +177,24 @@ fn every_datatype_and_op_is_exact_and_named_in_its_row() {
     // the bound, one marker per algorithm and size.
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.contains("all-reduce int8 sum on earth-moon"), "{plot}");
-    assert_eq!(plot.matches("<polyline").count(), 2 * (2 + 1));
+    // plotters draws each algorithm's line as one polyline in its colour and the dashed
+    // bound as #222222 dash pieces (the axes are pure black).
+    let strokes = |c: &str| {
+        plot.matches(&format!(r#"stroke="{c}" stroke-width="2""#))
+            .count()
+    };
+    assert_eq!(
+        (strokes("#1F77B4"), strokes("#D62728")),
+        (2, 2),
+        "one line per algorithm and panel"
+    );
+    assert!(strokes("#222222") >= 2, "the bound is drawn in both panels");
     assert_eq!(plot.matches("<circle").count(), 2 * 2 * 2);
+    assert!(
+        plot.contains("µs") || plot.contains("ms"),
+        "time ticks carry a unit"
+    );
+    assert!(plot.contains("bit/s"), "bandwidth ticks carry a unit");
     // stderr is a pipe here, not a terminal: no progress bar, no ANSI escapes.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -65,7 +65,18 @@ fn every_strategy_gets_a_row_and_the_files_are_written() {
             < strategies[0]["bytes"]["earth-moon"].as_u64().unwrap()
     );
     let svg_text = std::fs::read_to_string(&svg).unwrap();
-    assert!(svg_text.starts_with("<svg") && svg_text.contains("polyline"));
+    assert!(svg_text.starts_with("<svg"), "{svg_text}");
+    // plotters draws one polyline per strategy and panel in the strategy's colour, the
+    // dashed target as #555555 dash pieces (the axes are pure black).
+    let strokes = |c: &str| svg_text.matches(&format!(r#"stroke="{c}""#)).count();
+    for colour in ["#1F77B4", "#D62728", "#2CA02C", "#9467BD"] {
+        assert_eq!(strokes(colour), 2, "one {colour} line per panel");
+    }
+    assert!(
+        strokes("#555555") >= 2,
+        "the target is drawn in both panels"
+    );
+    assert!(svg_text.contains("target 5"));
 }
 
 #[test]

@@ -164,7 +164,7 @@ fn run_profile(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
             }
             print!("{}", profile_report::timeline(&profile, hours, step)?);
             if let Some(path) = plot {
-                let svg = timeline_plot::timeline_svg(&profile, hours);
+                let svg = timeline_plot::timeline_svg(&profile, hours)?;
                 std::fs::write(&path, svg)
                     .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
                 eprintln!("wrote {}", path.display());

@@ -1,117 +1,74 @@
-//! `profile timeline --plot FILE.svg`: a hand-written SVG of a profile's links over time —
-//! one bar per directed link (green up, red down) and a chart of each site pair's one-way
-//! delay — so a user sees at a glance when links drop and how the light time swings.
-//! No plotting crate: plain SVG text, deterministic for a given profile and span.
+//! `profile timeline --plot FILE.svg`: an SVG of a profile's links over time, drawn with
+//! plotters' SVG backend — one bar per directed link (green up, red down) and a chart of each
+//! site pair's one-way delay, one colour per pair — so a user sees at a glance when links
+//! drop and how the light time swings. Deterministic for a given profile and span.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use netem_profiles::Profile;
+use plotters::prelude::*;
 
-const WIDTH: f64 = 1000.0;
-const LEFT: f64 = 190.0;
-const RIGHT: f64 = 40.0;
-const BAR_H: f64 = 16.0;
-const BAR_GAP: f64 = 8.0;
-const CHART_H: f64 = 260.0;
-const PALETTE: [&str; 8] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+const WIDTH: u32 = 1000;
+const BAR_ROW: u32 = 24;
+const CHART_H: u32 = 330;
+/// Up and down colours of the availability bars.
+const UP: RGBColor = RGBColor(0x7f, 0xc9, 0x7f);
+const DOWN: RGBColor = RGBColor(0xe3, 0x4a, 0x33);
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x17, 0xbe, 0xcf),
 ];
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// Why the timeline could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("drawing the timeline plot ({what}): {message}")]
+pub struct TimelinePlotError {
+    what: &'static str,
+    message: String,
+}
+
+fn drawing(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> TimelinePlotError {
+    move |e| TimelinePlotError {
+        what,
+        message: e.to_string(),
+    }
 }
 
 /// The SVG document for `profile` over `hours` of emulated time.
-pub fn timeline_svg(profile: &Profile, hours: f64) -> String {
+pub fn timeline_svg(profile: &Profile, hours: f64) -> Result<String, TimelinePlotError> {
     let horizon = Duration::from_secs_f64((hours * 3600.0).max(1.0));
+    let span_h = horizon.as_secs_f64() / 3600.0;
     let n = profile.sites.len();
     let pairs: Vec<(usize, usize)> = (0..n)
         .flat_map(|a| (0..n).filter(move |&b| b != a).map(move |b| (a, b)))
         .collect();
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let x_of = |t: Duration| LEFT + plot_w * (t.as_secs_f64() / horizon.as_secs_f64());
-    let bars_top = 50.0;
-    let bars_h = pairs.len() as f64 * (BAR_H + BAR_GAP);
-    let chart_top = bars_top + bars_h + 50.0;
-    let height = chart_top + CHART_H + 60.0;
-
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{LEFT}" y="24" font-size="16">{} — links over {hours} h (time scale {})</text>"#,
-        esc(&profile.name),
-        profile.time_scale
-    );
-
-    // Availability bars.
-    for (row, &(a, b)) in pairs.iter().enumerate() {
-        let y = bars_top + row as f64 * (BAR_H + BAR_GAP);
-        let label = format!("{} → {}", profile.sites[a].name, profile.sites[b].name);
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            LEFT - 8.0,
-            y + BAR_H - 3.0,
-            esc(&label)
-        );
-        let _ = writeln!(
-            s,
-            r##"<rect x="{LEFT}" y="{y:.1}" width="{plot_w:.1}" height="{BAR_H}" fill="#7fc97f"/>"##
-        );
-        let down = profile
-            .link(a, b)
-            .outages
-            .outages_between(Duration::ZERO, horizon);
-        for w in down {
-            let (x0, x1) = (x_of(w.start), x_of(w.end));
-            let _ = writeln!(
-                s,
-                r##"<rect x="{x0:.2}" y="{y:.1}" width="{:.2}" height="{BAR_H}" fill="#e34a33"><title>down {:.1}–{:.1} s</title></rect>"##,
-                (x1 - x0).max(0.5),
-                w.start.as_secs_f64(),
-                w.end.as_secs_f64()
-            );
-        }
-    }
-
-    // Time axis (shared).
-    let ticks = 6;
-    for k in 0..=ticks {
-        let t = horizon.mul_f64(k as f64 / ticks as f64);
-        let x = x_of(t);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#ccc"/>"##,
-            bars_top - 4.0,
-            chart_top + CHART_H
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{:.2} h</text>"#,
-            chart_top + CHART_H + 18.0,
-            t.as_secs_f64() / 3600.0
-        );
-    }
+    let labels: Vec<String> = pairs
+        .iter()
+        .map(|&(a, b)| format!("{} → {}", profile.sites[a].name, profile.sites[b].name))
+        .collect();
+    let rows = u32::try_from(pairs.len()).unwrap_or(u32::MAX).max(1);
+    let bars_h = rows.saturating_mul(BAR_ROW).saturating_add(70);
+    let height = bars_h.saturating_add(CHART_H).saturating_add(40);
 
     // Delay chart: one line per unordered pair, sampled at 600 points.
     let samples = 600;
-    let series: Vec<(String, Vec<f64>)> = (0..n)
+    let series: Vec<(String, Vec<(f64, f64)>)> = (0..n)
         .flat_map(|a| ((a + 1)..n).map(move |b| (a, b)))
         .map(|(a, b)| {
             let link = profile.link(a, b);
             let v = (0..=samples)
                 .map(|i| {
-                    link.delay_at(horizon.mul_f64(i as f64 / samples as f64))
-                        .as_secs_f64()
-                        * 1e3
+                    let t = horizon.mul_f64(i as f64 / samples as f64);
+                    (
+                        t.as_secs_f64() / 3600.0,
+                        link.delay_at(t).as_secs_f64() * 1e3,
+                    )
                 })
                 .collect();
             (
@@ -122,7 +79,7 @@ pub fn timeline_svg(profile: &Profile, hours: f64) -> String {
         .collect();
     let (mut lo, mut hi) = (f64::MAX, f64::MIN);
     for (_, v) in &series {
-        for &d in v {
+        for &(_, d) in v {
             lo = lo.min(d);
             hi = hi.max(d);
         }
@@ -135,50 +92,106 @@ pub fn timeline_svg(profile: &Profile, hours: f64) -> String {
         hi = lo + 1.0;
         lo = (lo - 1.0).max(0.0);
     }
-    let y_of = |d: f64| chart_top + CHART_H * (1.0 - (d - lo) / (hi - lo));
-    let _ = writeln!(
-        s,
-        r#"<text x="{LEFT}" y="{:.1}" font-size="14">one-way delay (ms)</text>"#,
-        chart_top - 14.0
-    );
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{chart_top:.1}" width="{plot_w:.1}" height="{CHART_H}" fill="none" stroke="#888"/>"##
-    );
-    for k in 0..=4 {
-        let d = lo + (hi - lo) * k as f64 / 4.0;
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{d:.3}</text>"#,
-            LEFT - 6.0,
-            y_of(d) + 4.0
+
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| drawing("background")(&e))?;
+        let title = format!(
+            "{} — links over {hours} h (time scale {})",
+            profile.name, profile.time_scale
         );
-    }
-    for (i, (label, v)) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let mut points = String::new();
-        for (k, &d) in v.iter().enumerate() {
-            let x = LEFT + plot_w * k as f64 / samples as f64;
-            let _ = write!(points, "{x:.1},{:.1} ", y_of(d));
+        let body = root
+            .titled(&title, ("sans-serif", 18))
+            .map_err(|e| drawing("title")(&e))?;
+        let (bars_area, chart_area) = body.split_vertically(bars_h);
+
+        // Availability bars: row i (from the top) is directed pair i.
+        let nrows = pairs.len();
+        let row_label = |y: &SegmentValue<i32>| -> String {
+            let y = match y {
+                SegmentValue::Exact(v) | SegmentValue::CenterOf(v) => *v,
+                SegmentValue::Last => return String::new(),
+            };
+            usize::try_from(y)
+                .ok()
+                .and_then(|y| nrows.checked_sub(1 + y))
+                .and_then(|i| labels.get(i))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let nrows_i = i32::try_from(nrows).unwrap_or(i32::MAX);
+        let mut bars = ChartBuilder::on(&bars_area)
+            .caption("link availability (green up, red down)", ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(25)
+            .y_label_area_size(170)
+            .build_cartesian_2d(0.0..span_h, (0..nrows_i.max(1)).into_segmented())
+            .map_err(|e| drawing("availability axes")(&e))?;
+        bars.configure_mesh()
+            .disable_x_mesh()
+            .disable_y_mesh()
+            .y_labels(nrows.max(1))
+            .x_label_formatter(&|h| format!("{h:.1} h"))
+            .y_label_formatter(&row_label)
+            .draw()
+            .map_err(|e| drawing("availability axes")(&e))?;
+        for (row, &(a, b)) in pairs.iter().enumerate() {
+            // Row 0 on top: segment nrows - 1.
+            let seg = i32::try_from(nrows - 1 - row).unwrap_or(0);
+            let (y0, y1) = (SegmentValue::Exact(seg), SegmentValue::Exact(seg + 1));
+            bars.draw_series(std::iter::once(Rectangle::new(
+                [(0.0, y0.clone()), (span_h, y1.clone())],
+                UP.filled(),
+            )))
+            .map_err(|e| drawing("availability bar")(&e))?;
+            let down = profile
+                .link(a, b)
+                .outages
+                .outages_between(Duration::ZERO, horizon);
+            bars.draw_series(down.iter().map(|w| {
+                let (x0, x1) = (w.start.as_secs_f64() / 3600.0, w.end.as_secs_f64() / 3600.0);
+                Rectangle::new([(x0, y0.clone()), (x1, y1.clone())], DOWN.filled())
+            }))
+            .map_err(|e| drawing("outage")(&e))?;
         }
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
-            points.trim_end()
-        );
-        let ly = chart_top + CHART_H + 36.0 + 0.0 * i as f64;
-        let lx = LEFT + (i % 4) as f64 * 190.0;
-        let ly = ly + (i / 4) as f64 * 14.0;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{ly:.1}">{}</text>"#,
-            ly - 9.0,
-            lx + 14.0,
-            esc(label)
-        );
+
+        let mut chart = ChartBuilder::on(&chart_area)
+            .caption("one-way delay", ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(170)
+            .build_cartesian_2d(0.0..span_h, lo..hi)
+            .map_err(|e| drawing("delay axes")(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("emulated time")
+            .x_label_formatter(&|h| format!("{h:.1} h"))
+            .y_label_formatter(&|d| format!("{d:.3} ms"))
+            .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(|e| drawing("delay axes")(&e))?;
+        for (i, (label, v)) in series.iter().enumerate() {
+            let c = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(v.iter().copied(), c.stroke_width(2)))
+                .map_err(|e| drawing("delay line")(&e))?
+                .label(label.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 10, y + 4)], c.filled()));
+        }
+        if !series.is_empty() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(0x88, 0x88, 0x88))
+                .draw()
+                .map_err(|e| drawing("legend")(&e))?;
+        }
+        root.present().map_err(|e| drawing("writing")(&e))?;
     }
-    let _ = writeln!(s, "</svg>");
-    s
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -211,11 +224,17 @@ phase_s = 600
     #[test]
     fn svg_has_a_bar_per_link_and_a_down_rect_per_outage() {
         let p = Profile::parse(PROFILE, "t.toml").unwrap();
-        let svg = timeline_svg(&p, 4.0);
+        let svg = timeline_svg(&p, 4.0).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("earth → moon") && svg.contains("moon → earth"));
-        // 2 outages in 4 h per direction.
-        assert_eq!(svg.matches("<title>down").count(), 4);
-        assert!(svg.contains("<polyline"));
+        // 2 outages in 4 h per direction, each a red (#E34A33) rect; one green bar per link.
+        assert_eq!(svg.matches(r##"fill="#E34A33""##).count(), 4);
+        assert_eq!(svg.matches(r##"fill="#7FC97F""##).count(), 2);
+        // One delay line (earth – moon) in the first palette colour.
+        assert_eq!(
+            svg.matches(r##"stroke="#1F77B4" stroke-width="2""##)
+                .count(),
+            1
+        );
     }
 }

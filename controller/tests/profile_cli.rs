@@ -186,8 +186,8 @@ fn contact_plan_and_timeline_plot() {
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("earth → moon"));
-    // Two outages over 48 h per direction.
-    assert_eq!(text.matches("<title>down").count(), 4);
+    // Two outages over 48 h per direction, each a red rect.
+    assert_eq!(text.matches(r##"fill="#E34A33""##).count(), 4);
 
     let out = controller(&["profile", "contact-plan", &shipped("lan"), "--hours", "0"]);
     assert_eq!(out.status.code(), Some(2));

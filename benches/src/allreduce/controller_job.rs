@@ -13,7 +13,8 @@ use spacefabric_node::jobs::NodeSweepResult;
 use spacefabric_node::jobs::result_messages::all_reduce_of;
 use spacefabric_proto::v1::{AllReduceJob, Job, JobSpec, JobState, job_spec};
 
-use crate::controller_client::{block_on, join, required_token, submit_and_follow};
+use crate::controller_client::{block_on, join, required_token, slowest_step, submit_and_follow};
+use crate::progress_bar::ProgressBar;
 
 use super::report::{self, Sweep};
 use super::{AllreduceArgs, combine};
@@ -63,15 +64,21 @@ async fn run_job(
         })?;
     let spec = all_reduce_spec(args)?;
     let mut last_line = String::new();
+    let bar = ProgressBar::new(0, "points");
     let last = submit_and_follow(&mut client, token, spec, args.min_nodes, |job| {
+        let (done, total) = slowest_step(job);
         let line = progress_line(job);
-        if line != last_line {
+        // A log (stderr to a file) keeps the job's coarse progress as plain lines, once
+        // per change: the recovery recipe in docs/BENCHMARKS.md waits on them.
+        if !bar.is_drawn() && line != last_line {
             eprintln!("{line}");
-            last_line = line;
         }
+        bar.set(done, total, line.clone());
+        last_line = line;
     })
     .await
     .with_context(|| format!("the all-reduce job on {url}"))?;
+    bar.finish();
     report_results(args, &profile, &last, sizes, dilation)
 }
 

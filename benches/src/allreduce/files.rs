@@ -554,7 +554,7 @@ pub(crate) fn write_files(s: &Sweep, args: &AllreduceArgs) -> anyhow::Result<()>
         write_hdr(s, dir)?;
     }
     if let Some(p) = &args.plot {
-        std::fs::write(p, super::plot::svg(s))
+        std::fs::write(p, super::plot::svg(s)?)
             .with_context(|| format!("writing --plot {}", p.display()))?;
     }
     Ok(())

@@ -1,139 +1,103 @@
-//! A hand-written SVG of the sweep: time against size (left) and bus bandwidth against size
-//! (right), one line per algorithm, the reference bound dashed. Both axes logarithmic. With
-//! several `-d`/`-o` values only the first (datatype, op) pair is drawn (the title names
-//! it): a row's time follows its bytes, not its type, and one line per algorithm stays
-//! readable.
+//! The SVG of the sweep, drawn with plotters' SVG backend: time against size (left) and bus
+//! bandwidth against size (right), one colour per algorithm, the reference bound dashed
+//! black where the profile gives one. Log axes: sizes on power-of-two ticks, time in
+//! s/ms/µs, bandwidth in Mbit/s or Gbit/s. With several `-d`/`-o` values only the first
+//! (datatype, op) pair is drawn (the title names it): a row's time follows its bytes, not
+//! its type, and one line per algorithm stays readable. Rows this host bounded are named in
+//! a line under the panels.
 
-use std::fmt::Write as _;
+use std::ops::Range;
 
-use crate::svg::{LogAxis, esc};
+use plotters::prelude::*;
+
+use crate::plot_axes::{
+    bitrate_label, bytes_label, colour, decade_range, decade_ticks, pow2_range, pow2_ticks,
+    time_label,
+};
 
 use super::report::{SizeResult, Sweep};
 
-const W: f64 = 1100.0;
-const H: f64 = 460.0;
-const PANEL_W: f64 = 470.0;
-const PANEL_H: f64 = 340.0;
-const TOP: f64 = 50.0;
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-];
+const W: u32 = 1100;
+const H: u32 = 480;
+/// The reference bound's colour (near-black: plotters draws the axes in pure black).
+const BOUND: RGBColor = RGBColor(0x22, 0x22, 0x22);
 
-/// One line of a panel: label, colour, dashed?, points (x, y).
-type Series<'a> = Vec<(String, &'a str, bool, Vec<(f64, f64)>)>;
+/// One line of a panel: label, colour, points (size in bytes, value); `None` colour = bound.
+type Series = Vec<(String, Option<RGBColor>, Vec<(f64, f64)>)>;
 
-fn fmt_bytes(b: f64) -> String {
-    if b >= (1u64 << 30) as f64 {
-        format!("{}G", b / (1u64 << 30) as f64)
-    } else if b >= (1 << 20) as f64 {
-        format!("{}M", b / (1 << 20) as f64)
-    } else if b >= 1024.0 {
-        format!("{}K", b / 1024.0)
-    } else {
-        format!("{b}")
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn panel(
-    out: &mut String,
-    x0: f64,
+/// Draws one panel: `series` over power-of-two sizes, `y_label` formatting the y ticks.
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
-    ylabel: &str,
-    xs: &LogAxis,
-    ys: &LogAxis,
-    series: &Series<'_>,
-) {
-    let px = |x: f64| x0 + 60.0 + xs.frac(x) * (PANEL_W - 70.0);
-    let py = |y: f64| TOP + PANEL_H - ys.frac(y) * PANEL_H;
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>"#,
-        x0 + PANEL_W / 2.0,
-        TOP - 15.0,
-        esc(title)
-    );
-    let _ = writeln!(
-        out,
-        r##"<rect x="{}" y="{TOP}" width="{}" height="{PANEL_H}" fill="none" stroke="#444"/>"##,
-        x0 + 60.0,
-        PANEL_W - 70.0
-    );
-    let mut e = xs.lo;
-    while e <= xs.hi {
-        let v = 10f64.powf(e);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{x}" y1="{TOP}" x2="{x}" y2="{}" stroke="#ddd"/><text x="{x}" y="{}" font-size="11" text-anchor="middle">{}</text>"##,
-            TOP + PANEL_H,
-            TOP + PANEL_H + 15.0,
-            fmt_bytes(v),
-            x = px(v)
-        );
-        e += 1.0;
-    }
-    let mut e = ys.lo;
-    while e <= ys.hi {
-        let v = 10f64.powf(e);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" font-size="11" text-anchor="end">1e{e}</text>"##,
-            x0 + 60.0,
-            x0 + PANEL_W - 10.0,
-            x0 + 55.0,
-            py(v) + 4.0,
-            y = py(v)
-        );
-        e += 1.0;
-    }
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">size per rank (bytes)</text>"#,
-        x0 + PANEL_W / 2.0 + 30.0,
-        TOP + PANEL_H + 35.0
-    );
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" font-size="12" text-anchor="middle" transform="rotate(-90 {} {})">{}</text>"#,
-        x0 + 12.0,
-        TOP + PANEL_H / 2.0,
-        x0 + 12.0,
-        TOP + PANEL_H / 2.0,
-        esc(ylabel)
-    );
-    for (label, color, dashed, pts) in series {
-        let path: Vec<String> = pts
-            .iter()
-            .filter(|(_, y)| *y > 0.0)
-            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
-            .collect();
-        if path.is_empty() {
+    y_desc: &str,
+    xs: &Range<f64>,
+    series: &Series,
+    y_label: &dyn Fn(&f64) -> String,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let ys = decade_range(series.iter().flat_map(|s| s.2.iter().map(|p| p.1)));
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 15))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(85)
+        .build_cartesian_2d(
+            xs.clone().log_scale().with_key_points(pow2_ticks(xs)),
+            ys.clone().log_scale().with_key_points(decade_ticks(&ys)),
+        )
+        .map_err(|e| anyhow::anyhow!("drawing the '{title}' panel: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("size per rank (bytes)")
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| bytes_label(*v))
+        .y_label_formatter(y_label)
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("drawing the '{title}' axes: {e}"))?;
+    for (label, color, points) in series {
+        let pts: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.1 > 0.0).collect();
+        if pts.is_empty() {
             continue;
         }
-        let dash = if *dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            out,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}><title>{}</title></polyline>"#,
-            path.join(" "),
-            esc(label)
-        );
-        if !dashed {
-            for p in &path {
-                let mut it = p.split(',');
-                if let (Some(x), Some(y)) = (it.next(), it.next()) {
-                    let _ = writeln!(out, r#"<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>"#);
-                }
+        let err = |e| anyhow::anyhow!("drawing series '{label}': {e}");
+        match color {
+            Some(c) => {
+                let c = *c;
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                    .map_err(err)?
+                    .label(label.as_str())
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 3), (x + 18, y + 3)], c.filled())
+                    });
+                chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 3, c.filled())))
+                    .map_err(err)?;
+            }
+            None => {
+                chart
+                    .draw_series(DashedLineSeries::new(pts, 6, 4, BOUND.stroke_width(2)))
+                    .map_err(err)?
+                    .label(label.as_str())
+                    .legend(|(x, y)| Rectangle::new([(x, y - 1), (x + 18, y + 1)], BOUND.filled()));
             }
         }
     }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0x44, 0x44, 0x44))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("drawing the '{title}' legend: {e}"))?;
+    Ok(())
 }
 
 /// The SVG document.
-pub(crate) fn svg(s: &Sweep) -> String {
+pub(crate) fn svg(s: &Sweep) -> anyhow::Result<String> {
     let first = (s.datatypes.first().copied(), s.ops.first().copied());
     let drawn: Vec<&SizeResult> = s
         .results
@@ -154,136 +118,118 @@ pub(crate) fn svg(s: &Sweep) -> String {
             .filter(|r| r.algo.short_name() == a)
             .collect()
     };
+    // (bytes, bound time in µs, bound busbw in bit/s), where the profile gives a bound.
     let mut bound: Vec<(f64, f64, f64)> = drawn
         .iter()
+        .filter(|r| r.bound.total_s > 0.0 && r.bound.total_s.is_finite())
         .map(|r| {
             (
                 r.bytes as f64,
                 r.bound_us(),
-                r.bytes as f64 / 1e9 / r.bound.total_s.max(1e-12) * factor(r),
+                r.bytes as f64 * 8.0 / r.bound.total_s * factor(r),
             )
         })
         .collect();
     bound.sort_by(|a, b| a.0.total_cmp(&b.0));
     bound.dedup_by(|a, b| a.0 == b.0);
-    let mut time_series: Series<'_> = Vec::new();
-    let mut bw_series: Series<'_> = Vec::new();
+    let mut time_series: Series = Vec::new();
+    let mut bw_series: Series = Vec::new();
     for (i, a) in algos.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
         let rs = of(a);
         time_series.push((
             a.clone(),
-            color,
-            false,
+            Some(colour(i)),
             rs.iter().map(|r| (r.bytes as f64, r.mean_us())).collect(),
         ));
+        // busbw() is GB/s (decimal bytes): ×8e9 for bit/s.
         bw_series.push((
             a.clone(),
-            color,
-            false,
-            rs.iter().map(|r| (r.bytes as f64, r.busbw())).collect(),
+            Some(colour(i)),
+            rs.iter()
+                .map(|r| (r.bytes as f64, r.busbw() * 8e9))
+                .collect(),
         ));
     }
-    time_series.push((
-        "bound".to_string(),
-        "#000",
-        true,
-        bound.iter().map(|b| (b.0, b.1)).collect(),
-    ));
-    bw_series.push((
-        "bound".to_string(),
-        "#000",
-        true,
-        bound.iter().map(|b| (b.0, b.2)).collect(),
-    ));
-    let xs = LogAxis::fit(drawn.iter().map(|r| r.bytes as f64));
-    let yt = LogAxis::fit(
-        time_series
-            .iter()
-            .flat_map(|(_, _, _, p)| p.iter().map(|(_, y)| *y)),
-    );
-    let yb = LogAxis::fit(
-        bw_series
-            .iter()
-            .flat_map(|(_, _, _, p)| p.iter().map(|(_, y)| *y)),
-    );
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif">"#
-    );
-    let _ = writeln!(out, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="18" font-size="15" text-anchor="middle">all-reduce {} {} on {} ({} nodes, {}), clock {}{}</text>"#,
-        W / 2.0,
+    if !bound.is_empty() {
+        time_series.push((
+            "bound".to_string(),
+            None,
+            bound.iter().map(|b| (b.0, b.1)).collect(),
+        ));
+        bw_series.push((
+            "bound".to_string(),
+            None,
+            bound.iter().map(|b| (b.0, b.2)).collect(),
+        ));
+    }
+    let xs = pow2_range(drawn.iter().map(|r| r.bytes as f64));
+    let title = format!(
+        "all-reduce {} {} on {} ({} nodes, {}), clock {}{}",
         first.0.map_or("", |d| d.name()),
         first.1.map_or("", |o| o.name()),
-        esc(&s.profile),
+        s.profile,
         s.nodes,
-        esc(&s.placement),
+        s.placement,
         s.clock,
         if s.emulated { "" } else { " - emulation off" }
     );
     let (bound_rows, judged) = s.host_bound_rows();
-    if judged > 0 {
-        let marked: Vec<String> = s
-            .results
-            .iter()
-            .filter(|r| r.host.as_ref().is_some_and(|(_, v)| v.host_bound))
-            .map(|r| format!("{} {}", r.algo_label(), fmt_bytes(r.bytes as f64)))
-            .collect();
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{}" font-size="11" text-anchor="middle" fill="{}">host-bound rows (this machine, not the links, set the time): {bound_rows} of {judged}{}</text>"#,
-            W / 2.0,
-            H - 4.0,
-            if bound_rows > 0 { "#d62728" } else { "#444" },
-            esc(&if marked.is_empty() {
-                String::new()
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| anyhow::anyhow!("drawing the plot background: {e}"))?;
+        let body = root
+            .titled(&title, ("sans-serif", 16))
+            .map_err(|e| anyhow::anyhow!("drawing the plot title: {e}"))?;
+        let (panels, foot) = body.split_vertically(H - 60);
+        let halves = panels.split_evenly((1, 2));
+        if let [left, right] = halves.as_slice() {
+            panel(
+                left,
+                "time per all-reduce",
+                "time",
+                &xs,
+                &time_series,
+                &|v| time_label(*v),
+            )?;
+            panel(right, "bus bandwidth", "busbw", &xs, &bw_series, &|v| {
+                bitrate_label(*v)
+            })?;
+        }
+        if judged > 0 {
+            let marked: Vec<String> = s
+                .results
+                .iter()
+                .filter(|r| r.host.as_ref().is_some_and(|(_, v)| v.host_bound))
+                .map(|r| format!("{} {}", r.algo_label(), bytes_label(r.bytes as f64)))
+                .collect();
+            let text = format!(
+                "host-bound rows (this machine, not the links, set the time): {bound_rows} of {judged}{}",
+                if marked.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", marked.join(", "))
+                }
+            );
+            let color = if bound_rows > 0 {
+                RGBColor(0xd6, 0x27, 0x28)
             } else {
-                format!(": {}", marked.join(", "))
-            })
-        );
+                RGBColor(0x44, 0x44, 0x44)
+            };
+            let style = TextStyle::from(("sans-serif", 12).into_font())
+                .color(&color)
+                .pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Center,
+                ));
+            foot.draw_text(&text, &style, ((W / 2) as i32, 40))
+                .map_err(|e| anyhow::anyhow!("drawing the host-bound line: {e}"))?;
+        }
+        root.present()
+            .map_err(|e| anyhow::anyhow!("writing the plot: {e}"))?;
     }
-    panel(
-        &mut out,
-        10.0,
-        "time per all-reduce",
-        "time (us)",
-        &xs,
-        &yt,
-        &time_series,
-    );
-    panel(
-        &mut out,
-        20.0 + PANEL_W + 40.0,
-        "bus bandwidth",
-        "busbw (GB/s)",
-        &xs,
-        &yb,
-        &bw_series,
-    );
-    let mut lx = 80.0;
-    let ly = H - 22.0;
-    for (label, color, dashed, _) in &time_series {
-        let dash = if *dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            out,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}" font-size="12">{}</text>"#,
-            lx + 25.0,
-            lx + 30.0,
-            ly + 4.0,
-            esc(label)
-        );
-        lx += 40.0 + 8.0 * label.len() as f64;
-    }
-    let _ = writeln!(out, "</svg>");
-    out
+    Ok(out)
 }
 
 fn factor(r: &SizeResult) -> f64 {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::time::Duration;
 
 use netem_profiles::Profile;
@@ -717,39 +717,34 @@ pub(crate) fn print_footer(s: &Sweep) {
     let _ = std::io::stdout().flush();
 }
 
-/// The sweep's progress bar (indicatif) on stderr: elapsed time, points done, ETA and the
-/// point running. Drawn only when stderr is a terminal, so logs and CI get no ANSI and no
-/// bar; the table on stdout is printed around it ([`Progress::suspend`]).
+/// The sweep's progress bar ([`crate::progress_bar`]): points done, ETA and the point
+/// running; the table on stdout is printed around it ([`Progress::suspend`]).
 #[derive(Debug)]
 pub(crate) struct Progress {
-    bar: indicatif::ProgressBar,
+    bar: crate::progress_bar::ProgressBar,
+    total: u64,
 }
 
 impl Progress {
     /// A bar over `total` points (hidden when stderr is not a terminal).
     pub(crate) fn new(total: usize) -> Self {
-        let target = if std::io::stderr().is_terminal() {
-            indicatif::ProgressDrawTarget::stderr()
-        } else {
-            indicatif::ProgressDrawTarget::hidden()
-        };
-        let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), target);
-        // The template is a constant; a bad one would only lose the styling.
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "[{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} running {msg}",
-        ) {
-            bar.set_style(style);
+        let total = total as u64;
+        Self {
+            bar: crate::progress_bar::ProgressBar::new(total, "points"),
+            total,
         }
-        Self { bar }
     }
 
     /// `done` points finished; `at` runs next.
     pub(crate) fn point(&self, done: usize, at: &super::PointAt) {
-        self.bar.set_position(done as u64);
-        self.bar.set_message(format!(
-            "{} {} {} {} B",
-            at.algo, at.datatype, at.op, at.bytes
-        ));
+        self.bar.set(
+            done as u64,
+            self.total,
+            format!(
+                "running {} {} {} {} B",
+                at.algo, at.datatype, at.op, at.bytes
+            ),
+        );
     }
 
     /// Runs `f` (which prints to stdout) with the bar cleared, then redraws it.
@@ -759,7 +754,7 @@ impl Progress {
 
     /// Removes the bar.
     pub(crate) fn finish(&self) {
-        self.bar.finish_and_clear();
+        self.bar.finish();
     }
 }
 

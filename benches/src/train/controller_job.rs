@@ -21,7 +21,8 @@ use spacefabric_node::train::{LossPoint, StrategyKind};
 use spacefabric_proto::v1::{Job, JobSpec, JobState, job_spec};
 
 use super::{StrategyResult, TrainArgs, Variant, emit, train_job};
-use crate::controller_client::{block_on, join, required_token, submit_and_follow};
+use crate::controller_client::{block_on, join, required_token, slowest_step, submit_and_follow};
+use crate::progress_bar::ProgressBar;
 use spacefabric_node::jobs::train::train_config;
 
 /// One restart of a job, as the bench saw it.
@@ -173,24 +174,30 @@ async fn run_jobs(
         let started = tokio::time::Instant::now();
         let mut tracker = RestartTracker::default();
         let mut last_line = String::new();
+        let bar = ProgressBar::new(0, "steps");
         let done = submit_and_follow(&mut client, token, spec, args.min_nodes, |job| {
             let now = dilation.emulated(started.elapsed()).as_secs_f64();
             let seen = tracker.restarts.len();
             tracker.observe(job, now);
             for r in &tracker.restarts[seen..] {
-                eprintln!(
+                bar.note(&format!(
                     "# restart: attempt {} at +{:.1} s ({}): {} → {} ranks, resuming from committed step {}",
                     r.attempt, r.at_s, r.reason, r.world_before, r.world_after, r.resumed_from_step
-                );
+                ));
             }
+            let (done, total) = slowest_step(job);
             let line = progress_line(job);
-            if line != last_line {
+            // A log (stderr to a file) keeps the job's coarse progress as plain lines, once
+            // per change: the recovery recipe in docs/BENCHMARKS.md waits on them.
+            if !bar.is_drawn() && line != last_line {
                 eprintln!("{line}");
-                last_line = line;
             }
+            bar.set(done, total, line.clone());
+            last_line = line;
         })
         .await
         .with_context(|| format!("the {} job on {url}", variant.label()))?;
+        bar.finish();
         let wall = dilation.emulated(started.elapsed());
         let (mut result, rank_sites, n_params) =
             combine(kind, &done, &tracker, args.target_loss, wall)?;

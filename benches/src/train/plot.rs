@@ -1,130 +1,137 @@
-//! A hand-written SVG of the comparison: held-out loss against wall time (left) and against
-//! payload bytes sent across sites (right), one line per strategy, the target loss dashed.
-//! All axes logarithmic (sync's time and bytes are orders of magnitude above DiLoCo's).
+//! The SVG of the comparison, drawn with plotters' SVG backend: held-out loss against wall
+//! time (left) and against payload bytes sent across sites (right), one colour per
+//! strategy, the target loss dashed. All axes logarithmic (sync's time and bytes are orders
+//! of magnitude above DiLoCo's): time in s/ms/µs, bytes on power-of-two ticks.
 
-use std::fmt::Write as _;
+use std::ops::Range;
 
-use crate::svg::{LogAxis, esc};
+use plotters::prelude::*;
+
+use crate::plot_axes::{
+    bytes_label, colour, decade_range, decade_ticks, number_label, pow2_range, pow2_ticks,
+    seconds_label,
+};
 
 use super::StrategyResult;
 
-const W: f64 = 1100.0;
-const H: f64 = 480.0;
-const PANEL_W: f64 = 450.0;
-const PANEL_H: f64 = 330.0;
-const TOP: f64 = 80.0;
-const COLORS: [&str; 7] = [
-    "#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf",
-];
+const W: u32 = 1100;
+const H: u32 = 500;
 
-type Series = Vec<(String, &'static str, Vec<(f64, f64)>)>;
+/// One line of a panel: strategy, colour, points (x, loss).
+type Series = Vec<(String, RGBColor, Vec<(f64, f64)>)>;
 
-#[allow(clippy::too_many_arguments)]
-fn panel(out: &mut String, x0: f64, title: &str, xlabel: &str, series: &Series, target: f64) {
-    let xs = LogAxis::fit(series.iter().flat_map(|s| s.2.iter().map(|p| p.0)));
-    let ys = LogAxis::fit(
+/// How a panel's x axis is laid out.
+struct XAxis<'a> {
+    desc: &'a str,
+    range: Range<f64>,
+    ticks: Vec<f64>,
+    label: &'a dyn Fn(&f64) -> String,
+}
+
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x: &XAxis<'_>,
+    series: &Series,
+    target: f64,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let ys = decade_range(
         series
             .iter()
             .flat_map(|s| s.2.iter().map(|p| p.1))
             .chain(std::iter::once(target)),
     );
-    let px = |v: f64| x0 + xs.frac(v) * PANEL_W;
-    let py = |v: f64| TOP + (1.0 - ys.frac(v)) * PANEL_H;
-    let _ = writeln!(
-        out,
-        r##"<rect x="{x0}" y="{TOP}" width="{PANEL_W}" height="{PANEL_H}" fill="none" stroke="#333"/>"##
-    );
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" text-anchor="middle" font-size="14">{}</text>"#,
-        x0 + PANEL_W / 2.0,
-        TOP - 10.0,
-        esc(title)
-    );
-    for e in xs.lo as i64..=xs.hi as i64 {
-        let x = x0 + (e as f64 - xs.lo) / (xs.hi - xs.lo) * PANEL_W;
-        let _ = writeln!(
-            out,
-            r##"<line x1="{x}" y1="{TOP}" x2="{x}" y2="{}" stroke="#ddd"/><text x="{x}" y="{}" text-anchor="middle" font-size="11">1e{e}</text>"##,
-            TOP + PANEL_H,
-            TOP + PANEL_H + 15.0
-        );
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 15))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            x.range.clone().log_scale().with_key_points(x.ticks.clone()),
+            ys.clone().log_scale().with_key_points(decade_ticks(&ys)),
+        )
+        .map_err(|e| anyhow::anyhow!("drawing the '{title}' panel: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc(x.desc)
+        .y_desc("held-out loss")
+        .x_label_formatter(x.label)
+        .y_label_formatter(&|v| number_label(*v))
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("drawing the '{title}' axes: {e}"))?;
+    if target > 0.0 && target.is_finite() {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x.range.start, target), (x.range.end, target)],
+                6,
+                4,
+                RGBColor(0x55, 0x55, 0x55).stroke_width(1),
+            ))
+            .map_err(|e| anyhow::anyhow!("drawing the target line: {e}"))?
+            .label(format!("target {target}"))
+            .legend(|(x, y)| {
+                Rectangle::new(
+                    [(x, y - 1), (x + 18, y + 1)],
+                    RGBColor(0x55, 0x55, 0x55).filled(),
+                )
+            });
     }
-    for e in ys.lo as i64..=ys.hi as i64 {
-        let y = TOP + (1.0 - (e as f64 - ys.lo) / (ys.hi - ys.lo)) * PANEL_H;
-        let _ = writeln!(
-            out,
-            r##"<line x1="{x0}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end" font-size="11">1e{e}</text>"##,
-            x0 + PANEL_W,
-            x0 - 4.0,
-            y + 4.0
-        );
-    }
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" text-anchor="middle" font-size="12">{}</text>"#,
-        x0 + PANEL_W / 2.0,
-        TOP + PANEL_H + 35.0,
-        esc(xlabel)
-    );
-    let ty = py(target);
-    let _ = writeln!(
-        out,
-        r##"<line x1="{x0}" y1="{ty}" x2="{}" y2="{ty}" stroke="#555" stroke-dasharray="6,4"/><text x="{}" y="{}" text-anchor="end" font-size="11">target {target}</text>"##,
-        x0 + PANEL_W,
-        x0 + PANEL_W - 4.0,
-        ty - 4.0
-    );
-    for (label, color, points) in series {
-        let pts: Vec<String> = points
+    for (label, c, points) in series {
+        let pts: Vec<(f64, f64)> = points
             .iter()
-            .filter(|(x, y)| *x > 0.0 && *y > 0.0)
-            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .copied()
+            .filter(|p| p.0 > 0.0 && p.1 > 0.0)
             .collect();
         if pts.is_empty() {
             continue;
         }
-        let _ = writeln!(
-            out,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,
-            pts.join(" "),
-            esc(label)
-        );
+        let c = *c;
+        chart
+            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .map_err(|e| anyhow::anyhow!("drawing strategy '{label}': {e}"))?
+            .label(label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 3), (x + 18, y + 3)], c.filled()));
     }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0x44, 0x44, 0x44))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("drawing the '{title}' legend: {e}"))?;
+    Ok(())
 }
 
 /// The SVG document.
-pub(crate) fn svg(header: &[String], results: &[StrategyResult], target: f64) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif">"#
-    );
-    let _ = writeln!(out, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    for (i, h) in header.iter().take(2).enumerate() {
-        let _ = writeln!(
-            out,
-            r#"<text x="20" y="{}" font-size="12">{}</text>"#,
-            18.0 + 15.0 * i as f64,
-            esc(h)
-        );
-    }
+pub(crate) fn svg(
+    header: &[String],
+    results: &[StrategyResult],
+    target: f64,
+) -> anyhow::Result<String> {
     let mut by_time: Series = Vec::new();
     let mut by_bytes: Series = Vec::new();
     for (i, r) in results.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let name = r.label.clone();
+        // A strategy this host bounded is marked in the legend, as in the table.
+        let label = if r.host.as_ref().is_some_and(|h| h.verdict.host_bound) {
+            format!("{} (HOST)", r.label)
+        } else {
+            r.label.clone()
+        };
         by_time.push((
-            name.clone(),
-            color,
+            label.clone(),
+            colour(i),
             r.curve
                 .iter()
                 .map(|p| (p.elapsed.as_secs_f64(), p.loss))
                 .collect(),
         ));
         by_bytes.push((
-            name,
-            color,
+            label,
+            colour(i),
             r.curve
                 .iter()
                 .map(|p| {
@@ -134,53 +141,72 @@ pub(crate) fn svg(header: &[String], results: &[StrategyResult], target: f64) ->
                 .collect(),
         ));
     }
-    panel(
-        &mut out,
-        70.0,
-        "held-out loss vs wall time",
-        "wall time (s)",
-        &by_time,
-        target,
-    );
-    panel(
-        &mut out,
-        70.0 + PANEL_W + 100.0,
-        "held-out loss vs bytes across sites",
-        "payload bytes sent across sites",
-        &by_bytes,
-        target,
-    );
-    let (bound, judged) = super::host_bound_rows(results);
-    if judged > 0 {
-        let _ = writeln!(
-            out,
-            r#"<text x="20" y="{}" font-size="11" fill="{}">host-bound strategies (this machine, not the links, set the times; marked HOST): {bound} of {judged}{}</text>"#,
-            18.0 + 15.0 * 2.0,
-            if bound > 0 { "#b00" } else { "#555" },
-            if bound > 0 {
-                " - rerun with --clock virtual"
+    let time_range = decade_range(by_time.iter().flat_map(|s| s.2.iter().map(|p| p.0)));
+    let time_axis = XAxis {
+        desc: "wall time",
+        ticks: decade_ticks(&time_range),
+        range: time_range,
+        label: &|v| seconds_label(*v),
+    };
+    let bytes_range = pow2_range(by_bytes.iter().flat_map(|s| s.2.iter().map(|p| p.0)));
+    let bytes_axis = XAxis {
+        desc: "payload bytes sent across sites",
+        ticks: pow2_ticks(&bytes_range),
+        range: bytes_range,
+        label: &|v| bytes_label(*v),
+    };
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| anyhow::anyhow!("drawing the plot background: {e}"))?;
+        let (head, body) = root.split_vertically(62);
+        for (i, h) in header.iter().take(2).enumerate() {
+            let y = 6 + 18 * i32::try_from(i).unwrap_or(0);
+            head.draw_text(h, &("sans-serif", 13).into_font().color(&BLACK), (20, y))
+                .map_err(|e| anyhow::anyhow!("drawing the plot header: {e}"))?;
+        }
+        let (bound, judged) = super::host_bound_rows(results);
+        if judged > 0 {
+            let text = format!(
+                "host-bound strategies (this machine, not the links, set the times; marked HOST): {bound} of {judged}{}",
+                if bound > 0 {
+                    " - rerun with --clock virtual"
+                } else {
+                    ""
+                }
+            );
+            let color = if bound > 0 {
+                RGBColor(0xbb, 0x00, 0x00)
             } else {
-                ""
-            }
-        );
+                RGBColor(0x55, 0x55, 0x55)
+            };
+            head.draw_text(
+                &text,
+                &("sans-serif", 12).into_font().color(&color),
+                (20, 42),
+            )
+            .map_err(|e| anyhow::anyhow!("drawing the host-bound line: {e}"))?;
+        }
+        let halves = body.split_evenly((1, 2));
+        if let [left, right] = halves.as_slice() {
+            panel(
+                left,
+                "held-out loss vs wall time",
+                &time_axis,
+                &by_time,
+                target,
+            )?;
+            panel(
+                right,
+                "held-out loss vs bytes across sites",
+                &bytes_axis,
+                &by_bytes,
+                target,
+            )?;
+        }
+        root.present()
+            .map_err(|e| anyhow::anyhow!("writing the plot: {e}"))?;
     }
-    for (i, r) in results.iter().enumerate() {
-        let x = 70.0 + 120.0 * i as f64;
-        let y = H - 20.0;
-        let _ = writeln!(
-            out,
-            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{}" stroke-width="3"/><text x="{}" y="{}" font-size="12">{}</text>"#,
-            x + 25.0,
-            COLORS[i % COLORS.len()],
-            x + 30.0,
-            y + 4.0,
-            esc(&if r.host.as_ref().is_some_and(|h| h.verdict.host_bound) {
-                format!("{} (HOST)", r.label)
-            } else {
-                r.label.clone()
-            })
-        );
-    }
-    out.push_str("</svg>\n");
-    out
+    Ok(out)
 }
