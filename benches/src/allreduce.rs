@@ -483,7 +483,7 @@ async fn sweep<E: Exchange + 'static>(
                         &share,
                         result.mean_us() / 1e6,
                         fabric.emulated().then_some(result.predicted.total_s),
-                        min_delay,
+                        min_delay * fabric.dilation(),
                     );
                     result.host = Some((share, verdict));
                     progress.suspend(|| report::print_row(&sweep, &result));

@@ -1,27 +1,20 @@
 //! The host's share of a benchmark result: did this machine, rather than the link model,
 //! set the number?
 //!
-//! A [`HostSample`] reads, at one instant, what the host did to the run so far:
-//! * the process's CPU time and the time its threads waited for a core (Linux
-//!   `/proc/self/task/*/schedstat`: run time and run-queue wait, in ns);
-//! * the delay line's lateness (`SchedulerStats`: datagrams delivered and the sum of how late
-//!   the scheduler released them against their due instant);
-//! * datagrams the kernel dropped because a receiving socket's buffer was full (the `drops`
-//!   column of `/proc/net/udp` for the run's own ports).
-//!
-//! [`HostShare::between`] turns two samples into rates over the interval, and [`judge`] marks
-//! a result host-bound when it missed its model by more than [`MODEL_TOLERANCE`] *and* the
-//! host shows a cause: the process saturated the cores it may use, its threads waited for a
-//! core, the delay line released datagrams later than the link's delay budget, or a receive
-//! buffer overflowed. Under `--clock virtual` CPU costs no emulated time, so nothing is
-//! host-bound there (the delay line's lateness is then tokio's 1 ms timer grain, reported
-//! but not a host effect). Pure arithmetic apart from [`HostSample::now`].
+//! What the host did to a run is measured by the fabric ([`HostSample`], [`HostShare`]: CPU,
+//! run-queue wait, the delay line's lateness, receive-buffer drops; the nodes of a cluster
+//! measure the same around each all-reduce point and report it with the point). Here the
+//! bench judges it: [`judge`] marks a result host-bound when it missed its model by more than
+//! [`MODEL_TOLERANCE`] *and* the host shows a cause: the process saturated the cores it may
+//! use, its threads waited for a core, the delay line released datagrams later than the
+//! link's delay budget, or a receive buffer overflowed. Under `--clock virtual` CPU costs no
+//! emulated time, so nothing is host-bound there (the delay line's lateness is then tokio's
+//! 1 ms timer grain, reported but not a host effect). Pure.
 
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
-use spacefabric_fabric::emu::{EmulatedSocket, SchedulerMode, SchedulerStats};
+pub(crate) use spacefabric_fabric::host_load::{HostSample, HostShare, delay_line_stats};
 
 use crate::clock::ClockMode;
 
@@ -35,135 +28,6 @@ pub(crate) const RUNQ_WAIT_SHARE: f64 = 0.1;
 pub(crate) const LATENESS_SHARE_OF_DELAY: f64 = 0.05;
 /// ... but never less than this (timer and wake-up noise of an idle host).
 pub(crate) const LATENESS_FLOOR: Duration = Duration::from_micros(20);
-
-/// What the host had done to the process at one instant.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HostSample {
-    wall: Instant,
-    /// CPU time of the process's live threads, ns (None off Linux).
-    cpu_ns: Option<u64>,
-    /// Run-queue wait of the process's live threads, ns.
-    runq_wait_ns: Option<u64>,
-    sched: SchedulerStats,
-    /// Receive-buffer drops of the run's sockets (None when /proc/net/udp is unreadable).
-    rcvbuf_drops: Option<u64>,
-}
-
-impl HostSample {
-    /// Reads the process's counters now; `sched` is the delay line's, `ports` the run's UDP
-    /// ports on this host.
-    pub(crate) fn now(sched: SchedulerStats, ports: &BTreeSet<u16>) -> Self {
-        let (cpu_ns, runq_wait_ns) = match schedstat() {
-            Some((c, w)) => (Some(c), Some(w)),
-            None => (None, None),
-        };
-        Self {
-            wall: Instant::now(),
-            cpu_ns,
-            runq_wait_ns,
-            sched,
-            rcvbuf_drops: udp_drops(ports),
-        }
-    }
-}
-
-/// Sums `/proc/self/task/*/schedstat` (run ns, wait ns, slices) over the live threads.
-fn schedstat() -> Option<(u64, u64)> {
-    let mut run = 0u64;
-    let mut wait = 0u64;
-    for entry in std::fs::read_dir("/proc/self/task").ok()? {
-        let Ok(entry) = entry else { continue };
-        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
-            continue;
-        };
-        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-        if let (Some(Some(r)), Some(Some(w))) = (fields.next(), fields.next()) {
-            run = run.saturating_add(r);
-            wait = wait.saturating_add(w);
-        }
-    }
-    Some((run, wait))
-}
-
-/// Sums the `drops` column of /proc/net/udp and /proc/net/udp6 over sockets bound to `ports`.
-fn udp_drops(ports: &BTreeSet<u16>) -> Option<u64> {
-    if ports.is_empty() {
-        return Some(0);
-    }
-    let mut total = None;
-    for file in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        let sum: u64 = text
-            .lines()
-            .skip(1)
-            .filter_map(|line| {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                let port = cols.get(1)?.rsplit(':').next()?;
-                let port = u16::from_str_radix(port, 16).ok()?;
-                if !ports.contains(&port) {
-                    return None;
-                }
-                cols.last()?.parse::<u64>().ok()
-            })
-            .sum();
-        total = Some(total.unwrap_or(0) + sum);
-    }
-    total
-}
-
-/// The host's share of one interval of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, schemars::JsonSchema)]
-pub(crate) struct HostShare {
-    /// Wall-clock length of the interval, s.
-    pub(crate) wall_s: f64,
-    /// Process CPU time over wall time × usable cores (1.0 = every core busy with this run).
-    pub(crate) cpu_util: Option<f64>,
-    /// Usable cores.
-    pub(crate) cores: usize,
-    /// Run-queue wait of the process's threads over wall time.
-    pub(crate) runq_wait_share: Option<f64>,
-    /// Datagrams the delay line released in the interval.
-    pub(crate) delay_line_datagrams: u64,
-    /// Their mean lateness against their due instant, µs.
-    pub(crate) delay_line_mean_late_us: f64,
-    /// Datagrams the kernel dropped on full receive buffers of the run's sockets.
-    pub(crate) rcvbuf_drops: Option<u64>,
-}
-
-impl HostShare {
-    /// The share between two samples of the same run.
-    pub(crate) fn between(a: &HostSample, b: &HostSample) -> Self {
-        let wall = b.wall.saturating_duration_since(a.wall).as_secs_f64();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per_wall = |x: Option<u64>, y: Option<u64>| match (x, y) {
-            (Some(x), Some(y)) if wall > 0.0 => Some(y.saturating_sub(x) as f64 / 1e9 / wall),
-            _ => None,
-        };
-        let delivered = b.sched.delivered.saturating_sub(a.sched.delivered);
-        let late = b
-            .sched
-            .late_nanos_sum
-            .saturating_sub(a.sched.late_nanos_sum);
-        Self {
-            wall_s: wall,
-            cpu_util: per_wall(a.cpu_ns, b.cpu_ns).map(|u| u / cores as f64),
-            cores,
-            runq_wait_share: per_wall(a.runq_wait_ns, b.runq_wait_ns),
-            delay_line_datagrams: delivered,
-            delay_line_mean_late_us: if delivered == 0 {
-                0.0
-            } else {
-                late as f64 / delivered as f64 / 1e3
-            },
-            rcvbuf_drops: match (a.rcvbuf_drops, b.rcvbuf_drops) {
-                (Some(x), Some(y)) => Some(y.saturating_sub(x)),
-                _ => None,
-            },
-        }
-    }
-}
 
 /// Whether the host bounded a result, why, and what would avoid it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -235,6 +99,36 @@ fn budget_us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// The ranks' shares of one point combined into the worst one: the highest CPU use,
+/// run-queue wait and delay-line lateness of any rank, the datagrams and receive-buffer drops
+/// of all. A row is host-bound when any rank's host held it back, since the slowest rank
+/// sets an iteration's time. `None` when no rank measured its host (older nodes).
+pub(crate) fn worst_of<'a>(shares: impl IntoIterator<Item = &'a HostShare>) -> Option<HostShare> {
+    let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    };
+    shares.into_iter().fold(None, |acc: Option<HostShare>, s| {
+        Some(match acc {
+            None => *s,
+            Some(a) => HostShare {
+                wall_s: a.wall_s.max(s.wall_s),
+                cpu_util: max(a.cpu_util, s.cpu_util),
+                cores: a.cores.max(s.cores),
+                runq_wait_share: max(a.runq_wait_share, s.runq_wait_share),
+                delay_line_datagrams: a
+                    .delay_line_datagrams
+                    .saturating_add(s.delay_line_datagrams),
+                delay_line_mean_late_us: a.delay_line_mean_late_us.max(s.delay_line_mean_late_us),
+                rcvbuf_drops: match (a.rcvbuf_drops, s.rcvbuf_drops) {
+                    (Some(x), Some(y)) => Some(x.saturating_add(y)),
+                    (x, y) => x.or(y),
+                },
+            },
+        })
+    })
+}
+
 /// One judged row as the `train`, `fidelity` and `transfer` JSON carry it (the same fields as
 /// the all-reduce JSON's `host`): the host's share over the row's interval and the verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -262,29 +156,6 @@ impl HostMark {
     }
 }
 
-/// The delay line's counters seen by `sockets`: the process-wide precise scheduler's (every
-/// socket on it reports the same one), or the sum over the sockets' own tokio-timer
-/// schedulers (paused clock).
-pub(crate) fn delay_line_stats<'a>(
-    sockets: impl IntoIterator<Item = &'a EmulatedSocket>,
-) -> SchedulerStats {
-    let mut sum = SchedulerStats::default();
-    for sock in sockets {
-        let Some(s) = sock.scheduler_stats() else {
-            continue;
-        };
-        if sock.scheduler_mode() == SchedulerMode::Precise {
-            return s;
-        }
-        sum.delivered += s.delivered;
-        sum.wakeups += s.wakeups;
-        sum.spin_nanos += s.spin_nanos;
-        sum.late_nanos_sum += s.late_nanos_sum;
-        sum.late_nanos_max = sum.late_nanos_max.max(s.late_nanos_max);
-    }
-    sum
-}
-
 /// The report's closing line over judged rows: `# Host-bound rows: B of J (clock C) - note`;
 /// empty when no row was judged.
 pub(crate) fn footer_line(clock: ClockMode, bound: usize, judged: usize) -> String {
@@ -297,17 +168,73 @@ pub(crate) fn footer_line(clock: ClockMode, bound: usize, judged: usize) -> Stri
     )
 }
 
+/// What takes the host out of a run's numbers: the virtual clock for a run in this process,
+/// a larger time dilation for a cluster of node processes (which has no virtual clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Remedy {
+    /// `--clock virtual`.
+    VirtualClock,
+    /// Restart the cluster with `--time-dilation` at least this K.
+    TimeDilation(u32),
+}
+
+impl std::fmt::Display for Remedy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::VirtualClock => f.write_str("--clock virtual"),
+            Self::TimeDilation(k) => write!(f, "--time-dilation {k}"),
+        }
+    }
+}
+
+/// The dilation that would take the host out of a row of a cluster run at dilation `k`:
+/// the host's part of the time (measured − model) shrinks about as 1/K (the host's work is
+/// the same, each emulated second lasts K wall seconds), so K must grow by the ratio of that
+/// part to the tolerance, rounded up to a power of two. Never below `2k`: the row was
+/// host-bound at `k`.
+pub(crate) fn dilation_to_avoid(k: u32, measured_s: f64, model_s: f64) -> u32 {
+    let allowed = model_s * MODEL_TOLERANCE;
+    let excess = measured_s - model_s;
+    let factor = if allowed > 0.0 && excess.is_finite() {
+        (excess / allowed).max(2.0)
+    } else {
+        2.0
+    };
+    let wanted = (f64::from(k.max(1)) * factor)
+        .min(f64::from(1u32 << 20))
+        .ceil();
+    // In range by the min above.
+    (wanted as u32).next_power_of_two()
+}
+
 /// What the footer adds to the host-bound count.
 pub(crate) fn footer_note(clock: ClockMode, bound: usize, judged: usize) -> String {
+    footer_note_with(clock, bound, judged, Remedy::VirtualClock)
+}
+
+/// [`footer_note`] with the run's remedy named.
+pub(crate) fn footer_note_with(
+    clock: ClockMode,
+    bound: usize,
+    judged: usize,
+    remedy: Remedy,
+) -> String {
+    let advice = match remedy {
+        Remedy::VirtualClock => "rerun with --clock virtual".to_string(),
+        Remedy::TimeDilation(_) => {
+            format!("restart the cluster with {remedy} or more (each row's avoid_with in the JSON)")
+        }
+    };
     if clock == ClockMode::Virtual {
         " - CPU costs no emulated time on the virtual clock".to_string()
     } else if bound == 0 {
         " - the links and the protocol set every number".to_string()
     } else if bound == judged {
-        " - EVERY row was bounded by this host, not the link model: rerun with --clock virtual"
-            .to_string()
+        format!(" - EVERY row was bounded by this host, not the link model: {advice}")
     } else {
-        " - rows marked HOST missed their model because of this host (cpu: cores saturated, cpu-wait: threads waited for a core, late: delay line behind its budget, rcvbuf: receive buffer overflow); --clock virtual avoids it".to_string()
+        format!(
+            " - rows marked HOST missed their model because of this host (cpu: cores saturated, cpu-wait: threads waited for a core, late: delay line behind its budget, rcvbuf: receive buffer overflow); {advice}"
+        )
     }
 }
 
@@ -403,19 +330,42 @@ mod tests {
     }
 
     #[test]
-    fn samples_of_this_process_read_on_linux() {
-        let ports = BTreeSet::new();
-        let a = HostSample::now(SchedulerStats::default(), &ports);
-        let mut x = 0u64;
-        for i in 0..2_000_000u64 {
-            x = x.wrapping_add(i * i);
-        }
-        std::hint::black_box(x);
-        let b = HostSample::now(SchedulerStats::default(), &ports);
-        let s = HostShare::between(&a, &b);
-        if cfg!(target_os = "linux") {
-            assert!(s.cpu_util.is_some_and(|u| u > 0.0), "{s:?}");
-        }
-        assert_eq!(s.rcvbuf_drops.unwrap_or(0), 0);
+    fn the_worst_rank_sets_the_combined_share() {
+        let a = share(0.2, 0.05, 10.0, 0);
+        let b = share(0.5, 0.30, 3.0, 2);
+        let w = worst_of([&a, &b]).unwrap();
+        assert_eq!(w.cpu_util, Some(0.5));
+        assert_eq!(w.runq_wait_share, Some(0.30));
+        assert_eq!(w.delay_line_mean_late_us, 10.0);
+        assert_eq!(w.delay_line_datagrams, 200);
+        assert_eq!(w.rcvbuf_drops, Some(2));
+        // One rank waiting for a core is enough to mark a row that missed its model.
+        let v = judge(
+            ClockMode::Real,
+            &w,
+            2.0,
+            Some(1.0),
+            Duration::from_millis(1),
+        );
+        assert_eq!(v.causes, ["cpu-wait", "rcvbuf"]);
+        assert!(v.host_bound);
+        assert_eq!(worst_of([]), None);
+    }
+
+    #[test]
+    fn the_dilation_to_avoid_grows_with_the_hosts_part_of_the_time() {
+        // 14.5x the model at K = 1: the host's part is 270 tolerances -> K = 512.
+        assert_eq!(dilation_to_avoid(1, 0.3408, 0.0235), 512);
+        // 1.33x at K = 16: ~6.7 tolerances -> 107 -> 128.
+        assert_eq!(dilation_to_avoid(16, 0.03142, 0.02354), 128);
+        // Just over the tolerance: at least double.
+        assert_eq!(dilation_to_avoid(4, 1.06, 1.0), 8);
+        // No model: double.
+        assert_eq!(dilation_to_avoid(3, 1.0, 0.0), 8);
+        assert_eq!(Remedy::TimeDilation(64).to_string(), "--time-dilation 64");
+        assert!(
+            footer_note_with(ClockMode::Real, 1, 1, Remedy::TimeDilation(64))
+                .ends_with("restart the cluster with --time-dilation 64 or more (each row's avoid_with in the JSON)")
+        );
     }
 }

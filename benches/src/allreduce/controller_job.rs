@@ -14,6 +14,7 @@ use spacefabric_node::jobs::result_messages::all_reduce_of;
 use spacefabric_proto::v1::{AllReduceJob, Job, JobSpec, JobState, job_spec};
 
 use crate::controller_client::{block_on, join, required_token, slowest_step, submit_and_follow};
+use crate::host_share::{Remedy, dilation_to_avoid, judge, worst_of};
 use crate::progress_bar::ProgressBar;
 
 use super::report::{self, Sweep};
@@ -143,6 +144,7 @@ fn report_results(
         })
         .collect();
     report::print_header(&sweep);
+    let min_delay = super::min_used_delay(profile, cost.site_of_rank());
     let order = super::points(&args.algo, &args.datatypes()?, &args.ops()?, sizes);
     for (index, at) in order.iter().enumerate() {
         let points: Vec<_> = ranks
@@ -158,7 +160,30 @@ fn report_results(
         if at.first_of_algo {
             report::print_table_start(&sweep, at.algo);
         }
-        let result = combine(&cost, args.lanes, world, &points)?;
+        let mut result = combine(&cost, args.lanes, world, &points)?;
+        // Judged on the ranks' own hosts: each node measured what its host did to it while
+        // it ran the point (the delay line's budget is in wall time: K × the delay).
+        if let Some(share) = worst_of(points.iter().filter_map(|p| p.host.as_ref())) {
+            let measured_s = result.mean_us() / 1e6;
+            let model_s = result.predicted.total_s;
+            let mut verdict = judge(
+                args.clock,
+                &share,
+                measured_s,
+                Some(model_s),
+                min_delay * dilation.get(),
+            );
+            if verdict.host_bound {
+                // A cluster has no virtual clock: name the dilation that would do.
+                let k = dilation_to_avoid(dilation.get(), measured_s, model_s);
+                verdict.avoid_with = Remedy::TimeDilation(k).to_string();
+                sweep.remedy = match sweep.remedy {
+                    Remedy::TimeDilation(before) if before >= k => sweep.remedy,
+                    _ => Remedy::TimeDilation(k),
+                };
+            }
+            result.host = Some((share, verdict));
+        }
         report::print_row(&sweep, &result);
         sweep.results.push(result);
         if at.last_of_algo {

@@ -197,6 +197,9 @@ pub(crate) struct Sweep {
     pub(crate) pid: Option<u32>,
     /// Where the ranks run.
     pub(crate) host: String,
+    /// What would take the host out of host-bound rows (`--clock virtual` in this process,
+    /// a larger `--time-dilation` for a cluster).
+    pub(crate) remedy: crate::host_share::Remedy,
     /// Dilation K of the scenario clock (1: undilated).
     pub(crate) dilation: u32,
     pub(crate) bound_formula: &'static str,
@@ -276,6 +279,7 @@ impl Sweep {
             site_of_rank: cost.site_of_rank().to_vec(),
             pid: Some(std::process::id()),
             host: "localhost".to_string(),
+            remedy: crate::host_share::Remedy::VirtualClock,
             dilation: 1,
             bound_formula,
             site_names: profile.sites.iter().map(|s| s.name.clone()).collect(),
@@ -705,7 +709,7 @@ pub(crate) fn footer_text(s: &Sweep) -> String {
             out,
             "# Host-bound rows: {bound} of {judged} (clock {}){}",
             s.clock,
-            crate::host_share::footer_note(s.clock, bound, judged)
+            crate::host_share::footer_note_with(s.clock, bound, judged, s.remedy)
         );
     }
     out.push_str("#\n# Collective test concluded: all_reduce_perf\n");
@@ -821,6 +825,7 @@ pub(crate) mod tests {
             site_of_rank: vec![0, 0, 0, 0, 1, 1, 1, 1],
             pid: Some(42),
             host: "localhost".into(),
+            remedy: crate::host_share::Remedy::VirtualClock,
             bound_formula: "test",
             site_names: vec!["earth".into(), "moon".into()],
             results: vec![

@@ -3,7 +3,8 @@
 //! then `spacefabric-bench allreduce --controller URL --join-token T --min-nodes 4` submits a
 //! small sweep (1 KiB..64 KiB, ring and hierarchical, one iteration) and prints the
 //! nccl-tests table from the ranks' results. Asserts the exit code, one row per size and
-//! algorithm, and that no element was wrong.
+//! algorithm, that no element was wrong, and that every row was judged on the nodes' own
+//! hosts (each node measures what its host did to it around every point).
 //!
 //! Nothing sleeps to synchronise: the job waits for four live nodes (`--min-nodes`), and the
 //! bench's exit is awaited with a bounded timeout.
@@ -85,4 +86,19 @@ fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
         assert_eq!(settings["udp_payload_bytes"], 1452, "{json}");
         assert_eq!(settings["per_link"].as_array().unwrap().len(), 3, "{json}");
     }
+    // Every row carries the worst node's host share over the point: the nodes' delay lines
+    // released the point's datagrams. Whether a row is host-bound depends on this machine's
+    // load, so only that it was judged is asserted.
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 8, "{json}");
+    for r in results {
+        let share = &r["host"]["share"];
+        assert!(share["wall_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(share["delay_line_datagrams"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["host"]["host_bound"].is_boolean(), "{r}");
+    }
+    assert!(
+        stdout.contains("# Host-bound rows: ") && stdout.contains(" of 8 (clock real)"),
+        "no host-bound footer: {context}"
+    );
 }

@@ -88,6 +88,10 @@ pub struct SweepPoint {
     /// Wrong elements in this rank's checked in-place result (`None` when not checked).
     #[serde(default)]
     pub in_place_wrong: Option<usize>,
+    /// What this rank's host did to its process while it measured the point (set by the
+    /// node's job runner; `None` from [`run_sweep`] itself and from older nodes).
+    #[serde(default)]
+    pub host: Option<spacefabric_fabric::host_load::HostShare>,
 }
 
 /// Where the result of a run goes (nccl-tests' two runs per size).
@@ -213,6 +217,7 @@ async fn measure_point<E: Exchange, T: Element>(
         wrong: out_of_place.wrong,
         in_place_times_us: in_place.times_us,
         in_place_wrong: in_place.wrong,
+        host: None,
     })
 }
 

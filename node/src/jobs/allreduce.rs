@@ -3,18 +3,21 @@
 //!
 //! From the [`JobContext`] the runner builds this node's mesh of the job (see
 //! [`crate::jobs::job_mesh`]), wraps it in a [`Communicator`] with the profile's cost model and
-//! runs [`run_sweep`]. Every measured point is reported as progress;
-//! the result is a [`NodeSweepResult`] sent as the contract's `AllReduceResult`, from which a client combines all ranks
-//! (an iteration's time is the slowest rank's, #wrong is summed).
+//! runs [`run_sweep`]. Every measured point is reported as progress, and carries what the host
+//! did to this process while it was measured (CPU, run-queue wait, the delay line's lateness:
+//! `spacefabric_fabric::host_load`); the result is a [`NodeSweepResult`] sent as the
+//! contract's `AllReduceResult`, from which a client combines all ranks (an iteration's time
+//! is the slowest rank's, #wrong is summed, and a row is host-bound when any rank's host was).
 //!
 //! The mesh lives for one job attempt: it is closed when the sweep ends, fails or the job is
 //! cancelled (abort, re-plan, agent shutdown), so the next job can bind the same port.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
+use spacefabric_fabric::host_load::{HostSample, HostShare, delay_line_stats};
 use spacefabric_fabric::transport::config::LinkTuningReport;
 use spacefabric_proto::v1::{AllReduceJob, job_spec};
 
@@ -199,11 +202,31 @@ impl AllReduceRunner {
                     .await;
             }
         });
+        // What the host does to this process around each point, reported with the point so
+        // that whoever combines the ranks can say when the host, not the links, set a time.
+        let ports: BTreeSet<u16> = mesh.local_addr().map(|a| a.port()).into_iter().collect();
+        let sample = || {
+            HostSample::now(
+                delay_line_stats(mesh.emulated_socket().map(AsRef::as_ref)),
+                &ports,
+            )
+        };
+        let mut before = sample();
+        let mut host_by_point = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
         let swept = run_sweep(&comm, &spec, |point| {
+            let now = sample();
+            host_by_point.push(HostShare::between(&before, &now));
+            before = now;
             // The reporter only stops after the sender is dropped.
             let _ = tx.send(point.clone());
         })
         .await;
+        let swept = swept.map(|mut points| {
+            for (point, host) in points.iter_mut().zip(host_by_point) {
+                point.host = Some(host);
+            }
+            points
+        });
         drop(tx);
         // Deliver the last progress reports before the result.
         let _ = reporter.await;

@@ -5,12 +5,13 @@
 //! every narrowing conversion checked and named. Said once so producer and consumer cannot
 //! drift apart.
 
+use spacefabric_fabric::host_load::HostShare;
 use spacefabric_fabric::transport::MeshStats;
 use spacefabric_fabric::transport::config::LinkTuningReport;
 use spacefabric_proto::v1::{
-    AllReducePoint, AllReduceResult, AllReduceSweep, BytesAtStep, JobResult, LinkClassBytes,
-    LinkTuning, MeshCounters, NodeResult, StateSourceKind, TrainLossPoint, TrainResult,
-    TrainStateSource, TransportSettings, job_result,
+    AllReducePoint, AllReduceResult, AllReduceSweep, BytesAtStep, HostLoad, JobResult,
+    LinkClassBytes, LinkTuning, MeshCounters, NodeResult, StateSourceKind, TrainLossPoint,
+    TrainResult, TrainStateSource, TransportSettings, job_result,
 };
 
 use crate::collective::sweep::{SweepPoint, SweepSpec};
@@ -48,6 +49,16 @@ pub enum ResultMessageError {
         rank: u32,
         /// The absent field.
         field: &'static str,
+    },
+    /// A measurement that must be a finite, non-negative number is not.
+    #[error("rank {rank}: {field} = {value} is not a finite non-negative number")]
+    NotFinite {
+        /// The rank whose result it is.
+        rank: u32,
+        /// The field, as a path inside the message (e.g. `points[3].host.wall_s`).
+        field: String,
+        /// The value sent, as it reads.
+        value: String,
     },
 }
 
@@ -201,7 +212,46 @@ fn point_message(p: &SweepPoint) -> AllReducePoint {
         wrong: p.wrong.map(u64_of),
         in_place_times_us: p.in_place_times_us.clone(),
         in_place_wrong: p.in_place_wrong.map(u64_of),
+        host: p.host.as_ref().map(host_message),
     }
+}
+
+fn host_message(h: &HostShare) -> HostLoad {
+    HostLoad {
+        wall_s: h.wall_s,
+        cpu_util: h.cpu_util,
+        cores: u32_of(h.cores),
+        runq_wait_share: h.runq_wait_share,
+        delay_line_datagrams: h.delay_line_datagrams,
+        delay_line_mean_late_us: h.delay_line_mean_late_us,
+        rcvbuf_drops: h.rcvbuf_drops,
+    }
+}
+
+fn host_share(rank: u32, i: usize, h: &HostLoad) -> Result<HostShare, ResultMessageError> {
+    let finite = |name: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(ResultMessageError::NotFinite {
+                rank,
+                field: format!("points[{i}].host.{name}"),
+                value: v.to_string(),
+            })
+        }
+    };
+    Ok(HostShare {
+        wall_s: finite("wall_s", h.wall_s)?,
+        cpu_util: h.cpu_util.map(|v| finite("cpu_util", v)).transpose()?,
+        cores: usize_of(rank, format!("points[{i}].host.cores"), u64::from(h.cores))?,
+        runq_wait_share: h
+            .runq_wait_share
+            .map(|v| finite("runq_wait_share", v))
+            .transpose()?,
+        delay_line_datagrams: h.delay_line_datagrams,
+        delay_line_mean_late_us: finite("delay_line_mean_late_us", h.delay_line_mean_late_us)?,
+        rcvbuf_drops: h.rcvbuf_drops,
+    })
 }
 
 fn sweep_point(rank: u32, i: usize, p: &AllReducePoint) -> Result<SweepPoint, ResultMessageError> {
@@ -220,6 +270,11 @@ fn sweep_point(rank: u32, i: usize, p: &AllReducePoint) -> Result<SweepPoint, Re
         wrong: opt("wrong", p.wrong)?,
         in_place_times_us: p.in_place_times_us.clone(),
         in_place_wrong: opt("in_place_wrong", p.in_place_wrong)?,
+        host: p
+            .host
+            .as_ref()
+            .map(|h| host_share(rank, i, h))
+            .transpose()?,
     })
 }
 
@@ -504,6 +559,15 @@ mod tests {
                 wrong: Some(0),
                 in_place_times_us: vec![3.0],
                 in_place_wrong: None,
+                host: Some(HostShare {
+                    wall_s: 0.25,
+                    cpu_util: Some(0.5),
+                    cores: 2,
+                    runq_wait_share: None,
+                    delay_line_datagrams: 40,
+                    delay_line_mean_late_us: 12.5,
+                    rcvbuf_drops: Some(3),
+                }),
             }],
             transport_counters: Some(MeshStats {
                 connections: 1,
@@ -633,6 +697,14 @@ mod tests {
         m.sweep = None;
         let e = NodeSweepResult::from_message(&m).unwrap_err().to_string();
         assert_eq!(e, "rank 1: sweep is missing");
+
+        let mut m = sweep_result().to_message();
+        m.points[0].host.as_mut().unwrap().delay_line_mean_late_us = f64::NAN;
+        let e = NodeSweepResult::from_message(&m).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "rank 1: points[0].host.delay_line_mean_late_us = NaN is not a finite non-negative number"
+        );
 
         let mut t = train_result(StateSource::Fresh).to_message();
         t.state_source = Some(TrainStateSource::default());
