@@ -1,7 +1,9 @@
 //! The SVG of the comparison, drawn with plotters' SVG backend: held-out loss against wall
 //! time (left) and against payload bytes sent across sites (right), one colour per
-//! strategy, the target loss dashed. All axes logarithmic (sync's time and bytes are orders
-//! of magnitude above DiLoCo's): time in s/ms/µs, bytes on power-of-two ticks.
+//! strategy, the target loss dashed. The x axes are logarithmic (sync's time and bytes are
+//! orders of magnitude above DiLoCo's): time in s/ms/µs, bytes on power-of-two ticks. The
+//! loss axis is linear over the losses drawn (a few tenths apart at the end of a run, which a
+//! decade-wide log axis would flatten into one line).
 
 use std::ops::Range;
 
@@ -11,6 +13,9 @@ use crate::plot_axes::{
     bytes_label, colour, decade_range, decade_ticks, number_label, pow2_range, pow2_ticks,
     seconds_label,
 };
+
+/// Characters of a header line that fit the plot's width at its font size.
+const HEADER_CHARS: usize = 175;
 
 use super::StrategyResult;
 
@@ -38,7 +43,7 @@ fn panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let ys = decade_range(
+    let ys = loss_range(
         series
             .iter()
             .flat_map(|s| s.2.iter().map(|p| p.1))
@@ -51,13 +56,14 @@ where
         .y_label_area_size(60)
         .build_cartesian_2d(
             x.range.clone().log_scale().with_key_points(x.ticks.clone()),
-            ys.clone().log_scale().with_key_points(decade_ticks(&ys)),
+            ys,
         )
         .map_err(|e| anyhow::anyhow!("drawing the '{title}' panel: {e}"))?;
     chart
         .configure_mesh()
         .x_desc(x.desc)
         .y_desc("held-out loss")
+        .y_labels(8)
         .x_label_formatter(x.label)
         .y_label_formatter(&|v| number_label(*v))
         .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
@@ -163,8 +169,12 @@ pub(crate) fn svg(
         let (head, body) = root.split_vertically(62);
         for (i, h) in header.iter().take(2).enumerate() {
             let y = 6 + 18 * i32::try_from(i).unwrap_or(0);
-            head.draw_text(h, &("sans-serif", 13).into_font().color(&BLACK), (20, y))
-                .map_err(|e| anyhow::anyhow!("drawing the plot header: {e}"))?;
+            head.draw_text(
+                &clip(h, HEADER_CHARS),
+                &("sans-serif", 13).into_font().color(&BLACK),
+                (20, y),
+            )
+            .map_err(|e| anyhow::anyhow!("drawing the plot header: {e}"))?;
         }
         let (bound, judged) = super::host_bound_rows(results);
         if judged > 0 {
@@ -209,4 +219,52 @@ pub(crate) fn svg(
             .map_err(|e| anyhow::anyhow!("writing the plot: {e}"))?;
     }
     Ok(out)
+}
+
+/// The loss axis: the finite positive losses drawn, with 5 % of their span (at least 0.05)
+/// above and below, so curves that end a few tenths apart stay apart.
+fn loss_range(values: impl Iterator<Item = f64>) -> Range<f64> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        return 0.0..1.0;
+    }
+    let pad = ((hi - lo) * 0.05).max(0.05);
+    (lo - pad).max(0.0)..hi + pad
+}
+
+/// `text` cut to `max` characters, an ellipsis marking the cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loss_axis_spans_the_losses_not_a_decade() {
+        let r = loss_range([4.3, 2.34, 2.5, f64::NAN, 0.0].into_iter());
+        assert!(r.start > 2.2 && r.start < 2.34, "{r:?}");
+        assert!(r.end > 4.3 && r.end < 4.5, "{r:?}");
+        assert_eq!(loss_range(std::iter::empty()), 0.0..1.0);
+        let one = loss_range([2.0].into_iter());
+        assert!(one.start < 2.0 && one.end > 2.0);
+    }
+
+    #[test]
+    fn long_header_lines_are_clipped_with_a_mark() {
+        assert_eq!(clip("short", 10), "short");
+        let c = clip(&"x".repeat(300), HEADER_CHARS);
+        assert_eq!(c.chars().count(), HEADER_CHARS);
+        assert!(c.ends_with('…'));
+    }
 }
