@@ -187,7 +187,8 @@ pub(crate) struct ResultFile {
     /// What the emulated links carried over this whole point (local QUIC fabric only).
     pub(crate) wire_per_link_class: Vec<WireFile>,
     /// The host's share of this point and whether the host, not the link model, bounded it
-    /// (`null` where not judged: controller jobs).
+    /// (a controller job: the worst rank's, measured by the nodes; `null` where not judged:
+    /// nodes that do not report it).
     pub(crate) host: Option<HostFile>,
 }
 
