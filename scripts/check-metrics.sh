@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reads the controller's, a node's and the forwarder's /metrics with the Prometheus project's
-# Python parser (prometheus_client) and requires HELP and TYPE on every family it finds: a
-# standard reader next to our own check (promtool itself needs a Go build, which this
-# project's machines do not have). Needs the debug binaries (`cargo build`), python3 and, once,
+# Python parser (prometheus_client), requires HELP and TYPE on every family it finds, and lints
+# every family by the rules of `promtool check metrics` (promlint's, written out in
+# check_metrics.py: promtool itself needs a Go build, which this project's machines do not have). Needs the debug binaries (`cargo build`), python3 and, once,
 # PyPI (prometheus-client is installed into target/metrics-check-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."

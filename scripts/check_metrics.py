@@ -4,11 +4,17 @@ Python parser (prometheus_client), as a second opinion next to the Rust HELP/TYP
 Starts the built spacefabric-controller (lan profile), one spacefabric-node and a forwarder
 (earth-moon profile) on 127.0.0.1, waits (bounded) until each serves /metrics, then checks
 that the parser reads every endpoint and that every family it finds has HELP and TYPE lines.
-Exits non-zero, naming the endpoint and the family, on any failure. Run by
-scripts/check-metrics.sh.
+Then lints every family by the rules `promtool check metrics` applies (the Prometheus project's
+promlint, client_golang prometheus/testutil/promlint: help text, base units, counter and
+gauge suffixes, histogram/summary reserved names and labels, type in the name, reserved
+characters, camelCase, abbreviated units, duplicate series), written out here because
+promtool itself needs a Go toolchain these machines do not have. `--self-test` runs the
+linter on a sample that breaks every rule and checks each is reported. Exits non-zero, naming
+the endpoint, the family and the rule, on any failure. Run by scripts/check-metrics.sh.
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -61,6 +67,155 @@ def check(name, text):
     return problems
 
 
+# promlint's rules, as `promtool check metrics` reports them.
+BASE_UNITS = {
+    "amperes": "amperes", "bytes": "bytes", "celsius": "celsius", "grams": "grams",
+    "joules": "joules", "kelvin": "kelvin", "meters": "meters", "metres": "metres",
+    "seconds": "seconds", "volts": "volts",
+    "minutes": "seconds", "hours": "seconds", "days": "seconds", "weeks": "seconds",
+    "kelvins": "kelvin", "fahrenheit": "celsius", "rankine": "celsius",
+    "inches": "meters", "yards": "meters", "miles": "meters", "bits": "bytes",
+    "calories": "joules", "pounds": "grams", "ounces": "grams",
+}
+UNIT_PREFIXES = ["pico", "nano", "micro", "milli", "centi", "deci", "deca", "hecto", "kilo",
+                 "kibi", "mega", "mibi", "giga", "gibi", "tera", "tebi", "peta", "pebi"]
+UNIT_ABBREVIATIONS = ["s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m",
+                      "h", "d"]
+TYPE_NAMES = ["counter", "gauge", "summary", "histogram", "gauge_histogram"]
+CAMEL = re.compile(r"[a-z][A-Z]")
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"')
+
+
+def metric_unit(name):
+    for part in name.split("_"):
+        if part in BASE_UNITS:
+            return part, BASE_UNITS[part]
+        for prefix in UNIT_PREFIXES:
+            if part.startswith(prefix) and part[len(prefix):] in BASE_UNITS:
+                return part, BASE_UNITS[part[len(prefix):]]
+    return None
+
+
+def families_of(text):
+    """Family name -> (type, help text or None, [label names of each sample], [series]) from
+    the exposition text, grouped the way promtool groups it (by TYPE/HELP name; a sample
+    belongs to the family whose name it extends with _bucket/_sum/_count/_total/... )."""
+    fams = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            parts = line.split(" ", 3)
+            fams.setdefault(parts[2], ["untyped", None, [], []])[1] = parts[3] if len(parts) > 3 else ""
+        elif line.startswith("# TYPE "):
+            parts = line.split()
+            fams.setdefault(parts[2], ["untyped", None, [], []])[0] = parts[3]
+        elif line and not line.startswith("#"):
+            m = SAMPLE.match(line)
+            if not m:
+                continue
+            sample, labels = m.group(1), m.group(2) or ""
+            owner = sample
+            for suffix in ("_bucket", "_sum", "_count", "_created", "_total", ""):
+                base = sample[: len(sample) - len(suffix)] if suffix else sample
+                if sample.endswith(suffix) and base in fams:
+                    owner = base
+                    break
+            fam = fams.setdefault(owner, ["untyped", None, [], []])
+            fam[2].append(LABEL.findall(labels))
+            fam[3].append(sample + labels)
+    return fams
+
+
+def promlint(text):
+    problems = []
+    for name, (typ, help_text, label_sets, series) in sorted(families_of(text).items()):
+        def problem(why):
+            problems.append(f"{name}: {why}")
+        labels = {l for ls in label_sets for l in ls}
+        if not help_text:
+            problem("no help text")
+        unit = metric_unit(name)
+        if unit and unit[0] != unit[1]:
+            problem(f'use base unit "{unit[1]}" instead of "{unit[0]}"')
+        total = name.endswith("_total")
+        if typ == "counter" and not total:
+            problem('counter metrics should have "_total" suffix')
+        elif typ not in ("counter", "untyped") and total:
+            problem('non-counter metrics should not have "_total" suffix')
+        if typ not in ("gauge", "untyped") and name.endswith("_timestamp_seconds"):
+            problem('non-gauge metrics should not have "_timestamp_seconds" suffix')
+        if typ != "untyped":
+            if typ != "histogram" and name.endswith("_bucket"):
+                problem('non-histogram metrics should not have "_bucket" suffix')
+            for suffix in ("_count", "_sum"):
+                if typ not in ("histogram", "summary") and name.endswith(suffix):
+                    problem(f'non-histogram and non-summary metrics should not have "{suffix}" suffix')
+            if typ != "histogram" and "le" in labels:
+                problem('non-histogram metrics should not have "le" label')
+            if typ != "summary" and "quantile" in labels:
+                problem('non-summary metrics should not have "quantile" label')
+        lower = name.lower()
+        for t in TYPE_NAMES:
+            if f"_{t}_" in lower or lower.endswith(f"_{t}"):
+                problem(f"metric name should not include type '{t}'")
+        if ":" in name:
+            problem("metric names should not contain ':'")
+        if CAMEL.search(name):
+            problem("metric names should be written in 'snake_case' not 'camelCase'")
+        if any(CAMEL.search(l) for l in labels):
+            problem("label names should be written in 'snake_case' not 'camelCase'")
+        if any(f"_{a}_" in lower or lower.endswith(f"_{a}") for a in UNIT_ABBREVIATIONS):
+            problem("metric names should not contain abbreviated units")
+        seen = set()
+        for s in series:
+            if s in seen:
+                problem(f"duplicate metric {s}")
+            seen.add(s)
+    return problems
+
+
+BAD_SAMPLE = """# TYPE bad_requests counter
+bad_requests 1
+# HELP delay_milliseconds d
+# TYPE delay_milliseconds gauge
+delay_milliseconds 1
+# HELP queue_total q
+# TYPE queue_total gauge
+queue_total 1
+# HELP latency_gauge l
+# TYPE latency_gauge gauge
+latency_gauge{le="1"} 1
+# HELP rec:rate r
+# TYPE rec:rate gauge
+rec:rate 1
+# HELP sentBytes s
+# TYPE sentBytes gauge
+sentBytes{peerRank="1"} 1
+sentBytes{peerRank="1"} 2
+# HELP wait_ms w
+# TYPE wait_ms gauge
+wait_ms 1
+"""
+
+
+def self_test():
+    found = "\n".join(promlint(BAD_SAMPLE))
+    wanted = ["no help text", 'should have "_total" suffix', 'use base unit "seconds"',
+              'should not have "_total" suffix', "should not include type 'gauge'",
+              'should not have "le" label', "should not contain ':'",
+              "metric names should be written in 'snake_case'",
+              "label names should be written in 'snake_case'", "abbreviated units",
+              "duplicate metric"]
+    missing = [w for w in wanted if w not in found]
+    good = "# HELP ok_bytes_total b\n# TYPE ok_bytes_total counter\nok_bytes_total{peer=\"1\"} 3\n"
+    clean = promlint(good)
+    if missing or clean:
+        print(f"promlint self-test FAILED: missing {missing}, false alarms {clean}", file=sys.stderr)
+        return 1
+    print(f"promlint self-test: {len(wanted)} rules caught on the bad sample, none on the good one")
+    return 0
+
+
 def main():
     ports = {k: free_port() for k in ("grpc", "controller", "node", "node_fabric", "forwarder", "fwd")}
     profiles = os.path.join(ROOT, "netem-profiles", "profiles")
@@ -90,7 +245,12 @@ def main():
             ], stdout=log, stderr=log, env=env))
             problems = []
             for name in ("controller", "node", "forwarder"):
-                problems += check(name, scrape(ports[name]))
+                text = scrape(ports[name])
+                problems += check(name, text)
+                lint = promlint(text)
+                problems += [f"{name}: promlint: {p}" for p in lint]
+                if not lint:
+                    print(f"{name}: promlint (promtool check metrics' rules) clean")
         finally:
             for p in procs:
                 p.kill()
@@ -105,4 +265,6 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if "--self-test" in sys.argv[1:]:
+        sys.exit(self_test())
+    sys.exit(self_test() or main())
