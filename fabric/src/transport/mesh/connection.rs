@@ -99,7 +99,9 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, rank: usize) {
                     _ = inner.shutdown.cancelled() => return,
                 };
                 if peer_left(&reason) {
-                    mark_failed(&inner, slot, format!("peer closed the fabric: {reason}"));
+                    // The end of a job or a run, not a fault: no warning.
+                    debug!(peer = rank, "the peer closed its mesh; not dialling again");
+                    mark_gone(&inner, slot, format!("peer closed the fabric: {reason}"));
                     return;
                 }
                 continue;
@@ -257,9 +259,15 @@ async fn connection_watcher(
     }
 }
 
-/// Marks a peer as gone: its pending sends and receives fail.
+/// Marks a peer as unreachable (a fault, logged as a warning): its pending sends and
+/// receives fail.
 fn mark_failed(inner: &Inner, slot: &PeerSlot, reason: String) {
     warn!(peer = slot.info.rank, %reason, "peer unreachable; giving up on it");
+    mark_gone(inner, slot, reason);
+}
+
+/// Marks a peer as gone, for `reason`: its pending sends and receives fail.
+fn mark_gone(inner: &Inner, slot: &PeerSlot, reason: String) {
     slot.link.send_modify(|l| {
         if l.failed.is_none() {
             l.failed = Some(reason);
