@@ -5,11 +5,15 @@
 //! the bench waits 60 s for an unreachable controller before it gives up.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::{Command, Output};
 
+use common::corrupted_sweep;
+
+/// The bench with nothing from the caller's environment deciding the run.
 fn bench() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spacefabric-bench"));
-    // Nothing from the caller's environment decides these runs.
+    let mut cmd = common::bench();
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     cmd
@@ -25,25 +29,7 @@ fn text(out: &Output) -> String {
 
 /// A one-size, one-iteration sweep on the in-memory fabric (no links, fast).
 fn tiny_sweep(cmd: &mut Command) -> &mut Command {
-    cmd.args([
-        "allreduce",
-        "--fabric",
-        "memory",
-        "--profile",
-        "lan",
-        "--nodes",
-        "3",
-        "--algo",
-        "ring",
-        "-b",
-        "4K",
-        "-e",
-        "4K",
-        "-n",
-        "1",
-        "-w",
-        "0",
-    ])
+    common::tiny_sweep(cmd, 3)
 }
 
 #[test]
@@ -99,33 +85,8 @@ fn exit_2_usage() {
 
 #[test]
 fn exit_3_wrong_results() {
-    // corrupt one element of a message of the checked iteration (see allreduce_cli.rs)
-    let out = bench()
-        .args([
-            "allreduce",
-            "--fabric",
-            "memory",
-            "--profile",
-            "lan",
-            "--nodes",
-            "4",
-            "--algo",
-            "ring",
-            "-b",
-            "4K",
-            "-e",
-            "4K",
-            "-n",
-            "1",
-            "-w",
-            "0",
-            "--corrupt",
-            "0:1:8",
-            "--lanes",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    // corrupt one element of a message of the checked iteration
+    let out = corrupted_sweep(&mut bench()).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 }
 

@@ -3,46 +3,31 @@
 //! message naming the flag.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+mod common;
 
-fn bench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_spacefabric-bench"))
-}
+use common::{bench, read_json, rows, run_json, succeed};
 
 #[test]
 fn every_strategy_gets_a_row_and_the_files_are_written() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("t.json");
     let svg = dir.path().join("t.svg");
-    let out = bench()
-        .args(["train", "--fabric", "memory", "--profile", "earth-moon"])
-        .args(["--model", "mlp"])
-        .args(["--nodes", "4", "--steps", "40", "--sync-steps", "20"])
-        .args([
-            "--inner-steps",
-            "10",
-            "--target-loss",
-            "5",
-            "--samples",
-            "4096",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--plot")
-        .arg(&svg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, v) = run_json(
+        bench()
+            .args(["train", "--fabric", "memory", "--profile", "earth-moon"])
+            .args(["--model", "mlp"])
+            .args(["--nodes", "4", "--steps", "40", "--sync-steps", "20"])
+            .args([
+                "--inner-steps",
+                "10",
+                "--target-loss",
+                "5",
+                "--samples",
+                "4096",
+            ])
+            .arg("--plot")
+            .arg(&svg),
     );
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = rows(&stdout);
     let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     assert_eq!(names, ["sync", "sharded", "diloco", "hier"], "{stdout}");
     // steps and syncs: per-step strategies sync every step, the outer ones every H.
@@ -50,7 +35,6 @@ fn every_strategy_gets_a_row_and_the_files_are_written() {
     assert_eq!(rows[2][1..3], ["40", "4"], "{stdout}");
     // The initial loss is far below 5, so the target is met at once by everyone.
     assert!(rows.iter().all(|r| r[4] != "not"), "{stdout}");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let strategies = v["strategies"].as_array().unwrap();
     assert_eq!(strategies.len(), 4);
     let sync_curve = strategies[0]["curve"].as_array().unwrap();
@@ -167,36 +151,22 @@ fn the_controllers_admission_refuses_before_the_run() {
 fn the_transformer_comparison_runs_every_strategy_and_compression_cuts_bytes() {
     // lm-tiny on 4 in-memory nodes (2 sites): every strategy of the default list, the same
     // token budget, a row each and the goals' lines.
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("lm.json");
-    let out = bench()
-        .args(["train", "--fabric", "memory", "--profile", "earth-moon"])
-        .args(["--model", "lm-tiny", "--nodes", "4", "--steps", "40"])
-        .args(["--inner-steps", "10", "--fragments", "2", "--overlap", "2"])
-        .args([
-            "--eval-samples",
-            "16",
-            "--eval-every",
-            "10",
-            "--target-loss",
-            "4.0",
-        ])
-        .args(["--samples", "200000", "--compress-density", "0.02"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, v) = run_json(
+        bench()
+            .args(["train", "--fabric", "memory", "--profile", "earth-moon"])
+            .args(["--model", "lm-tiny", "--nodes", "4", "--steps", "40"])
+            .args(["--inner-steps", "10", "--fragments", "2", "--overlap", "2"])
+            .args([
+                "--eval-samples",
+                "16",
+                "--eval-every",
+                "10",
+                "--target-loss",
+                "4.0",
+            ])
+            .args(["--samples", "200000", "--compress-density", "0.02"]),
     );
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = rows(&stdout);
     let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     assert_eq!(
         names,
@@ -207,7 +177,6 @@ fn the_transformer_comparison_runs_every_strategy_and_compression_cuts_bytes() {
     assert!(rows.iter().all(|r| r[1] == "40"), "{stdout}");
     assert!(stdout.contains("transformer LM lm-tiny"), "{stdout}");
     assert!(stdout.contains("# goal: diloco+c sends"), "{stdout}");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let s = v["strategies"].as_array().unwrap();
     let cross = |i: usize| s[i]["bytes"]["earth-moon"].as_u64().unwrap();
     // 2 % density at 2 bits: far fewer bytes than plain DiLoCo's f32 deltas.
@@ -228,8 +197,8 @@ fn streaming_delayed_and_compressed_exchanges_over_quic_match_the_memory_fabric(
     // curves agree, and compression cuts the bytes the QUIC fabric's meters counted.
     let run = |fabric: &str, dir: &std::path::Path| -> serde_json::Value {
         let json = dir.join(format!("{fabric}.json"));
-        let out = bench()
-            .args(["train", "--fabric", fabric, "--clock", "virtual"])
+        let mut cmd = bench();
+        cmd.args(["train", "--fabric", fabric, "--clock", "virtual"])
             .args([
                 "--profile",
                 "earth-moon",
@@ -244,16 +213,9 @@ fn streaming_delayed_and_compressed_exchanges_over_quic_match_the_memory_fabric(
             .args(["--samples", "100000", "--compress-density", "0.02"])
             .args(["--step-time", "0.01", "--target-loss", "4.0"])
             .arg("--json")
-            .arg(&json)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{fabric}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+            .arg(&json);
+        succeed(&mut cmd, fabric);
+        read_json(&json)
     };
     let dir = tempfile::tempdir().unwrap();
     let quic = run("quic", dir.path());

@@ -142,9 +142,9 @@ pub struct ServeArgs {
     pub time_dilation: spacefabric_proto::time_dilation::TimeDilation,
 }
 
-/// `spacefabric-controller status`.
+/// How `status` and `ping` reach the controller: its URL, the join token and the CA.
 #[derive(Debug, Clone, clap::Args)]
-pub struct StatusArgs {
+pub struct ControllerFlags {
     /// Controller URL (http:// or https://).
     #[arg(
         long,
@@ -162,6 +162,21 @@ pub struct StatusArgs {
         env = "SPACEFABRIC_CONTROLLER_CA"
     )]
     pub ca_cert: Option<PathBuf>,
+}
+
+impl ControllerFlags {
+    /// A channel to the controller (see [`connect`]).
+    pub async fn connect(&self) -> Result<Channel, CommandError> {
+        connect(&self.controller, self.ca_cert.as_deref()).await
+    }
+}
+
+/// `spacefabric-controller status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    /// The controller and how to reach it.
+    #[command(flatten)]
+    pub to: ControllerFlags,
     /// Print JSON instead of tables.
     #[arg(long, env = "SPACEFABRIC_JSON")]
     pub json: bool,
@@ -353,18 +368,17 @@ pub async fn connect(url: &str, ca_cert: Option<&Path>) -> Result<Channel, Comma
 
 /// Prints nodes, sites and jobs of a controller.
 pub async fn status(args: StatusArgs) -> Result<(), CommandError> {
-    let channel = connect(&args.controller, args.ca_cert.as_deref()).await?;
-    let mut client = ControllerClient::new(channel);
+    let mut client = ControllerClient::new(args.to.connect().await?);
     let nodes = client
         .list_nodes(ListNodesRequest {
-            join_token: args.join_token.clone(),
+            join_token: args.to.join_token.clone(),
         })
         .await?
         .into_inner();
     // The newest jobs without their results: one bounded message however long the history.
     let mut jobs = client
         .list_jobs(ListJobsRequest {
-            join_token: args.join_token.clone(),
+            join_token: args.to.join_token.clone(),
             page_size: args.jobs,
             page_token: String::new(),
             omit_results: true,
@@ -381,7 +395,7 @@ pub async fn status(args: StatusArgs) -> Result<(), CommandError> {
     } else {
         print!(
             "{}",
-            crate::status::render(&args.controller, &nodes, &jobs.jobs)
+            crate::status::render(&args.to.controller, &nodes, &jobs.jobs)
         );
     }
     Ok(())
@@ -396,23 +410,9 @@ impl From<ControllerError> for CommandError {
 /// `spacefabric-controller ping`: a control-plane round-trip job on every node.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PingArgs {
-    /// Controller URL (http:// or https://).
-    #[arg(
-        long,
-        env = "SPACEFABRIC_CONTROLLER",
-        default_value = "http://127.0.0.1:7400"
-    )]
-    pub controller: String,
-    /// The cluster's join token.
-    #[arg(long, env = "SPACEFABRIC_JOIN_TOKEN", hide_env_values = true)]
-    pub join_token: String,
-    /// CA certificate (PEM) to trust for an https:// controller.
-    #[arg(
-        long = "controller-ca",
-        alias = "ca-cert",
-        env = "SPACEFABRIC_CONTROLLER_CA"
-    )]
-    pub ca_cert: Option<PathBuf>,
+    /// The controller and how to reach it.
+    #[command(flatten)]
+    pub to: ControllerFlags,
     /// Round trips per node.
     #[arg(long, env = "SPACEFABRIC_ITERATIONS", default_value_t = 5)]
     pub iterations: u32,
@@ -424,8 +424,7 @@ const PING_REATTACH: Duration = Duration::from_secs(60);
 /// Submits a ping job, follows it to the end, prints each rank's round trips.
 pub async fn ping(args: PingArgs) -> Result<(), CommandError> {
     use spacefabric_proto::v1::{JobSpec, JobState, PingJob, job_spec};
-    let mut client =
-        ControllerClient::new(connect(&args.controller, args.ca_cert.as_deref()).await?);
+    let mut client = ControllerClient::new(args.to.connect().await?);
     let spec = JobSpec {
         deadline_ms: 0,
         name: "ping".into(),
@@ -433,11 +432,10 @@ pub async fn ping(args: PingArgs) -> Result<(), CommandError> {
             iterations: args.iterations,
         })),
     };
-    let job = spacefabric_client::submit(&mut client, &args.join_token, spec, 0).await?;
+    let token = &args.to.join_token;
+    let job = spacefabric_client::submit(&mut client, token, spec, 0).await?;
     eprintln!("submitted {} (ping x{})", job.job_id, args.iterations);
-    let last =
-        spacefabric_client::follow(&mut client, &args.join_token, job, PING_REATTACH, |_| {})
-            .await?;
+    let last = spacefabric_client::follow(&mut client, token, job, PING_REATTACH, |_| {}).await?;
     let peers = last
         .plan
         .as_ref()

@@ -145,6 +145,30 @@ async fn wait_status(node: &mut Node, what: &str, f: impl Fn(&AgentStatus) -> bo
     }
 }
 
+/// A controller without a state dir on a free port, and its URL.
+async fn start_plain() -> (ServerHandle, String) {
+    let server = start(config(None), None).await;
+    let url = format!("http://{}", server.addr);
+    (server, url)
+}
+
+/// Four nodes ([`spawn_four`]) once each has the plan of 4.
+async fn four_with_a_plan(url: &str) -> Vec<Node> {
+    let mut nodes = spawn_four(url);
+    for node in &mut nodes {
+        wait_status(node, "a plan of 4", |s| s.world_size == 4).await;
+    }
+    nodes
+}
+
+/// Every node leaves, then the controller shuts down.
+async fn leave_and_shut_down(nodes: Vec<Node>, server: ServerHandle) {
+    for node in nodes {
+        node.leave().await;
+    }
+    server.shutdown().await.unwrap();
+}
+
 async fn client(url: &str) -> ControllerClient<Channel> {
     ControllerClient::new(
         Endpoint::from_shared(url.to_string())
@@ -173,6 +197,18 @@ fn ping_spec(iterations: u32) -> JobSpec {
 }
 
 /// Follows a job until `f` holds (the stream yields the whole job after every change).
+/// Submits a ping job of 40 round trips on `min_nodes` nodes.
+async fn submit_ping(c: &mut ControllerClient<Channel>, min_nodes: u32) -> Job {
+    c.submit_job(SubmitJobRequest {
+        join_token: TOKEN.into(),
+        spec: Some(ping_spec(40)),
+        min_nodes,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
 async fn watch_job_until(
     c: &mut ControllerClient<Channel>,
     job_id: &str,
@@ -205,8 +241,7 @@ async fn watch_job_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_nodes_register_and_get_a_plan_grouped_by_site() {
-    let server = start(config(None), None).await;
-    let url = format!("http://{}", server.addr);
+    let (server, url) = start_plain().await;
     let mut nodes = spawn_four(&url);
     let mut ranks = Vec::new();
     for node in &mut nodes {
@@ -280,20 +315,13 @@ async fn four_nodes_register_and_get_a_plan_grouped_by_site() {
             .count(),
         1
     );
-    for node in nodes {
-        node.leave().await;
-    }
-    server.shutdown().await.unwrap();
+    leave_and_shut_down(nodes, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_heartbeats_stop_is_declared_dead_and_the_plan_is_announced() {
-    let server = start(config(None), None).await;
-    let url = format!("http://{}", server.addr);
-    let mut nodes = spawn_four(&url);
-    for node in &mut nodes {
-        wait_status(node, "a plan of 4", |s| s.world_size == 4).await;
-    }
+    let (server, url) = start_plain().await;
+    let mut nodes = four_with_a_plan(&url).await;
     let before = nodes[0].status.borrow().plan_version;
     let victim = nodes.pop().unwrap();
     let victim_id = victim.status.borrow().node_id.clone().unwrap();
@@ -315,10 +343,7 @@ async fn a_node_whose_heartbeats_stop_is_declared_dead_and_the_plan_is_announced
         .unwrap();
     assert_eq!(dead.state, NodeState::Dead as i32);
     assert_eq!(dead.rank, None);
-    for node in nodes {
-        node.leave().await;
-    }
-    server.shutdown().await.unwrap();
+    leave_and_shut_down(nodes, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,24 +352,13 @@ async fn a_restarted_controller_resumes_from_its_state_dir_and_the_job_finishes(
     let server = start(config(Some(dir.path())), None).await;
     let addr = server.addr;
     let url = format!("http://{addr}");
-    let mut nodes = spawn_four(&url);
-    for node in &mut nodes {
-        wait_status(node, "a plan of 4", |s| s.world_size == 4).await;
-    }
+    let mut nodes = four_with_a_plan(&url).await;
     let ids: Vec<String> = nodes
         .iter()
         .map(|n| n.status.borrow().node_id.clone().unwrap())
         .collect();
     let mut c = client(&url).await;
-    let job = c
-        .submit_job(SubmitJobRequest {
-            join_token: TOKEN.into(),
-            spec: Some(ping_spec(40)),
-            min_nodes: 4,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let job = submit_ping(&mut c, 4).await;
     // Wait until the job made progress, then take the controller down mid-job.
     watch_job_until(&mut c, &job.job_id, |j| {
         j.progress.iter().any(|p| p.committed_step >= 2)
@@ -386,10 +400,7 @@ async fn a_restarted_controller_resumes_from_its_state_dir_and_the_job_finishes(
         .unwrap();
     let moon = done.results.iter().find(|r| r.rank == moon_rank).unwrap();
     assert!(moon.metrics["rtt_p50_ms"] >= 40.0, "{:?}", moon.metrics);
-    for node in nodes {
-        node.leave().await;
-    }
-    server.shutdown().await.unwrap();
+    leave_and_shut_down(nodes, server).await;
 }
 
 /// Copies every file directly in `from` into `to` (created if needed).
@@ -423,15 +434,7 @@ async fn a_controller_restarted_before_it_saved_the_results_gets_them_again_not_
         wait_status(node, "a plan of 2", |s| s.world_size == 2).await;
     }
     let mut c = client(&url).await;
-    let job = c
-        .submit_job(SubmitJobRequest {
-            join_token: TOKEN.into(),
-            spec: Some(ping_spec(40)),
-            min_nodes: 2,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let job = submit_ping(&mut c, 2).await;
     // The state as of a running attempt, saved aside...
     let running = watch_job_until(&mut c, &job.job_id, |j| {
         j.state == JobState::Running as i32 && j.progress.iter().any(|p| p.committed_step >= 2)
@@ -483,16 +486,12 @@ async fn a_controller_restarted_before_it_saved_the_results_gets_them_again_not_
             "no node ran the attempt twice"
         );
     }
-    for node in nodes {
-        node.leave().await;
-    }
-    server.shutdown().await.unwrap();
+    leave_and_shut_down(nodes, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_missing_token_is_unauthenticated() {
-    let server = start(config(None), None).await;
-    let url = format!("http://{}", server.addr);
+    let (server, url) = start_plain().await;
     let mut c = client(&url).await;
     for token in ["wrong", "", "test-token-but-longer"] {
         let err = c
@@ -538,8 +537,7 @@ async fn wrong_or_missing_token_is_unauthenticated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_errors_naming_the_field_and_the_server_survives() {
-    let server = start(config(None), None).await;
-    let url = format!("http://{}", server.addr);
+    let (server, url) = start_plain().await;
     let mut c = client(&url).await;
     let bad = JobSpec {
         deadline_ms: 0,

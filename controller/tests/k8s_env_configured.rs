@@ -26,7 +26,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use serde_norway::Value;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{ListNodesRequest, ListNodesResponse, NodeState};
+use spacefabric_testkit::procs::{free_tcp, free_udp};
 use support::kustomize::render;
 use support::{at, containers, find, seq_at, str_at, workspace_bin, workspace_root};
 use tonic::transport::{Channel, Endpoint};
@@ -131,22 +132,6 @@ impl Drop for Proc {
             let _ = child.wait();
         }
     }
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Where one pod's world differs from this host's: ports, the Service name, mounted paths.
@@ -334,11 +319,11 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
     std::fs::create_dir(&state_dir).unwrap();
 
     // --- the controller pod
-    let grpc = free_tcp_port();
+    let grpc = free_tcp();
     let ctl_world = PodWorld {
         pod_name: "spacefabric-controller-0",
         pod_labels: at(deployment, &["spec", "template", "metadata", "labels"]),
-        ports: BTreeMap::from([(7400, grpc), (9400, free_tcp_port())]),
+        ports: BTreeMap::from([(7400, grpc), (9400, free_tcp())]),
         controller_service: "spacefabric-controller",
         mounts: BTreeMap::from([
             (
@@ -392,11 +377,11 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
         statefulset = Some(sts);
         let node_container = &containers(sts)[0];
         let pod_name = format!("spacefabric-node-{site}-{ordinal}");
-        let quic = free_udp_port();
+        let quic = free_udp();
         let world = PodWorld {
             pod_name: &pod_name,
             pod_labels: at(sts, &["spec", "template", "metadata", "labels"]),
-            ports: BTreeMap::from([(7400, grpc), (7500, quic), (9500, free_tcp_port())]),
+            ports: BTreeMap::from([(7400, grpc), (7500, quic), (9500, free_tcp())]),
             controller_service: "spacefabric-controller",
             mounts: BTreeMap::new(),
             secrets: &docs,

@@ -756,6 +756,13 @@ fn scaling_any_node_statefulset_adds_pods_on_a_site_of_the_profile() {
     }
 }
 
+/// The labels of a workload's pod template, to change.
+fn pod_template_labels(workload: &mut Value) -> &mut Value {
+    ["spec", "template", "metadata", "labels"]
+        .iter()
+        .fold(workload, |v, key| v.get_mut(*key).unwrap())
+}
+
 #[test]
 fn the_scale_check_rejects_ordinal_sites_unknown_sites_and_missing_budgets() {
     let docs = earth_moon();
@@ -768,27 +775,11 @@ fn the_scale_check_rejects_ordinal_sites_unknown_sites_and_missing_budgets() {
     type Mutation = fn(&mut Vec<Value>, usize);
     let cases: [(&str, Mutation); 4] = [
         ("not a site of profile", |docs, i| {
-            let labels = docs[i]
-                .get_mut("spec")
-                .unwrap()
-                .get_mut("template")
-                .unwrap()
-                .get_mut("metadata")
-                .unwrap()
-                .get_mut("labels")
-                .unwrap();
+            let labels = pod_template_labels(&mut docs[i]);
             labels[SITE_LABEL] = Value::String("mars".into());
         }),
         ("gets no SPACEFABRIC_SITE", |docs, i| {
-            let labels = docs[i]
-                .get_mut("spec")
-                .unwrap()
-                .get_mut("template")
-                .unwrap()
-                .get_mut("metadata")
-                .unwrap()
-                .get_mut("labels")
-                .unwrap();
+            let labels = pod_template_labels(&mut docs[i]);
             labels.as_mapping_mut().unwrap().remove(SITE_LABEL);
         }),
         ("no PodDisruptionBudget", |docs, _| {

@@ -7,73 +7,23 @@
 //! and the next job ran against it. On tokio's paused clock, no sleeps.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{Ipv4Addr, UdpSocket};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use netem_profiles::Profile;
-use spacefabric_fabric::emu::EmuClock;
-use spacefabric_fabric::transport::tls::DevCa;
-use spacefabric_fabric::transport::{Mesh, MeshConfig, PeerInfo, TransportError};
-use tokio::time::Instant;
+use spacefabric_fabric::transport::{Mesh, TransportError};
+use spacefabric_testkit::fabric::FabricCluster;
+use spacefabric_testkit::profiles::{self, Rate};
 
-/// Two sites 50 ms apart at 80 Mbit/s: a 4 MiB transfer is in flight for ~0.45 s.
-const TWO_SITES: &str = r#"
-name = "test-close"
-[sites.a]
-[sites.b]
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0.05
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0.05
-[[links]]
-from = "a"
-to = "b"
-delay_ms = 50
-rate_mbps = 80
-"#;
-
-/// Two meshes (ranks 0 and 1) on one profile; `sessions[r]` is rank r's session.
+/// Two meshes (ranks 0 and 1) on two sites 50 ms apart at 80 Mbit/s (a 4 MiB transfer is in
+/// flight for ~0.45 s); `sessions[r]` is rank r's session.
 async fn pair(sessions: [&str; 2]) -> Vec<Result<Mesh, TransportError>> {
-    let profile = Arc::new(Profile::parse(TWO_SITES, "test profile").unwrap());
-    let clock = EmuClock::new(Instant::now());
-    let ca = DevCa::generate().unwrap();
-    let sockets: Vec<Arc<UdpSocket>> = (0..2)
-        .map(|_| Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()))
-        .collect();
-    let peers: Vec<PeerInfo> = (0..2)
-        .map(|rank| PeerInfo {
-            rank,
-            name: format!("node-{rank}"),
-            addr: sockets[rank].local_addr().unwrap(),
-            site: ["a", "b"][rank].to_string(),
-        })
-        .collect();
-    let handles: Vec<_> = (0..2)
-        .map(|rank| {
-            let mut config = MeshConfig::new(
-                rank,
-                peers.clone(),
-                profile.clone(),
-                ca.issue(&peers[rank].name).unwrap(),
-                clock,
-            );
-            config.bound = Some(sockets[rank].clone());
-            config.session = sessions[rank].to_string();
+    let profile = profiles::two_sites("test-close", "a", "b", 50.0, Some(Rate::Mbps(80.0)));
+    FabricCluster::new(profile.profile(), &["a", "b"])
+        .try_connect_with(|config| {
+            config.session = sessions[config.rank].to_string();
             config.connect_timeout = Some(Duration::from_secs(20));
-            tokio::spawn(Mesh::connect(config))
         })
-        .collect();
-    let mut meshes = Vec::new();
-    for h in handles {
-        meshes.push(h.await.unwrap());
-    }
-    meshes
+        .await
 }
 
 #[tokio::test(start_paused = true)]

@@ -12,7 +12,7 @@ use futures::FutureExt;
 use prost::Message;
 use spacefabric_fabric::transport::frame::{FabricHello, ReceiverState, TransferHeader};
 use spacefabric_fabric::transport::tls::DevCa;
-use spacefabric_fabric::transport::{Mesh, TransportError};
+use spacefabric_fabric::transport::{Mesh, MeshConfig, TransportError};
 use spacefabric_testkit::fabric::FabricCluster;
 use spacefabric_testkit::profiles::{self, ProfileSpec, Rate};
 use tokio::time::Instant;
@@ -81,6 +81,17 @@ async fn every_pair_exchanges_in_order() {
     ));
 }
 
+/// Connects two ranks at once; each gives up with a connect timeout (the other refused it).
+async fn neither_connects(cfg0: MeshConfig, cfg1: MeshConfig) {
+    let (r0, r1) = tokio::join!(Mesh::connect(cfg0), Mesh::connect(cfg1));
+    for r in [r0, r1] {
+        assert!(
+            matches!(r, Err(TransportError::ConnectTimeout { .. })),
+            "{r:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_stranger_is_refused() {
     let c = cluster(lan(), &["lan"; 2]);
@@ -90,15 +101,7 @@ async fn a_stranger_is_refused() {
     cfg0.connect_timeout = Some(Duration::from_secs(3));
     let mut cfg1 = c.config(1);
     cfg1.connect_timeout = Some(Duration::from_secs(3));
-    let (r0, r1) = tokio::join!(Mesh::connect(cfg0), Mesh::connect(cfg1));
-    assert!(
-        matches!(r0, Err(TransportError::ConnectTimeout { .. })),
-        "{r0:?}"
-    );
-    assert!(
-        matches!(r1, Err(TransportError::ConnectTimeout { .. })),
-        "{r1:?}"
-    );
+    neither_connects(cfg0, cfg1).await;
 }
 
 #[tokio::test]
@@ -112,15 +115,7 @@ async fn a_member_cannot_pose_as_another_rank() {
     cfg1.identity = c.ca.issue("node-7").unwrap();
     cfg1.peers[1].name = "node-7".to_string();
     cfg1.connect_timeout = Some(Duration::from_secs(3));
-    let (r0, r1) = tokio::join!(Mesh::connect(cfg0), Mesh::connect(cfg1));
-    assert!(
-        matches!(r0, Err(TransportError::ConnectTimeout { .. })),
-        "{r0:?}"
-    );
-    assert!(
-        matches!(r1, Err(TransportError::ConnectTimeout { .. })),
-        "{r1:?}"
-    );
+    neither_connects(cfg0, cfg1).await;
     // Our own entry must match our certificate: a config error, reported at once.
     let mut cfg = c.config(0);
     cfg.peers[0].name = "node-5".to_string();

@@ -7,76 +7,32 @@
 //! window poured into a 125 kB site queue loses most of it.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use netem_profiles::Profile;
 use spacefabric_fabric::emu::{EmuClock, TrunkSet};
-use spacefabric_fabric::transport::tls::DevCa;
-use spacefabric_fabric::transport::{Mesh, MeshConfig, PeerInfo};
-use tokio::time::Instant;
-
-/// Two sites of three nodes; one 80 Mbit/s trunk per direction with a 640 ms one-way delay
-/// (its default queue: 100 ms of the link, 1 MB).
-const TWO_SITES: &str = r#"
-name = "test-trunk"
-[sites.a]
-[sites.b]
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0.05
-rate_mbps = 10000
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0.05
-rate_mbps = 10000
-[[links]]
-from = "a"
-to = "b"
-delay_ms = 640
-rate_mbps = 80
-"#;
+use spacefabric_fabric::transport::Mesh;
+use spacefabric_testkit::fabric::FabricCluster;
+use spacefabric_testkit::profiles::{self, Rate};
 
 const PER_SITE: usize = 3;
 const PAYLOAD: usize = 8 << 20;
 
-async fn meshes(profile: &Arc<Profile>, clock: EmuClock) -> Vec<Mesh> {
-    let ca = DevCa::generate().unwrap();
-    let sockets: Vec<Arc<UdpSocket>> = (0..2 * PER_SITE)
-        .map(|_| Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()))
-        .collect();
-    let peers: Vec<PeerInfo> = (0..2 * PER_SITE)
-        .map(|rank| PeerInfo {
-            rank,
-            name: format!("node-{rank}"),
-            addr: sockets[rank].local_addr().unwrap(),
-            site: if rank < PER_SITE { "a" } else { "b" }.to_string(),
-        })
-        .collect();
-    let trunks = Arc::new(TrunkSet::new(profile.clone()));
-    let handles: Vec<_> = (0..2 * PER_SITE)
-        .map(|rank| {
-            let mut config = MeshConfig::new(
-                rank,
-                peers.clone(),
-                profile.clone(),
-                ca.issue(&peers[rank].name).unwrap(),
-                clock,
-            );
-            config.bound = Some(sockets[rank].clone());
-            config.trunks = Some(trunks.clone());
-            tokio::spawn(Mesh::connect(config))
-        })
-        .collect();
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.unwrap().unwrap());
-    }
-    out
+/// Two sites of three nodes (10 Gbit/s inside each); one 80 Mbit/s trunk per direction with a
+/// 640 ms one-way delay (its default queue: 100 ms of the link, 1 MB). Every rank's mesh
+/// sends on the same trunks, as in one process; returns them with the scenario clock.
+async fn meshes() -> (Vec<Mesh>, EmuClock) {
+    let profile = profiles::two_sites("test-trunk", "a", "b", 640.0, Some(Rate::Mbps(80.0)))
+        .inside(0.05, Some(Rate::Mbps(10_000.0)))
+        .profile();
+    let sites = [["a"; PER_SITE], ["b"; PER_SITE]].concat();
+    let c = FabricCluster::new(profile, &sites);
+    let trunks = Arc::new(TrunkSet::new(c.profile.clone()));
+    let meshes = c
+        .connect_with(|config| config.trunks = Some(trunks.clone()))
+        .await;
+    (meshes, c.clock)
 }
 
 fn pattern(len: usize, seed: u8) -> Bytes {
@@ -89,9 +45,8 @@ fn pattern(len: usize, seed: u8) -> Bytes {
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_senders_on_one_trunk_lose_nothing_and_keep_to_its_rate() {
-    let profile = Arc::new(Profile::parse(TWO_SITES, "test profile").unwrap());
-    let clock = EmuClock::new(Instant::now());
-    let meshes = Arc::new(meshes(&profile, clock).await);
+    let (meshes, clock) = meshes().await;
+    let meshes = Arc::new(meshes);
     // The plan puts PER_SITE connections on the a → b trunk at once.
     for a in 0..PER_SITE {
         meshes[a].set_trunk_share(a + PER_SITE, PER_SITE as u32);
@@ -134,9 +89,7 @@ async fn concurrent_senders_on_one_trunk_lose_nothing_and_keep_to_its_rate() {
 
 #[tokio::test(start_paused = true)]
 async fn a_burst_on_a_private_site_link_waits_instead_of_dropping() {
-    let profile = Arc::new(Profile::parse(TWO_SITES, "test profile").unwrap());
-    let clock = EmuClock::new(Instant::now());
-    let meshes = meshes(&profile, clock).await;
+    let (meshes, _) = meshes().await;
     let payload = pattern(PAYLOAD, 9);
     let (sent, got) = tokio::join!(meshes[0].send(1, 3, payload.clone()), meshes[1].recv(0, 3));
     sent.unwrap();

@@ -248,9 +248,23 @@ impl<'a> Context<'a> {
     }
 
     fn non_negative(&mut self, v: &Value<'_>, path: &str, max: f64) -> Option<f64> {
+        self.at_most(v, path, max, |x| {
+            (x < 0.0).then(|| format!("must not be negative, found {x}"))
+        })
+    }
+
+    /// A number ≤ `max` that `too_low` does not refuse (it says why when it does): the
+    /// lower bound is checked first, so a value can be reported once.
+    fn at_most(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        max: f64,
+        too_low: impl FnOnce(f64) -> Option<String>,
+    ) -> Option<f64> {
         let x = self.as_number(v, path)?;
-        if x < 0.0 {
-            self.error(v.span(), path, format!("must not be negative, found {x}"));
+        if let Some(msg) = too_low(x) {
+            self.error(v.span(), path, msg);
             return None;
         }
         if x > max {
@@ -276,20 +290,9 @@ impl<'a> Context<'a> {
 
     /// A number > 0 (and ≤ `max`).
     fn positive(&mut self, v: &Value<'_>, path: &str, max: f64) -> Option<f64> {
-        let x = self.as_number(v, path)?;
-        if x <= 0.0 {
-            self.error(v.span(), path, format!("must be greater than 0, found {x}"));
-            return None;
-        }
-        if x > max {
-            self.error(
-                v.span(),
-                path,
-                format!("must be at most {max:e}, found {x}"),
-            );
-            return None;
-        }
-        Some(x)
+        self.at_most(v, path, max, |x| {
+            (x <= 0.0).then(|| format!("must be greater than 0, found {x}"))
+        })
     }
 
     /// Required key: reports it missing at `at` when absent.

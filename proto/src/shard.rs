@@ -24,6 +24,16 @@ pub fn shard_of(total: u64, parts: usize, index: usize) -> Range<u64> {
     start..start + len
 }
 
+/// Piece `index` of `parts` of a `len`-element vector, as indices into it: [`shard_of`] in
+/// `usize`. The sharded training strategy's parameter shard and the collectives'
+/// reduce-scatter result span (the node's `shard_span`) are both this range, so the shard the
+/// plan hands a rank is the one its reduce-scatter leaves the sum in.
+pub fn shard_of_len(len: usize, parts: usize, index: usize) -> Range<usize> {
+    let r = shard_of(len as u64, parts, index);
+    // Both ends are at most `len`, a usize.
+    r.start as usize..r.end as usize
+}
+
 /// All `parts` pieces of `0..total`, in order: they cover every index exactly once.
 /// `parts == 0` gives no pieces.
 pub fn even_split(total: u64, parts: usize) -> Vec<Range<u64>> {
@@ -52,6 +62,13 @@ mod tests {
             }
         }
         assert!(even_split(10, 0).is_empty());
+        for (len, parts) in [(10_001usize, 8usize), (3, 5), (0, 2)] {
+            for index in 0..=parts {
+                let wide = shard_of(len as u64, parts, index);
+                let r = shard_of_len(len, parts, index);
+                assert_eq!((r.start as u64, r.end as u64), (wide.start, wide.end));
+            }
+        }
         assert_eq!(shard_of(10, 3, 7), 10..10);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use netem_profiles::Profile;
 use spacefabric_fabric::emu::EmuClock;
 use spacefabric_fabric::transport::tls::{DevCa, NodeIdentity};
-use spacefabric_fabric::transport::{Mesh, MeshConfig, PeerInfo};
+use spacefabric_fabric::transport::{Mesh, MeshConfig, PeerInfo, TransportError};
 
 /// `n` loopback UDP sockets on port 0, kept open.
 pub fn bound_sockets(n: usize) -> Vec<Arc<UdpSocket>> {
@@ -96,8 +96,12 @@ impl FabricCluster {
         self.sockets.clear();
     }
 
-    /// Connects every rank's mesh with `config(rank)` changed by `adjust`, concurrently.
-    pub async fn connect_with(&self, adjust: impl Fn(&mut MeshConfig)) -> Vec<Mesh> {
+    /// Connects every rank's mesh with `config(rank)` changed by `adjust`, concurrently, and
+    /// returns each rank's outcome (for tests of a refused connection).
+    pub async fn try_connect_with(
+        &self,
+        adjust: impl Fn(&mut MeshConfig),
+    ) -> Vec<Result<Mesh, TransportError>> {
         let handles: Vec<_> = (0..self.peers.len())
             .map(|r| {
                 let mut config = self.config(r);
@@ -109,11 +113,20 @@ impl FabricCluster {
         for (rank, h) in handles.into_iter().enumerate() {
             meshes.push(
                 h.await
-                    .unwrap()
-                    .unwrap_or_else(|e| panic!("rank {rank}: connecting the mesh: {e}")),
+                    .unwrap_or_else(|e| panic!("rank {rank}: the connecting task: {e}")),
             );
         }
         meshes
+    }
+
+    /// Connects every rank's mesh with `config(rank)` changed by `adjust`, concurrently.
+    pub async fn connect_with(&self, adjust: impl Fn(&mut MeshConfig)) -> Vec<Mesh> {
+        self.try_connect_with(adjust)
+            .await
+            .into_iter()
+            .enumerate()
+            .map(|(rank, m)| m.unwrap_or_else(|e| panic!("rank {rank}: connecting the mesh: {e}")))
+            .collect()
     }
 
     /// Connects every rank's mesh as configured, concurrently.

@@ -375,6 +375,16 @@ impl LocalCluster {
         cmd
     }
 
+    /// Runs a bench job of this cluster ([`Self::bench`]) within `limit` and asserts it
+    /// succeeded; returns its stdout and the [`Self::context`] (15 log lines a process) for
+    /// the test's own assertions.
+    pub fn run_bench(&self, subcommand: &str, args: &[&str], limit: Duration) -> (String, String) {
+        let out = run_bounded(self.bench(subcommand, args), limit);
+        let context = self.context(&out, 15);
+        assert!(out.status.success(), "bench failed: {context}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), context)
+    }
+
     /// A command's output and the last `n` log lines of every process, for an assertion's
     /// message.
     pub fn context(&self, out: &Output, n: usize) -> String {

@@ -6,11 +6,26 @@
 use futures::StreamExt;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{
-    CancelJobRequest, JobSpec, JobState, PingJob, SubmitJobRequest, WatchJobRequest, job_spec,
+    CancelJobRequest, JobEvent, JobSpec, JobState, PingJob, SubmitJobRequest, WatchJobRequest,
+    job_spec,
 };
 use spacefabric_testkit::controller::{lan_config, serve};
+use tonic::Streaming;
+use tonic::transport::Channel;
 
 const TOKEN: &str = "watch-token";
+
+/// A watch of `job_id`'s events.
+async fn watch(client: &mut ControllerClient<Channel>, job_id: &str) -> Streaming<JobEvent> {
+    client
+        .watch_job(WatchJobRequest {
+            join_token: TOKEN.into(),
+            job_id: job_id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_job_leaves_no_watch_channel_behind() {
@@ -34,14 +49,7 @@ async fn an_ended_job_leaves_no_watch_channel_behind() {
             .await
             .unwrap()
             .into_inner();
-        let mut events = client
-            .watch_job(WatchJobRequest {
-                join_token: TOKEN.into(),
-                job_id: job.job_id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut events = watch(&mut client, &job.job_id).await;
         let first = events.next().await.unwrap().unwrap().job.unwrap();
         assert_eq!(first.state, JobState::Pending as i32);
         assert_eq!(server.shared().watched_jobs(), 1);
@@ -60,14 +68,7 @@ async fn an_ended_job_leaves_no_watch_channel_behind() {
         assert_eq!(last.state, JobState::Cancelled as i32);
         assert_eq!(server.shared().watched_jobs(), 0, "round {round}");
         // Watching an ended job answers its final state and keeps nothing.
-        let mut again = client
-            .watch_job(WatchJobRequest {
-                join_token: TOKEN.into(),
-                job_id: job.job_id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut again = watch(&mut client, &job.job_id).await;
         let ended = again.next().await.unwrap().unwrap().job.unwrap();
         assert_eq!(ended.state, JobState::Cancelled as i32);
         assert!(again.next().await.is_none());

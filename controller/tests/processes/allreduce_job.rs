@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use spacefabric_testkit::bins::workspace_root;
-use spacefabric_testkit::procs::{LocalCluster, run_bounded};
+use spacefabric_testkit::procs::LocalCluster;
 
 const TOKEN: &str = "allreduce-test-token";
 /// Bound for the whole job on a loaded 2-core machine.
@@ -29,7 +29,7 @@ fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
     }
 
     let json_path = cluster.dir().join("result.json");
-    let bench = cluster.bench(
+    let (stdout, context) = cluster.run_bench(
         "allreduce",
         &[
             "--min-nodes",
@@ -49,11 +49,8 @@ fn an_all_reduce_job_runs_on_four_node_processes_and_prints_the_table() {
             "--json",
             json_path.to_str().unwrap(),
         ],
+        WAIT,
     );
-    let out = run_bounded(bench, WAIT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let context = cluster.context(&out, 15);
-    assert!(out.status.success(), "bench failed: {context}");
     // One row per (algorithm, size): 1K, 4K, 16K, 64K for ring and hier.
     for algo in ["ring", "hier"] {
         for bytes in [1024, 4096, 16384, 65536] {

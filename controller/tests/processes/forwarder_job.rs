@@ -11,7 +11,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use spacefabric_testkit::procs::{LocalCluster, free_tcp, free_udp, run_bounded};
+use spacefabric_testkit::procs::{LocalCluster, free_tcp, free_udp};
 use spacefabric_testkit::profiles::{Rate, two_sites};
 
 const TOKEN: &str = "forwarder-test-token";
@@ -79,7 +79,7 @@ fn an_all_reduce_job_crosses_the_forwarder_process() {
         cluster.add_node(&format!("node-{i}"), &["--site", site]);
     }
 
-    let bench = cluster.bench(
+    let (stdout, context) = cluster.run_bench(
         "allreduce",
         &[
             "--min-nodes",
@@ -97,11 +97,8 @@ fn an_all_reduce_job_crosses_the_forwarder_process() {
             "-w",
             "0",
         ],
+        WAIT,
     );
-    let out = run_bounded(bench, WAIT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let context = cluster.context(&out, 15);
-    assert!(out.status.success(), "bench failed: {context}");
     assert!(
         stdout.contains("# Out of bounds values : 0 OK"),
         "missing OK footer: {context}"

@@ -626,20 +626,49 @@ fn leaf_public_key_matches(cert: &CertificateDer<'_>, key: &KeyPair) -> bool {
 
 /// Checks that a connected peer's certificate is for `expected_name` (the handshake has
 /// already checked that the CA signed it).
-pub fn peer_is(conn: &quinn::Connection, expected_name: &str) -> Result<(), String> {
-    let identity = conn
-        .peer_identity()
-        .ok_or_else(|| "peer presented no certificate".to_string())?;
+pub fn peer_is(conn: &quinn::Connection, expected_name: &str) -> Result<(), PeerCertError> {
+    let identity = conn.peer_identity().ok_or(PeerCertError::NoCertificate)?;
     let certs = identity
         .downcast::<Vec<CertificateDer<'static>>>()
-        .map_err(|_| "peer identity is not a certificate chain".to_string())?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| "peer presented an empty certificate chain".to_string())?;
-    let cert = webpki::EndEntityCert::try_from(leaf)
-        .map_err(|e| format!("peer certificate unreadable: {e:?}"))?;
-    let name = ServerName::try_from(expected_name.to_string())
-        .map_err(|_| format!("invalid expected peer name {expected_name:?}"))?;
+        .map_err(|_| PeerCertError::NotAChain)?;
+    let leaf = certs.first().ok_or(PeerCertError::EmptyChain)?;
+    let cert = webpki::EndEntityCert::try_from(leaf).map_err(PeerCertError::Unreadable)?;
+    let name = ServerName::try_from(expected_name.to_string()).map_err(|_| {
+        PeerCertError::BadExpectedName {
+            name: expected_name.to_string(),
+        }
+    })?;
     cert.verify_is_valid_for_subject_name(&name)
-        .map_err(|_| format!("peer certificate is not for {expected_name}"))
+        .map_err(|_| PeerCertError::NotFor {
+            name: expected_name.to_string(),
+        })
+}
+
+/// Why a connected peer's certificate is not the expected node's ([`peer_is`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCertError {
+    /// The TLS session has no peer certificate.
+    #[error("peer presented no certificate")]
+    NoCertificate,
+    /// The peer identity is of another kind than a certificate chain.
+    #[error("peer identity is not a certificate chain")]
+    NotAChain,
+    /// The chain has no leaf.
+    #[error("peer presented an empty certificate chain")]
+    EmptyChain,
+    /// The leaf does not parse.
+    #[error("peer certificate unreadable: {0:?}")]
+    Unreadable(webpki::Error),
+    /// The name we expect is not a valid server name.
+    #[error("invalid expected peer name {name:?}")]
+    BadExpectedName {
+        /// The roster's name of the peer.
+        name: String,
+    },
+    /// The certificate is valid but for another name.
+    #[error("peer certificate is not for {name}")]
+    NotFor {
+        /// The roster's name of the peer.
+        name: String,
+    },
 }

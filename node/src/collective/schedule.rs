@@ -405,13 +405,14 @@ impl Schedule {
 }
 
 /// The `index`-th of `parts` balanced contiguous pieces of `[0, count)`: the first
-/// `count % parts` pieces have one element more.
+/// `count % parts` pieces have one element more. The contract's
+/// [`shard_of_len`](spacefabric_proto::shard::shard_of_len) as a span: the controller's plan
+/// cuts the sharded strategy's parameter shards with the same function.
 pub fn shard_span(count: usize, parts: usize, index: usize) -> Span {
-    let r = spacefabric_proto::shard::shard_of(count as u64, parts, index);
-    // Both ends are at most `count`, a usize.
+    let r = spacefabric_proto::shard::shard_of_len(count, parts, index);
     Span {
-        start: r.start as usize,
-        len: (r.end - r.start) as usize,
+        start: r.start,
+        len: r.len(),
     }
 }
 

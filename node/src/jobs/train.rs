@@ -30,9 +30,9 @@ use crate::jobs::job_mesh::{FabricSettings, JobMeshError, JobPlacement, connect_
 use crate::train::fabric::{LinkBytes, MeteredExchange, job_groups};
 use crate::train::recovery::{self, StateSource};
 use crate::train::{
-    Activation, CommitSink, CompressionConfig, DirCommits, GradientSync, LrSchedule, MlpSpec,
-    ModelConfig, NodeContext, OptimizerConfig, StrategyConfig, StrategyKind, TaskSpec,
-    TrafficMeter, TrainConfig, TrainError, TrainProgress, train_node,
+    Activation, CommitSink, CompressionConfig, DirCommits, LrSchedule, MlpSpec, ModelConfig,
+    NodeContext, OptimizerConfig, StrategyConfig, StrategyKind, TaskSpec, TrafficMeter,
+    TrainConfig, TrainError, TrainProgress, train_node,
 };
 use spacefabric_proto::train_job::defaults;
 
@@ -100,17 +100,18 @@ pub enum TrainJobError {
     /// The plan's algorithm is not in the vocabulary.
     #[error("job plan: algorithms[0]: {0}")]
     Algorithm(spacefabric_proto::algorithm::UnknownAlgorithm),
-    /// The plan's parameter shard for this rank is not the range the collectives cut.
+    /// The sharded strategy's plan has no parameter shard for this rank, or one outside the
+    /// model's parameters.
     #[error(
-        "job plan: parameter shard of rank {rank}: the plan says {planned:?}, the collectives cut {ours:?}"
+        "job plan: param_shards: rank {rank}'s parameter shard {planned:?} is not a range of the model's {parameters} parameters"
     )]
     ParamShard {
         /// This node's rank.
         rank: usize,
         /// `JobPlan.param_shards[rank]` (absent: none for this rank).
         planned: Option<std::ops::Range<u64>>,
-        /// The range the world group's reduce-scatter gives this rank.
-        ours: std::ops::Range<usize>,
+        /// Parameters of the model.
+        parameters: usize,
     },
     /// The job's mesh could not be built.
     #[error(transparent)]
@@ -368,24 +369,28 @@ impl TrainRunner {
             cfg.strategy.kind == StrategyKind::Hierarchical,
             algorithm,
         )?;
-        // The sharded strategy updates the parameter shard the plan hands this rank; the
-        // collectives cut the same ranges, so the two must agree.
-        if cfg.strategy.kind == StrategyKind::Sharded {
+        // The sharded strategy updates the parameter shard the plan hands this rank (cut by
+        // the contract's `shard_of_len`, as the collectives' reduce-scatter is: `train_node`
+        // checks that in debug builds).
+        let param_shard = if cfg.strategy.kind == StrategyKind::Sharded {
             let planned = ctx
                 .plan
                 .param_shards
                 .iter()
                 .find(|s| s.rank as usize == rank)
                 .map(|s| s.start..s.end);
-            let ours = groups.world.shard_range(parameters);
-            if planned != Some(ours.start as u64..ours.end as u64) {
-                return Err(TrainJobError::ParamShard {
-                    rank,
-                    planned,
-                    ours,
-                });
-            }
-        }
+            let shard = planned.clone().and_then(|p| {
+                let (start, end) = (usize::try_from(p.start).ok()?, usize::try_from(p.end).ok()?);
+                (start <= end && end <= parameters).then_some(start..end)
+            });
+            Some(shard.ok_or(TrainJobError::ParamShard {
+                rank,
+                planned,
+                parameters,
+            })?)
+        } else {
+            None
+        };
         let (tx, mut rx) = tokio::sync::watch::channel(TrainProgress::default());
         let control = ctx.control.clone();
         let total_steps = cfg.steps;
@@ -418,6 +423,7 @@ impl TrainRunner {
             meter: Some(Arc::clone(&meter) as Arc<dyn TrafficMeter>),
             resume,
             data_shard: Some(data_shard),
+            param_shard,
             progress: Some(tx),
             time_dilation: ctx.scenario.time_dilation,
         };

@@ -10,7 +10,7 @@
 //! including both ends (scale = the largest kept magnitude), rounded to the nearest level.
 //! Pure arithmetic, no I/O.
 
-use super::TrainError;
+use super::{ConfigError, PayloadFault, ShapeError, TrainError};
 
 /// How outer gradients are compressed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,16 +27,13 @@ impl CompressionConfig {
     /// Checks the density and bit width.
     pub fn validate(&self) -> Result<(), TrainError> {
         if !(self.density > 0.0 && self.density <= 1.0) {
-            return Err(TrainError::Config(format!(
-                "compression density {} must be in (0, 1]",
-                self.density
-            )));
+            return Err(ConfigError::CompressionDensity {
+                density: self.density,
+            }
+            .into());
         }
         if ![2, 4, 8, 32].contains(&self.bits) {
-            return Err(TrainError::Config(format!(
-                "compression bits {} must be 2, 4, 8 or 32",
-                self.bits
-            )));
+            return Err(ConfigError::CompressionBits { bits: self.bits }.into());
         }
         Ok(())
     }
@@ -94,10 +91,11 @@ impl Compressor {
     pub fn encode(&mut self, delta: &[f32]) -> Result<Vec<u32>, TrainError> {
         let len = self.residual.len();
         if delta.len() != len {
-            return Err(TrainError::Shape(format!(
-                "compressor: {} values for a compressor of {len}",
-                delta.len()
-            )));
+            return Err(ShapeError::Compressor {
+                got: delta.len(),
+                len,
+            }
+            .into());
         }
         let v = &mut self.scratch;
         for ((s, d), r) in v.iter_mut().zip(delta).zip(&self.residual) {
@@ -165,29 +163,29 @@ pub fn decode_add(
     out: &mut [f32],
     weight: f32,
 ) -> Result<(), TrainError> {
-    let bad = |what: &str| TrainError::Shape(format!("compressed payload: {what}"));
+    let bad = |fault| TrainError::Shape(ShapeError::Payload(fault));
     if out.len() != len {
-        return Err(bad("output length differs"));
+        return Err(bad(PayloadFault::OutputLength));
     }
     let [k, scale, rest @ ..] = payload else {
-        return Err(bad("shorter than its header"));
+        return Err(bad(PayloadFault::NoHeader));
     };
     let k = *k as usize;
     let scale = f32::from_bits(*scale);
     if k > len {
-        return Err(bad("more entries than the vector"));
+        return Err(bad(PayloadFault::TooManyEntries));
     }
     let (idx, packed) = if k == len {
         (None, rest)
     } else {
         if rest.len() < k {
-            return Err(bad("indices cut short"));
+            return Err(bad(PayloadFault::IndicesShort));
         }
         let (i, p) = rest.split_at(k);
         (Some(i), p)
     };
     if packed.len() < (k * bits as usize).div_ceil(32) {
-        return Err(bad("values cut short"));
+        return Err(bad(PayloadFault::ValuesShort));
     }
     let levels = ((1u64 << bits) - 1) as f32;
     let mut unpacker = BitUnpacker::new(bits, packed);
@@ -203,7 +201,7 @@ pub fn decode_add(
             (q as f32 / levels * 2.0 - 1.0) * scale
         };
         let Some(o) = out.get_mut(i) else {
-            return Err(bad("index outside the vector"));
+            return Err(bad(PayloadFault::IndexOutside));
         };
         *o += weight * x;
     }
@@ -221,10 +219,12 @@ pub fn mean_of_payloads(
     out: &mut [f32],
 ) -> Result<(), TrainError> {
     if slots.len() != words * ranks || ranks == 0 {
-        return Err(TrainError::Shape(format!(
-            "compressed exchange: {} words for {ranks} slots of {words}",
-            slots.len()
-        )));
+        return Err(ShapeError::CompressedExchange {
+            words_total: slots.len(),
+            ranks,
+            words,
+        }
+        .into());
     }
     out.fill(0.0);
     let len = out.len();

@@ -11,8 +11,8 @@ use std::ops::Range;
 
 use netem_profiles::rng::LinkRng;
 
-use super::TrainError;
 use super::model::{Activation, Mlp, MlpSpec, Workspace};
+use super::{ConfigError, TrainError};
 
 /// First index of the held-out evaluation samples; training indices must stay below it.
 pub const EVAL_BASE: u64 = 1 << 62;
@@ -103,8 +103,11 @@ impl Teacher {
     }
 
     fn generate(&self, range: Range<u64>, noisy: bool) -> Result<Samples, TrainError> {
-        let n = usize::try_from(range.end.saturating_sub(range.start))
-            .map_err(|_| TrainError::Config(format!("data range {range:?} too large")))?;
+        let n = usize::try_from(range.end.saturating_sub(range.start)).map_err(|_| {
+            ConfigError::DataRangeTooLarge {
+                range: range.clone(),
+            }
+        })?;
         let (d, k) = (self.spec.input, self.spec.output);
         let mut inputs = vec![0.0f32; n * d];
         for (row, index) in inputs.chunks_exact_mut(d).zip(range.clone()) {
@@ -143,9 +146,11 @@ impl Teacher {
     /// The training samples with indices in `range` (one node's data shard).
     pub fn shard(&self, range: Range<u64>) -> Result<Samples, TrainError> {
         if range.end > EVAL_BASE {
-            return Err(TrainError::Config(format!(
-                "data shard {range:?} reaches into the held-out range (≥ {EVAL_BASE})"
-            )));
+            return Err(ConfigError::ShardInHeldOut {
+                shard: range,
+                eval_base: EVAL_BASE,
+            }
+            .into());
         }
         self.generate(range, true)
     }

@@ -10,17 +10,14 @@
 //!   (`intra-earth`, `earth-moon`, ...), the x-axis of loss-against-bytes.
 
 use std::future::Future;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::TrainError;
 use super::strategy::{GradientSync, TrafficMeter};
-use crate::collective::{
-    self, Algorithm, Communicator, CostModel, Exchange, ExchangeError, shard_span,
-};
+use super::{ConfigError, TrainError};
+use crate::collective::{self, Algorithm, Communicator, CostModel, Exchange, ExchangeError};
 
 fn collective_error(op: &'static str, e: impl std::fmt::Display) -> TrainError {
     TrainError::Collective {
@@ -42,7 +39,7 @@ impl<E: Exchange> CollectiveGroup<E> {
     pub fn new(exchange: E, cost: CostModel, algorithm: Algorithm) -> Result<Self, TrainError> {
         let comm = Communicator::new(exchange)
             .with_cost_model(cost)
-            .map_err(|e| TrainError::Config(format!("collective group: {e}")))?;
+            .map_err(ConfigError::CollectiveGroup)?;
         Ok(Self { comm, algorithm })
     }
 
@@ -67,11 +64,6 @@ impl<E: Exchange> GradientSync for CollectiveGroup<E> {
 
     fn world_size(&self) -> usize {
         self.comm.world_size()
-    }
-
-    fn shard_range(&self, len: usize) -> Range<usize> {
-        let s = shard_span(len, self.comm.world_size(), self.comm.rank());
-        s.start..s.start + s.len
     }
 
     async fn all_reduce_mean(&self, data: &mut [f32]) -> Result<(), TrainError> {
@@ -130,15 +122,20 @@ impl<E: Exchange> SubGroup<E> {
     pub fn new(inner: E, members: Vec<usize>, group_id: u8) -> Result<Self, TrainError> {
         let me = inner.rank();
         let Some(index) = members.iter().position(|&m| m == me) else {
-            return Err(TrainError::Config(format!(
-                "sub-group {group_id}: rank {me} is not a member of {members:?}"
-            )));
+            return Err(ConfigError::NotAMember {
+                group_id,
+                rank: me,
+                members,
+            }
+            .into());
         };
         if let Some(&bad) = members.iter().find(|&&m| m >= inner.world_size()) {
-            return Err(TrainError::Config(format!(
-                "sub-group {group_id}: member {bad} outside the world of {}",
-                inner.world_size()
-            )));
+            return Err(ConfigError::MemberOutsideWorld {
+                group_id,
+                member: bad,
+                world: inner.world_size(),
+            }
+            .into());
         }
         Ok(Self {
             inner,
@@ -328,7 +325,7 @@ pub fn group_cost(
     site_of_member: Vec<netem_profiles::SiteId>,
 ) -> Result<CostModel, TrainError> {
     CostModel::from_profile(profile, site_of_member, std::time::Duration::ZERO)
-        .map_err(|e| TrainError::Config(format!("cost model: {e}")))
+        .map_err(|e| ConfigError::CostModel(e).into())
 }
 
 /// The groups rank `exchange.rank()` trains in, made from one exchange of the whole job:
@@ -345,12 +342,7 @@ pub fn job_groups<E: Exchange + Clone>(
 ) -> Result<super::Groups<CollectiveGroup<SubGroup<E>>>, TrainError> {
     let world = exchange.world_size();
     let me = exchange.rank();
-    if site_of_rank.len() != world {
-        return Err(TrainError::Config(format!(
-            "{} site assignments for a world of {world}",
-            site_of_rank.len()
-        )));
-    }
+    ConfigError::check_site_count("groups", site_of_rank.len(), world)?;
     let all: Vec<usize> = (0..world).collect();
     let world_group = CollectiveGroup::new(
         SubGroup::new(exchange.clone(), all, 1)?,

@@ -5,6 +5,7 @@
 //! - [`data`]: the synthetic teacher task every node generates from (seed, its shard).
 //! - [`transformer`]: a decoder-only transformer LM (candle autograd) over a flat vector.
 //! - [`text`]: the committed Shakespeare corpus, its character tokenizer, split and shards.
+//! - [`error`]: [`TrainError`] and its typed refusals ([`ConfigError`], [`ShapeError`]).
 //! - [`plan`]: data shards and parameter shards (pure arithmetic).
 //! - [`optim`]: SGD with momentum / Nesterov, AdamW.
 //! - [`strategy`]: the strategies over a [`strategy::GradientSync`] group, and the per-node
@@ -19,6 +20,7 @@
 pub mod checkpoint;
 pub mod compress;
 pub mod data;
+pub mod error;
 pub mod fabric;
 pub mod model;
 pub mod optim;
@@ -32,6 +34,7 @@ pub mod workload;
 pub use checkpoint::{Checkpoint, CheckpointError, CommitSink, DirCommits, MemoryCommits};
 pub use compress::CompressionConfig;
 pub use data::{TaskSpec, Teacher};
+pub use error::{ConfigError, PayloadFault, ShapeError, SyncMissing, TrainError};
 pub use model::{Activation, Mlp, MlpSpec};
 pub use optim::{LrSchedule, Optimizer, OptimizerConfig};
 pub use strategy::{
@@ -40,39 +43,6 @@ pub use strategy::{
 };
 pub use transformer::{Transformer, TransformerSpec};
 pub use workload::ModelConfig;
-
-/// Everything that can go wrong in training.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// A configuration value is impossible (names the value).
-    #[error("training configuration: {0}")]
-    Config(String),
-    /// Vectors of the wrong length met (names which).
-    #[error("shape mismatch: {0}")]
-    Shape(String),
-    /// A collective operation failed.
-    #[error("collective {op} failed: {detail}")]
-    Collective {
-        /// all_reduce, reduce_scatter, all_gather or broadcast.
-        op: &'static str,
-        /// What the collective layer said.
-        detail: String,
-    },
-    /// A checkpoint could not be decoded, stored or used to resume.
-    #[error("checkpoint: {0}")]
-    Checkpoint(#[from] CheckpointError),
-    /// Reading or writing a checkpoint file failed.
-    #[error("checkpoint file {path}: {source}")]
-    Io {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The compute task on the blocking pool died.
-    #[error("compute task failed: {0}")]
-    Join(tokio::task::JoinError),
-}
 
 #[cfg(test)]
 mod tests;

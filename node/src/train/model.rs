@@ -12,7 +12,7 @@
 
 use netem_profiles::rng::LinkRng;
 
-use super::TrainError;
+use super::{ConfigError, ShapeError, TrainError};
 
 /// The non-linearity of the hidden layers: the job vocabulary's
 /// [`Activation`](spacefabric_proto::train_names::Activation), said once in the proto crate.
@@ -81,24 +81,29 @@ impl Mlp {
     /// are configuration errors.
     pub fn new(spec: MlpSpec) -> Result<Self, TrainError> {
         if spec.input == 0 || spec.output == 0 || (spec.depth > 0 && spec.width == 0) {
-            return Err(TrainError::Config(format!(
-                "model: input ({}), output ({}) and width ({}) must be positive",
-                spec.input, spec.output, spec.width
-            )));
+            return Err(ConfigError::MlpSize {
+                input: spec.input,
+                output: spec.output,
+                width: spec.width,
+            }
+            .into());
         }
         let sizes = spec.sizes();
         let mut layers = Vec::with_capacity(sizes.len() - 1);
         let mut offset = 0usize;
-        for pair in sizes.windows(2) {
+        for (layer, pair) in sizes.windows(2).enumerate() {
             let (fan_in, fan_out) = (pair[0], pair[1]);
+            let too_large = || ConfigError::MlpTooLarge {
+                layer,
+                fan_in,
+                fan_out,
+            };
             let weights = offset;
             let bias = fan_in
                 .checked_mul(fan_out)
                 .and_then(|w| weights.checked_add(w))
-                .ok_or_else(|| TrainError::Config("model: parameter count overflows".into()))?;
-            offset = bias
-                .checked_add(fan_out)
-                .ok_or_else(|| TrainError::Config("model: parameter count overflows".into()))?;
+                .ok_or_else(too_large)?;
+            offset = bias.checked_add(fan_out).ok_or_else(too_large)?;
             layers.push(Layer {
                 fan_in,
                 fan_out,
@@ -149,28 +154,24 @@ impl Mlp {
         targets: Option<&[f32]>,
         batch: usize,
     ) -> Result<(), TrainError> {
-        if params.len() != self.param_count {
-            return Err(TrainError::Shape(format!(
-                "parameters: {} values, model has {}",
-                params.len(),
-                self.param_count
-            )));
-        }
+        ShapeError::check_param_vector("parameters", "model", params.len(), self.param_count)?;
         if inputs.len() != batch * self.spec.input {
-            return Err(TrainError::Shape(format!(
-                "inputs: {} values for batch {batch} × {} features",
-                inputs.len(),
-                self.spec.input
-            )));
+            return Err(ShapeError::Inputs {
+                got: inputs.len(),
+                batch,
+                features: self.spec.input,
+            }
+            .into());
         }
         if let Some(targets) = targets
             && targets.len() != batch * self.spec.output
         {
-            return Err(TrainError::Shape(format!(
-                "targets: {} values for batch {batch} × {} outputs",
-                targets.len(),
-                self.spec.output
-            )));
+            return Err(ShapeError::Targets {
+                got: targets.len(),
+                batch,
+                outputs: self.spec.output,
+            }
+            .into());
         }
         Ok(())
     }
@@ -257,13 +258,7 @@ impl Mlp {
         ws: &mut Workspace,
     ) -> Result<f64, TrainError> {
         self.check(params, inputs, Some(targets), batch)?;
-        if grad.len() != self.param_count {
-            return Err(TrainError::Shape(format!(
-                "gradient: {} values, model has {}",
-                grad.len(),
-                self.param_count
-            )));
-        }
+        ShapeError::check_param_vector("gradient", "model", grad.len(), self.param_count)?;
         self.forward_unchecked(params, inputs, batch, ws);
         let Workspace {
             acts,

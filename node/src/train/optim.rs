@@ -5,7 +5,7 @@
 //! outer steps) or one rank's parameter shard (sharded strategy). Its whole state is a step
 //! counter and two buffers, so a strategy can commit it in a checkpoint and restore it.
 
-use super::TrainError;
+use super::{ShapeError, TrainError};
 
 /// Which optimiser, with its hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,13 +121,13 @@ impl Optimizer {
         if state.first.len() != self.state.first.len()
             || state.second.len() != self.state.second.len()
         {
-            return Err(TrainError::Shape(format!(
-                "optimizer state: buffers of {} / {} values, expected {} / {}",
-                state.first.len(),
-                state.second.len(),
-                self.state.first.len(),
-                self.state.second.len()
-            )));
+            return Err(ShapeError::OptimizerState {
+                first: state.first.len(),
+                second: state.second.len(),
+                want_first: self.state.first.len(),
+                want_second: self.state.second.len(),
+            }
+            .into());
         }
         self.state = state;
         Ok(())
@@ -147,12 +147,12 @@ impl Optimizer {
         lr_scale: f32,
     ) -> Result<(), TrainError> {
         if params.len() != self.state.first.len() || grad.len() != params.len() {
-            return Err(TrainError::Shape(format!(
-                "optimizer step: {} parameters and {} gradients, optimizer sized for {}",
-                params.len(),
-                grad.len(),
-                self.state.first.len()
-            )));
+            return Err(ShapeError::OptimizerStep {
+                params: params.len(),
+                grads: grad.len(),
+                sized_for: self.state.first.len(),
+            }
+            .into());
         }
         self.state.t += 1;
         match self.config {

@@ -1,8 +1,10 @@
-//! The training job's shard plan: which sample indices each rank trains on and which slice of
-//! the flat parameter vector each rank owns in the sharded strategy.
+//! The training job's data plan when no controller hands one out (in-process runs and tests):
+//! which sample indices each rank trains on.
 //!
 //! The arithmetic itself is [`spacefabric_proto::shard`], the one the controller's planner
-//! uses, so both sides compute the same answer from (total, world size, rank).
+//! uses, so both sides compute the same answer from (total, world size, rank). The sharded
+//! strategy's parameter shard is not cut here: it is [`spacefabric_proto::shard::shard_of_len`]
+//! (the collectives' reduce-scatter span), or the plan's when a controller sent one.
 
 use std::ops::Range;
 
@@ -21,16 +23,6 @@ pub fn data_shard(total_samples: u64, world: usize, rank: usize) -> Range<u64> {
         return 0..0;
     }
     shard::shard_of(total_samples, world, rank)
-}
-
-/// The slice of a `len`-element parameter vector that `rank` owns in the sharded strategy.
-pub fn param_shard(len: usize, world: usize, rank: usize) -> Range<usize> {
-    if rank >= world {
-        return 0..0;
-    }
-    let r = shard::shard_of(len as u64, world, rank);
-    // Both ends are at most `len`, a usize.
-    r.start as usize..r.end as usize
 }
 
 #[cfg(test)]
@@ -76,17 +68,5 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&c| c == 1));
-    }
-
-    #[test]
-    fn param_shards_tile_the_vector() {
-        let len = 10_001;
-        let mut next = 0;
-        for rank in 0..8 {
-            let r = param_shard(len, 8, rank);
-            assert_eq!(r.start, next);
-            next = r.end;
-        }
-        assert_eq!(next, len);
     }
 }

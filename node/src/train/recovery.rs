@@ -15,8 +15,8 @@
 
 use bytes::Bytes;
 
-use super::TrainError;
 use super::checkpoint::{Checkpoint, CheckpointError};
+use super::{ConfigError, TrainError};
 use crate::collective::Exchange;
 
 /// Tags of the recovery messages: group byte 0x09 (collectives and strategy sub-groups use
@@ -67,12 +67,7 @@ pub async fn agree_on_commit<E: Exchange>(
     mine: Option<Checkpoint>,
 ) -> Result<(Checkpoint, StateSource), TrainError> {
     let (me, world) = (ex.rank(), ex.world_size());
-    if site_of_rank.len() != world {
-        return Err(TrainError::Config(format!(
-            "recovery: {} sites for a world of {world}",
-            site_of_rank.len()
-        )));
-    }
+    ConfigError::check_site_count("recovery", site_of_rank.len(), world)?;
     if let Some(ck) = &mine
         && ck.step != step
     {

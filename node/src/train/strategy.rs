@@ -29,12 +29,12 @@ use std::time::Duration;
 use spacefabric_proto::time_dilation::TimeDilation;
 use tracing::Instrument;
 
-use super::TrainError;
 use super::checkpoint::{Checkpoint, CommitSink};
 use super::compress::{CompressionConfig, Compressor, mean_of_payloads};
 use super::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerState, clip_grad_norm};
 use super::plan;
 use super::workload::{Evaluation, ModelConfig, Workload};
+use super::{ConfigError, ShapeError, SyncMissing, TrainError};
 
 /// The collectives a strategy needs from a group of ranks. Every member of the group calls
 /// the same operations in the same order with vectors of the same length.
@@ -45,9 +45,11 @@ pub trait GradientSync: Send + Sync {
     fn world_size(&self) -> usize;
     /// The slice of a `len`-element vector this member owns after
     /// [`reduce_scatter_mean`](Self::reduce_scatter_mean) and contributes to
-    /// [`all_gather`](Self::all_gather).
+    /// [`all_gather`](Self::all_gather): the contract's
+    /// [`shard_of_len`](spacefabric_proto::shard::shard_of_len), which is also the collectives'
+    /// reduce-scatter span and the parameter shard the controller's plan hands out.
     fn shard_range(&self, len: usize) -> Range<usize> {
-        plan::param_shard(len, self.world_size(), self.rank())
+        spacefabric_proto::shard::shard_of_len(len, self.world_size(), self.rank())
     }
     /// Replaces `data` with the element-wise mean over the group.
     fn all_reduce_mean(
@@ -188,6 +190,10 @@ pub struct NodeContext {
     /// This node's data shard (sample indices) as the controller's plan hands it out; `None`:
     /// [`plan::data_shard`] of the job's samples over the world, the same arithmetic.
     pub data_shard: Option<Range<u64>>,
+    /// The sharded strategy's parameter shard (indices into the flat parameter vector) as the
+    /// controller's plan hands it out; `None`: [`GradientSync::shard_range`] of the world
+    /// group, the same contract function. Unused by the other strategies.
+    pub param_shard: Option<Range<usize>>,
     /// Receives the step, the last commit and the latest losses as training goes.
     pub progress: Option<tokio::sync::watch::Sender<TrainProgress>>,
     /// The cluster's time dilation K (default 1): declared compute is slept K times longer
@@ -217,6 +223,7 @@ impl std::fmt::Debug for NodeContext {
             .field("meter", &self.meter.is_some())
             .field("resume", &self.resume.as_ref().map(|c| c.step))
             .field("data_shard", &self.data_shard)
+            .field("param_shard", &self.param_shard)
             .field("progress", &self.progress.is_some())
             .field("time_dilation", &self.time_dilation)
             .finish()
@@ -371,16 +378,16 @@ async fn train_node_inner<S: GradientSync>(
     let world = &groups.world;
     let (rank, world_size) = (world.rank(), world.world_size());
     if cfg.batch == 0 || (kind.has_outer_step() && cfg.strategy.inner_steps == 0) {
-        return Err(TrainError::Config(
-            "batch and inner_steps must be positive".into(),
-        ));
+        return Err(ConfigError::StepSizes {
+            batch: cfg.batch,
+            inner_steps: cfg.strategy.inner_steps,
+        }
+        .into());
     }
     let site = match (kind, &groups.site) {
         (StrategyKind::Hierarchical, Some(site)) => Some(site),
         (StrategyKind::Hierarchical, None) => {
-            return Err(TrainError::Config(
-                "hierarchical strategy needs a site group".into(),
-            ));
+            return Err(ConfigError::NoSiteGroup.into());
         }
         _ => None,
     };
@@ -391,10 +398,12 @@ async fn train_node_inner<S: GradientSync>(
         .clone()
         .unwrap_or_else(|| plan::data_shard(cfg.total_samples, world_size, rank));
     if shard_range.is_empty() {
-        return Err(TrainError::Config(format!(
-            "rank {rank}: empty data shard ({} samples over {world_size} ranks)",
-            cfg.total_samples
-        )));
+        return Err(ConfigError::EmptyRankShard {
+            rank,
+            samples: cfg.total_samples,
+            world: world_size,
+        }
+        .into());
     }
     let (work, mut evaluator) = Workload::build(
         &cfg.model,
@@ -404,7 +413,24 @@ async fn train_node_inner<S: GradientSync>(
     let len = work.param_count();
 
     let inner_range = if kind == StrategyKind::Sharded {
-        world.shard_range(len)
+        let planned = ctx.param_shard.take();
+        let shard = planned.clone().unwrap_or_else(|| world.shard_range(len));
+        if shard.start > shard.end || shard.end > len {
+            return Err(ConfigError::ParamShard {
+                rank,
+                shard,
+                params: len,
+            }
+            .into());
+        }
+        // The world's reduce-scatter leaves the mean in `shard_range`; the plan is cut by the
+        // same contract function, so a planned shard is that range.
+        debug_assert!(
+            planned.is_none_or(|p| p == world.shard_range(len)),
+            "rank {rank}: the planned parameter shard {shard:?} is not the collectives' cut {:?}",
+            world.shard_range(len)
+        );
+        shard
     } else {
         0..len
     };
@@ -413,10 +439,12 @@ async fn train_node_inner<S: GradientSync>(
     let fragments = if kind == StrategyKind::Streaming {
         let p = cfg.strategy.fragments.max(1);
         if p > len || u64::try_from(p).map_or(true, |p| p > cfg.strategy.inner_steps) {
-            return Err(TrainError::Config(format!(
-                "fragments {p}: at most inner_steps ({}) and the parameter count ({len})",
-                cfg.strategy.inner_steps
-            )));
+            return Err(ConfigError::Fragments {
+                fragments: p,
+                inner_steps: cfg.strategy.inner_steps,
+                params: len,
+            }
+            .into());
         }
         plan::even_split(len as u64, p)
             .into_iter()
@@ -427,10 +455,11 @@ async fn train_node_inner<S: GradientSync>(
     };
     let stride = cfg.strategy.inner_steps / fragments.len() as u64;
     if kind == StrategyKind::Streaming && cfg.strategy.overlap >= stride {
-        return Err(TrainError::Config(format!(
-            "overlap {} must be below inner_steps / fragments = {stride}",
-            cfg.strategy.overlap
-        )));
+        return Err(ConfigError::Overlap {
+            overlap: cfg.strategy.overlap,
+            stride,
+        }
+        .into());
     }
     let outer_cfg = OptimizerConfig::nesterov(cfg.strategy.outer_lr, cfg.strategy.outer_momentum);
     let mut outer: Vec<Optimizer> = fragments
@@ -449,10 +478,11 @@ async fn train_node_inner<S: GradientSync>(
     let params = match ctx.resume.take() {
         Some(ck) => {
             if ck.params.len() != len {
-                return Err(TrainError::Shape(format!(
-                    "resume: checkpoint has {} parameters, model {len}",
-                    ck.params.len()
-                )));
+                return Err(ShapeError::ResumeParams {
+                    checkpoint: ck.params.len(),
+                    model: len,
+                }
+                .into());
             }
             let mut state = ck.inner;
             // Sharded commits hold the whole (gathered) inner state; take this rank's shard,
@@ -839,11 +869,12 @@ impl Outgoing {
                 let mut slots = vec![0.0f32; words * n];
                 let mine = group.shard_range(slots.len());
                 if mine.len() != words || payload.len() != words {
-                    return Err(TrainError::Shape(format!(
-                        "compressed slot of {} words, payload {}, expected {words}",
-                        mine.len(),
-                        payload.len()
-                    )));
+                    return Err(ShapeError::CompressedSlot {
+                        slot: mine.len(),
+                        payload: payload.len(),
+                        words,
+                    }
+                    .into());
                 }
                 for (d, w) in slots[mine].iter_mut().zip(&payload) {
                     *d = f32::from_bits(*w);
@@ -914,13 +945,13 @@ async fn wait_inflight(
 ) -> Result<(usize, Vec<f32>), TrainError> {
     alongside(inflight, settle(owed)).await;
     let Some(mut f) = inflight.take() else {
-        return Err(TrainError::Config("no synchronisation in flight".into()));
+        return Err(TrainError::Sync(SyncMissing::NotInFlight));
     };
     let t0 = tokio::time::Instant::now();
     let r = match (f.result.take(), f.fut.take()) {
         (Some(r), _) => r,
         (None, Some(fut)) => fut.await,
-        (None, None) => Err(TrainError::Config("synchronisation lost".into())),
+        (None, None) => Err(TrainError::Sync(SyncMissing::Lost)),
     };
     report.comm += t0.elapsed();
     Ok((f.fragment, r?))
@@ -995,11 +1026,11 @@ async fn gather_shards<S: GradientSync>(
     shard: &[f32],
 ) -> Result<Vec<f32>, TrainError> {
     if shard.len() != range.len() {
-        return Err(TrainError::Shape(format!(
-            "optimizer shard of {} values for a range of {}",
-            shard.len(),
-            range.len()
-        )));
+        return Err(ShapeError::OptimizerShard {
+            shard: shard.len(),
+            range: range.len(),
+        }
+        .into());
     }
     let mut full = vec![0.0f32; len];
     full[range.clone()].copy_from_slice(shard);

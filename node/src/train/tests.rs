@@ -84,7 +84,7 @@ impl GradientSync for LocalMember {
         {
             let slots = self.shared.slots.lock().unwrap();
             for (member, slot) in slots.iter().enumerate() {
-                let r = plan::param_shard(data.len(), self.n, member);
+                let r = spacefabric_proto::shard::shard_of_len(data.len(), self.n, member);
                 data[r.clone()].copy_from_slice(&slot[r]);
             }
         }
@@ -195,6 +195,38 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Every report's model is within `tolerance` of `reference` (max |Δ|).
+fn assert_close(reference: &[f32], reports: &[NodeReport], tolerance: f32, what: &str) {
+    for r in reports {
+        let diff = max_abs_diff(reference, &r.params);
+        assert!(diff < tolerance, "{what}: max |Δ| = {diff}");
+    }
+}
+
+/// An outer step that is no step: one inner step per round, outer learning rate 1, no
+/// momentum. DiLoCo, hierarchical and streaming then reduce to plain sync.
+fn with_unit_outer_step(mut cfg: TrainConfig) -> TrainConfig {
+    cfg.strategy.inner_steps = 1;
+    cfg.strategy.outer_lr = 1.0;
+    cfg.strategy.outer_momentum = 0.0;
+    cfg
+}
+
+/// Step `step`'s batches of every shard, concatenated in rank order: the batch of the one-node
+/// reference that a synchronous job of `shards.len()` ranks must equal.
+fn union_of_batches<S, T: Clone>(
+    shards: &[S],
+    mut batch_into: impl FnMut(&S, &mut Vec<T>, &mut Vec<T>),
+) -> (Vec<T>, Vec<T>) {
+    let (mut x, mut y, mut bx, mut by) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for shard in shards {
+        batch_into(shard, &mut bx, &mut by);
+        x.extend_from_slice(&bx);
+        y.extend_from_slice(&by);
+    }
+    (x, y)
+}
+
 #[tokio::test]
 async fn sync_on_n_nodes_equals_one_node_on_the_combined_batch() {
     let n = 4;
@@ -219,20 +251,13 @@ async fn sync_on_n_nodes_equals_one_node_on_the_combined_batch() {
     let mut opt = Optimizer::new(cfg.strategy.inner, params.len());
     let mut grad = vec![0.0; params.len()];
     let mut ws = Workspace::default();
-    let (mut bx, mut by) = (Vec::new(), Vec::new());
     for step in 0..cfg.steps {
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        for shard in &shards {
-            shard.batch_into(step, cfg.batch, &mut bx, &mut by);
-            x.extend_from_slice(&bx);
-            y.extend_from_slice(&by);
-        }
+        let (x, y) = union_of_batches(&shards, |s, bx, by| s.batch_into(step, cfg.batch, bx, by));
         mlp.loss_and_grad(&params, &x, &y, cfg.batch * n, &mut grad, &mut ws)
             .unwrap();
         opt.step(&mut params, &grad).unwrap();
     }
-    let diff = max_abs_diff(&params, &reports[0].params);
-    assert!(diff < 1e-5, "max |Δ| = {diff}");
+    assert_close(&params, &reports, 1e-5, "one node on the combined batch");
     // And training moved the model: the reference is not the initial point.
     assert!(max_abs_diff(&params, &mlp.init_params(cfg.init_seed)) > 1e-2);
 }
@@ -241,13 +266,9 @@ async fn sync_on_n_nodes_equals_one_node_on_the_combined_batch() {
 async fn diloco_with_h1_outer_lr1_no_momentum_equals_sync() {
     let inner = OptimizerConfig::sgd(0.05, 0.0);
     let sync = run_flat(&small_config(StrategyKind::Sync, inner, 10), 4).await;
-    let mut cfg = small_config(StrategyKind::Diloco, inner, 10);
-    cfg.strategy.inner_steps = 1;
-    cfg.strategy.outer_lr = 1.0;
-    cfg.strategy.outer_momentum = 0.0;
+    let cfg = with_unit_outer_step(small_config(StrategyKind::Diloco, inner, 10));
     let diloco = run_flat(&cfg, 4).await;
-    let diff = max_abs_diff(&sync[0].params, &diloco[0].params);
-    assert!(diff < 1e-5, "max |Δ| = {diff}");
+    assert_close(&sync[0].params, &diloco, 1e-5, "diloco");
     assert_eq!(diloco[0].syncs, 10);
 }
 
@@ -256,15 +277,9 @@ async fn hierarchical_with_h1_outer_lr1_equals_sync() {
     // Two sites of two: site mean, then the leaders' mean of site means = global mean.
     let inner = OptimizerConfig::sgd(0.05, 0.0);
     let sync = run_flat(&small_config(StrategyKind::Sync, inner, 8), 4).await;
-    let mut cfg = small_config(StrategyKind::Hierarchical, inner, 8);
-    cfg.strategy.inner_steps = 1;
-    cfg.strategy.outer_lr = 1.0;
-    cfg.strategy.outer_momentum = 0.0;
+    let cfg = with_unit_outer_step(small_config(StrategyKind::Hierarchical, inner, 8));
     let hier = run_hier(&cfg, 2, 2).await;
-    for r in &hier {
-        let diff = max_abs_diff(&sync[0].params, &r.params);
-        assert!(diff < 1e-5, "max |Δ| = {diff}");
-    }
+    assert_close(&sync[0].params, &hier, 1e-5, "hierarchical");
 }
 
 #[tokio::test]
@@ -272,10 +287,7 @@ async fn sharded_equals_sync_with_adamw() {
     let inner = OptimizerConfig::adamw(0.01);
     let sync = run_flat(&small_config(StrategyKind::Sync, inner, 10), 4).await;
     let sharded = run_flat(&small_config(StrategyKind::Sharded, inner, 10), 4).await;
-    for r in &sharded {
-        let diff = max_abs_diff(&sync[0].params, &r.params);
-        assert!(diff < 1e-6, "max |Δ| = {diff}");
-    }
+    assert_close(&sync[0].params, &sharded, 1e-6, "sharded");
 }
 
 #[tokio::test]
@@ -379,10 +391,12 @@ async fn a_sharded_commit_resumes_on_fewer_ranks_with_its_optimizer_state() {
         cfg.steps = 20;
         results.push(run_flat_from(&cfg, 2, &|_| Some(ck.clone()), None).await);
     }
-    for r in &results[1] {
-        let diff = max_abs_diff(&results[0][0].params, &r.params);
-        assert!(diff < 1e-6, "max |Δ| = {diff}");
-    }
+    assert_close(
+        &results[0][0].params,
+        &results[1],
+        1e-6,
+        "resumed on fewer ranks",
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -477,15 +491,10 @@ mod over_collectives {
                 StrategyKind::Diloco,
                 StrategyKind::Hierarchical,
             ] {
-                let mut cfg = small_config(kind, inner, 6);
-                cfg.strategy.inner_steps = 1;
-                cfg.strategy.outer_lr = 1.0;
-                cfg.strategy.outer_momentum = 0.0;
+                let cfg = with_unit_outer_step(small_config(kind, inner, 6));
                 let (reports, _) = run_fabric(&cfg, &sites, algorithm).await;
-                for r in &reports {
-                    let diff = max_abs_diff(&reference[0].params, &r.params);
-                    assert!(diff < 1e-5, "{kind:?} over {algorithm:?}: max |Δ| = {diff}");
-                }
+                let what = format!("{kind:?} over {algorithm:?}");
+                assert_close(&reference[0].params, &reports, 1e-5, &what);
             }
         }
     }
@@ -609,14 +618,8 @@ async fn transformer_sync_on_n_nodes_equals_one_node_on_the_combined_batch() {
     let mut params = model.init_params(cfg.init_seed);
     let mut opt = Optimizer::new(cfg.strategy.inner, params.len());
     let mut grad = vec![0.0; params.len()];
-    let (mut bx, mut by) = (Vec::new(), Vec::new());
     for step in 0..cfg.steps {
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        for shard in &shards {
-            shard.batch_into(step, cfg.batch, &mut bx, &mut by);
-            x.extend_from_slice(&bx);
-            y.extend_from_slice(&by);
-        }
+        let (x, y) = union_of_batches(&shards, |s, bx, by| s.batch_into(step, cfg.batch, bx, by));
         model
             .loss_and_grad(&params, &x, &y, cfg.batch * n, &mut grad)
             .unwrap();
@@ -624,8 +627,7 @@ async fn transformer_sync_on_n_nodes_equals_one_node_on_the_combined_batch() {
         let scale = cfg.strategy.schedule.factor(step + 1);
         opt.step_scaled(&mut params, &grad, scale).unwrap();
     }
-    let diff = max_abs_diff(&params, &reports[0].params);
-    assert!(diff < 1e-5, "max |Δ| = {diff}");
+    assert_close(&params, &reports, 1e-5, "one node on the combined batch");
     assert!(max_abs_diff(&params, &model.init_params(cfg.init_seed)) > 1e-3);
 }
 
@@ -633,13 +635,9 @@ async fn transformer_sync_on_n_nodes_equals_one_node_on_the_combined_batch() {
 async fn transformer_diloco_with_h1_outer_lr1_no_momentum_equals_sync() {
     let inner = OptimizerConfig::sgd(0.5, 0.0);
     let sync = run_flat(&lm_config(StrategyKind::Sync, inner, 5), 3).await;
-    let mut cfg = lm_config(StrategyKind::Diloco, inner, 5);
-    cfg.strategy.inner_steps = 1;
-    cfg.strategy.outer_lr = 1.0;
-    cfg.strategy.outer_momentum = 0.0;
+    let cfg = with_unit_outer_step(lm_config(StrategyKind::Diloco, inner, 5));
     let diloco = run_flat(&cfg, 3).await;
-    let diff = max_abs_diff(&sync[0].params, &diloco[0].params);
-    assert!(diff < 1e-6, "max |Δ| = {diff}");
+    assert_close(&sync[0].params, &diloco, 1e-6, "diloco");
     assert_eq!(diloco[0].syncs, 5);
 }
 

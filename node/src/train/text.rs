@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use netem_profiles::rng::LinkRng;
 
-use super::TrainError;
+use super::{ConfigError, TrainError};
 
 /// The committed corpus (≈1.09 MB of ASCII): eight Shakespeare plays from Project Gutenberg.
 pub const SHAKESPEARE: &str = include_str!("../../data/shakespeare.txt");
@@ -37,9 +37,7 @@ impl CharTokenizer {
         let mut seen = [false; 128];
         for (i, b) in text.bytes().enumerate() {
             let Some(slot) = seen.get_mut(usize::from(b)) else {
-                return Err(TrainError::Config(format!(
-                    "corpus: non-ASCII byte 0x{b:02x} at offset {i}"
-                )));
+                return Err(ConfigError::CorpusNotAscii { byte: b, offset: i }.into());
             };
             *slot = true;
         }
@@ -67,9 +65,7 @@ impl CharTokenizer {
                     .copied()
                     .filter(|&t| t != u32::MAX)
                     .ok_or_else(|| {
-                        TrainError::Config(format!(
-                            "text: byte 0x{b:02x} at offset {i} is not in the vocabulary"
-                        ))
+                        TrainError::from(ConfigError::NotInVocabulary { byte: b, offset: i })
                     })
             })
             .collect()
@@ -136,18 +132,19 @@ impl Corpus {
         let start = usize::try_from(range.start).unwrap_or(usize::MAX);
         let end = usize::try_from(range.end).unwrap_or(usize::MAX);
         if start > end || end > self.train_len {
-            return Err(TrainError::Config(format!(
-                "data shard {range:?} is outside the training text (0..{})",
-                self.train_len
-            )));
+            return Err(ConfigError::ShardOutsideText {
+                shard: range,
+                train_len: self.train_len,
+            }
+            .into());
         }
         if end - start < ctx + 1 {
-            return Err(TrainError::Config(format!(
-                "data shard {range:?} holds {} characters, fewer than one window of {} \
-                 (context + 1): use fewer ranks or a smaller context",
-                end - start,
-                ctx + 1
-            )));
+            return Err(ConfigError::ShardShorterThanWindow {
+                shard: range,
+                chars: end - start,
+                window: ctx + 1,
+            }
+            .into());
         }
         Ok(TextShard {
             range: range.clone(),
@@ -162,11 +159,12 @@ impl Corpus {
     pub fn eval_windows(&self, n: usize, ctx: usize) -> Result<(Vec<u32>, Vec<u32>), TrainError> {
         let val = self.val();
         if val.len() < ctx + 1 || n == 0 {
-            return Err(TrainError::Config(format!(
-                "validation text of {} characters cannot give {n} windows of {}",
-                val.len(),
-                ctx + 1
-            )));
+            return Err(ConfigError::ValidationWindows {
+                chars: val.len(),
+                windows: n,
+                window: ctx + 1,
+            }
+            .into());
         }
         let last = val.len() - ctx - 1;
         let (mut x, mut y) = (Vec::with_capacity(n * ctx), Vec::with_capacity(n * ctx));

@@ -16,7 +16,7 @@
 use candle_core::{D, DType, Device, Tensor, Var};
 use netem_profiles::rng::LinkRng;
 
-use super::TrainError;
+use super::{ConfigError, ShapeError, TrainError};
 
 /// The shape of a transformer LM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ const WPE: usize = 1;
 const LN_EPS: f64 = 1e-5;
 
 fn candle(e: candle_core::Error) -> TrainError {
-    TrainError::Config(format!("transformer: {e}"))
+    TrainError::Transformer(e)
 }
 
 impl Transformer {
@@ -88,20 +88,26 @@ impl Transformer {
             embd,
         } = spec;
         if vocab == 0 || ctx == 0 || layers == 0 || heads == 0 || embd == 0 {
-            return Err(TrainError::Config(format!(
-                "transformer: vocab ({vocab}), ctx ({ctx}), layers ({layers}), heads ({heads}) \
-                 and embd ({embd}) must be positive"
-            )));
+            return Err(ConfigError::TransformerSize {
+                vocab,
+                ctx,
+                layers,
+                heads,
+                embd,
+            }
+            .into());
         }
         if !embd.is_multiple_of(heads) {
-            return Err(TrainError::Config(format!(
-                "transformer: heads ({heads}) must divide embd ({embd})"
-            )));
+            return Err(ConfigError::TransformerHeads { heads, embd }.into());
         }
         if embd > 1 << 16 || layers > 1 << 10 || vocab > 1 << 24 || ctx > 1 << 20 {
-            return Err(TrainError::Config(
-                "transformer: shape too large for this trainer".into(),
-            ));
+            return Err(ConfigError::TransformerTooLarge {
+                vocab,
+                ctx,
+                layers,
+                embd,
+            }
+            .into());
         }
         let mut slots = Vec::new();
         let mut offset = 0usize;
@@ -183,27 +189,28 @@ impl Transformer {
     }
 
     fn check(&self, params: &[f32], x: &[u32], y: &[u32], batch: usize) -> Result<(), TrainError> {
-        if params.len() != self.param_count {
-            return Err(TrainError::Shape(format!(
-                "parameters: {} values, transformer has {}",
-                params.len(),
-                self.param_count
-            )));
-        }
+        ShapeError::check_param_vector(
+            "parameters",
+            "transformer",
+            params.len(),
+            self.param_count,
+        )?;
         let want = batch.saturating_mul(self.spec.ctx);
         if x.len() != want || y.len() != want || batch == 0 {
-            return Err(TrainError::Shape(format!(
-                "tokens: {} inputs and {} targets for batch {batch} × ctx {}",
-                x.len(),
-                y.len(),
-                self.spec.ctx
-            )));
+            return Err(ShapeError::Tokens {
+                inputs: x.len(),
+                targets: y.len(),
+                batch,
+                ctx: self.spec.ctx,
+            }
+            .into());
         }
         if let Some(t) = x.iter().chain(y).find(|&&t| t as usize >= self.spec.vocab) {
-            return Err(TrainError::Shape(format!(
-                "token {t} outside the vocabulary of {}",
-                self.spec.vocab
-            )));
+            return Err(ShapeError::TokenOutsideVocab {
+                token: *t,
+                vocab: self.spec.vocab,
+            }
+            .into());
         }
         Ok(())
     }
@@ -324,13 +331,7 @@ impl Transformer {
         grad: &mut [f32],
     ) -> Result<f64, TrainError> {
         self.check(params, x, y, batch)?;
-        if grad.len() != self.param_count {
-            return Err(TrainError::Shape(format!(
-                "gradient: {} values, transformer has {}",
-                grad.len(),
-                self.param_count
-            )));
-        }
+        ShapeError::check_param_vector("gradient", "transformer", grad.len(), self.param_count)?;
         let vars = self.vars(params)?;
         let loss = self.forward(&vars, x, y, batch).map_err(candle)?;
         let grads = loss.backward().map_err(candle)?;

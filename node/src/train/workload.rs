@@ -4,11 +4,11 @@
 
 use std::ops::Range;
 
-use super::TrainError;
 use super::data::{Samples, TaskSpec, Teacher};
 use super::model::{Mlp, MlpSpec, Workspace};
 use super::text::{Corpus, TextShard};
 use super::transformer::{Transformer, TransformerSpec};
+use super::{ConfigError, TrainError};
 
 /// Which model a job trains, with what it needs besides the strategy.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,14 +33,13 @@ impl ModelConfig {
     /// A transformer preset by name over the committed corpus's vocabulary, and its batch.
     pub fn lm_preset(name: &str, data_seed: u64) -> Result<(Self, usize), TrainError> {
         let p = spacefabric_proto::train_job::LmPreset::find(name).ok_or_else(|| {
-            let names: Vec<_> = spacefabric_proto::train_job::LM_PRESETS
-                .iter()
-                .map(|p| p.name)
-                .collect();
-            TrainError::Config(format!(
-                "unknown model {name:?}: expected mlp or one of {}",
-                names.join(", ")
-            ))
+            TrainError::from(ConfigError::UnknownModel {
+                name: name.to_string(),
+                presets: spacefabric_proto::train_job::LM_PRESETS
+                    .iter()
+                    .map(|p| p.name)
+                    .collect(),
+            })
         })?;
         let spec = TransformerSpec {
             vocab: spacefabric_proto::train_job::defaults::LM_VOCAB as usize,
@@ -120,7 +119,10 @@ impl Workload {
                 let teacher = Teacher::new(task.clone())?;
                 let samples = teacher.shard(shard.clone())?;
                 if samples.is_empty() {
-                    return Err(TrainError::Config(format!("empty data shard {shard:?}")));
+                    return Err(ConfigError::EmptyDataShard {
+                        shard: shard.clone(),
+                    }
+                    .into());
                 }
                 let eval = match eval_samples {
                     Some(n) => Some(Evaluation::Mlp {
@@ -144,11 +146,11 @@ impl Workload {
             ModelConfig::Lm { spec, data_seed } => {
                 let corpus = Corpus::shakespeare()?;
                 if corpus.tokenizer().vocab_size() != spec.vocab {
-                    return Err(TrainError::Config(format!(
-                        "model vocabulary {} but the corpus has {} characters",
-                        spec.vocab,
-                        corpus.tokenizer().vocab_size()
-                    )));
+                    return Err(ConfigError::VocabMismatch {
+                        model: spec.vocab,
+                        corpus: corpus.tokenizer().vocab_size(),
+                    }
+                    .into());
                 }
                 let model = Transformer::new(*spec)?;
                 let text = corpus.shard(shard, spec.ctx, *data_seed)?;

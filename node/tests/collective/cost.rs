@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use spacefabric_node::collective::{Collective, Concrete, CostModel, LinkCost, Schedule};
+use spacefabric_testkit::profiles::{self, Rate};
 
 const ALPHA: f64 = 0.001; // 1 ms
 const RATE: u64 = 1_000_000_000; // 1 Gbit/s
@@ -50,17 +51,18 @@ fn rabenseifner_matches_2_lg_p_alpha_plus_bandwidth_term() {
         let n = (count * 4) as f64;
         let pf = p as f64;
         let want = 2.0 * f64::from(k) * ALPHA + 2.0 * (pf - 1.0) / pf * n * BETA;
-        close(
-            predict(
-                &uniform(p),
-                Concrete::HalvingDoubling,
-                Collective::AllReduce,
-                count,
-            ),
-            want,
-            &format!("hd p={p}"),
-        );
+        close(hd_all_reduce(p, count), want, &format!("hd p={p}"));
     }
+}
+
+/// The predicted halving-doubling all-reduce of `count` floats on `p` uniform ranks.
+fn hd_all_reduce(p: usize, count: usize) -> f64 {
+    predict(
+        &uniform(p),
+        Concrete::HalvingDoubling,
+        Collective::AllReduce,
+        count,
+    )
 }
 
 #[test]
@@ -73,16 +75,7 @@ fn rabenseifner_non_power_of_two_adds_two_full_vector_steps() {
         let n = (count * 4) as f64;
         let pf = pof2 as f64;
         let want = (2.0 * k + 2.0) * ALPHA + (2.0 * (pf - 1.0) / pf + 2.0) * n * BETA;
-        close(
-            predict(
-                &uniform(p),
-                Concrete::HalvingDoubling,
-                Collective::AllReduce,
-                count,
-            ),
-            want,
-            &format!("hd p={p}"),
-        );
+        close(hd_all_reduce(p, count), want, &format!("hd p={p}"));
     }
 }
 
@@ -162,28 +155,20 @@ fn lanes_pipeline_a_chain() {
     let model = CostModel::uniform(5, Duration::ZERO, Some(RATE));
     let count = 4 * 16 * 1024;
     let n = (count * 4) as f64;
-    let one = model
-        .predict_collective(
-            Collective::Broadcast { root: 0 },
-            Concrete::Ring,
-            count,
-            4,
-            1,
-        )
-        .unwrap()
-        .total_s;
-    close(one, 4.0 * n * BETA, "1 lane");
-    let four = model
-        .predict_collective(
-            Collective::Broadcast { root: 0 },
-            Concrete::Ring,
-            count,
-            4,
-            4,
-        )
-        .unwrap()
-        .total_s;
-    close(four, 7.0 * n * BETA / 4.0, "4 lanes");
+    let chain = |lanes| {
+        model
+            .predict_collective(
+                Collective::Broadcast { root: 0 },
+                Concrete::Ring,
+                count,
+                4,
+                lanes,
+            )
+            .unwrap()
+            .total_s
+    };
+    close(chain(1), 4.0 * n * BETA, "1 lane");
+    close(chain(4), 7.0 * n * BETA / 4.0, "4 lanes");
 }
 
 #[test]
@@ -240,30 +225,10 @@ fn a_schedule_for_another_world_is_an_error() {
 /// Two sites of `k` ranks from a profile: 0.1 ms / 1 Gbit/s inside, 1.28 s / 100 Mbit/s
 /// between; `sharing` goes into the cross-site link (`""` = the default, one shared trunk).
 fn two_site_profile(k: usize, sharing: &str) -> CostModel {
-    let text = format!(
-        r#"
-name = "t"
-[sites.a]
-[sites.b]
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0.1
-rate_mbps = 1000
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0.1
-rate_mbps = 1000
-[[links]]
-from = "a"
-to = "b"
-delay_ms = 1280
-rate_mbps = 100
-{sharing}
-"#
-    );
-    let profile = netem_profiles::Profile::parse(&text, "t.toml").unwrap();
+    let profile = profiles::two_sites("t", "a", "b", 1280.0, Some(Rate::Mbps(100.0)))
+        .inside(0.1, Some(Rate::Mbps(1000.0)))
+        .last_link_extra(sharing)
+        .profile();
     CostModel::from_profile(
         &profile,
         (0..2 * k).map(|r| usize::from(r >= k)).collect(),

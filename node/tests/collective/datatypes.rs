@@ -7,34 +7,11 @@ use half::{bf16, f16};
 use spacefabric_node::collective::sweep::{SweepSpec, run_sweep};
 use spacefabric_node::collective::verify::{count_wrong_of, input_of};
 use spacefabric_node::collective::{
-    Algorithm, CollectiveConfig, Communicator, Corruption, CostModel, DataTypeName, Element,
-    LinkCost, MemoryFabric, ReduceOpName, all_reduce_op,
+    Algorithm, Corruption, DataTypeName, Element, MemoryFabric, ReduceOpName, all_reduce_op,
 };
 use spacefabric_node::collective::{Collective, reduce_scatter};
 
-fn comms(
-    fabric: &MemoryFabric,
-    sites: &[usize],
-    lanes: usize,
-) -> Vec<Communicator<spacefabric_node::collective::MemoryExchange>> {
-    let nsites = sites.iter().max().map_or(1, |m| m + 1);
-    let links: Vec<LinkCost> = (0..nsites * nsites)
-        .map(|i| LinkCost {
-            delay_s: if i % (nsites + 1) == 0 { 0.0001 } else { 1.28 },
-            rate_bps: Some(1e9),
-        })
-        .collect();
-    fabric
-        .endpoints()
-        .into_iter()
-        .map(|ex| {
-            Communicator::new(ex)
-                .with_cost_model(CostModel::sites(sites.to_vec(), links.clone()))
-                .unwrap()
-                .with_config(CollectiveConfig { lanes })
-        })
-        .collect()
-}
+use crate::support::comms;
 
 /// All-reduces exact inputs of `T` with `op` on every rank; the wrong elements summed.
 async fn all_reduce_wrong<T: Element>(

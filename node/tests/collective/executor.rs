@@ -12,35 +12,12 @@ use spacefabric_fabric::emu::EmuClock;
 use spacefabric_node::collective::sweep::{SweepSpec, run_sweep};
 use spacefabric_node::collective::verify::{count_wrong, input};
 use spacefabric_node::collective::{
-    Algorithm, Collective, CollectiveConfig, Communicator, Corruption, CostModel, Exchange,
-    ExchangeError, LinkCost, MemoryExchange, MemoryFabric, all_gather, all_reduce, broadcast,
-    reduce_scatter,
+    Algorithm, Collective, Communicator, Corruption, CostModel, Exchange, ExchangeError, LinkCost,
+    MemoryExchange, MemoryFabric, all_gather, all_reduce, broadcast, reduce_scatter,
 };
 use tokio::time::Instant;
 
-fn comms(
-    fabric: &MemoryFabric,
-    sites: &[usize],
-    lanes: usize,
-) -> Vec<Communicator<MemoryExchange>> {
-    let nsites = sites.iter().max().map_or(1, |m| m + 1);
-    let links: Vec<LinkCost> = (0..nsites * nsites)
-        .map(|i| LinkCost {
-            delay_s: if i % (nsites + 1) == 0 { 0.0001 } else { 1.28 },
-            rate_bps: Some(1e9),
-        })
-        .collect();
-    fabric
-        .endpoints()
-        .into_iter()
-        .map(|ex| {
-            Communicator::new(ex)
-                .with_cost_model(CostModel::sites(sites.to_vec(), links.clone()))
-                .unwrap()
-                .with_config(CollectiveConfig { lanes })
-        })
-        .collect()
-}
+use crate::support::comms;
 
 /// Runs `collective` on every rank at once; returns the total number of wrong elements.
 async fn run_all(

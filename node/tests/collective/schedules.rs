@@ -39,6 +39,13 @@ fn site_maps(p: usize) -> Vec<Vec<usize>> {
     ]
 }
 
+/// [`check`] of the hierarchical schedule on every site map of `p` ranks.
+fn check_hierarchical_on_every_site_map(collective: Collective, p: usize, count: usize) {
+    for sites in site_maps(p) {
+        check(collective, Concrete::Hierarchical, p, count, Some(&sites));
+    }
+}
+
 #[test]
 fn all_reduce_every_algorithm_is_exact_for_p_1_to_17() {
     for p in 1..=17 {
@@ -46,15 +53,7 @@ fn all_reduce_every_algorithm_is_exact_for_p_1_to_17() {
             for algo in Concrete::ALL {
                 check(Collective::AllReduce, algo, p, count, None);
             }
-            for sites in site_maps(p) {
-                check(
-                    Collective::AllReduce,
-                    Concrete::Hierarchical,
-                    p,
-                    count,
-                    Some(&sites),
-                );
-            }
+            check_hierarchical_on_every_site_map(Collective::AllReduce, p, count);
         }
     }
 }
@@ -67,15 +66,7 @@ fn reduce_scatter_and_all_gather_are_exact() {
                 check(Collective::ReduceScatter, algo, p, count, None);
                 check(Collective::AllGather, algo, p, count, None);
             }
-            for sites in site_maps(p) {
-                check(
-                    Collective::AllGather,
-                    Concrete::Hierarchical,
-                    p,
-                    count,
-                    Some(&sites),
-                );
-            }
+            check_hierarchical_on_every_site_map(Collective::AllGather, p, count);
         }
     }
 }

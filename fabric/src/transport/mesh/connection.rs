@@ -13,7 +13,7 @@ use crate::transport::frame::{
     self, ControlKind, FabricControl, FabricHello, FrameError, MAX_CONTROL_LEN,
 };
 
-use super::handshake::{accept_one, dial_one, protocol_close};
+use super::handshake::{ProtocolFault, accept_one, dial_one, protocol_close};
 
 use super::ledger::PeerHolds;
 use super::receive::stream_acceptor;
@@ -198,14 +198,14 @@ async fn control_reader(
                 kind: Some(ControlKind::TransferDone(id)),
             })) => forget_pending(slot, id),
             Ok(Some(FabricControl { kind: None })) => {
-                let e = protocol_close(&inner, &conn, "control message without a kind");
+                let e = protocol_close(&inner, &conn, ProtocolFault::ControlWithoutKind);
                 warn!(peer = rank, "{e}");
                 return;
             }
             Ok(None) => return,
             Err(FrameError::Read { .. }) => return,
             Err(e) => {
-                let e = protocol_close(&inner, &conn, &e.to_string());
+                let e = protocol_close(&inner, &conn, ProtocolFault::Frame(e));
                 warn!(peer = rank, "{e}");
                 return;
             }

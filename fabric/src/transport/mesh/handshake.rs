@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::transport::frame::{self, FabricHello, MAX_CONTROL_LEN};
-use crate::transport::tls;
+use crate::transport::frame::{self, FabricHello, FrameError, MAX_CONTROL_LEN};
+use crate::transport::tls::{self, PeerCertError};
 
 use super::connection::install;
 use super::{Inner, PeerSlot, bump, close_code, lock, peer_slot};
@@ -31,7 +31,7 @@ pub(super) enum HandshakeError {
     Quic(quinn::ConnectionError),
     /// The peer's certificate does not name the node of that rank.
     #[error("certificate: {0}")]
-    Certificate(String),
+    Certificate(PeerCertError),
     /// The control stream could not be opened or accepted.
     #[error("control stream: {0}")]
     ControlStream(quinn::ConnectionError),
@@ -40,7 +40,52 @@ pub(super) enum HandshakeError {
     SendHello(quinn::WriteError),
     /// The peer's hello was missing, malformed or inconsistent; the connection is closed.
     #[error("protocol error: {0}")]
-    Protocol(String),
+    Protocol(ProtocolFault),
+}
+
+/// What a peer got wrong on a connection's control stream; the connection is closed with
+/// this text as the reason.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ProtocolFault {
+    /// The control stream ended before the hello.
+    #[error("control stream ended before the hello")]
+    NoHello,
+    /// A hello or control message that does not decode.
+    #[error(transparent)]
+    Frame(FrameError),
+    /// A control message with no kind.
+    #[error("control message without a kind")]
+    ControlWithoutKind,
+    /// The hello names another rank than the connection's.
+    #[error("hello says rank {said} but the connection is rank {rank}'s")]
+    RankMismatch {
+        /// The rank in the hello.
+        said: u32,
+        /// The connection's rank.
+        rank: usize,
+    },
+    /// The peer belongs to another mesh session (another job on that address).
+    #[error(
+        "peer rank {rank} is in mesh session `{theirs}`, ours is `{ours}` (a mesh of another job on that address)"
+    )]
+    OtherSession {
+        /// The peer's rank.
+        rank: usize,
+        /// Its session, cut to 64 characters.
+        theirs: String,
+        /// Ours.
+        ours: String,
+    },
+    /// The peer's world size is not ours.
+    #[error("peer rank {rank} believes the world size is {theirs}, ours is {ours}")]
+    WorldSize {
+        /// The peer's rank.
+        rank: usize,
+        /// Its world size.
+        theirs: u32,
+        /// Ours.
+        ours: usize,
+    },
 }
 
 /// Accepting side: completes the handshake of a connection from `rank`, checks its
@@ -109,16 +154,12 @@ async fn exchange_hello(
         match frame::read_delimited::<FabricHello>(&mut recv, "hello", MAX_CONTROL_LEN).await {
             Ok(Some(h)) => h,
             Ok(None) => {
-                return Err(protocol_close(
-                    inner,
-                    &conn,
-                    "control stream ended before the hello",
-                ));
+                return Err(protocol_close(inner, &conn, ProtocolFault::NoHello));
             }
-            Err(e) => return Err(protocol_close(inner, &conn, &e.to_string())),
+            Err(e) => return Err(protocol_close(inner, &conn, ProtocolFault::Frame(e))),
         };
-    if let Err(e) = check_hello(inner, &hello, rank) {
-        return Err(protocol_close(inner, &conn, &e));
+    if let Err(fault) = check_hello(inner, &hello, rank) {
+        return Err(protocol_close(inner, &conn, fault));
     }
     install(inner, rank, conn, send, recv, hello);
     Ok(())
@@ -128,32 +169,33 @@ async fn exchange_hello(
 pub(super) fn protocol_close(
     inner: &Inner,
     conn: &quinn::Connection,
-    reason: &str,
+    fault: ProtocolFault,
 ) -> HandshakeError {
     bump(&inner.stats.protocol_errors, 1);
-    conn.close(close_code::PROTOCOL.into(), reason.as_bytes());
-    HandshakeError::Protocol(reason.to_string())
+    conn.close(close_code::PROTOCOL.into(), fault.to_string().as_bytes());
+    HandshakeError::Protocol(fault)
 }
 
-fn check_hello(inner: &Inner, hello: &FabricHello, rank: usize) -> Result<(), String> {
+fn check_hello(inner: &Inner, hello: &FabricHello, rank: usize) -> Result<(), ProtocolFault> {
     if hello.rank as usize != rank {
-        return Err(format!(
-            "hello says rank {} but the connection is rank {rank}'s",
-            hello.rank
-        ));
+        return Err(ProtocolFault::RankMismatch {
+            said: hello.rank,
+            rank,
+        });
     }
     if hello.session != inner.session {
-        let quoted: String = hello.session.chars().take(64).collect();
-        return Err(format!(
-            "peer rank {rank} is in mesh session `{quoted}`, ours is `{}` (a mesh of another job on that address)",
-            inner.session
-        ));
+        return Err(ProtocolFault::OtherSession {
+            rank,
+            theirs: hello.session.chars().take(64).collect(),
+            ours: inner.session.clone(),
+        });
     }
     if hello.world_size as usize != inner.world_size {
-        return Err(format!(
-            "peer rank {rank} believes the world size is {}, ours is {}",
-            hello.world_size, inner.world_size
-        ));
+        return Err(ProtocolFault::WorldSize {
+            rank,
+            theirs: hello.world_size,
+            ours: inner.world_size,
+        });
     }
     Ok(())
 }
