@@ -1,4 +1,5 @@
-//! The peer mesh over real QUIC on loopback: transfers between every pair in order, a
+//! The peer mesh over real QUIC on loopback: transfers between every pair in order (also
+//! received and passed on as pieces), a
 //! stranger refused, malformed frames refused without harming the mesh, a forced reconnect
 //! resumed without loss or duplicates, the contact plan respected across a scheduled outage.
 #![allow(clippy::unwrap_used)]
@@ -75,6 +76,20 @@ async fn every_pair_exchanges_in_order() {
     let (sent, got) = tokio::join!(a.send(3, 77, big.clone()), b.recv(0, 77));
     sent.unwrap();
     assert_eq!(got.unwrap(), big);
+    // The same, received as the pieces quinn read (not joined), and those pieces passed on
+    // to a third rank as they are.
+    let (sent, got) = tokio::join!(a.send(3, 78, big.clone()), b.recv_payload(0, 78));
+    sent.unwrap();
+    let got = got.unwrap();
+    assert_eq!(got.len(), big.len());
+    assert!(
+        got.pieces().len() > 1,
+        "a 24 MiB transfer came in one piece"
+    );
+    let (sent, again) = tokio::join!(b.send_payload(1, 79, got.clone()), meshes[1].recv(3, 79));
+    sent.unwrap();
+    assert_eq!(again.unwrap(), big);
+    assert_eq!(got.into_bytes(), big);
     assert!(matches!(
         a.send(4, 1, Bytes::new()).await,
         Err(TransportError::NoSuchRank { rank: 4, .. })

@@ -41,9 +41,10 @@
 //! Held datagrams wait in one binary heap per scheduler, ordered by (due instant, arrival
 //! order). Tokio's timers tick at 1 ms, too coarse for LAN links (target: p99 error
 //! ≤ 0.2 ms), so the default driver outside paused-clock tests is one OS thread per process
-//! that sleeps on a condition variable (1 ns timer slack) until [`SPIN_WINDOW`] (50 µs) before the earliest
-//! deadline, then spins with `yield_now` until it is due, and writes through a `std` clone
-//! of the sending socket. Under tokio's paused clock a tokio-timer task drives the same heap
+//! that sleeps on a condition variable (1 ns timer slack) until a spin window before the
+//! earliest deadline, then spins until it is due, and writes through a `std` clone of the
+//! sending socket. The window is as long as the thread's recent timed waits overshot, plus
+//! 5 µs, at most [`SPIN_WINDOW`] (50 µs). Under tokio's paused clock a tokio-timer task drives the same heap
 //! instead (the thread cannot see paused time). See [`SchedulerMode`].
 //!
 //! Measured (`spacefabric-bench fidelity`, 2-core VM shared with other jobs at load 12–16;
@@ -55,7 +56,7 @@
 //! a core for ~18–20 k datagrams/s, of which spinning is 0.2–7 % (the thread sleeps otherwise).
 //! Spinning uses `spin_loop` rather than `yield_now`: on a loaded machine a yield can hand the
 //! core away for a whole time slice (the yielding variant measured 0.5 ms average lateness
-//! against 0.11 ms). The spin window is tunable with [`set_spin_window`].
+//! against 0.11 ms). The spin window's cap is tunable with [`set_spin_window`].
 //!
 //! A datagram that is due immediately (no rate limit, zero delay) and has nothing queued
 //! ahead of it on its link is written inline, without the scheduler.

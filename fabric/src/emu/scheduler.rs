@@ -5,10 +5,11 @@
 //! instant leave in the order they were handed in. Two drivers:
 //!
 //! * [`SchedulerMode::Precise`] — one OS thread per process (shared by every socket):
-//!   waits on a condition variable until [`SPIN_WINDOW`] before the earliest deadline,
-//!   then busy-waits (`std::hint::spin_loop`) until it is due, and writes through a `std` clone of the
-//!   sending socket. Sub-millisecond; costs CPU only while a deadline is less than
-//!   `SPIN_WINDOW` away.
+//!   waits on a condition variable until a spin window before the earliest deadline, then
+//!   busy-waits (`std::hint::spin_loop`) until it is due, and writes through a `std` clone of
+//!   the sending socket. Sub-millisecond; costs CPU only while a deadline is less than the
+//!   window away. The window is learned ([`LearnedSpinWindow`]): as long as the thread's
+//!   recent timed waits overshot, plus a margin, at most [`SPIN_WINDOW`].
 //! * [`SchedulerMode::TokioTimer`] — a tokio task per socket sleeping with
 //!   `tokio::time::sleep_until`. Tokio's timer wheel has 1 ms granularity (deliveries are up
 //!   to ~1 ms late), but it follows tokio's paused clock, which the precise thread cannot
@@ -27,20 +28,23 @@ use std::time::{Duration, Instant};
 
 use super::link_table::{Counters, EmuDropCause, Link};
 
-/// How long before a deadline the precise thread stops sleeping and starts spinning.
-/// It covers a wake-up from a timed futex wait: the thread runs with a 1 ns timer slack
-/// (`tighten_timer_slack`), so the kernel's default 50 µs rounding of its timers is gone.
-/// It was 200 µs (which covered that rounding): on a lan link (50 µs delay) the thread then
-/// spun through every datagram's whole hold time, 15 % of the CPU of a lan 16 MiB all-reduce
-/// bench (perf). On the loaded 2-core development VM, 1000, 200, 50 and 20 µs measured no
-/// different: there the wait for a free core, not the timer, made deliveries late.
+/// The longest the precise thread spins before a deadline (the cap of its learned window,
+/// see [`LearnedSpinWindow`]). A spin covers the wake-up from a timed futex wait: the thread
+/// runs with a 1 ns timer slack (`tighten_timer_slack`), so the kernel's default 50 µs
+/// rounding of its timers is gone. It was 200 µs (which covered that rounding): on a lan link
+/// (50 µs delay) the thread then spun through every datagram's whole hold time, 15 % of the
+/// CPU of a lan 16 MiB all-reduce bench (perf). On the loaded 2-core development VM, 1000,
+/// 200, 50 and 20 µs measured no different: there the wait for a free core, not the timer,
+/// made deliveries late.
 pub const SPIN_WINDOW: Duration = Duration::from_micros(50);
 
-/// The spin window in use, in nanoseconds (process-wide; see [`set_spin_window`]).
+/// The spin window's cap in use, in nanoseconds (process-wide; see [`set_spin_window`]).
 static SPIN_WINDOW_NANOS: AtomicU64 = AtomicU64::new(SPIN_WINDOW.as_nanos() as u64);
 
-/// Changes how long before a deadline the precise scheduler starts spinning (process-wide;
-/// default [`SPIN_WINDOW`]). Larger: more precise on a loaded machine, more CPU.
+/// Changes the longest the precise scheduler spins before a deadline (process-wide; default
+/// [`SPIN_WINDOW`]); within it the window follows how late the thread's timed waits have
+/// woken up recently ([`LearnedSpinWindow`]). Larger: more precise on a loaded machine, more
+/// CPU.
 pub fn set_spin_window(window: Duration) {
     SPIN_WINDOW_NANOS.store(
         window.as_nanos().min(u128::from(u64::MAX)) as u64,
@@ -48,7 +52,7 @@ pub fn set_spin_window(window: Duration) {
     );
 }
 
-/// The spin window in use.
+/// The spin window's cap in use (see [`set_spin_window`]).
 pub fn spin_window() -> Duration {
     Duration::from_nanos(SPIN_WINDOW_NANOS.load(Ordering::Relaxed))
 }
@@ -73,6 +77,57 @@ fn starvation() -> Duration {
 
 /// At most this many due datagrams are sent per lock acquisition.
 const BATCH: usize = 64;
+
+/// How many recent timed waits [`LearnedSpinWindow`] remembers.
+const OVERSHOOT_SAMPLES: usize = 64;
+
+/// What [`LearnedSpinWindow`] adds to the largest recent overshoot.
+const SPIN_MARGIN: Duration = Duration::from_micros(5);
+
+/// How long before a deadline the precise thread starts spinning, learned from its own timed
+/// waits: a wait asked to end at `t` that ended at `t + o` overshot by `o` (the host's
+/// wake-up latency: timer, scheduler, the lock). Spinning longer than the waits overshoot
+/// only burns CPU; shorter makes deliveries late. The window is the largest overshoot of the
+/// last [`OVERSHOOT_SAMPLES`] timed waits plus [`SPIN_MARGIN`], never more than the cap
+/// ([`set_spin_window`]). It starts at the cap (nothing measured yet), so it is never
+/// narrower than what the host was recently seen to need: on a loaded host, where wake-ups
+/// are late by more than the cap, it stays at the cap, as before it was learned.
+/// Pure: the caller passes the instants.
+#[derive(Debug, Clone)]
+pub(crate) struct LearnedSpinWindow {
+    /// Recent overshoots, nanoseconds (a ring; `u64::MAX` = not measured yet).
+    recent: [u64; OVERSHOOT_SAMPLES],
+    next: usize,
+}
+
+impl Default for LearnedSpinWindow {
+    fn default() -> Self {
+        Self {
+            recent: [u64::MAX; OVERSHOOT_SAMPLES],
+            next: 0,
+        }
+    }
+}
+
+impl LearnedSpinWindow {
+    /// A timed wait asked to end at `asked` ended (timed out) at `woke`.
+    pub(crate) fn record(&mut self, asked: Instant, woke: Instant) {
+        let overshoot = woke.saturating_duration_since(asked).as_nanos();
+        if let Some(slot) = self.recent.get_mut(self.next) {
+            *slot = u64::try_from(overshoot).unwrap_or(u64::MAX - 1);
+        }
+        self.next = (self.next + 1) % OVERSHOOT_SAMPLES;
+    }
+
+    /// The window to spin before the next deadline, at most `cap`.
+    pub(crate) fn window(&self, cap: Duration) -> Duration {
+        let largest = self.recent.iter().copied().max().unwrap_or(u64::MAX);
+        if largest == u64::MAX {
+            return cap;
+        }
+        (Duration::from_nanos(largest) + SPIN_MARGIN).min(cap)
+    }
+}
 
 /// How held datagrams are timed; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -167,6 +222,9 @@ pub struct SchedulerStats {
     pub late_nanos_sum: u64,
     /// Largest lateness seen, in nanoseconds.
     pub late_nanos_max: u64,
+    /// The spin window the precise thread uses now, in nanoseconds ([`LearnedSpinWindow`];
+    /// zero for the tokio driver).
+    pub spin_window_nanos: u64,
 }
 
 #[derive(Debug, Default)]
@@ -176,6 +234,7 @@ struct StatCells {
     spin_nanos: AtomicU64,
     late_nanos_sum: AtomicU64,
     late_nanos_max: AtomicU64,
+    spin_window_nanos: AtomicU64,
 }
 
 /// The delay line of one process (precise) or one socket (tokio timer).
@@ -240,6 +299,7 @@ impl Scheduler {
             spin_nanos: l(&self.stats.spin_nanos),
             late_nanos_sum: l(&self.stats.late_nanos_sum),
             late_nanos_max: l(&self.stats.late_nanos_max),
+            spin_window_nanos: l(&self.stats.spin_window_nanos),
         }
     }
 
@@ -295,6 +355,7 @@ impl Scheduler {
 
     fn run_precise(self: Arc<Self>) {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut learned = LearnedSpinWindow::default();
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let now = Instant::now();
@@ -317,13 +378,20 @@ impl Scheduler {
                 continue;
             };
             let wait = due.saturating_duration_since(now);
-            let window = spin_window();
+            let window = learned.window(spin_window());
+            self.stats
+                .spin_window_nanos
+                .store(window.as_nanos() as u64, Ordering::Relaxed);
             if wait > window {
-                q = self
+                let asked = now + (wait - window);
+                let (guard, waited) = self
                     .wake
                     .wait_timeout(q, wait - window)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+                    .unwrap_or_else(PoisonError::into_inner);
+                q = guard;
+                if waited.timed_out() {
+                    learned.record(asked, Instant::now());
+                }
                 continue;
             }
             // Spin to the deadline, without the lock, unless an earlier one arrives.
@@ -420,4 +488,46 @@ pub(crate) fn tokio_clock_is_paused() -> bool {
         std::hint::spin_loop();
     }
     tokio::time::Instant::now() == t0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spin_window_follows_the_largest_recent_overshoot_within_its_cap() {
+        let cap = Duration::from_micros(50);
+        let mut w = LearnedSpinWindow::default();
+        // Nothing measured: the cap.
+        assert_eq!(w.window(cap), cap);
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        // Waits that woke 3 µs late: 3 + the 5 µs margin.
+        w.record(t0, t0 + us(3));
+        // Still unmeasured slots: the cap until the ring is full.
+        assert_eq!(w.window(cap), cap);
+        for i in 1..OVERSHOOT_SAMPLES as u64 {
+            w.record(t0 + us(100 * i), t0 + us(100 * i + 3));
+        }
+        assert_eq!(w.window(cap), us(8));
+        // One wake-up 20 µs late widens it for the next OVERSHOOT_SAMPLES waits...
+        w.record(t0, t0 + us(20));
+        assert_eq!(w.window(cap), us(25));
+        for _ in 0..OVERSHOOT_SAMPLES - 1 {
+            w.record(t0, t0 + us(2));
+            assert_eq!(w.window(cap), us(25));
+        }
+        // ...then it is forgotten.
+        w.record(t0, t0 + us(2));
+        assert_eq!(w.window(cap), us(7));
+        // A wake-up later than the cap: the cap. One that came early counts as on time.
+        w.record(t0, t0 + Duration::from_millis(4));
+        assert_eq!(w.window(cap), cap);
+        let mut early = LearnedSpinWindow::default();
+        for _ in 0..OVERSHOOT_SAMPLES {
+            early.record(t0 + us(10), t0);
+        }
+        assert_eq!(early.window(cap), SPIN_MARGIN);
+        assert_eq!(early.window(us(1)), us(1), "never above the cap");
+    }
 }

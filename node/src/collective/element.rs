@@ -46,6 +46,7 @@ macro_rules! integer_element {
             const DATATYPE: DataTypeName = DataTypeName::$name;
             const BYTES: usize = std::mem::size_of::<$t>();
             const EXACT_INTEGERS: u64 = u64::MAX;
+            #[inline]
             fn read_le(bytes: &[u8]) -> Self {
                 let mut b = [0u8; std::mem::size_of::<$t>()];
                 b.copy_from_slice(bytes);
@@ -54,6 +55,7 @@ macro_rules! integer_element {
             fn write_le(self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
+            #[inline]
             fn reduce(self, other: Self, op: ReduceOpName) -> Self {
                 match op {
                     ReduceOpName::Sum | ReduceOpName::Avg => self.wrapping_add(other),
@@ -91,6 +93,7 @@ macro_rules! native_float_element {
             const DATATYPE: DataTypeName = DataTypeName::$name;
             const BYTES: usize = std::mem::size_of::<$t>();
             const EXACT_INTEGERS: u64 = $exact;
+            #[inline]
             fn read_le(bytes: &[u8]) -> Self {
                 let mut b = [0u8; std::mem::size_of::<$t>()];
                 b.copy_from_slice(bytes);
@@ -99,6 +102,7 @@ macro_rules! native_float_element {
             fn write_le(self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
+            #[inline]
             fn reduce(self, other: Self, op: ReduceOpName) -> Self {
                 match op {
                     ReduceOpName::Sum | ReduceOpName::Avg => self + other,
@@ -129,6 +133,7 @@ macro_rules! short_float_element {
             const DATATYPE: DataTypeName = DataTypeName::$name;
             const BYTES: usize = 2;
             const EXACT_INTEGERS: u64 = $exact;
+            #[inline]
             fn read_le(bytes: &[u8]) -> Self {
                 let mut b = [0u8; 2];
                 b.copy_from_slice(bytes);
@@ -137,6 +142,7 @@ macro_rules! short_float_element {
             fn write_le(self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
+            #[inline]
             fn reduce(self, other: Self, op: ReduceOpName) -> Self {
                 let (a, b) = (self.to_f32(), other.to_f32());
                 <$t>::from_f32(match op {
@@ -240,13 +246,108 @@ pub fn encode<T: Element>(values: &[T]) -> Vec<u8> {
 /// `dst[i] = dst[i] ⊕ payload[i]` (reduce) or `dst[i] = payload[i]` (copy) over the
 /// little-endian elements of `payload` (whose length the caller checked).
 pub fn combine_into<T: Element>(dst: &mut [T], payload: &[u8], op: Option<ReduceOpName>) {
-    let src = payload.chunks_exact(T::BYTES).map(T::read_le);
     match op {
-        Some(op) => dst
-            .iter_mut()
-            .zip(src)
-            .for_each(|(d, s)| *d = d.reduce(s, op)),
-        None => dst.iter_mut().zip(src).for_each(|(d, s)| *d = s),
+        Some(op) => reduce_into(dst, payload, op),
+        None => copy_into(dst, payload),
+    }
+}
+
+/// `dst[i] = dst[i] ⊕ payload[i]`, one loop per op (the op is not matched per element).
+fn reduce_into<T: Element>(dst: &mut [T], payload: &[u8], op: ReduceOpName) {
+    fn each<T: Element>(dst: &mut [T], payload: &[u8], f: impl Fn(T, T) -> T) {
+        dst.iter_mut()
+            .zip(payload.chunks_exact(T::BYTES))
+            .for_each(|(d, s)| *d = f(*d, read_element(s)));
+    }
+    match op {
+        ReduceOpName::Sum | ReduceOpName::Avg => {
+            each(dst, payload, |a, b| a.reduce(b, ReduceOpName::Sum));
+        }
+        ReduceOpName::Prod => each(dst, payload, |a, b| a.reduce(b, ReduceOpName::Prod)),
+        ReduceOpName::Max => each(dst, payload, |a, b| a.reduce(b, ReduceOpName::Max)),
+        ReduceOpName::Min => each(dst, payload, |a, b| a.reduce(b, ReduceOpName::Min)),
+    }
+}
+
+/// One little-endian element from exactly [`Element::BYTES`] bytes: an unaligned load on a
+/// little-endian host.
+#[inline]
+fn read_element<T: Element>(bytes: &[u8]) -> T {
+    #[cfg(target_endian = "little")]
+    {
+        bytemuck::pod_read_unaligned(bytes)
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        T::read_le(bytes)
+    }
+}
+
+/// `dst[i] = payload[i]` for the elements both hold: one memory copy on a little-endian host
+/// (an element's memory is its wire encoding), element by element otherwise.
+fn copy_into<T: Element>(dst: &mut [T], payload: &[u8]) {
+    #[cfg(target_endian = "little")]
+    {
+        let dst = bytemuck::cast_slice_mut::<T, u8>(dst);
+        let n = dst.len().min(payload.len() / T::BYTES * T::BYTES);
+        if let (Some(d), Some(s)) = (dst.get_mut(..n), payload.get(..n)) {
+            d.copy_from_slice(s);
+        }
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        let src = payload.chunks_exact(T::BYTES).map(T::read_le);
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d = s);
+    }
+}
+
+/// Longest element ([`Element::BYTES`] of u64 and f64).
+const MAX_ELEMENT_BYTES: usize = 8;
+
+/// [`combine_into`] from a payload that arrived in `pieces` (in order; the caller checked that
+/// together they hold `dst.len()` elements), without joining them first. An element split
+/// across two (or more) pieces is put together in a small buffer and combined on its own.
+pub fn combine_pieces<'a, T: Element>(
+    dst: &mut [T],
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+    op: Option<ReduceOpName>,
+) {
+    let mut rest = dst;
+    // The leading bytes of an element that a piece ended inside.
+    let mut split = [0u8; MAX_ELEMENT_BYTES];
+    let mut held = 0usize;
+    for piece in pieces {
+        let mut piece = piece;
+        if held > 0 {
+            let take = (T::BYTES - held).min(piece.len());
+            let (head, tail) = piece.split_at(take);
+            if let Some(slot) = split.get_mut(held..held + take) {
+                slot.copy_from_slice(head);
+            }
+            held += take;
+            piece = tail;
+            if held < T::BYTES {
+                continue;
+            }
+            let Some((first, after)) = rest.split_first_mut() else {
+                return;
+            };
+            combine_into(std::slice::from_mut(first), &split[..T::BYTES], op);
+            rest = after;
+        }
+        let whole = (piece.len() / T::BYTES).min(rest.len());
+        let (now, after) = std::mem::take(&mut rest).split_at_mut(whole);
+        let (body, tail) = piece.split_at(whole * T::BYTES);
+        combine_into(now, body, op);
+        rest = after;
+        if tail.len() >= T::BYTES || T::BYTES > MAX_ELEMENT_BYTES {
+            // More bytes than `dst` has room for: the caller's length check failed.
+            return;
+        }
+        if let Some(slot) = split.get_mut(..tail.len()) {
+            slot.copy_from_slice(tail);
+        }
+        held = tail.len();
     }
 }
 
@@ -293,6 +394,73 @@ mod tests {
         let y = f16::from_f32(3.0).reduce(f16::from_f32(-2.0), ReduceOpName::Prod);
         assert_eq!(y.to_f32(), -6.0);
         assert_eq!(f16::from_f32(6.0).div_ranks(4).to_f32(), 1.5);
+    }
+
+    /// Combines `src` into `dst` from the pieces `src`'s encoding is cut into at `cuts`
+    /// (byte offsets), and into a copy of `dst` in one piece: both results must be equal.
+    fn combined_in_pieces<T: Element>(
+        dst: &[T],
+        src: &[T],
+        cuts: &[usize],
+        op: Option<ReduceOpName>,
+    ) {
+        let bytes = encode(src);
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            pieces.push(&bytes[start..c]);
+            start = c;
+        }
+        let mut whole = dst.to_vec();
+        combine_into(&mut whole, &bytes, op);
+        let mut split = dst.to_vec();
+        combine_pieces(&mut split, pieces.iter().copied(), op);
+        assert_eq!(split, whole, "cuts {cuts:?}, op {op:?}");
+    }
+
+    #[test]
+    fn combining_from_pieces_equals_combining_the_joined_payload() {
+        let dst: Vec<f32> = (0..9).map(|i| i as f32 * 1.5).collect();
+        let src: Vec<f32> = (0..9).map(|i| 100.0 - i as f32).collect();
+        // On element boundaries, inside an element, an element across three pieces, empty
+        // pieces, one byte at a time.
+        let one_by_one: Vec<usize> = (1..36).collect();
+        let cut_sets: [&[usize]; 6] = [
+            &[],
+            &[4, 8],
+            &[3, 5, 17],
+            &[1, 2, 3],
+            &[6, 6, 6, 35],
+            &one_by_one,
+        ];
+        for cuts in cut_sets {
+            for op in [None, Some(ReduceOpName::Sum), Some(ReduceOpName::Max)] {
+                combined_in_pieces(&dst, &src, cuts, op);
+            }
+        }
+        let dst: Vec<u64> = (0..5).map(|i| u64::MAX - i).collect();
+        let src: Vec<u64> = (0..5).map(|i| i * 3 + 1).collect();
+        combined_in_pieces(&dst, &src, &[7, 9, 30], Some(ReduceOpName::Sum));
+        combined_in_pieces(&dst, &src, &[15, 16, 17], None);
+        let dst = vec![bf16::from_f32(1.0); 6];
+        let src: Vec<bf16> = (0..6).map(|i| bf16::from_f32(i as f32)).collect();
+        combined_in_pieces(&dst, &src, &[1, 3, 5, 7, 9, 11], Some(ReduceOpName::Prod));
+        combined_in_pieces(
+            &[7i8, -3, 2],
+            &[1i8, 1, 1],
+            &[1, 2],
+            Some(ReduceOpName::Sum),
+        );
+    }
+
+    #[test]
+    fn an_element_split_across_pieces_is_put_together_before_it_is_combined() {
+        let mut dst = [1.0f32, 2.0];
+        let bytes = encode(&[10.0f32, 20.0]);
+        // 10.0's bytes cut 1 + 3, 20.0's bytes 2 + 2.
+        let pieces = [&bytes[..1], &bytes[1..6], &bytes[6..]];
+        combine_pieces(&mut dst, pieces, Some(ReduceOpName::Sum));
+        assert_eq!(dst, [11.0, 22.0]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use spacefabric_proto::reduction::{DataTypeName, ReduceOpName};
 
 use super::element::Element;
 use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::transport::Payload;
 
 /// A failure of the point-to-point layer, with its cause.
 #[derive(Debug, Error)]
@@ -73,6 +74,27 @@ pub trait Exchange: Send + Sync {
         from: usize,
         tag: u64,
     ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send;
+    /// [`Exchange::send`] of a payload held in pieces (a received one the executor passes
+    /// on): a transport that sends pieces (the QUIC mesh) sends them as they are. The default
+    /// joins them into one buffer for [`Exchange::send`].
+    fn send_payload(
+        &self,
+        to: usize,
+        tag: u64,
+        payload: Payload,
+    ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
+        self.send(to, tag, payload.into_bytes())
+    }
+    /// [`Exchange::recv`], as the pieces the payload arrived in: a transport that receives in
+    /// pieces (the QUIC mesh) hands them over without joining them, and the executor combines
+    /// from them directly. The default wraps [`Exchange::recv`]'s one buffer.
+    fn recv_payload(
+        &self,
+        from: usize,
+        tag: u64,
+    ) -> impl Future<Output = Result<Payload, ExchangeError>> + Send {
+        async move { self.recv(from, tag).await.map(Payload::from) }
+    }
     /// The scenario clock every rank shares (emulated time since the common epoch), if the
     /// ranks have one: with it a barrier releases every rank at the same instant. `None`
     /// (the default) leaves barriers to message arrival alone.
@@ -117,6 +139,21 @@ impl<T: Exchange> Exchange for Arc<T> {
     ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send {
         (**self).recv(from, tag)
     }
+    fn recv_payload(
+        &self,
+        from: usize,
+        tag: u64,
+    ) -> impl Future<Output = Result<Payload, ExchangeError>> + Send {
+        (**self).recv_payload(from, tag)
+    }
+    fn send_payload(
+        &self,
+        to: usize,
+        tag: u64,
+        payload: Payload,
+    ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
+        (**self).send_payload(to, tag, payload)
+    }
     fn clock(&self) -> Option<EmuClock> {
         (**self).clock()
     }
@@ -143,6 +180,21 @@ impl<T: Exchange> Exchange for &T {
         tag: u64,
     ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send {
         (**self).recv(from, tag)
+    }
+    fn recv_payload(
+        &self,
+        from: usize,
+        tag: u64,
+    ) -> impl Future<Output = Result<Payload, ExchangeError>> + Send {
+        (**self).recv_payload(from, tag)
+    }
+    fn send_payload(
+        &self,
+        to: usize,
+        tag: u64,
+        payload: Payload,
+    ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
+        (**self).send_payload(to, tag, payload)
     }
     fn clock(&self) -> Option<EmuClock> {
         (**self).clock()

@@ -4,23 +4,24 @@
 //! schedule over its own slice, all lanes at once, so a collective keeps several transfers
 //! (QUIC streams) in flight per link and successive lanes pipeline through multi-hop
 //! algorithms. Within a lane a rank walks its steps in order: it copies the payload of each
-//! send of the step (sends then proceed in the background), waits for the step's receives,
-//! combining each as it arrives, then moves on. Every message's tag is unique per
+//! send of the step (sends then proceed in the background; a span received as a copy in the
+//! previous step is passed on as received instead), waits for the step's receives, combining
+//! each from the pieces it arrived in as it arrives, then moves on. Every message's tag is unique per
 //! (call, lane, message): see [`tag`].
 
 use std::collections::{BTreeSet, HashMap};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use netem_profiles::{TrunkId, TrunkPlan};
+use spacefabric_fabric::transport::Payload;
 use thiserror::Error;
 
 use spacefabric_proto::reduction::ReduceOpName;
 
 use super::element::{self, Element};
 use super::exchange::{Exchange, ExchangeError};
-use super::schedule::{Combine, Rank, Schedule, ScheduleError};
+use super::schedule::{Combine, Rank, Schedule, ScheduleError, Span};
 
 /// Why a collective failed on this rank.
 #[derive(Debug, Error)]
@@ -89,12 +90,13 @@ pub fn tag(call: u32, lane: usize, msg: usize) -> u64 {
     (u64::from(call) << 32) | (((lane & 0xff) as u64) << 24) | (msg as u64 & 0xff_ffff)
 }
 
-fn combine<T: Element>(dst: &mut [T], payload: &[u8], how: Combine, op: ReduceOpName) {
+/// Combines a received payload into `dst` from the pieces it arrived in (no joining copy).
+fn combine<T: Element>(dst: &mut [T], payload: &Payload, how: Combine, op: ReduceOpName) {
     let op = match how {
         Combine::Sum => Some(op),
         Combine::Copy => None,
     };
-    element::combine_into(dst, payload, op);
+    element::combine_pieces(dst, payload.pieces().iter().map(|p| &p[..]), op);
 }
 
 /// For each peer this rank sends to over a shared trunk in `schedules` (the lanes of one
@@ -142,14 +144,22 @@ pub(crate) async fn run_lane<E: Exchange, T: Element>(
         });
     };
     let mut sends = FuturesUnordered::new();
+    // Payloads received with `Combine::Copy` in the previous step, whose span no later
+    // combine touched: `data[span]` holds exactly their bytes, so a send of that span passes
+    // the received pieces on instead of encoding the same bytes again (the all-gather half
+    // of ring and hierarchical, the broadcast half of tree). Kept for one step only.
+    let mut copied: Vec<(Span, Payload)> = Vec::new();
     for step in steps {
         for &m in &step.sends {
             let msg = schedule.messages[m];
             let t = tag(call, lane, m);
-            let payload = Bytes::from(element::encode(&data[msg.span.as_range()]));
+            let payload = match copied.iter().find(|(span, _)| *span == msg.span) {
+                Some((_, received)) => received.clone(),
+                None => Payload::from(element::encode(&data[msg.span.as_range()])),
+            };
             let bytes = payload.len();
             sends.push(async move {
-                ex.send(msg.to, t, payload)
+                ex.send_payload(msg.to, t, payload)
                     .await
                     .map_err(|source| CollectiveError::Send {
                         rank: me,
@@ -160,12 +170,13 @@ pub(crate) async fn run_lane<E: Exchange, T: Element>(
                     })
             });
         }
+        copied.clear();
         let mut recvs = FuturesUnordered::new();
         for &m in &step.recvs {
             let msg = schedule.messages[m];
             let t = tag(call, lane, m);
             recvs.push(async move {
-                let r = ex.recv(msg.from, t).await;
+                let r = ex.recv_payload(msg.from, t).await;
                 (msg, t, r)
             });
         }
@@ -180,6 +191,10 @@ pub(crate) async fn run_lane<E: Exchange, T: Element>(
                         });
                     }
                     combine(&mut data[msg.span.as_range()], &payload, msg.combine, op);
+                    copied.retain(|(span, _)| !span.overlaps(&msg.span));
+                    if msg.combine == Combine::Copy {
+                        copied.push((msg.span, payload));
+                    }
                 }
                 Some(r) = sends.next(), if !sends.is_empty() => r?,
             }

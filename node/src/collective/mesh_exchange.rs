@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::exchange::{Exchange, ExchangeError};
 use spacefabric_fabric::emu::EmuClock;
-use spacefabric_fabric::transport::Mesh;
+use spacefabric_fabric::transport::{Mesh, Payload};
 
 impl Exchange for Mesh {
     fn rank(&self) -> usize {
@@ -39,6 +39,40 @@ impl Exchange for Mesh {
         let me = Self::rank(self);
         async move {
             Self::recv(self, from, tag).await.map_err(|e| {
+                ExchangeError::with_source(format!("QUIC receive at rank {me} from rank {from}"), e)
+            })
+        }
+    }
+
+    /// The pieces go to QUIC as they are (no copy into one buffer).
+    fn send_payload(
+        &self,
+        to: usize,
+        tag: u64,
+        payload: Payload,
+    ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
+        let from = Self::rank(self);
+        async move {
+            Self::send_payload(self, to, tag, payload)
+                .await
+                .map_err(|e| {
+                    ExchangeError::with_source(
+                        format!("QUIC send from rank {from} to rank {to}"),
+                        e,
+                    )
+                })
+        }
+    }
+
+    /// The transfer as the pieces quinn delivered (no copy into one buffer).
+    fn recv_payload(
+        &self,
+        from: usize,
+        tag: u64,
+    ) -> impl Future<Output = Result<Payload, ExchangeError>> + Send {
+        let me = Self::rank(self);
+        async move {
+            Self::recv_payload(self, from, tag).await.map_err(|e| {
                 ExchangeError::with_source(format!("QUIC receive at rank {me} from rank {from}"), e)
             })
         }

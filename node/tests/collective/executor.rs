@@ -1,19 +1,24 @@
 //! The executor over in-memory mailboxes: 4 (and 5, 8) ranks, every collective and
-//! algorithm, exact results; a corrupted element is caught by the check. Over mailboxes with
+//! algorithm, exact results; payloads handed out in pieces (as the QUIC mesh does) combine
+//! exactly; a corrupted element is caught by the check. Over mailboxes with
 //! a light delay between two sites (tokio's paused clock): the barrier releases every rank at
 //! one instant, and a sweep times a hierarchical all-reduce as one light delay.
 #![allow(clippy::unwrap_used)]
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use spacefabric_fabric::emu::EmuClock;
+use spacefabric_fabric::transport::Payload;
 use spacefabric_node::collective::sweep::{SweepSpec, run_sweep};
-use spacefabric_node::collective::verify::{count_wrong, input};
+use spacefabric_node::collective::verify::{count_wrong, count_wrong_of, input, input_of};
 use spacefabric_node::collective::{
-    Algorithm, Collective, Communicator, Corruption, CostModel, Exchange, ExchangeError, LinkCost,
-    MemoryExchange, MemoryFabric, all_gather, all_reduce, broadcast, reduce_scatter,
+    Algorithm, Collective, CollectiveConfig, Communicator, Corruption, CostModel, Element,
+    Exchange, ExchangeError, LinkCost, MemoryExchange, MemoryFabric, ReduceOpName, all_gather,
+    all_reduce, all_reduce_op, broadcast, reduce_scatter,
 };
 use tokio::time::Instant;
 
@@ -351,4 +356,125 @@ async fn a_peer_entry_time_from_the_future_does_not_hold_the_barrier() {
     .expect("the barrier waited for a time that will never come");
     // The message takes one light delay; then at most one barrier wait more.
     assert!(start.unwrap() - t0 <= 2 * LIGHT + Duration::from_millis(20));
+}
+
+/// Mailboxes that hand every payload out cut into pieces of `piece` bytes (odd, so elements
+/// of every size straddle pieces), as the QUIC mesh hands out what quinn read; counts the
+/// payloads the executor sent on in more than one piece (a received copy passed on).
+#[derive(Debug, Clone)]
+struct Pieced {
+    inner: MemoryExchange,
+    piece: usize,
+    passed_on: Arc<AtomicUsize>,
+}
+
+impl Exchange for Pieced {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn world_size(&self) -> usize {
+        self.inner.world_size()
+    }
+    fn send(
+        &self,
+        to: usize,
+        tag: u64,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
+        self.inner.send(to, tag, payload)
+    }
+    fn send_payload(
+        &self,
+        to: usize,
+        tag: u64,
+        payload: Payload,
+    ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
+        if payload.pieces().len() > 1 {
+            self.passed_on.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.send(to, tag, payload.into_bytes())
+    }
+    fn recv(
+        &self,
+        from: usize,
+        tag: u64,
+    ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send {
+        self.inner.recv(from, tag)
+    }
+    fn recv_payload(
+        &self,
+        from: usize,
+        tag: u64,
+    ) -> impl Future<Output = Result<Payload, ExchangeError>> + Send {
+        let piece = self.piece;
+        let received = self.inner.recv(from, tag);
+        async move {
+            let whole = received.await?;
+            let mut payload = Payload::new();
+            let mut at = 0;
+            while at < whole.len() {
+                let end = (at + piece).min(whole.len());
+                payload.push(whole.slice(at..end));
+                at = end;
+            }
+            Ok(payload)
+        }
+    }
+}
+
+async fn all_reduce_in_pieces<T: Element>(
+    algo: Algorithm,
+    op: ReduceOpName,
+    world: usize,
+    count: usize,
+    piece: usize,
+) -> (usize, usize) {
+    let fabric = MemoryFabric::new(world);
+    let passed_on = Arc::new(AtomicUsize::new(0));
+    let comms: Vec<_> = fabric
+        .endpoints()
+        .into_iter()
+        .map(|inner| {
+            Communicator::new(Pieced {
+                inner,
+                piece,
+                passed_on: passed_on.clone(),
+            })
+            .with_config(CollectiveConfig { lanes: 2 })
+        })
+        .collect();
+    let runs = comms.iter().enumerate().map(|(r, comm)| async move {
+        let mut data: Vec<T> = input_of(Collective::AllReduce, op, 9, world, r, count);
+        all_reduce_op(comm, algo, op, &mut data).await.unwrap();
+        count_wrong_of(Collective::AllReduce, op, 9, world, r, &data)
+    });
+    let wrong = futures::future::join_all(runs).await.into_iter().sum();
+    assert_eq!(fabric.undelivered(), 0, "every message was received");
+    (wrong, passed_on.load(Ordering::Relaxed))
+}
+
+#[tokio::test]
+async fn payloads_received_in_pieces_combine_exactly_and_copies_are_passed_on() {
+    for algo in [
+        Algorithm::Ring,
+        Algorithm::HalvingDoubling,
+        Algorithm::Tree,
+        Algorithm::Hierarchical,
+    ] {
+        for piece in [1, 7, 1001] {
+            let (wrong, passed_on) =
+                all_reduce_in_pieces::<f32>(algo, ReduceOpName::Sum, 5, 10_007, piece).await;
+            assert_eq!(wrong, 0, "{algo} f32 pieces of {piece} bytes");
+            if algo == Algorithm::Ring {
+                // Ring's all-gather passes every received chunk on but the last.
+                assert!(passed_on > 0, "ring passed no received copy on");
+            }
+            let (wrong, _) =
+                all_reduce_in_pieces::<i64>(algo, ReduceOpName::Prod, 4, 3_001, piece).await;
+            assert_eq!(wrong, 0, "{algo} i64 pieces of {piece} bytes");
+            let (wrong, _) =
+                all_reduce_in_pieces::<half::bf16>(algo, ReduceOpName::Max, 3, 999, piece).await;
+            assert_eq!(wrong, 0, "{algo} bf16 pieces of {piece} bytes");
+        }
+    }
 }

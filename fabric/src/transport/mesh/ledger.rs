@@ -7,10 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::transport::frame::{FrameError, PartialTransfer, ReceiverState, TransferHeader};
+
+use super::payload::Payload;
 
 /// Transfers received complete from one peer: every id below `below`, plus `above`.
 #[derive(Debug, Default)]
@@ -35,21 +37,21 @@ impl DoneSet {
     }
 }
 
-/// A transfer partly received.
+/// A transfer partly received: the pieces the streams carried, not copied together.
 #[derive(Debug)]
 pub(super) struct Partial {
     pub(super) tag: u64,
     pub(super) seq: u64,
     total: u64,
-    buf: BytesMut,
+    buf: Payload,
     /// The stream currently feeding it (a newer stream takes over).
     owner: u64,
 }
 
 impl Partial {
     /// The whole payload, once complete.
-    pub(super) fn into_payload(self) -> Bytes {
-        self.buf.freeze()
+    pub(super) fn into_payload(self) -> Payload {
+        self.buf
     }
 }
 
@@ -117,7 +119,7 @@ impl Incoming {
             tag: header.tag,
             seq: header.seq,
             total: header.total_len,
-            buf: BytesMut::with_capacity(header.total_len.min(64 << 20) as usize),
+            buf: Payload::new(),
             owner: 0,
         });
         if (p.tag, p.seq, p.total) != (header.tag, header.seq, header.total_len) {
@@ -143,12 +145,13 @@ impl Incoming {
         Ok(Begin::Skip(have - header.offset))
     }
 
-    /// Appends bytes the stream `token` carried for transfer `id` (after its skip).
+    /// Appends bytes the stream `token` carried for transfer `id` (after its skip), keeping
+    /// the piece as it is (no copy).
     pub(super) fn append(
         &mut self,
         id: u64,
         token: u64,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<Append, FrameError> {
         let Some(p) = self.partial.get_mut(&id) else {
             return Ok(Append::Gone);
@@ -162,7 +165,7 @@ impl Incoming {
                 format!("transfer {id} carries more than its {} bytes", p.total),
             ));
         }
-        p.buf.extend_from_slice(data);
+        p.buf.push(data);
         Ok(Append::Accepted)
     }
 
@@ -295,23 +298,23 @@ impl From<ReceiverState> for PeerHolds {
 #[derive(Debug, Default)]
 pub(super) struct Mailbox {
     next_seq: u64,
-    ready: BTreeMap<u64, Bytes>,
+    ready: BTreeMap<u64, Payload>,
 }
 
 impl Mailbox {
     /// Files transfer number `seq` of this (sender, tag).
-    pub(super) fn put(&mut self, seq: u64, payload: Bytes) {
+    pub(super) fn put(&mut self, seq: u64, payload: Payload) {
         self.ready.insert(seq, payload);
     }
 
     /// Files a transfer after every one filed so far (a rank sending to itself).
-    pub(super) fn push(&mut self, payload: Bytes) {
+    pub(super) fn push(&mut self, payload: Payload) {
         let seq = self.next_seq + self.ready.len() as u64;
         self.ready.insert(seq, payload);
     }
 
     /// The next transfer in the sender's order, if it has arrived.
-    pub(super) fn take_next(&mut self) -> Option<Bytes> {
+    pub(super) fn take_next(&mut self) -> Option<Payload> {
         let payload = self.ready.remove(&self.next_seq)?;
         self.next_seq += 1;
         Some(payload)
@@ -354,7 +357,10 @@ mod tests {
             inc.begin(&header(7, 3, 0, 0, 10), 1).ok(),
             Some(Begin::Skip(0))
         );
-        assert_eq!(inc.append(7, 1, b"abcd").ok(), Some(Append::Accepted));
+        assert_eq!(
+            inc.append(7, 1, Bytes::from_static(b"abcd")).ok(),
+            Some(Append::Accepted)
+        );
         // The hello of the new connection says what we hold.
         let holds = PeerHolds::from(inc.state());
         assert_eq!(holds.resume_offset(7, 10), 4);
@@ -365,9 +371,19 @@ mod tests {
             Some(Begin::Skip(2))
         );
         // The old stream, still trickling, is superseded.
-        assert_eq!(inc.append(7, 1, b"zz").ok(), Some(Append::Superseded));
-        assert_eq!(inc.append(7, 2, b"efghij").ok(), Some(Append::Accepted));
-        let p = inc.finish(7, 2).ok().flatten().map(Partial::into_payload);
+        assert_eq!(
+            inc.append(7, 1, Bytes::from_static(b"zz")).ok(),
+            Some(Append::Superseded)
+        );
+        assert_eq!(
+            inc.append(7, 2, Bytes::from_static(b"efghij")).ok(),
+            Some(Append::Accepted)
+        );
+        let p = inc
+            .finish(7, 2)
+            .ok()
+            .flatten()
+            .map(|p| p.into_payload().into_bytes());
         assert_eq!(p.as_deref(), Some(&b"abcdefghij"[..]));
         // A late duplicate stream of the same transfer is refused.
         assert_eq!(
@@ -381,12 +397,12 @@ mod tests {
     fn a_stream_that_contradicts_the_transfer_is_malformed() {
         let mut inc = Incoming::default();
         assert!(inc.begin(&header(1, 3, 0, 0, 10), 1).is_ok());
-        assert!(inc.append(1, 1, b"abc").is_ok());
+        assert!(inc.append(1, 1, Bytes::from_static(b"abc")).is_ok());
         // Different length, or an offset past what we hold.
         assert!(inc.begin(&header(1, 3, 0, 0, 11), 2).is_err());
         assert!(inc.begin(&header(1, 3, 0, 4, 10), 2).is_err());
         // More bytes than announced.
-        assert!(inc.append(1, 1, b"0123456789").is_err());
+        assert!(inc.append(1, 1, Bytes::from_static(b"0123456789")).is_err());
         // Ending short drops the partial bytes: a resend starts from 0.
         assert!(inc.finish(1, 1).is_err());
         assert_eq!(PeerHolds::from(inc.state()).resume_offset(1, 10), 0);
@@ -415,12 +431,21 @@ mod tests {
     #[test]
     fn mailbox_hands_out_in_the_senders_order() {
         let mut mb = Mailbox::default();
-        mb.put(1, Bytes::from_static(b"second"));
+        mb.put(1, Bytes::from_static(b"second").into());
         assert_eq!(mb.take_next(), None);
-        mb.put(0, Bytes::from_static(b"first"));
-        assert_eq!(mb.take_next().as_deref(), Some(&b"first"[..]));
-        assert_eq!(mb.take_next().as_deref(), Some(&b"second"[..]));
-        mb.push(Bytes::from_static(b"third"));
-        assert_eq!(mb.take_next().as_deref(), Some(&b"third"[..]));
+        mb.put(0, Bytes::from_static(b"first").into());
+        assert_eq!(
+            mb.take_next().map(Payload::into_bytes).as_deref(),
+            Some(&b"first"[..])
+        );
+        assert_eq!(
+            mb.take_next().map(Payload::into_bytes).as_deref(),
+            Some(&b"second"[..])
+        );
+        mb.push(Bytes::from_static(b"third").into());
+        assert_eq!(
+            mb.take_next().map(Payload::into_bytes).as_deref(),
+            Some(&b"third"[..])
+        );
     }
 }

@@ -6,8 +6,9 @@
 //!   and that it names the node the rank belongs to. The dialer opens a control stream and
 //!   both sides exchange a `FabricHello` (rank + what each already received from the other).
 //! * **Transfers.** [`Mesh::send`] opens a unidirectional stream carrying a length-delimited
-//!   `TransferHeader` and the payload; the receiver reassembles it and puts it in the mailbox
-//!   (from, tag), in the sender's order for that tag; [`Mesh::recv`] takes from there. `send`
+//!   `TransferHeader` and the payload; the receiver keeps the pieces quinn reads (no copy) and
+//!   puts the whole transfer in the mailbox (from, tag), in the sender's order for that tag;
+//!   [`Mesh::recv_payload`] takes it from there as pieces, [`Mesh::recv`] as one buffer. `send`
 //!   returns once QUIC holds every byte; the mesh keeps the payload until the receiver says
 //!   it holds the whole transfer (`transfer_done` on the control stream).
 //! * **Resume.** A connection lost to a fault is dialled again (with back-off); the new hello
@@ -44,12 +45,14 @@
 //! * `connection` — dialling, accepting, installing a connection and watching it;
 //! * `send` — driving a transfer to the peer across reconnections, within the contact plan;
 //! * `receive` — reading transfer streams into the ledger and delivering complete transfers;
+//! * `payload` — [`Payload`], a received transfer as the pieces quinn delivered (no copy);
 //! * `error` — [`TransportError`].
 
 mod connection;
 mod error;
 mod handshake;
 mod ledger;
+mod payload;
 mod receive;
 mod roster;
 mod send;
@@ -80,6 +83,7 @@ use crate::transport::pacing::SendPacer;
 use crate::transport::tls::{self, TlsError};
 
 pub use error::TransportError;
+pub use payload::Payload;
 pub use roster::{MeshConfig, PeerInfo, SocketKind};
 
 use connection::{accept_loop, dial_loop, watchdog};
@@ -708,6 +712,17 @@ impl Mesh {
     /// once QUIC holds all of it; the mesh keeps a copy until the peer holds the whole
     /// transfer, re-sending from where the peer stopped if the connection is lost.
     pub async fn send(&self, to: usize, tag: u64, payload: Bytes) -> Result<(), TransportError> {
+        self.send_payload(to, tag, payload.into()).await
+    }
+
+    /// [`Mesh::send`] of a payload held in pieces (one received, say): the pieces go to QUIC
+    /// as they are, without being joined.
+    pub async fn send_payload(
+        &self,
+        to: usize,
+        tag: u64,
+        payload: Payload,
+    ) -> Result<(), TransportError> {
         let inner = &self.inner;
         if to == inner.rank {
             deliver_local(inner, tag, payload);
@@ -734,8 +749,16 @@ impl Mesh {
         }
     }
 
-    /// Receives the next transfer from rank `from` under `tag` (in the sender's order).
+    /// Receives the next transfer from rank `from` under `tag` (in the sender's order), as
+    /// one buffer (joined from its pieces: one copy when it came in more than one; see
+    /// [`Mesh::recv_payload`]).
     pub async fn recv(&self, from: usize, tag: u64) -> Result<Bytes, TransportError> {
+        self.recv_payload(from, tag).await.map(Payload::into_bytes)
+    }
+
+    /// Receives the next transfer from rank `from` under `tag` (in the sender's order), as
+    /// the pieces QUIC delivered it in: no copy of its bytes.
+    pub async fn recv_payload(&self, from: usize, tag: u64) -> Result<Payload, TransportError> {
         let inner = &self.inner;
         if from >= inner.world_size {
             return Err(TransportError::NoSuchRank {

@@ -1,10 +1,10 @@
-//! Receiving: one task per incoming transfer stream reads it into the ledger's partial buffer
-//! and, when the transfer is complete, puts it in its mailbox and tells the sender.
+//! Receiving: one task per incoming transfer stream hands the chunks quinn reads (slices of
+//! its packets, not copied) to the ledger's partial transfer and, when the transfer is
+//! complete, puts it in its mailbox and tells the sender.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use tracing::{Instrument, debug, warn};
 
 use crate::transport::frame::{
@@ -12,10 +12,11 @@ use crate::transport::frame::{
 };
 
 use super::ledger::{Append, Begin};
+use super::payload::Payload;
 use super::{CHUNK, Inner, bump, lock, stop_code};
 
 /// A transfer from a rank to itself goes straight to its mailbox.
-pub(super) fn deliver_local(inner: &Inner, tag: u64, payload: Bytes) {
+pub(super) fn deliver_local(inner: &Inner, tag: u64, payload: Payload) {
     let mut boxes = lock(&inner.mailboxes);
     boxes.entry((inner.rank, tag)).or_default().push(payload);
     drop(boxes);
@@ -41,7 +42,7 @@ pub(super) async fn stream_acceptor(inner: Arc<Inner>, rank: usize, conn: quinn:
     }
 }
 
-/// Reads one transfer stream into its partial buffer; delivers the transfer when complete.
+/// Reads one transfer stream into its partial transfer; delivers the transfer when complete.
 async fn receive_transfer(
     inner: &Arc<Inner>,
     rank: usize,
@@ -107,7 +108,8 @@ async fn receive_transfer(
                 continue;
             }
         }
-        let appended = lock(&slot.incoming).append(id, token, &data);
+        let len = data.len() as u64;
+        let appended = lock(&slot.incoming).append(id, token, data);
         match appended {
             Ok(Append::Accepted) => {}
             Ok(Append::Gone) => return Ok(()), // completed by another stream meanwhile
@@ -117,10 +119,8 @@ async fn receive_transfer(
             }
             Err(e) => return Err(malformed(&mut recv, e)),
         }
-        bump(&inner.stats.payload_bytes_received, data.len() as u64);
-        inner
-            .received_bytes
-            .send_modify(|b| *b += data.len() as u64);
+        bump(&inner.stats.payload_bytes_received, len);
+        inner.received_bytes.send_modify(|b| *b += len);
     }
     // End of stream: complete?
     let complete = lock(&slot.incoming).finish(id, token)?;

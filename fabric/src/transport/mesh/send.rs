@@ -11,6 +11,7 @@ use tracing::{debug, info};
 use crate::transport::contact::Admit;
 use crate::transport::frame::{self, MAX_HEADER_LEN, TransferHeader};
 
+use super::payload::{self, Payload};
 use super::{CHUNK, Inner, PeerSlot, TransportError, bump, emu_now, lock, stop_code, unreachable};
 
 /// Margin at the end of a contact: quinn's delayed ACK (25 ms) plus an eighth of the RTT.
@@ -35,7 +36,7 @@ pub(super) async fn drive_transfer(
     inner: Arc<Inner>,
     to: usize,
     mut header: TransferHeader,
-    payload: Bytes,
+    payload: Payload,
     done: Arc<Notify>,
     accepted: tokio::sync::oneshot::Sender<Result<(), TransportError>>,
 ) {
@@ -197,10 +198,14 @@ async fn write_transfer(
     slot: &PeerSlot,
     conn: &quinn::Connection,
     header: &TransferHeader,
-    payload: &Bytes,
+    payload: &Payload,
 ) -> Result<Attempt, TransportError> {
-    let offset = header.offset as usize;
-    let first_len = payload.len().saturating_sub(offset).min(CHUNK);
+    let offset = usize::try_from(header.offset).unwrap_or(usize::MAX);
+    // The payload from the resume offset on, in chunks of at most CHUNK bytes, each as the
+    // payload's pieces that hold it (no copy).
+    let chunks = payload::runs(payload.pieces(), offset, CHUNK);
+    let chunk_len = |c: &[Bytes]| c.iter().map(Bytes::len).sum::<usize>();
+    let first_len = chunks.first().map_or(0, |c| chunk_len(c));
     wait_for_contact(inner, slot, first_len + MAX_HEADER_LEN).await?;
     let Ok(mut stream) = conn.open_uni().await else {
         return Ok(Attempt::ConnectionLost);
@@ -217,20 +222,16 @@ async fn write_transfer(
     if let Err(e) = stream.write_chunk(frame::encode_delimited(header)).await {
         return Ok(classify(e));
     }
-    let mut pos = offset;
-    let mut first = true;
-    while pos < payload.len() {
-        let end = (pos + CHUNK).min(payload.len());
-        if !first {
-            wait_for_contact(inner, slot, end - pos).await?;
+    for (i, mut chunk) in chunks.into_iter().enumerate() {
+        let len = chunk_len(&chunk);
+        if i > 0 {
+            wait_for_contact(inner, slot, len).await?;
         }
-        first = false;
-        wait_for_pacing(inner, slot, end - pos).await?;
-        if let Err(e) = stream.write_chunk(payload.slice(pos..end)).await {
+        wait_for_pacing(inner, slot, len).await?;
+        if let Err(e) = stream.write_all_chunks(&mut chunk).await {
             return Ok(classify(e));
         }
-        bump(&inner.stats.payload_bytes_sent, (end - pos) as u64);
-        pos = end;
+        bump(&inner.stats.payload_bytes_sent, len as u64);
     }
     if stream.finish().is_err() {
         return Ok(Attempt::ConnectionLost);
