@@ -7,3 +7,4 @@ mod datatypes;
 mod executor;
 mod quic;
 mod schedules;
+mod trunk_timing;
