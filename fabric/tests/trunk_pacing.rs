@@ -97,3 +97,50 @@ async fn a_burst_on_a_private_site_link_waits_instead_of_dropping() {
     let sender = meshes[0].emulated_socket().unwrap().stats().traffic;
     assert_eq!(sender.dropped_total(), 0, "{sender:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn transfers_to_one_peer_cross_the_trunk_first_issued_first() {
+    // Two 4 MiB transfers issued back to back to one peer, alone on the trunk: the first
+    // must arrive after its own serialisation, not after both (the cost model's trunk is a
+    // FIFO in issue order; sharing the connection's rate between them, as the mesh did
+    // before `SendOrder`, delivered both at the end: the first ~0.42 s late).
+    let (meshes, clock) = meshes().await;
+    let (a, b) = (0, PER_SITE);
+    meshes[a].set_trunk_share(b, 1);
+    let len = 4 << 20;
+    let (first, second) = (pattern(len, 1), pattern(len, 2));
+    let started = clock.now();
+    let send = async {
+        let (x, y) = tokio::join!(
+            meshes[a].send(b, 1, first.clone()),
+            meshes[a].send(b, 2, second.clone())
+        );
+        x.unwrap();
+        y.unwrap();
+    };
+    let recv = |tag: u64, want: Bytes| {
+        let m = &meshes[b];
+        async move {
+            let got = m.recv(a, tag).await.unwrap();
+            assert!(got == want, "payload {tag} intact");
+            clock.now() - started
+        }
+    };
+    let ((), t1, t2) = tokio::join!(send, recv(1, first.clone()), recv(2, second.clone()));
+    // Payload only at 80 Mbit/s (framing adds ~5 % on the wire): lower bounds.
+    let one = Duration::from_secs_f64(len as f64 * 8.0 / 80e6);
+    let delay = Duration::from_millis(640);
+    let (b1, b2) = (delay + one, delay + one * 2);
+    assert!(
+        t1 >= b1 && t2 >= b2,
+        "{t1:?} / {t2:?} below {b1:?} / {b2:?}"
+    );
+    assert!(
+        t1.as_secs_f64() <= 1.10 * b1.as_secs_f64(),
+        "first transfer arrived at {t1:?}, more than 1.10 x its FIFO time {b1:?} (second {t2:?})"
+    );
+    assert!(
+        t2.as_secs_f64() <= 1.10 * b2.as_secs_f64(),
+        "second transfer arrived at {t2:?}, more than 1.10 x {b2:?}"
+    );
+}

@@ -15,7 +15,16 @@
 //! fair-queueing qdisc with a maximum pacing rate does. quinn's own pacer then only shapes
 //! within a chunk. A burst allowance of one chunk forgives a timer that wakes late, so the
 //! average rate stays the share's even when each wait is rounded up to the timer's grain.
+//!
+//! A [`SendOrder`] decides which of the transfers to one peer hands over the next chunk: the
+//! one issued first (first in, first out, as the cost model's trunk serialises messages in
+//! issue order). Without it every transfer in flight to a peer booked its chunks in turn, so
+//! the lanes of a collective shared the connection's rate (processor sharing): all of them
+//! finished at the end of the batch instead of one after another, and the next hop of a
+//! lane could not start early. Measured on the virtual clock, earth-moon 4 + 4: tree
+//! all-reduce 16 MiB 1.28× its cost model, 64 MiB 1.48×; ring 64 MiB 1.37×.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use netem_profiles::UDP_IP_OVERHEAD_BYTES;
@@ -76,6 +85,44 @@ impl SendPacer {
     }
 }
 
+/// The transfers to one peer that still have chunks to hand over, by transfer id (ids are
+/// issued in increasing order): the first issued goes first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendOrder {
+    waiting: BTreeSet<u64>,
+}
+
+impl SendOrder {
+    /// Transfer `id` has chunks to hand over.
+    pub fn join(&mut self, id: u64) {
+        self.waiting.insert(id);
+    }
+
+    /// Transfer `id` has handed over everything (or gave up). Returns whether it was first,
+    /// i.e. whether the next one may now go.
+    pub fn leave(&mut self, id: u64) -> bool {
+        let first = self.waiting.first() == Some(&id);
+        self.waiting.remove(&id);
+        first
+    }
+
+    /// May transfer `id` hand over a chunk now: no transfer issued before it still has
+    /// chunks to hand over.
+    pub fn may_send(&self, id: u64) -> bool {
+        self.waiting.first().is_none_or(|&first| first >= id)
+    }
+
+    /// Transfers waiting.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// True when no transfer is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +163,29 @@ mod tests {
         let late = now + t * 2 + t / 2;
         assert_eq!(p.book(late, 1000, 1), late);
         assert_eq!(p.book(late, 1000, 1), now + t * 3);
+    }
+
+    #[test]
+    fn transfers_hand_over_their_chunks_first_issued_first() {
+        let mut o = SendOrder::default();
+        assert!(o.may_send(7), "nothing waiting: anyone may go");
+        o.join(5);
+        o.join(3);
+        o.join(9);
+        assert!(o.may_send(3));
+        assert!(!o.may_send(5));
+        assert!(!o.may_send(9));
+        // A later transfer leaving does not let the middle one go.
+        assert!(!o.leave(9));
+        assert!(!o.may_send(5));
+        assert!(o.leave(3));
+        assert!(o.may_send(5));
+        // A resumed earlier transfer goes before the one now writing.
+        o.join(1);
+        assert!(!o.may_send(5));
+        assert!(o.leave(1));
+        assert!(o.leave(5));
+        assert!(o.is_empty());
     }
 
     #[test]

@@ -8,3 +8,4 @@ mod executor;
 mod quic;
 mod schedules;
 mod support;
+mod trunk_timing;

@@ -89,7 +89,7 @@ pub use roster::{MeshConfig, PeerInfo, SocketKind};
 use connection::{accept_loop, dial_loop, watchdog};
 use ledger::{Incoming, Mailbox, Outgoing, PeerHolds};
 use receive::deliver_local;
-use send::{contact_guard, drive_transfer};
+use send::{SendPacing, contact_guard, drive_transfer};
 use socket::{PeerLink, build_socket, release_port};
 
 /// Application close codes on fabric connections.
@@ -196,8 +196,9 @@ struct PeerSlot {
     outgoing: Mutex<Outgoing>,
     incoming: Mutex<Incoming>,
     send_clock: Mutex<SendClock>,
-    /// Paces chunks to our share of the link's rate (link-aware, emulated links only).
-    pacer: Option<Mutex<SendPacer>>,
+    /// Paces chunks to our share of the link's rate, first issued transfer first
+    /// (link-aware, emulated links only).
+    pacing: Option<SendPacing>,
 }
 
 #[derive(Debug)]
@@ -419,8 +420,8 @@ impl Mesh {
                 share,
                 plan: ContactPlan::new(out, back, contact_guard(tuning.rtt)),
                 send_clock: Mutex::new(SendClock::new(out.rate_bps, tuning.mtu)),
-                pacer: (config.socket == SocketKind::Emulated && config.cc == CcChoice::LinkAware)
-                    .then(|| Mutex::new(SendPacer::new(out.rate_bps, tuning.mtu))),
+                pacing: (config.socket == SocketKind::Emulated && config.cc == CcChoice::LinkAware)
+                    .then(|| SendPacing::new(SendPacer::new(out.rate_bps, tuning.mtu))),
                 tuning,
                 client_config,
                 server_config: Arc::new(server_config),
@@ -729,7 +730,12 @@ impl Mesh {
             return Ok(());
         }
         let slot = peer_slot(inner, to)?;
-        let (id, seq, done) = lock(&slot.outgoing).open(tag);
+        let (id, seq, done) = match &slot.pacing {
+            // Joined in issue order (under the order's lock), so no later transfer can go
+            // before this one has joined.
+            Some(pacing) => pacing.open(|| lock(&slot.outgoing).open(tag)),
+            None => lock(&slot.outgoing).open(tag),
+        };
         let header = TransferHeader {
             from_rank: inner.rank as u32,
             tag,

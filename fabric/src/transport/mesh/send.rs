@@ -1,7 +1,9 @@
 //! Sending: one task per transfer drives it to the peer across reconnections (resuming from
-//! the offset the receiver reported), each chunk admitted by the link's contact plan.
+//! the offset the receiver reported), each chunk admitted by the link's contact plan and, on
+//! a paced link, handed over at our share of the link's rate with the transfers to one peer
+//! in issue order ([`SendPacing`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +12,7 @@ use tracing::{debug, info};
 
 use crate::transport::contact::Admit;
 use crate::transport::frame::{self, MAX_HEADER_LEN, TransferHeader};
+use crate::transport::pacing::{SendOrder, SendPacer};
 
 use super::payload::{self, Payload};
 use super::{CHUNK, Inner, PeerSlot, TransportError, bump, emu_now, lock, stop_code, unreachable};
@@ -17,6 +20,95 @@ use super::{CHUNK, Inner, PeerSlot, TransportError, bump, emu_now, lock, stop_co
 /// Margin at the end of a contact: quinn's delayed ACK (25 ms) plus an eighth of the RTT.
 pub(super) fn contact_guard(rtt: Duration) -> Duration {
     Duration::from_millis(25) + rtt / 8
+}
+
+/// Host-side pacing of the transfers to one peer: the pacer (our share of the link's rate)
+/// and the order in which the transfers hand it their chunks, first issued first, as the
+/// cost model's link serialises messages in issue order.
+#[derive(Debug)]
+pub(super) struct SendPacing {
+    pacer: Mutex<SendPacer>,
+    order: Mutex<SendOrder>,
+    /// Woken when the first transfer of the order leaves it.
+    turn: Notify,
+}
+
+impl SendPacing {
+    pub(super) fn new(pacer: SendPacer) -> Self {
+        Self {
+            pacer: Mutex::new(pacer),
+            order: Mutex::new(SendOrder::default()),
+            turn: Notify::new(),
+        }
+    }
+
+    /// Opens a transfer with `open` (which returns its id first) and puts it in the order,
+    /// both under the order's lock, so transfers join in the order their ids were issued.
+    pub(super) fn open<T>(
+        &self,
+        open: impl FnOnce() -> (u64, T, Arc<Notify>),
+    ) -> (u64, T, Arc<Notify>) {
+        let mut order = lock(&self.order);
+        let opened = open();
+        order.join(opened.0);
+        opened
+    }
+
+    fn join(&self, id: u64) {
+        lock(&self.order).join(id);
+    }
+
+    fn leave(&self, id: u64) {
+        if lock(&self.order).leave(id) {
+            self.turn.notify_waiters();
+        }
+    }
+
+    /// Waits until no transfer issued before `id` has chunks left to hand over.
+    async fn wait_for_turn(&self, inner: &Inner, id: u64) -> Result<(), TransportError> {
+        loop {
+            let notified = self.turn.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.order).may_send(id) {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = inner.shutdown.cancelled() => return Err(TransportError::Closed),
+            }
+        }
+    }
+}
+
+/// A transfer's place in its peer's [`SendOrder`]: left when everything is handed over or
+/// the transfer ends any other way (dropped), taken again to resume.
+struct OrderPlace<'a> {
+    pacing: Option<&'a SendPacing>,
+    id: u64,
+    joined: bool,
+}
+
+impl OrderPlace<'_> {
+    fn join(&mut self) {
+        if let (Some(p), false) = (self.pacing, self.joined) {
+            p.join(self.id);
+            self.joined = true;
+        }
+    }
+
+    fn leave(&mut self) {
+        if let (Some(p), true) = (self.pacing, self.joined) {
+            p.leave(self.id);
+            self.joined = false;
+        }
+    }
+}
+
+impl Drop for OrderPlace<'_> {
+    fn drop(&mut self) {
+        self.leave();
+    }
 }
 
 /// How a transfer stream attempt ended.
@@ -44,6 +136,12 @@ pub(super) async fn drive_transfer(
         return;
     };
     let id = header.transfer_id;
+    // Joined the order when `Mesh::send` opened the transfer.
+    let mut place = OrderPlace {
+        pacing: slot.pacing.as_ref(),
+        id,
+        joined: true,
+    };
     let mut accepted = Some(accepted);
     let mut finish = |result: Result<(), TransportError>| {
         if let Some(tx) = accepted.take() {
@@ -90,8 +188,12 @@ pub(super) async fn drive_transfer(
         }
         attempts += 1;
         header.offset = offset;
+        place.join();
         match write_transfer(&inner, slot, &conn, &header, &payload).await {
-            Ok(Attempt::Written) => finish(Ok(())),
+            Ok(Attempt::Written) => {
+                place.leave();
+                finish(Ok(()));
+            }
             Ok(Attempt::AlreadyHeld) => {
                 forget_pending(slot, id);
                 finish(Ok(()));
@@ -177,13 +279,20 @@ pub(super) async fn wait_for_contact(
     }
 }
 
-/// Waits until the pacer lets `len` bytes go towards the peer at our share of its link.
-async fn wait_for_pacing(inner: &Inner, slot: &PeerSlot, len: usize) -> Result<(), TransportError> {
-    let Some(pacer) = &slot.pacer else {
+/// Waits until transfer `id` is first in its peer's order and the pacer lets `len` bytes go
+/// towards the peer at our share of its link.
+async fn wait_for_pacing(
+    inner: &Inner,
+    slot: &PeerSlot,
+    id: u64,
+    len: usize,
+) -> Result<(), TransportError> {
+    let Some(pacing) = &slot.pacing else {
         return Ok(());
     };
+    pacing.wait_for_turn(inner, id).await?;
     let now = emu_now(inner);
-    let start = lock(pacer).book(now, len, slot.share.get());
+    let start = lock(&pacing.pacer).book(now, len, slot.share.get());
     if start > now {
         tokio::select! {
             _ = tokio::time::sleep_until(inner.clock.instant_at(start)) => {}
@@ -206,6 +315,10 @@ async fn write_transfer(
     let chunks = payload::runs(payload.pieces(), offset, CHUNK);
     let chunk_len = |c: &[Bytes]| c.iter().map(Bytes::len).sum::<usize>();
     let first_len = chunks.first().map_or(0, |c| chunk_len(c));
+    if let Some(pacing) = &slot.pacing {
+        // Open no stream while an earlier transfer still has chunks to hand over.
+        pacing.wait_for_turn(inner, header.transfer_id).await?;
+    }
     wait_for_contact(inner, slot, first_len + MAX_HEADER_LEN).await?;
     let Ok(mut stream) = conn.open_uni().await else {
         return Ok(Attempt::ConnectionLost);
@@ -227,7 +340,7 @@ async fn write_transfer(
         if i > 0 {
             wait_for_contact(inner, slot, len).await?;
         }
-        wait_for_pacing(inner, slot, len).await?;
+        wait_for_pacing(inner, slot, header.transfer_id, len).await?;
         if let Err(e) = stream.write_all_chunks(&mut chunk).await {
             return Ok(classify(e));
         }
