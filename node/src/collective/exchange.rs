@@ -163,6 +163,12 @@ impl<T: Exchange> Exchange for &T {
     fn rank(&self) -> usize {
         (**self).rank()
     }
+    fn trunk_plan(&self) -> Option<&TrunkPlan> {
+        (**self).trunk_plan()
+    }
+    fn set_trunk_share(&self, peer: usize, connections: u32) {
+        (**self).set_trunk_share(peer, connections);
+    }
     fn world_size(&self) -> usize {
         (**self).world_size()
     }
@@ -413,5 +419,45 @@ impl Exchange for MemoryExchange {
                 }),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// An exchange that only records the trunk share it was told.
+    struct ShareRecorder(AtomicU32);
+
+    impl Exchange for ShareRecorder {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn world_size(&self) -> usize {
+            1
+        }
+        async fn send(&self, _to: usize, _tag: u64, _payload: Bytes) -> Result<(), ExchangeError> {
+            Ok(())
+        }
+        async fn recv(&self, _from: usize, _tag: u64) -> Result<Bytes, ExchangeError> {
+            Ok(Bytes::new())
+        }
+        fn set_trunk_share(&self, _peer: usize, connections: u32) {
+            self.0.store(connections, Ordering::Relaxed);
+        }
+    }
+
+    fn tell<E: Exchange>(e: E, connections: u32) {
+        e.set_trunk_share(1, connections);
+    }
+
+    #[test]
+    fn a_borrowed_or_shared_exchange_passes_the_trunk_share_on() {
+        let inner = Arc::new(ShareRecorder(AtomicU32::new(0)));
+        tell(&*inner, 3);
+        assert_eq!(inner.0.load(Ordering::Relaxed), 3);
+        tell(Arc::clone(&inner), 5);
+        assert_eq!(inner.0.load(Ordering::Relaxed), 5);
     }
 }

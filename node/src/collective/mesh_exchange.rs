@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::exchange::{Exchange, ExchangeError};
 use spacefabric_fabric::emu::EmuClock;
-use spacefabric_fabric::transport::{Mesh, Payload};
+use spacefabric_fabric::transport::{Mesh, Payload, TransportError};
 
 impl Exchange for Mesh {
     fn rank(&self) -> usize {
@@ -25,9 +25,9 @@ impl Exchange for Mesh {
     ) -> impl Future<Output = Result<(), ExchangeError>> + Send {
         let from = Self::rank(self);
         async move {
-            Self::send(self, to, tag, payload).await.map_err(|e| {
-                ExchangeError::with_source(format!("QUIC send from rank {from} to rank {to}"), e)
-            })
+            Self::send(self, to, tag, payload)
+                .await
+                .map_err(send_failed(from, to))
         }
     }
 
@@ -38,9 +38,9 @@ impl Exchange for Mesh {
     ) -> impl Future<Output = Result<Bytes, ExchangeError>> + Send {
         let me = Self::rank(self);
         async move {
-            Self::recv(self, from, tag).await.map_err(|e| {
-                ExchangeError::with_source(format!("QUIC receive at rank {me} from rank {from}"), e)
-            })
+            Self::recv(self, from, tag)
+                .await
+                .map_err(recv_failed(me, from))
         }
     }
 
@@ -55,12 +55,7 @@ impl Exchange for Mesh {
         async move {
             Self::send_payload(self, to, tag, payload)
                 .await
-                .map_err(|e| {
-                    ExchangeError::with_source(
-                        format!("QUIC send from rank {from} to rank {to}"),
-                        e,
-                    )
-                })
+                .map_err(send_failed(from, to))
         }
     }
 
@@ -72,9 +67,9 @@ impl Exchange for Mesh {
     ) -> impl Future<Output = Result<Payload, ExchangeError>> + Send {
         let me = Self::rank(self);
         async move {
-            Self::recv_payload(self, from, tag).await.map_err(|e| {
-                ExchangeError::with_source(format!("QUIC receive at rank {me} from rank {from}"), e)
-            })
+            Self::recv_payload(self, from, tag)
+                .await
+                .map_err(recv_failed(me, from))
         }
     }
 
@@ -90,4 +85,14 @@ impl Exchange for Mesh {
     fn clock(&self) -> Option<EmuClock> {
         Some(*Self::clock(self))
     }
+}
+
+/// The error of a failed send from rank `from` to rank `to`, with the transport's as source.
+fn send_failed(from: usize, to: usize) -> impl FnOnce(TransportError) -> ExchangeError {
+    move |e| ExchangeError::with_source(format!("QUIC send from rank {from} to rank {to}"), e)
+}
+
+/// The error of a failed receive at rank `me` from rank `from`.
+fn recv_failed(me: usize, from: usize) -> impl FnOnce(TransportError) -> ExchangeError {
+    move |e| ExchangeError::with_source(format!("QUIC receive at rank {me} from rank {from}"), e)
 }
