@@ -3,7 +3,7 @@
 //! message naming the flag.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{bench, read_json, rows, run_json, succeed};
 

@@ -4,7 +4,7 @@
 //! line, with what would avoid it; the virtual clock marks nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{assert_starved, assert_table_marks, bench, run_json};
 

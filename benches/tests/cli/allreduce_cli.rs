@@ -4,7 +4,7 @@
 //! with exit code 3.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{
     assert_starved, assert_table_marks, bench, corrupted_sweep, first_row, read_json, rows,

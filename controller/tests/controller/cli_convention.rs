@@ -4,7 +4,7 @@
 //! (spacefabric-bench's exit codes 0-3: benches/tests/cli_convention.rs.)
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! the bench waits 60 s for an unreachable controller before it gives up.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 
