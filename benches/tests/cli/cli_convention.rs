@@ -1,8 +1,9 @@
 //! The command-line convention (docs/CLI.md) on the real spacefabric-bench binary: runs
 //! ending in exit codes 0 (ok), 2 (usage) and 3 (wrong results), `--version` with the git
 //! commit, shell completions, and a renamed variable failing with the new name. Exit code 1
-//! (a runtime failure: an unreachable controller) is in controller/tests/cli_convention.rs —
-//! the bench waits 60 s for an unreachable controller before it gives up.
+//! (a runtime failure: an unreachable controller) is in
+//! controller/tests/controller/cli_convention.rs — the bench waits 60 s for an unreachable
+//! controller before it gives up.
 #![allow(clippy::unwrap_used)]
 
 use crate::common;

@@ -1,8 +1,7 @@
-//! What the bench's command-line tests share (each test file includes it as `mod common`):
-//! the binary, a run that must succeed with its JSON report, the table's rows, and the
-//! host-bound marks a starved delay line leaves in a report.
-// Each test binary uses a part of this module.
-#![allow(dead_code, clippy::unwrap_used)]
+//! What the bench's command-line tests share (the modules of the `cli` test binary use it as
+//! `crate::common`): the binary, a run that must succeed with its JSON report, the table's
+//! rows, and the host-bound marks a starved delay line leaves in a report.
+#![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! The command-line convention (docs/CLI.md) on spacefabric-controller and spacefabric-node:
 //! `--version` with the git commit, exit codes 1 (runtime) and 2 (usage), shell completions,
 //! and logs on stderr without ANSI colours off a terminal, as JSON with `--log-format json`.
-//! (spacefabric-bench's exit codes 0-3: benches/tests/cli_convention.rs.)
+//! (spacefabric-bench's exit codes 0-3: benches/tests/cli/cli_convention.rs.)
 #![allow(clippy::unwrap_used)]
 
 use crate::support;

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use serde_norway::Value;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{ListNodesRequest, ListNodesResponse, NodeState};
-use spacefabric_testkit::procs::{free_tcp, free_udp};
+use spacefabric_testkit::procs::{ClusterSlot, free_tcp, free_udp};
 use support::kustomize::render;
 use support::{at, containers, find, seq_at, str_at, workspace_bin, workspace_root};
 use tonic::transport::{Channel, Endpoint};
@@ -310,6 +310,8 @@ async fn wait_until<T>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
+    // A controller and four nodes: one process cluster of this test binary at a time.
+    let _slot = ClusterSlot::take();
     let base_dir = workspace_root().join("deploy/k8s/base");
     let docs = render(&workspace_root().join("deploy/k8s/overlays/earth-moon"));
     let deployment = find(&docs, "Deployment", "spacefabric-controller");

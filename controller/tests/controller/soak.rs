@@ -20,7 +20,7 @@
 //! up to its bound, and the soak looks for leaks, not for that. Prints a summary (jobs by outcome, failure reasons, RSS per process, the memory the
 //! full history took, load average).
 //!
-//! `SPACEFABRIC_SOAK=1 cargo test -p spacefabric-controller --test soak -- --ignored --nocapture`
+//! `SPACEFABRIC_SOAK=1 cargo test -p spacefabric-controller --test controller soak -- --ignored --nocapture`
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ use spacefabric_proto::v1::{
     AllReduceJob, GetJobRequest, JobSpec, JobState, PingJob, SubmitJobRequest, job_spec,
 };
 use spacefabric_testkit::bins::{workspace_bin, workspace_root};
-use spacefabric_testkit::procs::{Proc, controller_args, free_tcp, node_args};
+use spacefabric_testkit::procs::{ClusterSlot, Proc, controller_args, free_tcp, node_args};
 use tonic::transport::Channel;
 
 const TOKEN: &str = "soak-token";
@@ -207,6 +207,8 @@ async fn soak_back_to_back_jobs_with_kills_and_a_controller_restart() {
     }
     let total = env_secs("SPACEFABRIC_SOAK_SECS", 1800);
     let kill_every = env_secs("SPACEFABRIC_SOAK_KILL_EVERY_SECS", 300);
+    // The only process cluster of this test binary while it runs.
+    let _slot = ClusterSlot::take();
     let controller_bin = workspace_bin("spacefabric-controller", "spacefabric-controller");
     let node_bin = workspace_bin("spacefabric-node", "spacefabric-node");
     let dir: PathBuf =

@@ -3,7 +3,7 @@
 //! the change log did) against the change log ([`StateLog::save`], compaction included).
 //! Opt-in, it prints a table:
 //!
-//! `cargo test -p spacefabric-controller --test state_write_cost -- --ignored --nocapture`
+//! `cargo test -p spacefabric-controller --test controller state_write_cost -- --ignored --nocapture`
 //!
 //! Each job carries 4 rank results of about 20 KB of state JSON (170 sweep points each) (80 KB per job: the issue saw 2 MB of
 //! state after 25 jobs). A "change" is a progress report on the newest job (running, no

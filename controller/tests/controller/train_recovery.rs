@@ -23,11 +23,11 @@ use spacefabric_proto::v1::{
     Job, JobState, ListJobsRequest, StateSourceKind, TrainResult, WatchJobRequest, job_result,
 };
 use spacefabric_testkit::bins::workspace_bin;
-use spacefabric_testkit::procs::{Proc, spawn_captured, spawn_controller, wait_bounded};
+use spacefabric_testkit::procs::{
+    ClusterSlot, Proc, spawn_captured, spawn_controller, wait_bounded,
+};
 
 const TOKEN: &str = "train-recovery-token";
-/// The tests of this file run their clusters one after the other.
-static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Bound for the whole job on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(300);
 
@@ -146,9 +146,9 @@ async fn a_transformer_job_recovers_from_a_killed_node_like_the_mlp() {
 /// checks that nothing committed was lost and that every rank trained the model of
 /// `parameters` parameters.
 async fn recover_from_a_killed_node(model_args: &[&str], parameters: u64) {
-    // One cluster of five processes at a time: two at once on a 2-core machine double every
-    // step's time against the same bound.
-    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
+    // One cluster of five processes at a time (also against the other process tests of this
+    // binary): two at once on a 2-core machine double every step's time against the same bound.
+    let _slot = ClusterSlot::take();
     let controller_bin = workspace_bin("spacefabric-controller", "spacefabric-controller");
     let node_bin = workspace_bin("spacefabric-node", "spacefabric-node");
     let bench_bin = workspace_bin("spacefabric-bench", "spacefabric-bench");

@@ -1,5 +1,5 @@
 //! Accuracy of the orbit module against published values and independent calculations.
-//! Every check prints its numbers; `cargo test -p netem-profiles --test orbit_accuracy --
+//! Every check prints its numbers; `cargo test -p netem-profiles --test profiles orbit_accuracy --
 //! --nocapture` shows them (they are quoted in docs/ORBITS.md).
 #![allow(clippy::unwrap_used)]
 

@@ -1,6 +1,6 @@
-//! The controller's control plane in process, one test binary (one link instead of four): a
-//! real controller on 127.0.0.1 (`spacefabric_testkit::controller`) and real tonic clients.
-//! Run one with `cargo test -p spacefabric-controller --test control_plane MODULE`.
+//! The controller's control plane in process: a real controller on 127.0.0.1
+//! (`spacefabric_testkit::controller`) and real tonic clients. Run one with
+//! `cargo test -p spacefabric-controller --test controller control_plane::MODULE`.
 
 mod control_plane_rtt;
 mod status_bounded;
