@@ -5,7 +5,7 @@
 //! history, and prints their sizes and round trips next to the unbounded ListJobs the issue's
 //! `status` used to send:
 //!
-//! `cargo test -p spacefabric-controller --test controller status_bounded -- --nocapture`
+//! `cargo test -p spacefabric-controller --test controller control_plane::status_bounded -- --nocapture`
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! its reported times must be emulated: at least the cost model and well below K times it (and
 //! the wall time of the run at least K times the model's, or the clock was not dilated at all).
 //!
-//! Opt-in (`#[ignore]`): `cargo test -p spacefabric-controller --test controller dilated_cluster --
+//! Opt-in (`#[ignore]`): `cargo test -p spacefabric-controller --test controller processes::dilated_cluster --
 //! --ignored`. Nothing sleeps to synchronise: the job waits for three live nodes (`--min-nodes`), the
 //! refused node's exit and the bench's are awaited with bounded timeouts.
 #![allow(clippy::unwrap_used)]
@@ -23,7 +23,7 @@ const WAIT: Duration = Duration::from_secs(240);
 const K: u32 = 4;
 
 #[test]
-#[ignore = "slow: 5 processes at K = 4, and it rebuilds the node and bench binaries when stale; run with `cargo test -p spacefabric-controller --test controller dilated_cluster -- --ignored`"]
+#[ignore = "slow: 5 processes at K = 4, and it rebuilds the node and bench binaries when stale; run with `cargo test -p spacefabric-controller --test controller processes::dilated_cluster -- --ignored`"]
 fn a_dilated_cluster_reports_emulated_times_and_refuses_a_node_with_another_k() {
     let profiles = tempfile::tempdir().unwrap();
     // One site whose link is slow enough that the network sets every time.
