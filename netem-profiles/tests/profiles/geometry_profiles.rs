@@ -6,8 +6,16 @@ use std::time::Duration;
 
 use netem_profiles::{DropCause, Profile, Verdict, shipped_profiles_dir};
 
-const RELAY: &str = r#"name = "relay-test"
-time_scale = SCALE
+use crate::fixtures::sites_and_own_links;
+
+/// Earth and a lunar orbiter, the link between them from the geometry; `time_scale = SCALE`
+/// for the caller to replace.
+fn relay_text() -> String {
+    sites_and_own_links("relay-test", GEOMETRY, &["earth", "relay"], 0.05) + GEOMETRY_LINK
+}
+
+/// The header of [`relay_text`]: the time scale and the geometry section.
+const GEOMETRY: &str = r#"time_scale = SCALE
 
 [geometry]
 epoch = "2026-12-01T00:00:00Z"
@@ -22,19 +30,10 @@ kind = "lunar-orbiter"
 altitude_km = 100
 inclination_deg = 0
 
-[sites.earth]
-[sites.relay]
+"#;
 
-[[links]]
-from = "earth"
-to = "earth"
-delay_ms = 0.05
-
-[[links]]
-from = "relay"
-to = "relay"
-delay_ms = 0.05
-
+/// The earth -> relay link of [`relay_text`].
+const GEOMETRY_LINK: &str = r#"
 [[links]]
 from = "earth"
 to = "relay"
@@ -44,7 +43,11 @@ rate_mbps = 100
 "#;
 
 fn relay(scale: f64) -> Profile {
-    Profile::parse(&RELAY.replace("SCALE", &scale.to_string()), "relay.toml").unwrap()
+    Profile::parse(
+        &relay_text().replace("SCALE", &scale.to_string()),
+        "relay.toml",
+    )
+    .unwrap()
 }
 
 #[test]
@@ -108,8 +111,7 @@ fn time_scale_60_compresses_the_windows_60_times() {
     assert_eq!(p1.link(e, r).delay_at(t), p60.link(e, r).delay_at(t / 60));
 }
 
-/// (what, edit of RELAY, expected line, expected key, a word of the message)
-/// (what, edited RELAY, text on the expected line, expected key, a word of the message)
+/// (what, edited [`relay_text`], text on the expected line, expected key, a word of the message)
 fn broken() -> Vec<(
     &'static str,
     String,
@@ -117,7 +119,7 @@ fn broken() -> Vec<(
     &'static str,
     &'static str,
 )> {
-    let base = RELAY.replace("SCALE", "1");
+    let base = relay_text().replace("SCALE", "1");
     vec![
         (
             "missing epoch",
@@ -230,7 +232,7 @@ fn broken_geometry_yields_the_expected_error_with_line_and_key() {
 
 #[test]
 fn far_side_without_relay_is_refused() {
-    let text = RELAY.replace("SCALE", "1").replace(
+    let text = relay_text().replace("SCALE", "1").replace(
         "kind = \"lunar-orbiter\"\naltitude_km = 100\ninclination_deg = 0",
         "kind = \"lunar-site\"\nlat_deg = 0\nlon_deg = 180",
     );

@@ -18,6 +18,8 @@ use std::time::Duration;
 use netem_profiles::Profile;
 use netem_profiles::orbit::contact_plan::{ION_MAX_RATE_BYTES_S, contact_plan};
 
+use crate::fixtures::sites_and_own_links;
+
 /// Closed intervals `(from, until, rate or owlt)` per node pair.
 type ByPair = HashMap<(u64, u64), Vec<(u64, u64, u64)>>;
 
@@ -186,24 +188,8 @@ fn shipped_geometry_profiles_export_valid_ionrc() {
 /// warning naming the link and the nodes, in the plan and in `warnings`.
 #[test]
 fn rates_above_ion_limit_are_clamped_with_a_warning() {
-    let text = r#"
-name = "fast"
-[sites.a]
-[sites.b]
-[sites.c]
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0.05
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0.05
-[[links]]
-from = "c"
-to = "c"
-delay_ms = 0.05
-[[links]]
+    let text = sites_and_own_links("fast", "", &["a", "b", "c"], 0.05)
+        + r#"[[links]]
 from = "a"
 to = "b"
 distance_km = 384400
@@ -218,7 +204,7 @@ to = "c"
 distance_km = 1000
 rate_mbps = 34000
 "#;
-    let profile = Profile::parse(text, "fast.toml").unwrap();
+    let profile = Profile::parse(&text, "fast.toml").unwrap();
     let plan = contact_plan(&profile, Duration::from_secs(3600));
     let parsed = check_ionrc(&plan.text, 3).unwrap_or_else(|e| panic!("{e}\n{}", plan.text));
     assert_eq!(parsed.contacts[&(1, 2)][0].2, ION_MAX_RATE_BYTES_S);

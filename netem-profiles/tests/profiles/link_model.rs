@@ -7,29 +7,20 @@ use std::time::Duration;
 
 use netem_profiles::{DropCause, LinkModel, Profile, UDP_IP_OVERHEAD_BYTES, Verdict};
 
+use crate::fixtures::sites_and_own_links;
+
 const NS: Duration = Duration::from_nanos(1);
 
 /// A two-site profile whose a -> b link has `extra` keys (TOML lines) added.
 fn two_sites(seed: u64, extra: &str) -> Profile {
-    let text = format!(
-        r#"name = "t"
-seed = {seed}
-[sites.a]
-[sites.b]
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0
-[[links]]
-from = "a"
-to = "b"
-{extra}
-"#
-    );
+    two_sites_with(&format!("seed = {seed}\n"), extra)
+}
+
+/// Sites a and b with instant links inside, `header` lines after the name and the a -> b
+/// link's `extra` keys.
+fn two_sites_with(header: &str, extra: &str) -> Profile {
+    let text = sites_and_own_links("t", header, &["a", "b"], 0.0)
+        + &format!("\n[[links]]\nfrom = \"a\"\nto = \"b\"\n{extra}\n");
     Profile::parse(&text, "test").unwrap()
 }
 
@@ -208,13 +199,7 @@ fn outage_edges_are_exact_to_the_nanosecond_and_drops_say_outage() {
     let text = "delay_ms = 5\n\
         [[links.outages.periodic]]\nperiod_s = 1000\nduration_s = 100\nphase_s = 300\n\
         [[links.outages.windows]]\nstart_s = 5000\nend_s = 5000.5\n";
-    let full = format!(
-        "name = \"t\"\ntime_scale = 10\n[sites.a]\n[sites.b]\n\
-         [[links]]\nfrom = \"a\"\nto = \"a\"\ndelay_ms = 0\n\
-         [[links]]\nfrom = \"b\"\nto = \"b\"\ndelay_ms = 0\n\
-         [[links]]\nfrom = \"a\"\nto = \"b\"\n{text}"
-    );
-    let profile = Profile::parse(&full, "test").unwrap();
+    let profile = two_sites_with("time_scale = 10\n", text);
     for (from, to) in [(0, 1), (1, 0)] {
         let mut link = profile.link_model(from, to);
         let s = Duration::from_secs;

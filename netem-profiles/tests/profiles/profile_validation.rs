@@ -7,6 +7,8 @@ use std::time::Duration;
 use netem_profiles::{LossModel, Profile, shipped_profiles_dir};
 use proptest::prelude::*;
 
+use crate::fixtures::sites_and_own_links;
+
 fn shipped() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(shipped_profiles_dir()).unwrap() {
@@ -95,30 +97,16 @@ fn shipped_numbers_are_the_documented_ones() {
     assert!(longest > Duration::from_secs(4 * 3600) && longest < Duration::from_secs(5 * 3600));
 }
 
-const BASE: &str = r#"name = "t"
-[sites.a]
-[sites.b]
-
-[[links]]
-from = "a"
-to = "a"
-delay_ms = 0.05
-
-[[links]]
-from = "b"
-to = "b"
-delay_ms = 0.05
-
-[[links]]
-from = "a"
-to = "b"
-delay_ms = 10
-rate_mbps = 100
-"#;
+/// Sites a and b, 10 ms and 100 Mbit/s apart: the text the broken cases edit (their expected
+/// lines count from it).
+fn base() -> String {
+    sites_and_own_links("t", "", &["a", "b"], 0.05)
+        + "\n[[links]]\nfrom = \"a\"\nto = \"b\"\ndelay_ms = 10\nrate_mbps = 100\n"
+}
 
 #[test]
 fn base_profile_parses() {
-    let p = Profile::parse(BASE, "base.toml").unwrap();
+    let p = Profile::parse(&base(), "base.toml").unwrap();
     assert_eq!(p.sites.len(), 2);
     assert_eq!(p.seed, 0);
     assert_eq!(p.time_scale, 1.0);
@@ -126,11 +114,11 @@ fn base_profile_parses() {
 
 /// (what, profile text, expected line, expected key, a word the message must contain)
 fn broken_cases() -> Vec<(&'static str, String, usize, &'static str, &'static str)> {
-    let base_with = |extra: &str| format!("{BASE}{extra}");
+    let base_with = |extra: &str| format!("{}{extra}", base());
     vec![
         (
             "unknown top-level key",
-            BASE.replace("name = \"t\"", "name = \"t\"\ncolour = 1"),
+            base().replace("name = \"t\"", "name = \"t\"\ncolour = 1"),
             2,
             "colour",
             "unknown key",
@@ -144,21 +132,21 @@ fn broken_cases() -> Vec<(&'static str, String, usize, &'static str, &'static st
         ),
         (
             "negative delay",
-            BASE.replace("delay_ms = 10", "delay_ms = -10"),
+            base().replace("delay_ms = 10", "delay_ms = -10"),
             18,
             "links[2].delay_ms",
             "negative",
         ),
         (
             "NaN rate",
-            BASE.replace("rate_mbps = 100", "rate_mbps = nan"),
+            base().replace("rate_mbps = 100", "rate_mbps = nan"),
             19,
             "links[2].rate_mbps",
             "finite",
         ),
         (
             "infinite distance",
-            BASE.replace("delay_ms = 10", "distance_km = inf"),
+            base().replace("delay_ms = 10", "distance_km = inf"),
             18,
             "links[2].distance_km",
             "finite",
@@ -214,7 +202,7 @@ fn broken_cases() -> Vec<(&'static str, String, usize, &'static str, &'static st
         ),
         (
             "link to an unknown site",
-            BASE.replace("to = \"b\"\ndelay_ms = 10", "to = \"c\"\ndelay_ms = 10"),
+            base().replace("to = \"b\"\ndelay_ms = 10", "to = \"c\"\ndelay_ms = 10"),
             17,
             "links[2].to",
             "unknown site `c`",
@@ -228,14 +216,14 @@ fn broken_cases() -> Vec<(&'static str, String, usize, &'static str, &'static st
         ),
         (
             "site pair with no link",
-            BASE.replace("[sites.b]", "[sites.b]\n[sites.c]"),
+            base().replace("[sites.b]", "[sites.b]\n[sites.c]"),
             2,
             "links",
             "no link between sites `a` and `c`",
         ),
         (
             "site with no link inside",
-            BASE.replace("from = \"b\"\nto = \"b\"", "from = \"b\"\nto = \"a\""),
+            base().replace("from = \"b\"\nto = \"b\"", "from = \"b\"\nto = \"a\""),
             3,
             "links",
             "no link inside site `b`",
@@ -249,14 +237,14 @@ fn broken_cases() -> Vec<(&'static str, String, usize, &'static str, &'static st
         ),
         (
             "both delay forms",
-            BASE.replace("delay_ms = 10", "delay_ms = 10\ndistance_km = 1000"),
+            base().replace("delay_ms = 10", "delay_ms = 10\ndistance_km = 1000"),
             19,
             "links[2].distance_km",
             "not both",
         ),
         (
             "reverse on a link inside a site",
-            BASE.replace(
+            base().replace(
                 "from = \"b\"\nto = \"b\"\ndelay_ms = 0.05\n",
                 "from = \"b\"\nto = \"b\"\ndelay_ms = 0.05\nreverse = { rate_mbps = 1 }\n",
             ),
@@ -266,14 +254,14 @@ fn broken_cases() -> Vec<(&'static str, String, usize, &'static str, &'static st
         ),
         (
             "wrong type",
-            BASE.replace("rate_mbps = 100", "rate_mbps = \"fast\""),
+            base().replace("rate_mbps = 100", "rate_mbps = \"fast\""),
             19,
             "links[2].rate_mbps",
             "expected a number",
         ),
         (
             "zero time scale",
-            BASE.replace("name = \"t\"", "name = \"t\"\ntime_scale = 0"),
+            base().replace("name = \"t\"", "name = \"t\"\ntime_scale = 0"),
             2,
             "time_scale",
             "greater than 0",
@@ -287,7 +275,7 @@ fn broken_cases() -> Vec<(&'static str, String, usize, &'static str, &'static st
         ),
         (
             "syntax error",
-            BASE.replace("[sites.b]", "[sites.b"),
+            base().replace("[sites.b]", "[sites.b"),
             3,
             "",
             "TOML syntax",
@@ -320,7 +308,7 @@ fn broken_profiles_yield_the_expected_error_with_line_and_key() {
 
 #[test]
 fn all_errors_are_reported_not_just_the_first() {
-    let text = BASE
+    let text = base()
         .replace("delay_ms = 10", "delay_ms = -10")
         .replace("name = \"t\"", "name = \"t\"\nseed = -3\nbogus = true");
     let errors = Profile::parse(&text, "x").unwrap_err().0;
@@ -330,7 +318,7 @@ fn all_errors_are_reported_not_just_the_first() {
 
 #[test]
 fn reverse_overrides_only_the_keys_it_sets() {
-    let text = BASE.replace(
+    let text = base().replace(
         "rate_mbps = 100\n",
         "rate_mbps = 100\n[links.loss]\nmodel = \"bernoulli\"\np = 0.01\n[links.reverse]\nrate_bps = 20000000\n",
     );
@@ -346,7 +334,7 @@ fn reverse_overrides_only_the_keys_it_sets() {
 
 #[test]
 fn scenario_time_is_divided_by_the_time_scale_but_light_delay_is_not() {
-    let text = BASE.replace("name = \"t\"", "name = \"t\"\ntime_scale = 60")
+    let text = base().replace("name = \"t\"", "name = \"t\"\ntime_scale = 60")
         + "[[links.outages.periodic]]\nperiod_s = 6000\nduration_s = 600\nphase_s = 60\n"
         + "[[links.outages.windows]]\nstart_s = 120\nend_s = 180\n";
     let p = Profile::parse(&text, "x").unwrap();
@@ -412,9 +400,9 @@ proptest! {
             "delay_ms", "distance_km", "rate_mbps", "rate_bps", "queue_bytes", "duplicate",
         ]),
     ) {
-        let text = BASE.replace("rate_mbps = 100", &format!("{key} = {v}"));
+        let text = base().replace("rate_mbps = 100", &format!("{key} = {v}"));
         let _ = Profile::parse(&text, "fuzz");
-        let text = BASE.replace("name = \"t\"", &format!("name = \"t\"\ntime_scale = {v}\nseed = {v}"))
+        let text = base().replace("name = \"t\"", &format!("name = \"t\"\ntime_scale = {v}\nseed = {v}"))
             + &format!("[[links.outages.periodic]]\nperiod_s = {v}\nduration_s = {v}\nphase_s = 0\n")
             + &format!("[links.jitter]\ndist = \"pareto\"\nms = {v}\n");
         if let Ok(p) = Profile::parse(&text, "fuzz") {

@@ -10,6 +10,8 @@ use netem_profiles::{
     UDP_IP_OVERHEAD_BYTES, Verdict, Window,
 };
 
+use crate::fixtures::sites_and_own_links;
+
 fn ms(x: u64) -> Duration {
     Duration::from_millis(x)
 }
@@ -175,23 +177,13 @@ fn a_relay_stores_across_its_next_hops_outage() {
     );
 }
 
-const ROUTED: &str = r#"name = "relay"
-[sites.earth]
-[sites.relay]
-[sites.base]
-[[links]]
-from = "earth"
-to = "earth"
-delay_ms = 0.05
-[[links]]
-from = "relay"
-to = "relay"
-delay_ms = 0.05
-[[links]]
-from = "base"
-to = "base"
-delay_ms = 0.05
-[[links]]
+/// earth -> relay -> base, the second hop storing across its outage; earth <-> base routed.
+fn routed() -> String {
+    sites_and_own_links("relay", "", &["earth", "relay", "base"], 0.05) + ROUTE
+}
+
+/// The cross-site links and the route of [`routed`].
+const ROUTE: &str = r#"[[links]]
 from = "earth"
 to = "relay"
 delay_ms = 1200
@@ -212,7 +204,7 @@ via = ["relay"]
 
 #[test]
 fn a_route_is_parsed_into_hops_and_summarised() {
-    let p = Profile::parse(ROUTED, "relay.toml").unwrap();
+    let p = Profile::parse(&routed(), "relay.toml").unwrap();
     let (e, r, b) = (
         p.site_id("earth").unwrap(),
         p.site_id("relay").unwrap(),
@@ -257,20 +249,20 @@ fn line_of(text: &str, needle: &str) -> usize {
 
 #[test]
 fn route_errors_name_the_line_and_key() {
-    let unknown = ROUTED.replace("via = [\"relay\"]", "via = [\"relya\"]");
+    let unknown = routed().replace("via = [\"relay\"]", "via = [\"relya\"]");
     let e = errors(&unknown);
     assert_eq!(e[0].0, line_of(&unknown, "via ="));
     assert_eq!(e[0].1, "routes[0].via[0]");
     assert!(e[0].2.contains("unknown site `relya`"), "{e:?}");
 
-    let looped = ROUTED.replace("via = [\"relay\"]", "via = [\"relay\", \"earth\"]");
+    let looped = routed().replace("via = [\"relay\"]", "via = [\"relay\", \"earth\"]");
     let e = errors(&looped);
     assert_eq!(e[0].1, "routes[0].via[1]");
     assert!(e[0].2.contains("twice"), "{e:?}");
 
     let hop_block = "[[links]]\nfrom = \"relay\"\nto = \"base\"\ndelay_ms = 30\nrate_mbps = 20\noutage = \"store\"\nstore_bytes = 67108864\noutages = { windows = [{ start_s = 10, end_s = 20 }] }\n";
-    assert!(ROUTED.contains(hop_block));
-    let no_hop = ROUTED.replace(hop_block, "");
+    assert!(routed().contains(hop_block));
+    let no_hop = routed().replace(hop_block, "");
     let e = errors(&no_hop);
     let route_line = line_of(&no_hop, "[[routes]]") + 1;
     assert!(
@@ -280,18 +272,21 @@ fn route_errors_name_the_line_and_key() {
         "{e:?}"
     );
 
-    let direct = format!("{ROUTED}[[links]]\nfrom = \"base\"\nto = \"earth\"\ndelay_ms = 1\n");
+    let direct = format!(
+        "{}[[links]]\nfrom = \"base\"\nto = \"earth\"\ndelay_ms = 1\n",
+        routed()
+    );
     let e = errors(&direct);
     assert_eq!(e[0].1, "links[5].from");
     assert!(e[0].2.contains("routed over relays by routes[0]"), "{e:?}");
 
-    let no_buffer = ROUTED.replace("store_bytes = 67108864\n", "");
+    let no_buffer = routed().replace("store_bytes = 67108864\n", "");
     let e = errors(&no_buffer);
     assert_eq!(e[0].0, line_of(&no_buffer, "outage = \"store\""));
     assert_eq!(e[0].1, "links[4].outage");
     assert!(e[0].2.contains("needs store_bytes"), "{e:?}");
 
-    let per_pair = ROUTED.replace("rate_mbps = 20\n", "rate_mbps = 20\nper_pair = true\n");
+    let per_pair = routed().replace("rate_mbps = 20\n", "rate_mbps = 20\nper_pair = true\n");
     let e = errors(&per_pair);
     assert_eq!(e[0].1, "routes[0].via");
     assert!(e[0].2.contains("one shared trunk"), "{e:?}");
