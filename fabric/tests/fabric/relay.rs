@@ -13,47 +13,20 @@ use netem_profiles::{Profile, TrunkId, UDP_IP_OVERHEAD_BYTES};
 use spacefabric_fabric::emu::encap::WireTrunk;
 use spacefabric_fabric::emu::{EmuClock, EmulatedSocket, Fate, LinkStats, LinkTable, TrunkSet};
 use spacefabric_fabric::forwarder::Forwarder;
+use spacefabric_testkit::profiles::{self, LinkSpec, Rate};
 use tokio_util::sync::CancellationToken;
 
 /// earth -> relay: 1.2 s, 8 Mbit/s (1000 wire bytes = 1 ms); relay -> base: 30 ms, 8 Mbit/s,
 /// down over [2 s, 5 s), storing up to 3000 bytes. earth <-> base is routed via the relay.
 fn profile() -> Arc<Profile> {
-    let text = r#"
-name = "relay"
-[sites.earth]
-[sites.base]
-[sites.relay]
-[[links]]
-from = "earth"
-to = "earth"
-delay_ms = 0.05
-[[links]]
-from = "base"
-to = "base"
-delay_ms = 0.05
-[[links]]
-from = "relay"
-to = "relay"
-delay_ms = 0.05
-[[links]]
-from = "earth"
-to = "relay"
-delay_ms = 1200
-rate_bps = 8000000
-[[links]]
-from = "relay"
-to = "base"
-delay_ms = 30
-rate_bps = 8000000
-outage = "store"
-store_bytes = 3000
-outages = { windows = [{ start_s = 2, end_s = 5 }] }
-[[routes]]
-from = "earth"
-to = "base"
-via = ["relay"]
-"#;
-    Arc::new(Profile::parse(text, "relay.toml").unwrap())
+    let rate = Some(Rate::Bps(8_000_000));
+    profiles::sites("relay", &["earth", "base", "relay"])
+        .link(LinkSpec::new("earth", "relay", 1200.0, rate))
+        .link(LinkSpec::new("relay", "base", 30.0, rate).with_extra(
+            "outage = \"store\"\nstore_bytes = 3000\noutages = { windows = [{ start_s = 2, end_s = 5 }] }",
+        ))
+        .route("earth", "base", &["relay"])
+        .profile()
 }
 
 /// 1000 bytes on the wire: exactly 1 ms at 8 Mbit/s.
