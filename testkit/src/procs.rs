@@ -30,12 +30,28 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin args` with a clean environment (RUST_LOG=info), output into `<logs>/<name>.log`.
     pub fn spawn(name: &str, bin: &Path, args: &[String], logs: &Path) -> Self {
+        Self::spawn_with_env(name, bin, args, [("RUST_LOG", "info")], logs)
+    }
+
+    /// [`Self::spawn`] with exactly `env` as the environment (nothing inherited, nothing
+    /// added): a process configured by its environment alone, as a pod is.
+    pub fn spawn_with_env<K, V>(
+        name: &str,
+        bin: &Path,
+        args: &[String],
+        env: impl IntoIterator<Item = (K, V)>,
+        logs: &Path,
+    ) -> Self
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         let log = logs.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin)
             .args(args)
             .env_clear()
-            .env("RUST_LOG", "info")
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)

@@ -28,13 +28,13 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_norway::Value;
 use spacefabric_proto::v1::controller_client::ControllerClient;
 use spacefabric_proto::v1::{ListNodesRequest, ListNodesResponse, NodeState};
-use spacefabric_testkit::procs::{ClusterSlot, free_tcp, free_udp};
+use spacefabric_testkit::procs::{ClusterSlot, Proc, free_tcp, free_udp};
 use support::kustomize::render;
 use support::{at, containers, find, seq_at, str_at, workspace_bin, workspace_root};
 use tonic::transport::{Channel, Endpoint};
@@ -50,86 +50,56 @@ const POD_IP: &str = "127.0.0.1";
 /// ordinals 4 and 9 are pods that `kubectl scale --replicas=5` / `=10` would add.
 const PODS: [(&str, u32); 4] = [("earth", 0), ("earth", 9), ("moon", 3), ("moon", 4)];
 
-/// A child process killed (SIGKILL) if the test fails before it is stopped.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
+/// What the test does with a pod's process (`spacefabric_testkit::procs::Proc`, killed if the
+/// test fails before it is stopped): its whole log, whether it still runs, and the kubelet's
+/// stop.
+trait PodProcess {
+    fn log_text(&self) -> String;
+    fn assert_running(&mut self);
+    fn terminate(&mut self, grace: Duration);
 }
 
-impl Proc {
-    fn spawn(
-        name: &str,
-        bin: &Path,
-        args: &[String],
-        env: &BTreeMap<String, String>,
-        logs: &Path,
-    ) -> Self {
-        let log = logs.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .args(args)
-            .env_clear()
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({}): {e}", bin.display()));
-        Self {
-            name: name.to_string(),
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
+impl PodProcess for Proc {
+    fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Fails (with its log) if the process has already exited.
     fn assert_running(&mut self) {
-        if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-            panic!("{} exited early ({status}):\n{}", self.name, self.log());
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "{} exited early ({status}):\n{}",
+                self.name,
+                self.log_text()
+            );
         }
     }
 
     /// SIGTERM, as the kubelet sends it, then wait up to `grace` for a clean exit.
     fn terminate(&mut self, grace: Duration) {
-        let child = self.child.as_mut().unwrap();
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success(), "kill -TERM {}", self.name);
         let deadline = Instant::now() + grace;
         loop {
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(
                     status.success(),
                     "{} exited with {status} after SIGTERM:\n{}",
                     self.name,
-                    self.log()
+                    self.log_text()
                 );
-                self.child = None;
                 return;
             }
             assert!(
                 Instant::now() < deadline,
                 "{} still running {grace:?} after SIGTERM (the pod's grace period):\n{}",
                 self.name,
-                self.log()
+                self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
@@ -338,7 +308,7 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
     };
     let ctl_env = ctl_world.env_of(ctl_container);
     let token = ctl_env["SPACEFABRIC_JOIN_TOKEN"].clone();
-    let mut controller = Proc::spawn(
+    let mut controller = Proc::spawn_with_env(
         "controller",
         Path::new(env!("CARGO_BIN_EXE_spacefabric-controller")),
         &command_args(ctl_container),
@@ -401,7 +371,7 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
                 env["SPACEFABRIC_METRICS_LISTEN"].clone(),
             ),
         );
-        nodes.push(Proc::spawn(
+        nodes.push(Proc::spawn_with_env(
             &pod_name,
             &node_bin,
             &command_args(node_container),
@@ -490,14 +460,14 @@ async fn controller_and_nodes_run_from_the_manifests_environment_alone() {
         let log = nodes
             .iter()
             .find(|p| p.name == node.name)
-            .map(Proc::log)
+            .map(PodProcess::log_text)
             .unwrap_or_default();
         assert_eq!(
             node.state,
             NodeState::Left as i32,
             "{} after SIGTERM; its log:\n{log}\ncontroller log:\n{}",
             node.name,
-            controller.log()
+            controller.log_text()
         );
     }
     controller.terminate(grace_period(deployment));
