@@ -3,6 +3,7 @@
 //! builds profiles too, but it depends on this crate, so this crate's tests cannot use it (a
 //! dependency cycle). What a test is about — the cross-site links, routes and keys under
 //! test — it still writes out as TOML: the text format is what these tests test.
+#![allow(clippy::unwrap_used)]
 
 use std::fmt::Write as _;
 

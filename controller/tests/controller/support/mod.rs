@@ -3,7 +3,7 @@
 //! and binaries come from `spacefabric_testkit::bins`, the processes from
 //! `spacefabric_testkit::procs`.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod kustomize;
 
