@@ -277,7 +277,7 @@ impl Link {
                 let factor = if spec.duplicate > 0.0 { 2 } else { 1 };
                 // A store-and-forward link also holds its store while it is down.
                 let store = match spec.outage_mode {
-                    netem_profiles::OutageMode::Store { buffer_bytes } => buffer_bytes,
+                    netem_profiles::OutageMode::Store { buffer_bytes, .. } => buffer_bytes,
                     netem_profiles::OutageMode::Drop => 0,
                 };
                 spec.queue_limit_bytes
