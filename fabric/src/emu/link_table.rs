@@ -181,6 +181,42 @@ pub struct TrafficStats {
 }
 
 impl TrafficStats {
+    /// Adds `other`'s counters to these (the traffic of several links as one).
+    pub fn add(&mut self, other: &Self) {
+        let Self {
+            offered_datagrams,
+            offered_bytes,
+            sent_datagrams,
+            sent_bytes,
+            duplicated,
+            dropped_loss,
+            dropped_outage,
+            dropped_queue,
+            dropped_hold_limit,
+            dropped_oversize,
+            dropped_send_error,
+            dropped_store_full,
+            dropped_in_flight,
+            held_datagrams,
+            held_bytes,
+        } = other;
+        self.offered_datagrams += offered_datagrams;
+        self.offered_bytes += offered_bytes;
+        self.sent_datagrams += sent_datagrams;
+        self.sent_bytes += sent_bytes;
+        self.duplicated += duplicated;
+        self.dropped_loss += dropped_loss;
+        self.dropped_outage += dropped_outage;
+        self.dropped_queue += dropped_queue;
+        self.dropped_hold_limit += dropped_hold_limit;
+        self.dropped_oversize += dropped_oversize;
+        self.dropped_send_error += dropped_send_error;
+        self.dropped_store_full += dropped_store_full;
+        self.dropped_in_flight += dropped_in_flight;
+        self.held_datagrams += held_datagrams;
+        self.held_bytes += held_bytes;
+    }
+
     /// All drops, whatever the cause.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_loss
