@@ -20,6 +20,7 @@
 #   (9400/tcp), SPACEFABRIC_CLUSTER_NODE_PORT (7500+i/udp QUIC), SPACEFABRIC_CLUSTER_NODE_METRICS_PORT
 #   (9500+i/tcp). SPACEFABRIC_CLUSTER_WAIT (seconds to wait for registration, default 120).
 #   SPACEFABRIC_CLUSTER_UDP_PAYLOAD (fabric datagram size on loopback, default 16384).
+#   SPACEFABRIC_CLUSTER_BUILD (release, the default, or debug: which binaries run).
 #
 # --time-dilation K (DieCast's time dilation; env SPACEFABRIC_TIME_DILATION): the controller and
 # every node run their emulated clock K times slower than the wall clock, so this host can
@@ -35,7 +36,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="$ROOT/.cluster"
-BIN="$ROOT/target/release"
+# SPACEFABRIC_CLUSTER_BUILD=debug runs debug binaries (no release build; slower processes,
+# for a busy machine that has them built already). Default release.
+BUILD="${SPACEFABRIC_CLUSTER_BUILD:-release}"
+[[ "$BUILD" == release || "$BUILD" == debug ]] || { echo "cluster.sh: SPACEFABRIC_CLUSTER_BUILD=$BUILD: release or debug" >&2; exit 2; }
+BIN="$ROOT/target/$BUILD"
 CONTROLLER_PORT="${SPACEFABRIC_CLUSTER_CONTROLLER_PORT:-7400}"
 METRICS_PORT="${SPACEFABRIC_CLUSTER_METRICS_PORT:-9400}"
 NODE_PORT="${SPACEFABRIC_CLUSTER_NODE_PORT:-7500}"
@@ -221,8 +226,10 @@ cmd_up() {
     die "port(s) already in use: ${busy[*]}; stop what holds them or set SPACEFABRIC_CLUSTER_*_PORT"
   fi
 
-  echo "building (release): spacefabric-controller spacefabric-node spacefabric-bench"
-  (cd "$ROOT" && cargo build --release --locked -p spacefabric-controller -p spacefabric-node -p spacefabric-bench)
+  echo "building ($BUILD): spacefabric-controller spacefabric-node spacefabric-bench"
+  local release=()
+  [[ "$BUILD" == release ]] && release=(--release)
+  (cd "$ROOT" && cargo build "${release[@]}" --locked -p spacefabric-controller -p spacefabric-node -p spacefabric-bench)
   "$BIN/spacefabric-controller" profile check "$profile_file" >/dev/null
 
   # A fresh cluster: a new state dir (the state dir is what a restarted controller resumes from).

@@ -139,10 +139,10 @@ impl TrunkCarriers {
         // Group root -> (weight, members); roots are the smallest member index, so a
         // BTreeMap over roots is in trunk-id order.
         let mut by_root: BTreeMap<usize, (u64, Vec<usize>)> = BTreeMap::new();
-        for i in 0..trunks.len() {
+        for (i, w) in weight.iter().enumerate() {
             let root = groups.find(i);
             let g = by_root.entry(root).or_default();
-            g.0 = g.0.saturating_add(weight[i]);
+            g.0 = g.0.saturating_add(*w);
             g.1.push(i);
         }
         let mut order: Vec<(usize, u64, Vec<usize>)> =
