@@ -155,7 +155,7 @@ pub fn job_plan(plan: &MembershipPlan, plan_version: u64, spec: &JobSpec) -> Job
         data_len,
         param_len,
         // Filled in by the core from its configuration.
-        forwarder_addr: String::new(),
+        forwarder_addrs: Vec::new(),
     }
 }
 

@@ -25,8 +25,9 @@
 //!   in one process pass the same set, so their node pairs queue in one FIFO), placed by the
 //!   roster's [`TrunkPlan`]; each connection's link-aware window is the trunk's divided by
 //!   its [`TrunkShare`] (see [`Mesh::set_trunk_share`]). Node *processes* share a trunk
-//!   through the forwarder instead ([`MeshConfig::forwarder`], `crate::forwarder`): datagrams
-//!   to a peer across a shared trunk go encapsulated to it, and it applies the trunk for all.
+//!   through a forwarder instead ([`MeshConfig::forwarders`], `crate::forwarder`): datagrams
+//!   to a peer across a shared trunk go encapsulated to the one forwarder that carries that
+//!   trunk ([`TrunkCarriers`]), and it applies the trunk for all.
 //! * **Bad input.** A malformed header or control message, a wrong rank, a stream that ends
 //!   early close that stream (or that connection) with an error code and a log line; the
 //!   process and the other connections carry on.
@@ -71,7 +72,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
-use netem_profiles::{TrunkId, TrunkPlan};
+use netem_profiles::{TrunkCarriers, TrunkId, TrunkPlan};
 
 use crate::emu::encap::WireTrunk;
 use crate::emu::{EmuClock, EmulatedSocket, TrunkSet};
@@ -316,6 +317,12 @@ impl Mesh {
             .map(|p| p.map_or(Ok(usize::MAX), site_id))
             .collect::<Result<Vec<_>, _>>()?;
         let trunk_plan = TrunkPlan::new(profile, &site_of_rank);
+        // Which of the forwarders carries each shared trunk (the same table the controller
+        // and every forwarder compute from the profile and the number of forwarders).
+        let carriers = (!config.forwarders.is_empty())
+            .then(|| TrunkCarriers::new(profile, config.forwarders.len()))
+            .transpose()
+            .map_err(|e| TransportError::Config(format!("forwarders: {e}")))?;
         let trunks = config
             .trunks
             .clone()
@@ -358,19 +365,26 @@ impl Mesh {
                     from_rank: config.rank,
                     to_rank: rank,
                 });
-            let link = match (trunk, config.forwarder) {
+            let via = carriers
+                .as_ref()
+                .and_then(|c| c.carrier(trunk))
+                .and_then(|i| config.forwarders.get(i).copied());
+            let link = match (trunk, via) {
                 (
                     TrunkId::Shared {
                         from_site,
                         to_site,
                         terminal,
                     },
-                    Some(_),
-                ) => PeerLink::Forwarded(WireTrunk {
-                    from_site: u16::try_from(from_site).map_err(|_| too_many_sites(profile))?,
-                    to_site: u16::try_from(to_site).map_err(|_| too_many_sites(profile))?,
-                    terminal,
-                }),
+                    Some(via),
+                ) => PeerLink::Forwarded(
+                    WireTrunk {
+                        from_site: u16::try_from(from_site).map_err(|_| too_many_sites(profile))?,
+                        to_site: u16::try_from(to_site).map_err(|_| too_many_sites(profile))?,
+                        terminal,
+                    },
+                    via,
+                ),
                 _ => match trunks.trunk(trunk) {
                     Some(t) => {
                         if config.trunks.is_none() {
@@ -449,7 +463,7 @@ impl Mesh {
             config.bound.as_deref(),
             config.clock,
             max_payload,
-            config.forwarder,
+            &config.forwarders,
             emulated_links,
         )?;
         let mut endpoint_config = quinn::EndpointConfig::default();
