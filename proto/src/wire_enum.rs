@@ -147,44 +147,44 @@ serde_modules!(Strategy, strategy, strategies);
 serde_modules!(Activation, activation, activations);
 
 impl WireEnum for AlgorithmName {
-    const ALL: &'static [Self] = &AlgorithmName::ALL;
+    const ALL: &'static [Self] = &Self::ALL;
     const NAMES: &'static str = "ring, hd, tree, hier, auto";
     fn to_wire(self) -> i32 {
         crate::v1::Algorithm::from(self) as i32
     }
     fn name(self) -> &'static str {
-        AlgorithmName::name(self)
+        Self::name(self)
     }
     fn parse_name(s: &str) -> Result<Self, String> {
-        AlgorithmName::parse(s).map_err(|e| e.to_string())
+        Self::parse(s).map_err(|e| e.to_string())
     }
 }
 
 impl WireEnum for Strategy {
-    const ALL: &'static [Self] = &Strategy::ALL;
+    const ALL: &'static [Self] = &Self::ALL;
     const NAMES: &'static str = "sync, sharded, diloco, hier, streaming, delayed";
     fn to_wire(self) -> i32 {
         crate::v1::Strategy::from(self) as i32
     }
     fn name(self) -> &'static str {
-        Strategy::name(self)
+        Self::name(self)
     }
     fn parse_name(s: &str) -> Result<Self, String> {
-        Strategy::parse(s).map_err(|e| e.to_string())
+        Self::parse(s).map_err(|e| e.to_string())
     }
 }
 
 impl WireEnum for Activation {
-    const ALL: &'static [Self] = &Activation::ALL;
+    const ALL: &'static [Self] = &Self::ALL;
     const NAMES: &'static str = "relu, tanh";
     fn to_wire(self) -> i32 {
         crate::v1::Activation::from(self) as i32
     }
     fn name(self) -> &'static str {
-        Activation::name(self)
+        Self::name(self)
     }
     fn parse_name(s: &str) -> Result<Self, String> {
-        Activation::parse(s).map_err(|e| e.to_string())
+        Self::parse(s).map_err(|e| e.to_string())
     }
 }
 

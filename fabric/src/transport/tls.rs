@@ -125,7 +125,7 @@ pub enum TlsError {
         /// The directory.
         dir: PathBuf,
         /// What is wrong with its files.
-        source: Box<TlsError>,
+        source: Box<Self>,
     },
 }
 
