@@ -1569,7 +1569,7 @@ mod tests {
             deadline_ms: 0,
             name: "t".into(),
             kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
-                strategies: vec!["sync".into()],
+                strategy: spacefabric_proto::v1::Strategy::Sync as i32,
                 steps,
                 ..Default::default()
             })),
@@ -1681,7 +1681,7 @@ mod tests {
         reg(&mut core, "a", "earth", 0);
         let teacher = JobSpec {
             kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
-                strategies: vec!["sync".into()],
+                strategy: spacefabric_proto::v1::Strategy::Sync as i32,
                 steps: 10,
                 teacher_width: 65_536,
                 teacher_depth: 64,
@@ -1698,7 +1698,7 @@ mod tests {
         assert!(err.contains("node budget"), "{err}");
         let eval = JobSpec {
             kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
-                strategies: vec!["sync".into()],
+                strategy: spacefabric_proto::v1::Strategy::Sync as i32,
                 steps: 10,
                 eval_samples: 1 << 20,
                 input_dim: 2048,
