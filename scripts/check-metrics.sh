@@ -2,7 +2,9 @@
 # Reads the controller's, a node's and the forwarder's /metrics with the Prometheus project's
 # Python parser (prometheus_client), requires HELP and TYPE on every family it finds, and lints
 # every family by the rules of `promtool check metrics` (promlint's, written out in
-# check_metrics.py: promtool itself needs a Go build, which this project's machines do not have). Needs the debug binaries (`cargo build`), python3 and, once,
+# check_metrics.py, so the check needs no Go toolchain) and, where the real promtool is at hand
+# (on PATH or SPACEFABRIC_PROMTOOL=/path/to/promtool), pipes every endpoint through
+# `promtool check metrics` too. Needs the debug binaries (`cargo build`), python3 and, once,
 # PyPI (prometheus-client is installed into target/metrics-check-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."

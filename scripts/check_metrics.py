@@ -7,14 +7,19 @@ that the parser reads every endpoint and that every family it finds has HELP and
 Then lints every family by the rules `promtool check metrics` applies (the Prometheus project's
 promlint, client_golang prometheus/testutil/promlint: help text, base units, counter and
 gauge suffixes, histogram/summary reserved names and labels, type in the name, reserved
-characters, camelCase, abbreviated units, duplicate series), written out here because
-promtool itself needs a Go toolchain these machines do not have. `--self-test` runs the
+characters, camelCase, abbreviated units, duplicate series), written out here so that the
+check needs no Go toolchain; its messages are promlint's own. `--self-test` runs the
 linter on a sample that breaks every rule and checks each is reported. Exits non-zero, naming
 the endpoint, the family and the rule, on any failure. Run by scripts/check-metrics.sh.
+
+Where the real `promtool` is at hand (on PATH, or named by SPACEFABRIC_PROMTOOL), every
+endpoint is also piped through `promtool check metrics` and must pass it (exit 0, no
+problem printed); without it that step says it was skipped.
 """
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,6 +50,26 @@ def scrape(port):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def promtool_binary():
+    """The real promtool, if one is at hand: SPACEFABRIC_PROMTOOL, else `promtool` on PATH."""
+    named = os.environ.get("SPACEFABRIC_PROMTOOL")
+    if named:
+        if not os.access(named, os.X_OK):
+            raise SystemExit(f"SPACEFABRIC_PROMTOOL={named!r}: not an executable file")
+        return named
+    return shutil.which("promtool")
+
+
+def promtool_check(promtool, name, text):
+    """`promtool check metrics` on one endpoint's text: its problems, or none."""
+    run = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                         capture_output=True, timeout=60)
+    out = (run.stdout + run.stderr).decode(errors="replace").strip()
+    if run.returncode != 0 or out:
+        return [f"{name}: promtool check metrics (exit {run.returncode}): {out}"]
+    return []
 
 
 def check(name, text):
@@ -169,7 +194,7 @@ def promlint(text):
         seen = set()
         for s in series:
             if s in seen:
-                problem(f"duplicate metric {s}")
+                problem(f"metric not unique: {s}")
             seen.add(s)
     return problems
 
@@ -205,7 +230,7 @@ def self_test():
               'should not have "le" label', "should not contain ':'",
               "metric names should be written in 'snake_case'",
               "label names should be written in 'snake_case'", "abbreviated units",
-              "duplicate metric"]
+              "metric not unique"]
     missing = [w for w in wanted if w not in found]
     good = "# HELP ok_bytes_total b\n# TYPE ok_bytes_total counter\nok_bytes_total{peer=\"1\"} 3\n"
     clean = promlint(good)
@@ -244,6 +269,7 @@ def main():
                 "--metrics-listen", f"127.0.0.1:{ports['forwarder']}",
             ], stdout=log, stderr=log, env=env))
             problems = []
+            promtool = promtool_binary()
             for name in ("controller", "node", "forwarder"):
                 text = scrape(ports[name])
                 problems += check(name, text)
@@ -251,6 +277,13 @@ def main():
                 problems += [f"{name}: promlint: {p}" for p in lint]
                 if not lint:
                     print(f"{name}: promlint (promtool check metrics' rules) clean")
+                if promtool:
+                    found = promtool_check(promtool, name, text)
+                    problems += found
+                    if not found:
+                        print(f"{name}: `{promtool} check metrics` clean")
+            if not promtool:
+                print("promtool not on PATH (nor SPACEFABRIC_PROMTOOL): its own check skipped")
         finally:
             for p in procs:
                 p.kill()

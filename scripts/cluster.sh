@@ -3,15 +3,15 @@
 #
 #   scripts/cluster.sh up --nodes 8 --profile earth-moon   build (release, once), start, wait
 #                         [--time-dilation K]              every clock K times slower (default 1)
-#                         [--no-forwarder]                 (default: a forwarder carries shared trunks)
+#                         [--forwarders N | --no-forwarder] N forwarder processes share the trunks (default 1)
 #   scripts/cluster.sh status                              nodes, sites, jobs
-#   scripts/cluster.sh logs [controller|NODE] [-f]         a process's log (NODE: index or name)
+#   scripts/cluster.sh logs [controller|NODE|forwarder[/I]] [-f]  a process's log (NODE: index or name)
 #   scripts/cluster.sh bench ARGS...                       spacefabric-bench [allreduce] ARGS --controller URL --join-token T
 #   scripts/cluster.sh bench train ARGS...                 the train comparison as controller jobs (one per strategy)
 #   scripts/cluster.sh ping [--iterations N]               control-plane round trips per node
 #   scripts/cluster.sh kill NODE                           SIGKILL a node (a failure drill)
 #   scripts/cluster.sh add --site S                        start one more node (a replacement)
-#   scripts/cluster.sh kill forwarder; add --forwarder     a forwarder outage drill, and its restart
+#   scripts/cluster.sh kill forwarder[/I]; add --forwarder[/I]  a forwarder outage drill, and its restart
 #   scripts/cluster.sh down                                stop exactly what `up` started
 #
 # Everything lives under .cluster/ at the repository root: pid files, logs, the controller's
@@ -20,19 +20,27 @@
 #   (9400/tcp), SPACEFABRIC_CLUSTER_NODE_PORT (7500+i/udp QUIC), SPACEFABRIC_CLUSTER_NODE_METRICS_PORT
 #   (9500+i/tcp). SPACEFABRIC_CLUSTER_WAIT (seconds to wait for registration, default 120).
 #   SPACEFABRIC_CLUSTER_UDP_PAYLOAD (fabric datagram size on loopback, default 16384).
+#   SPACEFABRIC_CLUSTER_BUILD (release, the default, or debug: which binaries run).
 #
 # --time-dilation K (DieCast's time dilation; env SPACEFABRIC_TIME_DILATION): the controller and
 # every node run their emulated clock K times slower than the wall clock, so this host can
 # emulate links K times faster than it could keep up with; every reported time is emulated
 # time. Kept in .cluster/time_dilation for `add`; benches take K from the controller.
-#   SPACEFABRIC_CLUSTER_FORWARDER_PORT (7390/udp), SPACEFABRIC_CLUSTER_FORWARDER_METRICS_PORT
-#   (9390/tcp): the forwarder that applies the profile's shared cross-site trunks for all nodes
-#   (started when the profile has more than one site, unless --no-forwarder).
+#   SPACEFABRIC_CLUSTER_FORWARDER_PORT (7390+I/udp), SPACEFABRIC_CLUSTER_FORWARDER_METRICS_PORT
+#   (9390+I/tcp): forwarder I of N (`--shard I/N`) applies its share of the profile's shared
+#   cross-site trunks for all nodes (netem_profiles::TrunkCarriers: each trunk on exactly one
+#   forwarder); started when the profile has more than one site, unless --no-forwarder. Forwarder
+#   I's pid and log are .cluster/forwarder-I.pid and .cluster/logs/forwarder-I.log; with one
+#   forwarder, `forwarder` means forwarder/0.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="$ROOT/.cluster"
-BIN="$ROOT/target/release"
+# SPACEFABRIC_CLUSTER_BUILD=debug runs debug binaries (no release build; slower processes,
+# for a busy machine that has them built already). Default release.
+BUILD="${SPACEFABRIC_CLUSTER_BUILD:-release}"
+[[ "$BUILD" == release || "$BUILD" == debug ]] || { echo "cluster.sh: SPACEFABRIC_CLUSTER_BUILD=$BUILD: release or debug" >&2; exit 2; }
+BIN="$ROOT/target/$BUILD"
 CONTROLLER_PORT="${SPACEFABRIC_CLUSTER_CONTROLLER_PORT:-7400}"
 METRICS_PORT="${SPACEFABRIC_CLUSTER_METRICS_PORT:-9400}"
 NODE_PORT="${SPACEFABRIC_CLUSTER_NODE_PORT:-7500}"
@@ -111,35 +119,71 @@ start_node() {
   wait_exec "$DIR/node-$i.pid" || die "node-$i did not start; see $DIR/logs/node-$i.log"
 }
 
-# start_forwarder: the forwarder on FORWARDER_PORT/udp; it asks the controller for the
-# scenario epoch, so the controller must be up.
+# forwarder_count: how many forwarders `up` started (0: none).
+forwarder_count() {
+  cat "$DIR/forwarders" 2>/dev/null || echo 0
+}
+
+# forwarder_index NAME: the I of `forwarder`, `forwarder/I` or `forwarder-I` (dies naming the
+# choices when NAME is ambiguous or out of range).
+forwarder_index() {
+  local name="$1" n i
+  n="$(forwarder_count)"
+  (( n > 0 )) || die "this cluster runs no forwarder (--no-forwarder, or a one-site profile)"
+  case "$name" in
+    forwarder)
+      (( n == 1 )) || die "which forwarder? this cluster runs $n: forwarder/0 .. forwarder/$((n - 1))"
+      i=0 ;;
+    forwarder/*|forwarder-*) i="${name#forwarder?}" ;;
+    *) die "not a forwarder: '$name'" ;;
+  esac
+  [[ "$i" =~ ^[0-9]+$ ]] && (( i < n )) || die "no forwarder '$name': this cluster runs forwarder/0 .. forwarder/$((n - 1))"
+  echo "$i"
+}
+
+# start_forwarder I: forwarder I of N on FORWARDER_PORT+I/udp (`--shard I/N`); it asks the
+# controller for the scenario epoch, so the controller must be up.
 start_forwarder() {
+  local i="$1" n port log pidf
+  n="$(forwarder_count)"
+  port=$((FORWARDER_PORT + i))
+  log="$DIR/logs/forwarder-$i.log"
+  pidf="$DIR/forwarder-$i.pid"
   SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-node" forwarder \
-    --profile "$(cat "$DIR/profile")" --controller "$URL" \
-    --listen "127.0.0.1:$FORWARDER_PORT" --metrics-listen "127.0.0.1:$FORWARDER_METRICS_PORT" \
-    >> "$DIR/logs/forwarder.log" 2>&1 &
-  echo $! > "$DIR/forwarder.pid"
-  wait_exec "$DIR/forwarder.pid" || die "the forwarder did not start; see $DIR/logs/forwarder.log"
+    --profile "$(cat "$DIR/profile")" --controller "$URL" --shard "$i/$n" \
+    --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$((FORWARDER_METRICS_PORT + i))" \
+    >> "$log" 2>&1 &
+  echo $! > "$pidf"
+  wait_exec "$pidf" || die "forwarder/$i did not start; see $log"
   local t0=$SECONDS
-  until udp_busy "$FORWARDER_PORT"; do
-    pid_alive "$DIR/forwarder.pid" || die "the forwarder exited; see $DIR/logs/forwarder.log:
-$(tail -n 5 "$DIR/logs/forwarder.log")"
-    (( SECONDS - t0 < 30 )) || die "the forwarder did not open port $FORWARDER_PORT/udp within 30 s"
+  until udp_busy "$port"; do
+    pid_alive "$pidf" || die "forwarder/$i exited; see $log:
+$(tail -n 5 "$log")"
+    (( SECONDS - t0 < 30 )) || die "forwarder/$i did not open port $port/udp within 30 s"
     sleep 0.2
   done
 }
 
 cmd_up() {
-  local nodes="" profile="" dilation="${SPACEFABRIC_TIME_DILATION:-1}" forwarder=1
+  local nodes="" profile="" dilation="${SPACEFABRIC_TIME_DILATION:-1}" forwarder=1 forwarders=1
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --nodes) nodes="${2:-}"; shift 2 ;;
       --profile) profile="${2:-}"; shift 2 ;;
       --time-dilation) dilation="${2:-}"; shift 2 ;;
       --no-forwarder) forwarder=""; shift ;;
+      --forwarders) forwarders="${2:-}"; shift 2 ;;
       -h|--help) usage 0 ;;
-      *) die "up: unknown argument '$1' (use --nodes N --profile P [--time-dilation K] [--no-forwarder])" ;;
+      *) die "up: unknown argument '$1' (use --nodes N --profile P [--time-dilation K] [--forwarders N | --no-forwarder])" ;;
     esac
+  done
+  [[ "$forwarders" =~ ^[1-9][0-9]{0,2}$ ]] || die "up: --forwarders $forwarders: a number of forwarder processes from 1 to 999 (or --no-forwarder)"
+  # Forwarder I uses FORWARDER_PORT+I/udp and FORWARDER_METRICS_PORT+I/tcp: neither range may
+  # reach the nodes' or the controller's ports.
+  local last_fwd=$((FORWARDER_PORT + forwarders - 1)) last_fwd_metrics=$((FORWARDER_METRICS_PORT + forwarders - 1))
+  for p in "$CONTROLLER_PORT" "$METRICS_PORT" "$NODE_PORT" "$NODE_METRICS_PORT"; do
+    (( (p < FORWARDER_PORT || p > last_fwd) && (p < FORWARDER_METRICS_PORT || p > last_fwd_metrics) )) ||
+      die "up: --forwarders $forwarders: forwarder ports $FORWARDER_PORT..$last_fwd/udp, $FORWARDER_METRICS_PORT..$last_fwd_metrics/tcp would include port $p"
   done
   [[ "$dilation" =~ ^[1-9][0-9]{0,6}$ ]] || die "up: --time-dilation $dilation: an integer K from 1 to 1000000"
   [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "up: --nodes N (a positive number) is required"
@@ -169,8 +213,10 @@ cmd_up() {
   tcp_busy "$CONTROLLER_PORT" && busy+=("$CONTROLLER_PORT/tcp (controller gRPC)")
   tcp_busy "$METRICS_PORT" && busy+=("$METRICS_PORT/tcp (controller metrics)")
   if [[ -n "$forwarder" ]]; then
-    udp_busy "$FORWARDER_PORT" && busy+=("$FORWARDER_PORT/udp (forwarder)")
-    tcp_busy "$FORWARDER_METRICS_PORT" && busy+=("$FORWARDER_METRICS_PORT/tcp (forwarder metrics)")
+    for ((i = 0; i < forwarders; i++)); do
+      udp_busy $((FORWARDER_PORT + i)) && busy+=("$((FORWARDER_PORT + i))/udp (forwarder/$i)")
+      tcp_busy $((FORWARDER_METRICS_PORT + i)) && busy+=("$((FORWARDER_METRICS_PORT + i))/tcp (forwarder/$i metrics)")
+    done
   fi
   for ((i = 0; i < nodes; i++)); do
     udp_busy $((NODE_PORT + i)) && busy+=("$((NODE_PORT + i))/udp (node-$i QUIC)")
@@ -180,14 +226,16 @@ cmd_up() {
     die "port(s) already in use: ${busy[*]}; stop what holds them or set SPACEFABRIC_CLUSTER_*_PORT"
   fi
 
-  echo "building (release): spacefabric-controller spacefabric-node spacefabric-bench"
-  (cd "$ROOT" && cargo build --release --locked -p spacefabric-controller -p spacefabric-node -p spacefabric-bench)
+  echo "building ($BUILD): spacefabric-controller spacefabric-node spacefabric-bench"
+  local release=()
+  [[ "$BUILD" == release ]] && release=(--release)
+  (cd "$ROOT" && cargo build "${release[@]}" --locked -p spacefabric-controller -p spacefabric-node -p spacefabric-bench)
   "$BIN/spacefabric-controller" profile check "$profile_file" >/dev/null
 
   # A fresh cluster: a new state dir (the state dir is what a restarted controller resumes from).
   rm -rf "$DIR/state" "$DIR/logs" "$DIR"/node-*/
   mkdir -p "$DIR/state" "$DIR/logs"
-  rm -f "$DIR"/*.pid
+  rm -f "$DIR"/*.pid "$DIR/forwarders"
   if [[ ! -s "$DIR/token" ]]; then
     (umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/token")
   fi
@@ -195,8 +243,15 @@ cmd_up() {
   printf '%s\n' "$nodes" > "$DIR/nodes"
   printf '%s\n' "$dilation" > "$DIR/time_dilation"
 
-  local forwarder_flag=()
-  [[ -n "$forwarder" ]] && forwarder_flag=(--forwarder "127.0.0.1:$FORWARDER_PORT")
+  local forwarder_flag=() list=""
+  if [[ -n "$forwarder" ]]; then
+    printf '%s\n' "$forwarders" > "$DIR/forwarders"
+    for ((i = 0; i < forwarders; i++)); do
+      list+="${list:+,}127.0.0.1:$((FORWARDER_PORT + i))"
+    done
+    # In shard order: entry I is the forwarder started with --shard I/N.
+    forwarder_flag=(--forwarder "$list")
+  fi
   SPACEFABRIC_JOIN_TOKEN="$(token)" nohup "$BIN/spacefabric-controller" serve \
     --listen "127.0.0.1:$CONTROLLER_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
     --profile "$profile_file" --state-dir "$DIR/state" --time-dilation "$dilation" "${forwarder_flag[@]}" \
@@ -213,7 +268,9 @@ $(tail -n 5 "$DIR/logs/controller.log")"
     (( SECONDS - t0 < 30 )) || die "the controller did not open port $CONTROLLER_PORT within 30 s"
     sleep 0.2
   done
-  [[ -n "$forwarder" ]] && start_forwarder
+  if [[ -n "$forwarder" ]]; then
+    for ((i = 0; i < forwarders; i++)); do start_forwarder "$i"; done
+  fi
 
   local site
   for ((i = 0; i < nodes; i++)); do
@@ -243,7 +300,7 @@ $(tail -n 5 "$DIR/logs/node-$i.log")"
 cluster up: $nodes nodes on profile $(basename "$profile_file" .toml) (${sites[*]}), time dilation K = $dilation
   controller  $URL  (metrics http://127.0.0.1:$METRICS_PORT/metrics)
   nodes       QUIC 127.0.0.1:$NODE_PORT..$((NODE_PORT + nodes - 1))/udp, metrics http://127.0.0.1:$NODE_METRICS_PORT..$((NODE_METRICS_PORT + nodes - 1))/metrics
-  forwarder   $([[ -n "$forwarder" ]] && echo "127.0.0.1:$FORWARDER_PORT/udp (metrics http://127.0.0.1:$FORWARDER_METRICS_PORT/metrics)" || echo "none: each node applies its own copy of each trunk (results may exceed the links)")
+  forwarders  $([[ -n "$forwarder" ]] && echo "$forwarders: 127.0.0.1:$FORWARDER_PORT..$((FORWARDER_PORT + forwarders - 1))/udp (metrics http://127.0.0.1:$FORWARDER_METRICS_PORT..$((FORWARDER_METRICS_PORT + forwarders - 1))/metrics; which trunks each carries: logs forwarder/I)" || echo "none: each node applies its own copy of each trunk (results may exceed the links)")
   logs        $DIR/logs/   pids $DIR/*.pid   state $DIR/state/   join token $DIR/token
 next: scripts/cluster.sh status | logs [NODE] | bench allreduce ... | down
 EOF
@@ -268,6 +325,7 @@ cmd_logs() {
     esac
   done
   [[ "$who" =~ ^[0-9]+$ ]] && who="node-$who"
+  [[ "$who" == forwarder* ]] && who="forwarder-$(forwarder_index "$who")"
   local file="$DIR/logs/$who.log"
   [[ -f "$file" ]] || die "no log for '$who' (have: $(ls "$DIR/logs" 2>/dev/null | sed 's/\.log$//' | tr '\n' ' '))"
   if [[ -n "$follow" ]]; then tail -n 50 -f "$file"; else tail -n 100 "$file"; fi
@@ -276,9 +334,11 @@ cmd_logs() {
 # A failure drill: SIGKILL one node (no goodbye: the controller finds out from the missing
 # heartbeats and re-plans the survivors).
 cmd_kill() {
-  [[ $# -eq 1 ]] || die "kill: which node? (an index, node-N, or forwarder)"
+  [[ $# -eq 1 ]] || die "kill: which node? (an index, node-N, or forwarder[/I])"
   local who="$1"
   [[ "$who" =~ ^[0-9]+$ ]] && who="node-$who"
+  # A forwarder outage: the trunks that forwarder carries go down (the others keep running).
+  [[ "$who" == forwarder* ]] && who="forwarder-$(forwarder_index "$who")"
   local file="$DIR/$who.pid"
   pid_alive "$file" || die "kill: $who is not running (no live pid in $file)"
   kill -KILL "$(cat "$file")"
@@ -292,16 +352,18 @@ cmd_add() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --site) site="${2:-}"; shift 2 ;;
-      --forwarder) site="--forwarder"; shift ;;
-      *) die "add: unknown argument '$1' (use --site S, or --forwarder)" ;;
+      --forwarder|--forwarder/*) site="${1#--}"; shift ;;
+      *) die "add: unknown argument '$1' (use --site S, or --forwarder[/I])" ;;
     esac
   done
   [[ -n "$site" ]] || die "add: --site S is required"
   pid_alive "$DIR/controller.pid" || die "no running cluster (scripts/cluster.sh up first)"
-  if [[ "$site" == "--forwarder" ]]; then
-    pid_alive "$DIR/forwarder.pid" && die "add: the forwarder is already running"
-    start_forwarder
-    echo "started the forwarder (127.0.0.1:$FORWARDER_PORT/udp, log $DIR/logs/forwarder.log)"
+  if [[ "$site" == forwarder* ]]; then
+    local i
+    i="$(forwarder_index "$site")"
+    pid_alive "$DIR/forwarder-$i.pid" && die "add: forwarder/$i is already running"
+    start_forwarder "$i"
+    echo "started forwarder/$i (127.0.0.1:$((FORWARDER_PORT + i))/udp, log $DIR/logs/forwarder-$i.log)"
     return 0
   fi
   grep -q "^\[sites\.$site\]" "$(cat "$DIR/profile")" \
@@ -365,7 +427,9 @@ cmd_down() {
     stop "$f" "$(basename "$f" .pid)" &
   done
   wait
-  stop "$DIR/forwarder.pid" forwarder
+  for f in "$DIR"/forwarder-*.pid; do
+    stop "$f" "$(basename "$f" .pid)"
+  done
   stop "$DIR/controller.pid" controller
   echo "logs and state kept in $DIR (remove the directory to start afresh)"
 }

@@ -20,7 +20,6 @@ use crate::byte_size::parse_size;
 use crate::profile_flag::load_profile;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -398,11 +397,7 @@ async fn sweep<E: Exchange + 'static>(
     let p = comms.len();
     let spec = SweepSpec {
         sizes: sizes.to_vec(),
-        algorithms: args
-            .algo
-            .iter()
-            .map(|a| a.short_name().to_string())
-            .collect(),
+        algorithms: args.algo.clone(),
         iterations: args.iters,
         warmup: args.warmup,
         check: args.check != 0,
@@ -547,10 +542,11 @@ fn combine(
     let first = points.first().context("no points to combine")?;
     let out_of_place = combine_placement(points, |pt| (&pt.times_us, pt.wrong));
     let in_place = combine_placement(points, |pt| (&pt.in_place_times_us, pt.in_place_wrong));
-    let algo: Algorithm = first.algorithm.parse()?;
+    let algo = first.algorithm;
     let datatype = DataTypeName::parse(&first.datatype)?;
     let op = ReduceOpName::parse(&first.op)?;
-    let used = Algorithm::from_str(&first.used)?
+    let used = first
+        .used
         .concrete()
         .context("the sweep reported 'auto' as the algorithm it ran")?;
     let bound = cost.all_reduce_bound(first.bytes as f64);

@@ -17,6 +17,12 @@
 //! lost after the emulator let them go (should be 0); and scheduled vs observed outage edges.
 //! HDR histogram V2 interval logs (1 s intervals, µs, tags `latency` and `error`) per link
 //! class go to `--hdr-dir`; `--json` writes everything.
+//!
+//! `--through-forwarder` sends every node pair whose link is a shared trunk through the real
+//! forwarder (`spacefabric_fabric::forwarder`, started in this process on its own UDP socket,
+//! as a node-process cluster uses it): the trunk's verdict is the forwarder's, and the model
+//! arrival is that verdict moved back to the instant the node sent the probe, so the error
+//! includes the extra hop (node → forwarder, the forwarder's delay line, forwarder → node).
 
 use crate::profile_flag::load_profile;
 use std::collections::HashMap;
@@ -28,15 +34,20 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use netem_profiles::{DropCause, LinkModel, LinkSpec, LossModel, PeriodicOutage, Profile, SiteId};
+use netem_profiles::{
+    DropCause, LinkModel, LinkSpec, LossModel, PeriodicOutage, Profile, SiteId, TrunkId, TrunkPlan,
+};
 use serde::Serialize;
+use spacefabric_fabric::emu::encap::{self, WireTrunk};
 use spacefabric_fabric::emu::{
     EmuClock, EmuDropCause, EmulatedSocket, Fate, LinkTable, SchedulerMode, SchedulerStats,
     TrafficStats,
 };
+use spacefabric_fabric::forwarder::{Forwarder, ForwarderStats};
 
 use crate::clock::ClockMode;
 use crate::host_share::{HostMark, HostSample, delay_line_stats, footer_line};
+use spacefabric_cli::exit_code::UsageError;
 
 const MAGIC: u32 = 0x5346_4944; // "SFID"
 const KIND_PROBE: u8 = 1;
@@ -110,6 +121,12 @@ pub(crate) struct FidelityArgs {
     /// Start of the first added outage, seconds.
     #[arg(long, env = "SPACEFABRIC_OUTAGE_PHASE_S", default_value_t = 5.0)]
     outage_phase_s: f64,
+    /// Send every node pair whose link is a shared trunk through a forwarder (the real one,
+    /// in this process, on its own UDP socket), as node processes do: measures the timing
+    /// error the extra hop adds. Not with `--outage-period-s` (the forwarder applies the
+    /// profile as written).
+    #[arg(long, env = "SPACEFABRIC_THROUGH_FORWARDER")]
+    through_forwarder: bool,
     /// Write the full results as JSON to this file.
     #[arg(long, env = "SPACEFABRIC_JSON")]
     json: Option<PathBuf>,
@@ -176,6 +193,10 @@ struct Report {
     clock: ClockMode,
     /// Dilation K of the scenario clock (the virtual clock's, or `--time-dilation`).
     time_dilation: u32,
+    /// Shared trunks went through an in-process forwarder (`--through-forwarder`).
+    through_forwarder: bool,
+    /// What the forwarder received, refused and carried per trunk (`--through-forwarder`).
+    forwarder: Option<ForwarderStats>,
     spin_window_us: f64,
     classes: Vec<ClassReport>,
     /// Classes the host bounded, and classes judged.
@@ -216,22 +237,32 @@ struct ReceiverLog {
 
 pub(crate) fn run(args: FidelityArgs) -> anyhow::Result<()> {
     if args.nodes < 2 {
-        bail!("--nodes must be at least 2 (got {})", args.nodes);
+        return Err(UsageError(format!("--nodes must be at least 2 (got {})", args.nodes)).into());
     }
     if !(args.duration > 0.0 && args.duration.is_finite()) {
-        bail!("--duration must be a positive number of seconds");
-    }
-    if args.clock == ClockMode::Virtual && args.time_dilation.is_dilated() {
-        bail!(
-            "--time-dilation is for the real clock; --clock virtual dilates its own clock (K = {})",
-            args.clock.dilation()
+        return Err(
+            UsageError("--duration must be a positive number of seconds".to_string()).into(),
         );
     }
+    if args.clock == ClockMode::Virtual && args.time_dilation.is_dilated() {
+        return Err(UsageError(format!(
+            "--time-dilation is for the real clock; --clock virtual dilates its own clock (K = {})",
+            args.clock.dilation()
+        ))
+        .into());
+    }
     if !(args.probe_interval_ms > 0.0 && args.probe_interval_ms.is_finite()) {
-        bail!("--probe-interval-ms must be positive");
+        return Err(UsageError("--probe-interval-ms must be positive".to_string()).into());
     }
     if !(args.load_fraction >= 0.0 && args.load_fraction.is_finite()) {
-        bail!("--load-fraction must be ≥ 0");
+        return Err(UsageError("--load-fraction must be ≥ 0".to_string()).into());
+    }
+    if args.through_forwarder && args.outage_period_s.is_some() {
+        return Err(UsageError(
+            "--through-forwarder applies the profile as written: it cannot add --outage-period-s"
+                .to_string(),
+        )
+        .into());
     }
     let profile = load_profile(&args.profile)?;
     let mut links = LinkSpecs::of(&profile);
@@ -245,9 +276,7 @@ pub(crate) fn run(args: FidelityArgs) -> anyhow::Result<()> {
         spacefabric_fabric::emu::set_spin_window(Duration::from_micros(us));
     }
     if args.clock == ClockMode::Virtual && args.scheduler == SchedulerArg::Precise {
-        bail!(
-            "--scheduler precise runs on an OS thread that cannot see the paused clock of --clock virtual"
-        );
+        return Err(UsageError("--scheduler precise runs on an OS thread that cannot see the paused clock of --clock virtual".to_string()).into());
     }
     let runtime = args
         .clock
@@ -337,9 +366,28 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
         tokio::time::Instant::now() + Duration::from_millis(200) * dilation,
         dilation,
     );
+    let forwarder = if args.through_forwarder {
+        let socket = std::net::UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .context("cannot bind the forwarder's socket on 127.0.0.1")?;
+        let profile = Arc::new(profile.clone());
+        Some(Arc::new(
+            Forwarder::with_mode(socket, profile, clock, mode)
+                .context("cannot start the forwarder")?,
+        ))
+    } else {
+        None
+    };
+    let trunk_plan = TrunkPlan::new(
+        &profile,
+        &(0..n).map(|i| site_of(i, n, k)).collect::<Vec<_>>(),
+    );
     let mut sockets = Vec::new();
     for _ in 0..n {
-        let table = Arc::new(LinkTable::new(clock).with_scheduler_mode(mode));
+        let mut table = LinkTable::new(clock).with_scheduler_mode(mode);
+        if let Some(f) = &forwarder {
+            table = table.with_forwarder(f.local_addr());
+        }
+        let table = Arc::new(table);
         let sock = EmulatedSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)), table)
             .context("cannot bind a node socket on 127.0.0.1")?;
         sockets.push(sock);
@@ -358,9 +406,31 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
                 "{}/{i}->{}/{j}",
                 profile.sites[si].name, profile.sites[sj].name
             );
-            sockets[i]
-                .links()
-                .set_peer_labelled(addrs[j], links.model(&profile, si, sj), label);
+            match (forwarder.is_some(), trunk_plan.trunk(i, j)) {
+                (
+                    true,
+                    Some(TrunkId::Shared {
+                        from_site,
+                        to_site,
+                        terminal,
+                    }),
+                ) => {
+                    let site = |s: SiteId| {
+                        u16::try_from(s).context("more sites than the forwarder header carries")
+                    };
+                    let trunk = WireTrunk {
+                        from_site: site(from_site)?,
+                        to_site: site(to_site)?,
+                        terminal,
+                    };
+                    sockets[i].links().set_peer_forwarded(addrs[j], trunk);
+                }
+                _ => sockets[i].links().set_peer_labelled(
+                    addrs[j],
+                    links.model(&profile, si, sj),
+                    label,
+                ),
+            }
             let rate = links
                 .get(si, sj)
                 .rate_bps
@@ -383,6 +453,11 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
     let stop_recv = Arc::new(tokio::sync::Notify::new());
     let duration = Duration::from_secs_f64(args.duration);
     let probe_interval = Duration::from_secs_f64(args.probe_interval_ms / 1000.0);
+    let verdicts: Arc<std::sync::Mutex<ForwarderVerdicts>> = Arc::default();
+    let forwarder_task = forwarder.as_ref().map(|f| {
+        let (f, stop, verdicts) = (f.clone(), stop_recv.clone(), verdicts.clone());
+        tokio::spawn(async move { forward(&f, clock, &stop, &verdicts).await })
+    });
     let mut receivers = Vec::new();
     for (me, sock) in sockets.iter().enumerate() {
         let sock = sock.clone();
@@ -437,6 +512,15 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
     for r in receivers {
         recv_logs.push(r.await.context("a receiver task failed")?);
     }
+    if let Some(t) = forwarder_task {
+        t.await.context("the forwarder task failed")??;
+    }
+    let verdicts = std::mem::take(
+        &mut *verdicts
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the forwarder task panicked"))?,
+    );
+    let forwarder_stats = forwarder.as_ref().map(|f| f.stats());
     let host_after = host_sample();
     let sched_cpu = match (sched_cpu_before, scheduler_thread_cpu()) {
         (Some(a), Some(b)) => Some(b - a),
@@ -458,14 +542,24 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
             .map(|l| l.traffic)
             .unwrap_or_default()
     };
-    let classes = build_classes(
+    let mut classes = build_classes(
         &args,
         &profile,
         &links,
-        &send_logs,
-        &recv_logs,
+        (&send_logs, &recv_logs),
+        &verdicts,
         &link_traffic,
     );
+    // Forwarded pairs have no link in their node's table: their class's counters are the
+    // forwarder's trunks'.
+    if let Some(stats) = &forwarder_stats {
+        for c in &mut classes {
+            let prefix = format!("{}#", c.report.class);
+            for t in stats.trunks.iter().filter(|t| t.label.starts_with(&prefix)) {
+                c.report.link_traffic.add(&t.traffic);
+            }
+        }
+    }
     let report = Report {
         note: NOTE,
         profile: profile.name.clone(),
@@ -480,6 +574,8 @@ async fn run_async(args: FidelityArgs, profile: Profile, links: LinkSpecs) -> an
         scheduler: args.scheduler,
         clock: args.clock,
         time_dilation: dilation,
+        through_forwarder: args.through_forwarder,
+        forwarder: forwarder_stats,
         spin_window_us: spacefabric_fabric::emu::spin_window().as_secs_f64() * 1e6,
         classes: classes
             .iter()
@@ -593,6 +689,46 @@ async fn send(
     log
 }
 
+/// The forwarder's verdict on each probe it carried, by (from node, to node, seq), and the
+/// emulated instant it received the probe.
+type ForwarderVerdicts = HashMap<(usize, usize, u64), (Fate, Duration)>;
+
+/// Runs the forwarder until `stop`, keeping its verdict on every probe.
+async fn forward(
+    forwarder: &Forwarder,
+    clock: EmuClock,
+    stop: &tokio::sync::Notify,
+    verdicts: &std::sync::Mutex<ForwarderVerdicts>,
+) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; 65_536];
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return Ok(()),
+            r = forwarder.recv_one(&mut buf) => {
+                let received = clock.now();
+                let (_, fate) = r.context("the forwarder's socket failed")?;
+                let Ok(fate) = fate else { continue };
+                let Some(probe) = buf.get(encap::HEADER_LEN..encap::HEADER_LEN + HEADER_BYTES) else {
+                    continue;
+                };
+                if probe[..4] != MAGIC.to_be_bytes() || probe[4] != KIND_PROBE {
+                    continue;
+                }
+                let from = usize::from(u16::from_be_bytes([probe[5], probe[6]]));
+                let to = usize::from(u16::from_be_bytes([probe[7], probe[8]]));
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&probe[9..17]);
+                verdicts
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("verdicts poisoned"))?
+                    .insert((from, to, u64::from_be_bytes(seq)), (fate, received));
+            }
+        }
+    }
+}
+
 async fn receive(
     me: usize,
     sock: Arc<EmulatedSocket>,
@@ -663,8 +799,8 @@ fn build_classes(
     args: &FidelityArgs,
     profile: &Profile,
     links: &LinkSpecs,
-    sends: &[SenderLog],
-    recvs: &[ReceiverLog],
+    (sends, recvs): (&[SenderLog], &[ReceiverLog]),
+    forwarded: &ForwarderVerdicts,
     link_traffic: &dyn Fn(usize, usize) -> TrafficStats,
 ) -> Vec<ClassData> {
     let n = args.nodes;
@@ -692,18 +828,7 @@ fn build_classes(
             let mut edge_err_max: Option<f64> = None;
             let mut traffic = TrafficStats::default();
             for &(i, j) in &node_pairs {
-                let t = link_traffic(i, j);
-                traffic.offered_datagrams += t.offered_datagrams;
-                traffic.offered_bytes += t.offered_bytes;
-                traffic.sent_datagrams += t.sent_datagrams;
-                traffic.sent_bytes += t.sent_bytes;
-                traffic.duplicated += t.duplicated;
-                traffic.dropped_loss += t.dropped_loss;
-                traffic.dropped_outage += t.dropped_outage;
-                traffic.dropped_queue += t.dropped_queue;
-                traffic.dropped_hold_limit += t.dropped_hold_limit;
-                traffic.dropped_oversize += t.dropped_oversize;
-                traffic.dropped_send_error += t.dropped_send_error;
+                traffic.add(&link_traffic(i, j));
                 offered_bytes += sends[i].load_bytes.get(&j).copied().unwrap_or(0);
                 delivered_bytes += recvs[j].load_bytes.get(&i).copied().unwrap_or(0);
                 let arrivals: HashMap<u64, Duration> = recvs[j]
@@ -714,7 +839,20 @@ fn build_classes(
                 let probes = sends[i].probes.get(&j).map(Vec::as_slice).unwrap_or(&[]);
                 for p in probes {
                     sent_n += 1;
-                    let predicted = match p.fate {
+                    // A forwarded probe's verdict is the forwarder's, taken when it received
+                    // the probe; moved back to the send, the hop to the forwarder counts as
+                    // error.
+                    let (fate, received_at_forwarder) = match p.fate {
+                        Fate::Forwarded => match forwarded.get(&(i, j, p.seq)) {
+                            Some(&(fate, received)) => (fate, Some(received)),
+                            None => {
+                                lost_after += 1;
+                                continue;
+                            }
+                        },
+                        fate => (fate, None),
+                    };
+                    let predicted = match fate {
                         Fate::Dropped(EmuDropCause::Link(DropCause::Loss)) => {
                             lost_loss += 1;
                             continue;
@@ -732,9 +870,15 @@ fn build_classes(
                             continue;
                         }
                         Fate::SentNow => p.sent,
-                        Fate::Held { at, .. } => at,
-                        // Not produced here (no forwarder): the verdict is the forwarder's.
-                        Fate::Forwarded => continue,
+                        Fate::Held { at, .. } => match received_at_forwarder {
+                            Some(received) => p.sent + at.saturating_sub(received),
+                            None => at,
+                        },
+                        // The forwarder never forwards again.
+                        Fate::Forwarded => {
+                            lost_after += 1;
+                            continue;
+                        }
                     };
                     match arrivals.get(&p.seq) {
                         Some(&arrived) => {

@@ -32,6 +32,7 @@ use spacefabric_node::train::{
 };
 use spacefabric_proto::train_job::defaults as train_defaults;
 use spacefabric_proto::v1::TrainJob;
+use spacefabric_proto::wire_enum::WireEnum;
 
 use crate::allreduce::fabric::{FabricKind, LocalFabric};
 use crate::clock::ClockMode;
@@ -175,7 +176,7 @@ pub(crate) struct TrainFlags {
     #[arg(long, env = "SPACEFABRIC_SEED", default_value_t = crate::bench_defaults::SEED)]
     seed: u64,
     /// Collective algorithm of the world group: ring, hd, tree, hier, auto.
-    #[arg(long, env = "SPACEFABRIC_ALGO", default_value = train_defaults::ALGORITHM)]
+    #[arg(long, env = "SPACEFABRIC_ALGO", default_value = train_defaults::ALGORITHM.name())]
     algo: Algorithm,
     /// Turn the link emulation off (same code, links pass through).
     #[arg(long, env = "SPACEFABRIC_NO_EMULATION")]
@@ -570,7 +571,7 @@ fn train_job(args: &TrainArgs, variant: &Variant) -> anyhow::Result<TrainJob> {
         args.steps
     };
     Ok(TrainJob {
-        strategies: vec![kind.name().to_string()],
+        strategy: kind.to_wire(),
         steps,
         target_loss: args.target_loss,
         step_time_ms: step_time_ms.round() as u64,
@@ -589,13 +590,15 @@ fn train_job(args: &TrainArgs, variant: &Variant) -> anyhow::Result<TrainJob> {
         },
         outer_lr: Some(args.outer_lr),
         outer_momentum: Some(args.outer_momentum),
-        activation: args.activation.clone(),
+        hidden_activation: Activation::parse(&args.activation)
+            .with_context(|| format!("--activation {}", args.activation))?
+            .to_wire(),
         teacher_width: u32_of("teacher-width", args.teacher_width)?,
         teacher_depth: u32_of("teacher-depth", args.teacher_depth)?,
         eval_every: u32::try_from(args.eval_every).context("--eval-every is too large")?,
         eval_samples: u32_of("eval-samples", args.eval_samples)?,
         commit_every: args.commit_every,
-        algorithm: args.algo.to_string(),
+        collective_algorithm: args.algo.to_wire(),
         model: args.model.clone(),
         warmup_steps: args.warmup,
         lr_decay_steps: match args.lr_decay_steps {

@@ -705,10 +705,10 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
             report.goodput.push(row);
             if !relay_rows.is_empty() {
                 println!(
-                    "#   relay: per hop outage during the transfer: hop return -> first new byte at the receiver (min = delay of the path from that hop on)"
+                    "#   relay: per hop outage during the transfer: hop return -> first new byte at the receiver, the first arriving at or after return + min (min = delay of the path from that hop on; earlier bytes crossed the hop before its outage)"
                 );
                 println!(
-                    "#   {:<18} {:>13} {:>20} {:>17} {:>8} {:>10} {:>9} {:>9}",
+                    "#   {:<18} {:>27} {:>20} {:>17} {:>8} {:>10} {:>9} {:>9}",
                     "hop",
                     "mode",
                     "down_s",
@@ -720,7 +720,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
                 );
                 for r in &relay_rows {
                     println!(
-                        "    {:<18} {:>13} {:>20} {:>17} {:>8.1} {:>10} {:>9} {:>9}",
+                        "    {:<18} {:>27} {:>20} {:>17} {:>8.1} {:>10} {:>9} {:>9}",
                         r.hop,
                         r.outage_mode,
                         format!("{:.3}-{:.3}", r.outage_start_s, r.outage_end_s),
@@ -820,10 +820,7 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
                 let (completion, intact) = transfer(&p, &payload, timeout).await?;
                 let steps = steps.await?;
                 let up = Duration::from_secs_f64(end);
-                let first_new = steps
-                    .iter()
-                    .find(|(t, _)| *t >= up)
-                    .map(|(t, _)| secs(*t - up) * 1e3);
+                let first_new = first_new_after_return(&steps, up, one_way);
                 let traffic = p
                     .sender
                     .emulated_socket()
@@ -859,6 +856,19 @@ async fn run_all(args: TransferArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Milliseconds from a link's (or hop's) return at `back` to the first payload byte at the
+/// receiver that can have crossed it after the return, i.e. the first that arrives at or
+/// after `back + min` (`min`: the delay from that link on). What arrives earlier crossed it
+/// before the outage (still propagating, or held by a later hop), so counting it would report
+/// less than the physical minimum. `steps`: (arrival, bytes so far), in arrival order.
+fn first_new_after_return(steps: &[(Duration, u64)], back: Duration, min: Duration) -> Option<f64> {
+    let earliest = back.saturating_add(min);
+    steps
+        .iter()
+        .find(|(t, _)| *t >= earliest)
+        .map(|(t, _)| secs(*t - back) * 1e3)
+}
+
 /// For a pair the profile routes over relays: one row per outage of a hop within the
 /// transfer's span `(from, to)` (emulated time), with the first payload byte at the receiver
 /// after the hop's return. Empty for a direct link.
@@ -891,10 +901,7 @@ fn relay_rows(
                 .windows(2)
                 .map(|h| profile.link(h[0], h[1]).delay_at(back))
                 .sum();
-            let first_new = steps
-                .iter()
-                .find(|(t, _)| *t >= back)
-                .map(|(t, _)| secs(*t - back) * 1e3);
+            let first_new = first_new_after_return(steps, back, min);
             rows.push(RelayRow {
                 cc: cc.to_string(),
                 hop: hop.clone(),
@@ -941,6 +948,24 @@ pub(crate) fn run(args: TransferArgs) -> anyhow::Result<std::process::ExitCode> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_new_byte_after_a_return_is_never_sooner_than_the_path_allows() {
+        let ms = Duration::from_millis;
+        // Bytes still arriving from before the outage (at 10 ms and 900 ms after the return
+        // at 5 s) do not count; the first that can have crossed after it arrives at 6.3 s.
+        let steps = [(ms(4000), 1), (ms(5010), 2), (ms(5900), 3), (ms(6300), 4)];
+        assert_eq!(
+            first_new_after_return(&steps, ms(5000), ms(1000)),
+            Some(1300.0)
+        );
+        // Exactly at return + min: the physical minimum.
+        assert_eq!(
+            first_new_after_return(&steps, ms(5000), ms(900)),
+            Some(900.0)
+        );
+        assert_eq!(first_new_after_return(&steps, ms(6000), ms(1000)), None);
+    }
 
     #[test]
     fn jain_index_is_one_for_equal_shares_and_one_over_n_for_a_hog() {

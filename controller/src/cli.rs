@@ -121,9 +121,11 @@ pub struct ServeArgs {
     /// Do not delay controller↔node messages by the light delay between their sites.
     #[arg(long, env = "SPACEFABRIC_NO_LIGHT_DELAY")]
     pub no_light_delay: bool,
-    /// host:port of the forwarder that carries the profile's shared cross-site trunks
-    /// (`spacefabric-node forwarder`); handed to the nodes in every job plan. Default: none
-    /// (each node process applies its own copy of each trunk and warns).
+    /// host:port of each forwarder that carries the profile's shared cross-site trunks
+    /// (`spacefabric-node forwarder --shard I/N`), comma-separated, in shard order (entry I is
+    /// the forwarder started with `--shard I/N`); handed to the nodes in every job plan. Each
+    /// shared trunk is carried by exactly one of them (`netem_profiles::TrunkCarriers`).
+    /// Default: none (each node process applies its own copy of each trunk and warns).
     #[arg(long, env = "SPACEFABRIC_FORWARDER")]
     pub forwarder: Option<String>,
     /// Largest request decoded, bytes (64 KiB to 256 MiB).
@@ -215,16 +217,10 @@ impl ServeArgs {
                 self.heartbeat_interval_ms, self.heartbeat_misses
             )));
         }
-        let forwarder = match self.forwarder.as_deref().map(str::trim) {
-            None | Some("") => String::new(),
-            Some(addr) => {
-                check_host_port(addr)
-                    .map_err(|e| CommandError::Usage(format!("--forwarder {addr:?}: {e}")))?;
-                addr.to_string()
-            }
-        };
+        let forwarders = parse_forwarders(self.forwarder.as_deref().unwrap_or(""))
+            .map_err(CommandError::Usage)?;
         Ok(CoreConfig {
-            forwarder,
+            forwarders,
             controller_site,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             heartbeat_misses: self.heartbeat_misses,
@@ -237,6 +233,34 @@ impl ServeArgs {
             job_max_age: self.job_max_age_s.map(Duration::from_secs),
         })
     }
+}
+
+/// The `--forwarder` list: comma-separated `host:port` entries (blank: none). A bad entry,
+/// an empty one between commas or the same address twice is an error naming the entry.
+fn parse_forwarders(list: &str) -> Result<Vec<String>, String> {
+    let list = list.trim();
+    if list.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, entry) in list.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            return Err(format!(
+                "--forwarder {list:?}: entry {} is empty (expected host:port,host:port,...)",
+                i + 1
+            ));
+        }
+        check_host_port(entry)
+            .map_err(|e| format!("--forwarder {list:?}: entry {} {entry:?}: {e}", i + 1))?;
+        if out.iter().any(|a| a == entry) {
+            return Err(format!(
+                "--forwarder {list:?}: entry {} {entry:?} is listed twice (each forwarder carries its own trunks)",
+                i + 1
+            ));
+        }
+        out.push(entry.to_string());
+    }
+    Ok(out)
 }
 
 /// Checks that `addr` is `host:port` with a non-zero port (the host may be a DNS name, which
@@ -524,5 +548,41 @@ mod tests {
         let args = parse(&["--node-result-budget", "2000000"]).unwrap();
         let err = args.core_config("lan".into()).unwrap_err().to_string();
         assert!(err.contains("--node-result-budget"), "{err}");
+    }
+    #[test]
+    fn forwarder_lists_parse_and_bad_entries_are_named() {
+        let core = |v: &str| {
+            parse(&["--forwarder", v])
+                .unwrap()
+                .core_config("lan".into())
+        };
+        assert_eq!(core("").unwrap().forwarders, Vec::<String>::new());
+        assert_eq!(
+            core("f0:7600").unwrap().forwarders,
+            vec!["f0:7600".to_string()]
+        );
+        assert_eq!(
+            core(" f0:7600 , 10.0.0.2:7601,[::1]:7602")
+                .unwrap()
+                .forwarders,
+            vec![
+                "f0:7600".to_string(),
+                "10.0.0.2:7601".to_string(),
+                "[::1]:7602".to_string()
+            ]
+        );
+        for (list, named) in [
+            ("f0:7600,f1", "entry 2 \"f1\""),
+            ("f0:7600,,f1:7600", "entry 2 is empty"),
+            ("f0:7600,f1:0", "entry 2 \"f1:0\""),
+            (":7600", "entry 1"),
+            ("f0:7600,f0:7600", "listed twice"),
+        ] {
+            let err = core(list).unwrap_err().to_string();
+            assert!(
+                err.contains("--forwarder") && err.contains(named),
+                "{list}: {err}"
+            );
+        }
     }
 }

@@ -79,9 +79,9 @@ pub struct CoreConfig {
     /// The cluster's time dilation K (default 1), handed to every node at registration.
     /// Every duration the core sees ([`Now::mono`], intervals, deadlines) is emulated time.
     pub time_dilation: TimeDilation,
-    /// host:port of the forwarder carrying the shared trunks, put in every job plan (default
-    /// empty: none).
-    pub forwarder: String,
+    /// host:port of every forwarder carrying the shared trunks, in shard order, put in every
+    /// job plan (default empty: none).
+    pub forwarders: Vec<String>,
 }
 
 impl Default for CoreConfig {
@@ -94,7 +94,7 @@ impl Default for CoreConfig {
             node_budget: NodeBudget::default(),
             job_history: DEFAULT_JOB_HISTORY,
             job_max_age: None,
-            forwarder: String::new(),
+            forwarders: Vec::new(),
         }
     }
 }
@@ -831,7 +831,7 @@ impl Core {
                 continue;
             };
             let mut plan = job_plan(&self.state.plan, plan_version, &spec);
-            plan.forwarder_addr.clone_from(&self.config.forwarder);
+            plan.forwarder_addrs.clone_from(&self.config.forwarders);
             if let Err(e) = job_cost(&spec, plan.world_size).check(&self.config.node_budget) {
                 let reason = format!(
                     "refused at start on {} ranks: {}: {e}",
@@ -1569,7 +1569,7 @@ mod tests {
             deadline_ms: 0,
             name: "t".into(),
             kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
-                strategies: vec!["sync".into()],
+                strategy: spacefabric_proto::v1::Strategy::Sync as i32,
                 steps,
                 ..Default::default()
             })),
@@ -1681,7 +1681,7 @@ mod tests {
         reg(&mut core, "a", "earth", 0);
         let teacher = JobSpec {
             kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
-                strategies: vec!["sync".into()],
+                strategy: spacefabric_proto::v1::Strategy::Sync as i32,
                 steps: 10,
                 teacher_width: 65_536,
                 teacher_depth: 64,
@@ -1698,7 +1698,7 @@ mod tests {
         assert!(err.contains("node budget"), "{err}");
         let eval = JobSpec {
             kind: Some(job_spec::Kind::Train(spacefabric_proto::v1::TrainJob {
-                strategies: vec!["sync".into()],
+                strategy: spacefabric_proto::v1::Strategy::Sync as i32,
                 steps: 10,
                 eval_samples: 1 << 20,
                 input_dim: 2048,

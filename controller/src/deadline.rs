@@ -65,7 +65,7 @@ pub fn default_deadline(spec: &JobSpec, plan: &JobPlan, topology: &Topology) -> 
             let rounds = u64::from(a.iterations)
                 .saturating_add(u64::from(a.warmup))
                 .saturating_add(1);
-            let algorithms = (a.algorithms.len() as u64).max(1);
+            let algorithms = (a.collective_algorithms.len() as u64).max(1);
             // Every (datatype, op) pair is a sweep of its own (`-d all -o all`: 50).
             let datatypes = DataTypeName::parse_list(&a.datatypes).map_or(1, |d| d.len() as u64);
             let ops = ReduceOpName::parse_list(&a.ops).map_or(1, |o| o.len() as u64);
@@ -156,7 +156,7 @@ mod tests {
                 factor: 4,
                 iterations: 2,
                 warmup: 1,
-                algorithms: vec!["ring".into()],
+                collective_algorithms: vec![spacefabric_proto::v1::Algorithm::Ring as i32],
                 check: true,
                 datatypes,
                 ops,

@@ -127,17 +127,17 @@ pub fn job_plan(plan: &MembershipPlan, plan_version: u64, spec: &JobSpec) -> Job
     let (data_len, param_len) = job_lengths(spec);
     let algorithms = match &spec.kind {
         Some(job_spec::Kind::AllReduce(a)) => {
-            let mut out: Vec<String> = Vec::new();
-            for algo in &a.algorithms {
-                if !out.contains(algo) {
-                    out.push(algo.clone());
+            let mut out: Vec<i32> = Vec::new();
+            for &algo in &a.collective_algorithms {
+                if !out.contains(&algo) {
+                    out.push(algo);
                 }
             }
             out
         }
         // The world group's algorithm (`auto` unless the job names one); site groups and
         // site leaders always pick theirs with the cost model.
-        Some(job_spec::Kind::Train(t)) => vec![t.resolved().algorithm],
+        Some(job_spec::Kind::Train(t)) => vec![t.resolved().collective_algorithm],
         Some(job_spec::Kind::Ping(_)) | None => Vec::new(),
     };
     JobPlan {
@@ -151,11 +151,11 @@ pub fn job_plan(plan: &MembershipPlan, plan_version: u64, spec: &JobSpec) -> Job
         } else {
             Vec::new()
         },
-        algorithms,
+        collective_algorithms: algorithms,
         data_len,
         param_len,
         // Filled in by the core from its configuration.
-        forwarder_addr: String::new(),
+        forwarder_addrs: Vec::new(),
     }
 }
 

@@ -7,6 +7,7 @@ use spacefabric_proto::job_cost::{NodeBudget, job_cost};
 use spacefabric_proto::reduction::{DataTypeName, ReduceOpName};
 use spacefabric_proto::train_names::{Activation, Strategy};
 use spacefabric_proto::v1::{JobSpec, TrainJob, job_spec};
+use spacefabric_proto::wire_enum::WireEnum;
 
 use crate::error::{ControllerError, bounded};
 use crate::topology::Topology;
@@ -177,18 +178,18 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
             if a.warmup > MAX_ITERATIONS {
                 return invalid(&f("warmup"), format!("must be at most {MAX_ITERATIONS}"));
             }
-            if a.algorithms.is_empty() {
+            if a.collective_algorithms.is_empty() {
                 return invalid(
-                    &f("algorithms"),
-                    format!(
-                        "at least one of {}",
-                        AlgorithmName::ALL.map(AlgorithmName::name).join(", ")
-                    ),
+                    &f("collective_algorithms"),
+                    format!("at least one of {}", AlgorithmName::NAMES),
                 );
             }
-            for (i, algo) in a.algorithms.iter().enumerate() {
-                if let Err(e) = AlgorithmName::parse(algo) {
-                    return invalid(&format!("spec.all_reduce.algorithms[{i}]"), e.to_string());
+            for (i, &algo) in a.collective_algorithms.iter().enumerate() {
+                if let Err(e) = AlgorithmName::from_wire(algo) {
+                    return invalid(
+                        &format!("spec.all_reduce.collective_algorithms[{i}]"),
+                        e.to_string(),
+                    );
                 }
             }
             for (i, name) in a.datatypes.iter().enumerate() {
@@ -222,27 +223,9 @@ pub fn job_spec(spec: Option<&JobSpec>) -> Result<&JobSpec> {
 /// data set that fit (zero fields take the defaults of `TrainJob::resolved`).
 fn train_job(t: &TrainJob) -> Result<()> {
     let f = |name: &str| format!("spec.train.{name}");
-    let strategy = match t.strategies.as_slice() {
-        [] => {
-            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
-            return invalid(
-                &f("strategies"),
-                format!("one of {} is required", names.join(", ")),
-            );
-        }
-        [s] => match Strategy::parse(s) {
-            Ok(s) => s,
-            Err(e) => return invalid("spec.train.strategies[0]", e.to_string()),
-        },
-        more => {
-            return invalid(
-                &f("strategies"),
-                format!(
-                    "{} strategies given: a train job runs one (submit one job per strategy to compare them)",
-                    more.len()
-                ),
-            );
-        }
+    let strategy = match Strategy::from_wire(t.strategy) {
+        Ok(s) => s,
+        Err(e) => return invalid(&f("strategy"), e.to_string()),
     };
     if t.steps == 0 || t.steps > MAX_TRAIN_STEPS {
         return invalid(&f("steps"), format!("must be 1..={MAX_TRAIN_STEPS}"));
@@ -292,11 +275,11 @@ fn train_job(t: &TrainJob) -> Result<()> {
             return invalid(&f(name), format!("{value:?} is not a finite number >= 0"));
         }
     }
-    if let Err(e) = Activation::parse(&r.activation) {
-        return invalid(&f("activation"), e.to_string());
+    if let Err(e) = Activation::from_wire(r.hidden_activation) {
+        return invalid(&f("hidden_activation"), e.to_string());
     }
-    if let Err(e) = AlgorithmName::parse(&r.algorithm) {
-        return invalid(&f("algorithm"), e.to_string());
+    if let Err(e) = AlgorithmName::from_wire(r.collective_algorithm) {
+        return invalid(&f("collective_algorithm"), e.to_string());
     }
     if r.batch_size > 1 << 20 || r.eval_samples > 1 << 20 {
         return invalid(
@@ -445,7 +428,10 @@ mod tests {
             factor: 2,
             iterations: 5,
             warmup: 1,
-            algorithms: vec!["ring".into(), "hier".into()],
+            collective_algorithms: vec![
+                AlgorithmName::Ring.to_wire(),
+                AlgorithmName::Hierarchical.to_wire(),
+            ],
             check: true,
             ..AllReduceJob::default()
         };
@@ -459,12 +445,29 @@ mod tests {
             "spec.all_reduce.factor"
         );
         let bad = AllReduceJob {
-            algorithms: vec!["ring".into(), "magic".into()],
+            collective_algorithms: vec![AlgorithmName::Ring.to_wire(), 17],
+            ..good.clone()
+        };
+        let err = job_spec(Some(&all_reduce(bad))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.all_reduce.collective_algorithms[1]: unknown value 17"
+        );
+        let bad = AllReduceJob {
+            collective_algorithms: vec![0],
             ..good.clone()
         };
         assert_eq!(
             field_of(job_spec(Some(&all_reduce(bad))).unwrap_err()),
-            "spec.all_reduce.algorithms[1]"
+            "spec.all_reduce.collective_algorithms[0]"
+        );
+        let bad = AllReduceJob {
+            collective_algorithms: vec![],
+            ..good.clone()
+        };
+        assert_eq!(
+            field_of(job_spec(Some(&all_reduce(bad))).unwrap_err()),
+            "spec.all_reduce.collective_algorithms"
         );
         let typed = AllReduceJob {
             datatypes: vec!["all".into(), "bf16".into()],
@@ -522,32 +525,31 @@ mod tests {
             kind: Some(job_spec::Kind::Train(t)),
         };
         let ok = TrainJob {
-            strategies: vec!["diloco".into()],
+            strategy: Strategy::Diloco.to_wire(),
             steps: 10,
             ..TrainJob::default()
         };
         assert!(job_spec(Some(&train(ok.clone()))).is_ok());
-        // The nodes' alias is the controller's: one vocabulary (proto's train_names).
-        let alias = TrainJob {
-            strategies: vec!["hierarchical".into()],
+        let hier = TrainJob {
+            strategy: Strategy::Hierarchical.to_wire(),
             compress_density: 0.1,
             ..ok.clone()
         };
-        assert!(job_spec(Some(&train(alias))).is_ok());
+        assert!(job_spec(Some(&train(hier))).is_ok());
         let cases = [
             (
                 TrainJob {
-                    strategies: vec!["sync".into(), "diloco".into()],
+                    strategy: 0,
                     ..ok.clone()
                 },
-                "spec.train.strategies",
+                "spec.train.strategy: required (one of sync, sharded, diloco, hier, streaming, delayed)",
             ),
             (
                 TrainJob {
-                    strategies: vec!["gossip".into()],
+                    strategy: 17,
                     ..ok.clone()
                 },
-                "spec.train.strategies[0]",
+                "spec.train.strategy: unknown value 17",
             ),
             (
                 TrainJob {
@@ -572,17 +574,17 @@ mod tests {
             ),
             (
                 TrainJob {
-                    activation: "gelu".into(),
+                    hidden_activation: 3,
                     ..ok.clone()
                 },
-                "spec.train.activation",
+                "spec.train.hidden_activation: unknown value 3",
             ),
             (
                 TrainJob {
-                    algorithm: "butterfly".into(),
+                    collective_algorithm: 17,
                     ..ok.clone()
                 },
-                "spec.train.algorithm",
+                "spec.train.collective_algorithm: unknown value 17",
             ),
             (
                 TrainJob {
@@ -607,7 +609,7 @@ mod tests {
             deadline_ms: 0,
         };
         let ok = TrainJob {
-            strategies: vec!["streaming".into()],
+            strategy: Strategy::Streaming.to_wire(),
             steps: 100,
             model: "lm-small".into(),
             inner_steps: 40,
@@ -661,7 +663,7 @@ mod tests {
             ),
             (
                 TrainJob {
-                    strategies: vec!["sync".into()],
+                    strategy: Strategy::Sync.to_wire(),
                     ..ok.clone()
                 },
                 "spec.train.compress_density",
@@ -695,11 +697,8 @@ mod tests {
                 "spec.train.dataset_samples",
             ),
             (
-                TrainJob {
-                    strategies: vec!["gossip".into()],
-                    ..ok
-                },
-                "spec.train.strategies[0]",
+                TrainJob { strategy: -1, ..ok },
+                "spec.train.strategy: unknown value -1",
             ),
         ];
         for (bad, field) in cases {

@@ -2,7 +2,8 @@
 //!
 //! A [`Profile`] names sites (earth, moon, leo-3, ...) and one directed [`LinkSpec`] for every
 //! ordered pair of sites, the link inside each site included, and how node pairs share it
-//! ([`LinkSharing`]: one trunk between sites by default; [`TrunkPlan`] places node pairs). A [`LinkModel`] is the per-link
+//! ([`LinkSharing`]: one trunk between sites by default; [`TrunkPlan`] places node pairs;
+//! [`TrunkCarriers`] gives each shared trunk the one forwarder process that carries it). A [`LinkModel`] is the per-link
 //! state machine the emulated socket asks, for every datagram, whether to drop it (and why) or
 //! when to deliver it.
 //!
@@ -13,6 +14,7 @@
 //!
 //! Start with [`Profile::parse`] and [`LinkModel::on_packet`].
 
+pub mod carriers;
 pub mod error;
 pub mod link;
 pub mod orbit;
@@ -23,6 +25,7 @@ pub mod rng;
 pub mod schedule;
 pub mod trunk;
 
+pub use carriers::{CarriersError, Shard, ShardError, TrunkCarriers};
 pub use error::{ProfileError, ProfileErrors};
 pub use link::{DropCause, JITTER_CAP, LinkModel, Verdict};
 pub use profile::{

@@ -26,7 +26,12 @@
 //! * **already propagating** means: its last bit left (departure) before an outage started
 //!   and it would arrive after that start. Such a datagram is lost (cause `in_flight`): the
 //!   link time it used stays used. One that would arrive exactly at the start arrives;
-//! * the delay is the link's delay at the departure (it may leave long after hand-over).
+//! * the delay is the link's delay at the departure (it may leave long after hand-over);
+//! * with `store_contact_plan = true` the upstream end follows the link's contact plan: a
+//!   datagram that would *arrive* after the next outage starts is stored as well (its
+//!   serialisation starts over when the link is up again), so nothing is lost in flight. The
+//!   link idles for one light time before each outage, as a DTN relay that knows its
+//!   predicted occultations does.
 //!
 //! A drop link (the default) keeps the rules above: a datagram handed over while up is
 //! delivered even if the link goes down while it propagates.
@@ -198,8 +203,12 @@ impl LinkModel {
 
     /// Decides the fate of a datagram of `len` payload bytes handed to the link at `now`.
     pub fn on_packet(&mut self, now: Duration, len: usize) -> Verdict {
-        if let OutageMode::Store { buffer_bytes } = self.spec.outage_mode {
-            return self.on_packet_store(now, len, buffer_bytes);
+        if let OutageMode::Store {
+            buffer_bytes,
+            contact_plan,
+        } = self.spec.outage_mode
+        {
+            return self.on_packet_store(now, len, buffer_bytes, contact_plan);
         }
         if !self.is_up(now) {
             return Verdict::Drop(DropCause::Outage);
@@ -229,7 +238,13 @@ impl LinkModel {
     }
 
     /// [`LinkModel::on_packet`] for a store-and-forward link (rules in the module docs).
-    fn on_packet_store(&mut self, now: Duration, len: usize, buffer: u64) -> Verdict {
+    fn on_packet_store(
+        &mut self,
+        now: Duration,
+        len: usize,
+        buffer: u64,
+        contact_plan: bool,
+    ) -> Verdict {
         self.expire(now);
         let up_now = self.spec.outages.is_up(now);
         if self.lose() {
@@ -270,8 +285,15 @@ impl LinkModel {
             }
             let (end_ns, end_rem) = add_scaled(start_ns, start_rem, ser_ns, ser_rem, bps);
             let departure = Duration::from_nanos(end_ns.saturating_add(u64::from(end_rem > 0)));
+            // Launched only if its last bit leaves before the outage (TIPTOP), or, following
+            // the contact plan, only if it also arrives by then.
+            let must_end_by = if contact_plan {
+                departure.saturating_add(self.spec.delay_at(departure))
+            } else {
+                departure
+            };
             match sched.next_change(start) {
-                Some(down) if down < departure => {
+                Some(down) if down < must_end_by => {
                     (start_ns, start_rem) = (now_ns(down), 0);
                     stored = true;
                 }

@@ -104,18 +104,32 @@ pub enum OutageMode {
     Store {
         /// Bytes the upstream end may hold for the link (key `store_bytes`).
         buffer_bytes: u64,
+        /// The upstream end follows the link's contact plan (key `store_contact_plan`,
+        /// default false): it launches a datagram only if it arrives before the link's next
+        /// outage starts, and stores it otherwise, as a DTN relay that knows its predicted
+        /// occultations does. Nothing is then lost in flight; without it the end launches
+        /// whatever finishes serialising before the outage (TIPTOP's forwarder).
+        contact_plan: bool,
     },
 }
 
 impl OutageMode {
-    /// Short text for reports: `drop`, `store 64 MiB`.
+    /// Short text for reports: `drop`, `store 64 MiB`, `store 64 MiB, contact plan`.
     pub fn describe(self) -> String {
         match self {
             Self::Drop => "drop".to_string(),
-            Self::Store { buffer_bytes } if buffer_bytes % (1 << 20) == 0 => {
-                format!("store {} MiB", buffer_bytes >> 20)
+            Self::Store {
+                buffer_bytes,
+                contact_plan,
+            } => {
+                let size = if buffer_bytes % (1 << 20) == 0 {
+                    format!("{} MiB", buffer_bytes >> 20)
+                } else {
+                    format!("{buffer_bytes} B")
+                };
+                let plan = if contact_plan { ", contact plan" } else { "" };
+                format!("store {size}{plan}")
             }
-            Self::Store { buffer_bytes } => format!("store {buffer_bytes} B"),
         }
     }
 }

@@ -57,6 +57,7 @@ const DIRECTION_KEYS: &[&str] = &[
     "geometry",
     "outage",
     "store_bytes",
+    "store_contact_plan",
 ];
 /// Keys only a `[[links]]` entry has.
 const LINK_ONLY_KEYS: &[&str] = &[
@@ -767,8 +768,13 @@ fn read_direction(cx: &mut Context<'_>, t: &DeTable<'_>, path: &str, scale: f64)
     keys
 }
 
-/// `outage = "drop" | "store"` and `store_bytes` of one direction (`None`: not given).
+/// `outage = "drop" | "store"`, `store_bytes` and `store_contact_plan` of one direction
+/// (`None`: not given).
 fn read_outage_mode(cx: &mut Context<'_>, t: &DeTable<'_>, path: &str) -> Option<OutageMode> {
+    let contact_plan = match t.get("store_contact_plan") {
+        Some(v) => Some((cx.as_bool(v, &join(path, "store_contact_plan"))?, v.span())),
+        None => None,
+    };
     let store_bytes = match t.get("store_bytes") {
         Some(v) => {
             let p = join(path, "store_bytes");
@@ -798,8 +804,21 @@ fn read_outage_mode(cx: &mut Context<'_>, t: &DeTable<'_>, path: &str) -> Option
         }
         None => None,
     };
+    if let Some((_, span)) = &contact_plan
+        && mode != Some("store")
+    {
+        cx.error(
+            span.clone(),
+            &join(path, "store_contact_plan"),
+            "store_contact_plan needs outage = \"store\" in the same table",
+        );
+        return None;
+    }
     match (mode, store_bytes) {
-        (Some("store"), Some((b, _))) => Some(OutageMode::Store { buffer_bytes: b }),
+        (Some("store"), Some((b, _))) => Some(OutageMode::Store {
+            buffer_bytes: b,
+            contact_plan: contact_plan.is_some_and(|(on, _)| on),
+        }),
         (Some("store"), None) => {
             let at = mode_v.map_or(0..0, Spanned::span);
             cx.error(

@@ -6,6 +6,11 @@
 //! name is checked against the controller's), the epoch from the controller's `ListNodes`
 //! (or `--epoch-unix-ms`, which skips the controller). Give the controller
 //! `--forwarder HOST:PORT` so it tells the nodes where the forwarder is.
+//!
+//! Several forwarders: start each with `--shard I/N` (in Kubernetes `--shard ordinal/N`, the
+//! index being the StatefulSet pod's ordinal) and give the controller all N addresses in
+//! shard order (`--forwarder a,b,c`); each then carries only its own trunks
+//! (`netem_profiles::TrunkCarriers`) and refuses the others' (`other_shard`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use netem_profiles::Profile;
+use netem_profiles::{Profile, Shard};
 use spacefabric_client::ConnectOptions;
 use spacefabric_fabric::forwarder::{Forwarder, ForwarderStats, Rejection};
 use spacefabric_proto::time_dilation::TimeDilation;
@@ -66,6 +71,16 @@ pub struct ForwarderArgs {
     /// then run K times slower than the wall clock, like every node's.
     #[arg(long, env = "SPACEFABRIC_TIME_DILATION")]
     pub time_dilation: Option<TimeDilation>,
+    /// Which forwarder of how many this is: `I/N` (0-based; entry I of the controller's
+    /// `--forwarder` list), or `ordinal/N` to take I from the trailing number of `--pod-name`
+    /// (a StatefulSet pod's ordinal). It carries only the trunks the assignment gives I and
+    /// refuses the rest. Default `0/1`: the only forwarder, carrying every trunk.
+    #[arg(long, env = "SPACEFABRIC_SHARD", default_value = "0/1")]
+    pub shard: String,
+    /// The name whose trailing number is the shard index for `--shard ordinal/N` (in
+    /// Kubernetes the pod name, `spacefabric-forwarder-2`).
+    #[arg(long, env = "SPACEFABRIC_POD_NAME")]
+    pub pod_name: Option<String>,
     /// Seconds between the counter lines it logs (0: none).
     #[arg(long, env = "SPACEFABRIC_STATS_INTERVAL_S", default_value_t = 10)]
     pub stats_interval_s: u64,
@@ -86,14 +101,30 @@ pub async fn run(args: &ForwarderArgs, shutdown: impl Future<Output = ()>) -> an
         Some(ms) => (ms, args.time_dilation.unwrap_or(TimeDilation::NONE)),
         None => controller_epoch(args, &profile.name).await?,
     };
+    let shard = resolve_shard(&args.shard, args.pod_name.as_deref())?;
     let profile = Arc::new(profile);
     let clock = scenario_clock(epoch_unix_ms, dilation);
     let forwarder = Arc::new(
         Forwarder::bind(args.listen, Arc::clone(&profile), clock)
-            .with_context(|| format!("--listen {}", args.listen))?,
+            .with_context(|| format!("--listen {}", args.listen))?
+            .with_shard(shard)
+            .with_context(|| format!("--shard {}", args.shard))?,
     );
+    let carries: Vec<String> = forwarder
+        .carried_trunks()
+        .into_iter()
+        .map(|t| forwarder.trunk_label(t))
+        .collect();
+    if carries.is_empty() {
+        tracing::warn!(
+            %shard,
+            "this forwarder carries no trunk: the profile has fewer trunk groups than forwarders"
+        );
+    }
     tracing::info!(
         listen = %forwarder.local_addr(),
+        %shard,
+        carries = %carries.join(","),
         profile = %profile.name,
         seed = profile.seed,
         epoch_unix_ms,
@@ -155,6 +186,27 @@ fn log_stats(stats: &ForwarderStats) {
     }
 }
 
+/// The shard `--shard SPEC` names: `I/N`, or `ordinal/N` with I the trailing number of
+/// `pod_name`.
+pub fn resolve_shard(spec: &str, pod_name: Option<&str>) -> anyhow::Result<Shard> {
+    let spec = spec.trim();
+    let resolved = match spec.strip_prefix("ordinal/") {
+        Some(count) => {
+            let name = pod_name
+                .filter(|n| !n.trim().is_empty())
+                .ok_or_else(|| anyhow::anyhow!(
+                    "--shard {spec}: the index comes from --pod-name (SPACEFABRIC_POD_NAME), which is not set"
+                ))?;
+            let ordinal = crate::agent::args::trailing_ordinal(name).ok_or_else(|| {
+                anyhow::anyhow!("--shard {spec}: --pod-name {name:?} ends in no ordinal")
+            })?;
+            format!("{ordinal}/{count}")
+        }
+        None => spec.to_string(),
+    };
+    Shard::parse(&resolved).map_err(|e| anyhow::anyhow!("--shard {spec}: {e}"))
+}
+
 /// Asks the controller for the scenario epoch and its time dilation K (retrying while it
 /// starts up), and checks that it runs the same profile and, if this forwarder was given a
 /// K, the same K.
@@ -204,6 +256,40 @@ async fn controller_epoch(
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             Err(s) => bail!("controller {url}: ListNodes: {}: {}", s.code(), s.message()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_come_from_the_flag_or_the_pod_ordinal() {
+        assert_eq!(
+            resolve_shard("1/3", None).unwrap(),
+            Shard { index: 1, count: 3 }
+        );
+        assert_eq!(
+            resolve_shard("ordinal/3", Some("spacefabric-forwarder-2")).unwrap(),
+            Shard { index: 2, count: 3 }
+        );
+        for (spec, pod, says) in [
+            ("ordinal/3", None, "SPACEFABRIC_POD_NAME"),
+            ("ordinal/3", Some("forwarder"), "ends in no ordinal"),
+            (
+                "ordinal/3",
+                Some("spacefabric-forwarder-3"),
+                "below the count",
+            ),
+            ("2", None, "not I/N"),
+            ("0/0", None, "below the count"),
+        ] {
+            let err = format!("{:#}", resolve_shard(spec, pod).unwrap_err());
+            assert!(
+                err.contains("--shard") && err.contains(says),
+                "{spec}: {err}"
+            );
         }
     }
 }

@@ -1,8 +1,14 @@
-//! The vocabulary of collective algorithms in job specs: the names a spec may use (with their
-//! aliases) and what they mean, said once for the controller that validates a spec and the
-//! nodes that run it.
+//! The vocabulary of collective algorithms in job specs: the names a command line, a report
+//! or a JSON file uses (with their aliases) for the wire enum `v1::Algorithm`, said once for
+//! the controller that validates a spec, the nodes that run it and the bench that builds it.
+//! [`AlgorithmName`] is the wire enum without its `UNSPECIFIED`; the conversions (and the
+//! error for an unset or unknown number) are [`crate::wire_enum::WireEnum`]'s.
 
 use std::fmt;
+use std::str::FromStr;
+
+use crate::v1;
+use crate::wire_enum::WireEnumError;
 
 /// A collective algorithm as a job spec names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,7 +41,7 @@ impl AlgorithmName {
     ];
 
     /// The canonical (short) name: `ring`, `hd`, `tree`, `hier`, `auto`.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Self::Ring => "ring",
             Self::HalvingDoubling => "hd",
@@ -70,6 +76,43 @@ pub(crate) fn quoted_prefix(s: &str) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+impl From<AlgorithmName> for v1::Algorithm {
+    fn from(name: AlgorithmName) -> Self {
+        match name {
+            AlgorithmName::Ring => Self::Ring,
+            AlgorithmName::HalvingDoubling => Self::HalvingDoubling,
+            AlgorithmName::Tree => Self::Tree,
+            AlgorithmName::Hierarchical => Self::Hierarchical,
+            AlgorithmName::Auto => Self::Auto,
+        }
+    }
+}
+
+impl TryFrom<v1::Algorithm> for AlgorithmName {
+    type Error = WireEnumError;
+
+    fn try_from(wire: v1::Algorithm) -> Result<Self, WireEnumError> {
+        match wire {
+            v1::Algorithm::Unspecified => Err(WireEnumError::Unspecified {
+                names: <Self as crate::wire_enum::WireEnum>::NAMES,
+            }),
+            v1::Algorithm::Ring => Ok(Self::Ring),
+            v1::Algorithm::HalvingDoubling => Ok(Self::HalvingDoubling),
+            v1::Algorithm::Tree => Ok(Self::Tree),
+            v1::Algorithm::Hierarchical => Ok(Self::Hierarchical),
+            v1::Algorithm::Auto => Ok(Self::Auto),
+        }
+    }
+}
+
+impl FromStr for AlgorithmName {
+    type Err = UnknownAlgorithm;
+
+    fn from_str(s: &str) -> Result<Self, UnknownAlgorithm> {
+        Self::parse(s)
+    }
 }
 
 impl fmt::Display for AlgorithmName {

@@ -196,7 +196,7 @@ fn all_reduce_cost(a: &AllReduceJob, world: u64) -> JobCost {
             break;
         }
     }
-    let algorithms = (a.algorithms.len() as u64).max(1);
+    let algorithms = (a.collective_algorithms.len() as u64).max(1);
     let rounds = u64::from(a.iterations)
         .saturating_add(u64::from(a.warmup))
         .saturating_add(1);
@@ -308,6 +308,7 @@ fn mlp_train_cost(t: &TrainJob, world: u64) -> JobCost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::v1;
 
     fn train(t: TrainJob) -> JobSpec {
         JobSpec {
@@ -388,7 +389,7 @@ mod tests {
                 factor: 2,
                 iterations: u32::MAX,
                 warmup: u32::MAX,
-                algorithms: vec!["ring".into()],
+                collective_algorithms: vec![v1::Algorithm::Ring as i32],
                 check: true,
                 ..AllReduceJob::default()
             })),
@@ -411,7 +412,7 @@ mod tests {
                 factor: 2,
                 iterations: 5,
                 warmup: 1,
-                algorithms: vec!["ring".into(), "auto".into()],
+                collective_algorithms: vec![v1::Algorithm::Ring as i32, v1::Algorithm::Auto as i32],
                 check: true,
                 ..AllReduceJob::default()
             })),

@@ -3,7 +3,9 @@
 //!
 //! Everything lives under [`v1`]; [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection; [`train_job`]
 //! holds the defaults of a train job that the controller and the nodes share, [`train_names`]
-//! and [`algorithm`] the names a spec may use (strategy, activation, algorithm); which job states
+//! and [`algorithm`] the names of the wire enums `Strategy`, `Activation` and `Algorithm`
+//! (what a command line, report or JSON file says), [`wire_enum`] the checked conversion
+//! between those names and the wire's numbers; which job states
 //! are terminal is said once, here ([`v1::JobState::is_terminal`], [`v1::Job::is_finished`]).
 //! [`job_cost`] says what a job costs one node (admission on both sides). [`time_dilation`]
 //! is the cluster's dilation factor K that the controller hands its nodes. [`reduction`] names
@@ -29,6 +31,7 @@ pub mod shard;
 pub mod time_dilation;
 pub mod train_job;
 pub mod train_names;
+pub mod wire_enum;
 
 impl v1::JobState {
     /// True for the states a job never leaves: succeeded, failed, cancelled.

@@ -2,6 +2,7 @@
 //! parameter shards of the right length) and the node (to build the model it trains).
 
 use crate::v1::TrainJob;
+use crate::wire_enum::WireEnum;
 
 /// Defaults a zero (or empty) field of a [`TrainJob`] takes.
 pub mod defaults {
@@ -29,16 +30,16 @@ pub mod defaults {
     pub const OUTER_LR: f32 = 0.7;
     /// Outer Nesterov momentum (DiLoCo papers).
     pub const OUTER_MOMENTUM: f32 = 0.9;
-    /// Student activation.
-    pub const ACTIVATION: &str = "relu";
+    /// Student activation (an unset `hidden_activation`).
+    pub const ACTIVATION: crate::train_names::Activation = crate::train_names::Activation::Relu;
     /// Sync and sharded evaluate every this many steps.
     pub const EVAL_EVERY: u32 = 5;
     /// Held-out samples per evaluation.
     pub const EVAL_SAMPLES: u32 = 512;
     /// Sync and sharded commit every this many steps.
     pub const COMMIT_EVERY: u32 = 10;
-    /// Collective algorithm of the world group.
-    pub const ALGORITHM: &str = "auto";
+    /// Collective algorithm of the world group (an unset `collective_algorithm`).
+    pub const ALGORITHM: crate::algorithm::AlgorithmName = crate::algorithm::AlgorithmName::Auto;
     /// The model.
     pub const MODEL: &str = "mlp";
     /// Streaming DiLoCo fragments.
@@ -191,7 +192,7 @@ impl TrainJob {
     /// (`outer_lr` and `outer_momentum` only when absent: an explicit 0 momentum stays 0).
     pub fn resolved(&self) -> Self {
         let mut r = Self {
-            strategies: self.strategies.clone(),
+            strategy: self.strategy,
             steps: self.steps,
             target_loss: self.target_loss,
             step_time_ms: self.step_time_ms,
@@ -206,13 +207,13 @@ impl TrainJob {
             lr: or(self.lr, defaults::LR),
             outer_lr: Some(self.outer_lr.unwrap_or(defaults::OUTER_LR)),
             outer_momentum: Some(self.outer_momentum.unwrap_or(defaults::OUTER_MOMENTUM)),
-            activation: or_str(&self.activation, defaults::ACTIVATION),
+            hidden_activation: or(self.hidden_activation, defaults::ACTIVATION.to_wire()),
             teacher_width: or(self.teacher_width, defaults::TEACHER_WIDTH),
             teacher_depth: or(self.teacher_depth, defaults::TEACHER_DEPTH),
             eval_every: or(self.eval_every, defaults::EVAL_EVERY),
             eval_samples: or(self.eval_samples, defaults::EVAL_SAMPLES),
             commit_every: or(self.commit_every, defaults::COMMIT_EVERY),
-            algorithm: or_str(&self.algorithm, defaults::ALGORITHM),
+            collective_algorithm: or(self.collective_algorithm, defaults::ALGORITHM.to_wire()),
             model: or_str(&self.model, defaults::MODEL),
             warmup_steps: self.warmup_steps,
             lr_decay_steps: self.lr_decay_steps,
@@ -294,7 +295,12 @@ mod tests {
         assert_eq!(r.depth, defaults::DEPTH);
         assert_eq!(r.outer_momentum, Some(0.0));
         assert_eq!(r.outer_lr, Some(defaults::OUTER_LR));
-        assert_eq!(r.algorithm, "auto");
+        assert_eq!(
+            r.collective_algorithm,
+            crate::v1::Algorithm::Auto as i32,
+            "unset means auto, as the empty string did"
+        );
+        assert_eq!(r.hidden_activation, crate::v1::Activation::Relu as i32);
     }
 
     #[test]

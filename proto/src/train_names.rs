@@ -1,12 +1,16 @@
-//! The vocabulary of a train job's names: its strategy (`TrainJob.strategies`) and its
-//! activation (`TrainJob.activation`), with their aliases and what they mean, said once for
-//! the controller that validates a spec, the nodes that run it and the bench that builds it.
-//! The wire keeps the names as strings (a spec, a state file and a command line read the same
-//! text); these enums are the only place that parses them.
+//! The vocabulary of a train job's names: its strategy (`TrainJob.strategy`, the wire enum
+//! `v1::Strategy`) and its activation (`TrainJob.hidden_activation`, `v1::Activation`), with
+//! their aliases and what they mean, said once for the controller that validates a spec, the
+//! nodes that run it and the bench that builds it. [`Strategy`] and [`Activation`] are the
+//! wire enums without their `UNSPECIFIED`: the names a command line, a report or a JSON file
+//! uses live here, the conversions in [`crate::wire_enum::WireEnum`].
 
 use std::fmt;
+use std::str::FromStr;
 
 use crate::algorithm::quoted_prefix;
+use crate::v1;
+use crate::wire_enum::{WireEnum, WireEnumError};
 
 /// A training strategy as a train job names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,7 +62,7 @@ impl Strategy {
     }
 
     /// The canonical (short) name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Self::Sync => "sync",
             Self::Sharded => "sharded",
@@ -76,6 +80,59 @@ impl Strategy {
             self,
             Self::Diloco | Self::Hierarchical | Self::Streaming | Self::Delayed
         )
+    }
+}
+
+impl From<Strategy> for v1::Strategy {
+    fn from(s: Strategy) -> Self {
+        match s {
+            Strategy::Sync => Self::Sync,
+            Strategy::Sharded => Self::Sharded,
+            Strategy::Diloco => Self::Diloco,
+            Strategy::Hierarchical => Self::Hierarchical,
+            Strategy::Streaming => Self::Streaming,
+            Strategy::Delayed => Self::Delayed,
+        }
+    }
+}
+
+impl TryFrom<v1::Strategy> for Strategy {
+    type Error = WireEnumError;
+
+    fn try_from(wire: v1::Strategy) -> Result<Self, WireEnumError> {
+        match wire {
+            v1::Strategy::Unspecified => Err(WireEnumError::Unspecified {
+                names: <Self as WireEnum>::NAMES,
+            }),
+            v1::Strategy::Sync => Ok(Self::Sync),
+            v1::Strategy::Sharded => Ok(Self::Sharded),
+            v1::Strategy::Diloco => Ok(Self::Diloco),
+            v1::Strategy::Hierarchical => Ok(Self::Hierarchical),
+            v1::Strategy::Streaming => Ok(Self::Streaming),
+            v1::Strategy::Delayed => Ok(Self::Delayed),
+        }
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = UnknownStrategy;
+
+    fn from_str(s: &str) -> Result<Self, UnknownStrategy> {
+        Self::parse(s)
+    }
+}
+
+/// In JSON a strategy is its name (`"diloco"`); reading accepts the aliases too.
+impl serde::Serialize for Strategy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Strategy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::parse(&name).map_err(serde::de::Error::custom)
     }
 }
 
@@ -100,6 +157,9 @@ pub enum Activation {
 pub struct UnknownActivation(pub String);
 
 impl Activation {
+    /// Both activations.
+    pub const ALL: [Self; 2] = [Self::Relu, Self::Tanh];
+
     /// Parses `relu` or `tanh`, ignoring case and surrounding blanks.
     pub fn parse(s: &str) -> Result<Self, UnknownActivation> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -109,12 +169,43 @@ impl Activation {
         }
     }
 
-    /// The name in `TrainJob.activation`.
-    pub fn name(self) -> &'static str {
+    /// The canonical name (`relu`, `tanh`).
+    pub const fn name(self) -> &'static str {
         match self {
             Self::Relu => "relu",
             Self::Tanh => "tanh",
         }
+    }
+}
+
+impl From<Activation> for v1::Activation {
+    fn from(a: Activation) -> Self {
+        match a {
+            Activation::Relu => Self::Relu,
+            Activation::Tanh => Self::Tanh,
+        }
+    }
+}
+
+impl TryFrom<v1::Activation> for Activation {
+    type Error = WireEnumError;
+
+    fn try_from(wire: v1::Activation) -> Result<Self, WireEnumError> {
+        match wire {
+            v1::Activation::Unspecified => Err(WireEnumError::Unspecified {
+                names: <Self as WireEnum>::NAMES,
+            }),
+            v1::Activation::Relu => Ok(Self::Relu),
+            v1::Activation::Tanh => Ok(Self::Tanh),
+        }
+    }
+}
+
+impl FromStr for Activation {
+    type Err = UnknownActivation;
+
+    fn from_str(s: &str) -> Result<Self, UnknownActivation> {
+        Self::parse(s)
     }
 }
 

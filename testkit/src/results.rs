@@ -2,7 +2,7 @@
 //! size (state-dir write cost, bounded `status` answers): one rank's all-reduce sweep result
 //! with a chosen number of points.
 
-use spacefabric_proto::v1::{AllReducePoint, AllReduceResult, JobResult, job_result};
+use spacefabric_proto::v1::{Algorithm, AllReducePoint, AllReduceResult, JobResult, job_result};
 
 /// One rank's all-reduce result with `points` ring points of 1 MiB (about 120 bytes of state
 /// JSON each: 170 points make the 20 KB per rank the history carried).
@@ -16,8 +16,8 @@ pub fn sweep_result(rank: u32, points: u32) -> JobResult {
                 .map(|index| AllReducePoint {
                     index,
                     rank,
-                    algorithm: "ring".into(),
-                    used: "ring".into(),
+                    requested_algorithm: Algorithm::Ring as i32,
+                    used_algorithm: Algorithm::Ring as i32,
                     bytes: 1 << 20,
                     count: 1 << 18,
                     datatype: "float".into(),

@@ -212,11 +212,7 @@ pub(crate) fn all_reduce_spec(args: &AllreduceArgs) -> anyhow::Result<JobSpec> {
             factor: u32::try_from(args.step_factor).context("-f is too large")?,
             iterations: u32::try_from(args.iters).context("-n is too large")?,
             warmup: u32::try_from(args.warmup).context("-w is too large")?,
-            algorithms: args
-                .algo
-                .iter()
-                .map(|a| a.short_name().to_string())
-                .collect(),
+            collective_algorithms: args.algo.iter().map(|a| a.to_wire()).collect(),
             check: args.check != 0,
             datatypes: args.datatype.clone(),
             ops: args.op.clone(),

@@ -548,7 +548,7 @@ async fn bad_requests_are_errors_naming_the_field_and_the_server_survives() {
             factor: 1,
             iterations: 5,
             warmup: 1,
-            algorithms: vec!["ring".into()],
+            collective_algorithms: vec![spacefabric_proto::v1::Algorithm::Ring as i32],
             check: true,
             ..AllReduceJob::default()
         })),

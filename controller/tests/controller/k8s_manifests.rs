@@ -15,9 +15,10 @@
 //!   PodDisruptionBudget over exactly its pods; readiness is `/readyz` (registered);
 //! - the app.kubernetes.io/{name,instance,component,part-of,version} labels are on every
 //!   object and pod template, the version the workspace's;
-//! - the forwarder (`spacefabric-node forwarder`, trunk 7600/udp, metrics 9600) has a headless
-//!   Service, the controller hands its address to the nodes, and it loads the controller's
-//!   profile in every overlay;
+//! - the forwarders (`spacefabric-node forwarder`, trunk 7600/udp, metrics 9600) are one
+//!   StatefulSet behind a headless Service, the controller hands their addresses to the nodes
+//!   (one per replica, in ordinal order, each pod's stable DNS name), each pod's shard count is
+//!   the replica count, and they load the controller's profile in every overlay;
 //! - the benchmark Job uses flags `spacefabric-bench allreduce` has and reaches the
 //!   controller's Service.
 //!
@@ -438,11 +439,16 @@ fn node_manifest_matches_the_node_binary() {
 #[test]
 fn forwarder_manifest_matches_the_forwarder_subcommand() {
     let docs = earth_moon();
-    let deployment = find(&docs, "Deployment", "spacefabric-forwarder");
+    let deployment = find(&docs, "StatefulSet", "spacefabric-forwarder");
     assert_eq!(
         at(deployment, &["spec", "replicas"]).and_then(Value::as_u64),
         Some(1),
-        "one process per trunk: two replicas would split its queue"
+        "the base runs one forwarder, carrying every trunk"
+    );
+    assert_eq!(
+        str_at(deployment, &["spec", "serviceName"]),
+        Some("spacefabric-forwarder"),
+        "pods get stable DNS names through the headless Service"
     );
     let container = &containers(deployment)[0];
     assert_eq!(
@@ -459,10 +465,20 @@ fn forwarder_manifest_matches_the_forwarder_subcommand() {
             "SPACEFABRIC_METRICS_LISTEN",
             "SPACEFABRIC_CONTROLLER",
             "SPACEFABRIC_JOIN_TOKEN",
+            "SPACEFABRIC_SHARD",
+            "SPACEFABRIC_POD_NAME",
         ],
     );
     check_join_token(&docs, container);
     check_scrape_annotations(deployment, FORWARDER_METRICS);
+    assert_eq!(
+        str_at(
+            env_entry(container, "SPACEFABRIC_POD_NAME").unwrap(),
+            &["valueFrom", "fieldRef", "fieldPath"]
+        ),
+        Some("metadata.name"),
+        "the shard index is the pod's ordinal"
+    );
     let service = find(&docs, "Service", "spacefabric-forwarder");
     assert_eq!(
         str_at(service, &["spec", "clusterIP"]),
@@ -477,12 +493,12 @@ fn forwarder_manifest_matches_the_forwarder_subcommand() {
             ("metrics", FORWARDER_METRICS, "TCP"),
         ],
     );
-    // The controller tells the nodes where it is.
-    let controller = &containers(find(&docs, "Deployment", "spacefabric-controller"))[0];
-    assert_eq!(
-        env_value(controller, "SPACEFABRIC_FORWARDER"),
-        Some(format!("spacefabric-forwarder:{FORWARDER_TRUNK}").as_str())
-    );
+    // The controller tells the nodes where they are: in the base and every overlay, one
+    // address per replica in ordinal order, and every pod is shard ordinal/replicas.
+    check_forwarder_shards(&docs, "base (earth-moon)");
+    for dir in overlay_dirs() {
+        check_forwarder_shards(&render(&dir), &dir.display().to_string());
+    }
     // It applies the controller's profile, in the base and in every overlay.
     let profile_of = |docs: &[Value], kind: &str, name: &str| {
         env_value(
@@ -492,13 +508,13 @@ fn forwarder_manifest_matches_the_forwarder_subcommand() {
         .map(str::to_string)
     };
     assert_eq!(
-        profile_of(&docs, "Deployment", "spacefabric-forwarder"),
+        profile_of(&docs, "StatefulSet", "spacefabric-forwarder"),
         profile_of(&docs, "Deployment", "spacefabric-controller")
     );
     for dir in overlay_dirs() {
         let rendered = render(&dir);
         assert_eq!(
-            profile_of(&rendered, "Deployment", "spacefabric-forwarder"),
+            profile_of(&rendered, "StatefulSet", "spacefabric-forwarder"),
             profile_of(&rendered, "Deployment", "spacefabric-controller"),
             "{}: the forwarder and the controller must load the same profile",
             dir.display()
@@ -878,9 +894,9 @@ fn a_profile_change_renames_the_configmap_and_rolls_the_pods_that_mount_it() {
             .unwrap()
             .to_string()
     };
-    let mounted = |docs: &[Value], deployment: &str| {
+    let mounted = |docs: &[Value], (kind, deployment): (&str, &str)| {
         seq_at(
-            find(docs, "Deployment", deployment),
+            find(docs, kind, deployment),
             &["spec", "template", "spec", "volumes"],
         )
         .iter()
@@ -899,11 +915,40 @@ fn a_profile_change_renames_the_configmap_and_rolls_the_pods_that_mount_it() {
     let (old, new) = (configmap_of(&before), configmap_of(&after));
     assert!(old.starts_with("spacefabric-profiles-"), "{old}");
     assert_ne!(old, new, "the ConfigMap's name follows its content");
-    for deployment in ["spacefabric-controller", "spacefabric-forwarder"] {
-        assert_eq!(mounted(&before, deployment), old, "{deployment}");
-        // a new name in the pod template is a new template: the Deployment rolls its pods
-        assert_eq!(mounted(&after, deployment), new, "{deployment}");
+    for deployment in [
+        ("Deployment", "spacefabric-controller"),
+        ("StatefulSet", "spacefabric-forwarder"),
+    ] {
+        assert_eq!(mounted(&before, deployment), old, "{deployment:?}");
+        // a new name in the pod template is a new template: the workload rolls its pods
+        assert_eq!(mounted(&after, deployment), new, "{deployment:?}");
     }
+}
+
+/// The forwarder StatefulSet's replicas N, its pods' `SPACEFABRIC_SHARD` (`ordinal/N`) and
+/// the controller's `SPACEFABRIC_FORWARDER` (pod I's stable name as entry I) agree: every
+/// shared trunk then has exactly one carrier, and every node sends it there.
+fn check_forwarder_shards(docs: &[Value], what: &str) {
+    let set = find(docs, "StatefulSet", "spacefabric-forwarder");
+    let n = at(set, &["spec", "replicas"])
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{what}: forwarder replicas"));
+    assert!(n >= 1, "{what}: at least one forwarder");
+    let container = &containers(set)[0];
+    assert_eq!(
+        env_value(container, "SPACEFABRIC_SHARD"),
+        Some(format!("ordinal/{n}").as_str()),
+        "{what}: the shard count is the replica count"
+    );
+    let controller = &containers(find(docs, "Deployment", "spacefabric-controller"))[0];
+    let want: Vec<String> = (0..n)
+        .map(|i| format!("spacefabric-forwarder-{i}.spacefabric-forwarder:{FORWARDER_TRUNK}"))
+        .collect();
+    assert_eq!(
+        env_value(controller, "SPACEFABRIC_FORWARDER"),
+        Some(want.join(",").as_str()),
+        "{what}: the controller lists every forwarder pod in ordinal order"
+    );
 }
 
 fn mounted_volume<'a>(pod: &'a Value, container: &Value, mount_path: &str) -> &'a Value {

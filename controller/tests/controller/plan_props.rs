@@ -8,7 +8,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use spacefabric_controller::plan::{PlanMember, assign_ranks, job_plan, shard_ranges};
 use spacefabric_controller::topology::Topology;
-use spacefabric_proto::v1::{AllReduceJob, JobSpec, ShardRange, TrainJob, job_spec};
+use spacefabric_proto::v1::{
+    Algorithm, AllReduceJob, JobSpec, ShardRange, Strategy, TrainJob, job_spec,
+};
 
 fn topology(sites: usize) -> Topology {
     Topology::new(
@@ -114,18 +116,18 @@ proptest! {
             name: String::new(),
             kind: Some(job_spec::Kind::AllReduce(AllReduceJob {
                 min_bytes: 4, max_bytes, factor: 2, iterations: 1, warmup: 0,
-                algorithms: vec!["ring".into(), "auto".into(), "ring".into()], check: true,
+                collective_algorithms: vec![Algorithm::Ring as i32, Algorithm::Auto as i32, Algorithm::Ring as i32], check: true,
                 ..AllReduceJob::default()
             })),
         };
         let jp = job_plan(&plan, 7, &all_reduce);
         prop_assert!(covers_exactly(&jp.data_shards, max_bytes / 4, world));
-        prop_assert_eq!(jp.algorithms, vec!["ring".to_string(), "auto".to_string()]);
+        prop_assert_eq!(jp.collective_algorithms, vec![Algorithm::Ring as i32, Algorithm::Auto as i32]);
         let train = JobSpec {
             deadline_ms: 0,
             name: String::new(),
             kind: Some(job_spec::Kind::Train(TrainJob {
-                strategies: vec!["sync".into()], steps: 10, width, depth,
+                strategy: Strategy::Sync as i32, steps: 10, width, depth,
                 dataset_samples: samples, ..TrainJob::default()
             })),
         };

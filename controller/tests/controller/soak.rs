@@ -170,7 +170,7 @@ fn spec(n: u64) -> JobSpec {
             factor: 4,
             iterations: 5,
             warmup: 1,
-            algorithms: vec!["ring".into()],
+            collective_algorithms: vec![spacefabric_proto::v1::Algorithm::Ring as i32],
             check: true,
             ..AllReduceJob::default()
         })

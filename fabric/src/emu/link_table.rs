@@ -181,6 +181,42 @@ pub struct TrafficStats {
 }
 
 impl TrafficStats {
+    /// Adds `other`'s counters to these (the traffic of several links as one).
+    pub fn add(&mut self, other: &Self) {
+        let Self {
+            offered_datagrams,
+            offered_bytes,
+            sent_datagrams,
+            sent_bytes,
+            duplicated,
+            dropped_loss,
+            dropped_outage,
+            dropped_queue,
+            dropped_hold_limit,
+            dropped_oversize,
+            dropped_send_error,
+            dropped_store_full,
+            dropped_in_flight,
+            held_datagrams,
+            held_bytes,
+        } = other;
+        self.offered_datagrams += offered_datagrams;
+        self.offered_bytes += offered_bytes;
+        self.sent_datagrams += sent_datagrams;
+        self.sent_bytes += sent_bytes;
+        self.duplicated += duplicated;
+        self.dropped_loss += dropped_loss;
+        self.dropped_outage += dropped_outage;
+        self.dropped_queue += dropped_queue;
+        self.dropped_hold_limit += dropped_hold_limit;
+        self.dropped_oversize += dropped_oversize;
+        self.dropped_send_error += dropped_send_error;
+        self.dropped_store_full += dropped_store_full;
+        self.dropped_in_flight += dropped_in_flight;
+        self.held_datagrams += held_datagrams;
+        self.held_bytes += held_bytes;
+    }
+
     /// All drops, whatever the cause.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_loss
@@ -277,7 +313,7 @@ impl Link {
                 let factor = if spec.duplicate > 0.0 { 2 } else { 1 };
                 // A store-and-forward link also holds its store while it is down.
                 let store = match spec.outage_mode {
-                    netem_profiles::OutageMode::Store { buffer_bytes } => buffer_bytes,
+                    netem_profiles::OutageMode::Store { buffer_bytes, .. } => buffer_bytes,
                     netem_profiles::OutageMode::Drop => 0,
                 };
                 spec.queue_limit_bytes
@@ -382,10 +418,12 @@ pub struct LinkTable {
     max_held_bytes_per_link: u64,
     max_udp_payload: usize,
     links: RwLock<HashMap<SocketAddr, Arc<Link>>>,
-    /// Where datagrams of forwarded peers go (see [`LinkTable::with_forwarder`]).
-    forwarder: Option<SocketAddr>,
-    /// Peers reached through the forwarder, and the shared trunk each crosses.
-    forwarded: RwLock<HashMap<SocketAddr, WireTrunk>>,
+    /// The forwarders this table knows (see [`LinkTable::with_forwarder`]); the first is the
+    /// default for [`LinkTable::set_peer_forwarded`]. What arrives from one is decapsulated.
+    forwarders: Vec<SocketAddr>,
+    /// Peers reached through a forwarder: the shared trunk each crosses, and the forwarder
+    /// that carries that trunk.
+    forwarded: RwLock<HashMap<SocketAddr, (WireTrunk, SocketAddr)>>,
 }
 
 impl LinkTable {
@@ -398,7 +436,7 @@ impl LinkTable {
             max_held_bytes_per_link: DEFAULT_MAX_HELD_BYTES_PER_LINK,
             max_udp_payload: super::MAX_UDP_PAYLOAD,
             links: RwLock::new(HashMap::new()),
-            forwarder: None,
+            forwarders: Vec::new(),
             forwarded: RwLock::new(HashMap::new()),
         }
     }
@@ -435,18 +473,34 @@ impl LinkTable {
         self
     }
 
-    /// Sends the datagrams of peers added with [`LinkTable::set_peer_forwarded`] to the
-    /// forwarder at `addr`, encapsulated ([`encap`](super::encap)), and decapsulates what
-    /// arrives from `addr`. The hop from this node to the forwarder is not emulated: the
-    /// forwarder stands at the site's terminal, and applies the whole trunk itself.
+    /// Adds the forwarder at `addr`: datagrams of peers added with
+    /// [`LinkTable::set_peer_forwarded`] (the first forwarder added) or
+    /// [`LinkTable::set_peer_forwarded_via`] (this one named) go to it encapsulated
+    /// ([`encap`](super::encap)), and what arrives from `addr` is decapsulated. The hop from
+    /// this node to the forwarder is not emulated: the forwarder stands at the site's
+    /// terminal, and applies the whole trunk itself. A cluster may run several forwarders,
+    /// each carrying its own trunks (`netem_profiles::TrunkCarriers`).
     pub fn with_forwarder(mut self, addr: SocketAddr) -> Self {
-        self.forwarder = Some(canonical(addr));
+        let addr = canonical(addr);
+        if !self.forwarders.contains(&addr) {
+            self.forwarders.push(addr);
+        }
         self
     }
 
-    /// The forwarder this table sends shared-trunk traffic through, if any.
+    /// The first forwarder this table sends shared-trunk traffic through, if any.
     pub fn forwarder(&self) -> Option<SocketAddr> {
-        self.forwarder
+        self.forwarders.first().copied()
+    }
+
+    /// Every forwarder this table knows, in the order added.
+    pub fn forwarders(&self) -> &[SocketAddr] {
+        &self.forwarders
+    }
+
+    /// Is `from` one of this table's forwarders?
+    pub fn is_forwarder(&self, from: SocketAddr) -> bool {
+        !self.forwarders.is_empty() && self.forwarders.contains(&canonical(from))
     }
 
     /// The largest UDP payload the emulated paths carry.
@@ -501,11 +555,22 @@ impl LinkTable {
             .insert(addr, link);
     }
 
-    /// Sends every datagram to `addr` through the forwarder (see
+    /// Sends every datagram to `addr` through the first forwarder (see
     /// [`LinkTable::with_forwarder`]), which applies the shared `trunk` for every node that
     /// sends through it. Replaces any link to `addr` in this table; without a forwarder the
     /// datagrams go out unemulated, counted as unmapped (callers check [`Self::forwarder`]).
     pub fn set_peer_forwarded(&self, addr: SocketAddr, trunk: WireTrunk) {
+        if let Some(via) = self.forwarder() {
+            self.set_peer_forwarded_via(addr, trunk, via);
+        } else {
+            self.remove_peer(addr);
+        }
+    }
+
+    /// As [`LinkTable::set_peer_forwarded`], through the forwarder at `via` (the one that
+    /// carries `trunk`; added with [`LinkTable::with_forwarder`], so that what it delivers is
+    /// decapsulated).
+    pub fn set_peer_forwarded_via(&self, addr: SocketAddr, trunk: WireTrunk, via: SocketAddr) {
         let addr = canonical(addr);
         self.links
             .write()
@@ -514,7 +579,7 @@ impl LinkTable {
         self.forwarded
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(addr, trunk);
+            .insert(addr, (trunk, canonical(via)));
     }
 
     /// Removes the link to `addr` (its datagrams then go out unemulated, counted as unmapped).
@@ -530,8 +595,9 @@ impl LinkTable {
             .remove(&addr);
     }
 
-    /// The trunk datagrams to `addr` cross through the forwarder, if `addr` is forwarded.
-    pub(crate) fn forwarded(&self, addr: SocketAddr) -> Option<WireTrunk> {
+    /// The trunk datagrams to `addr` cross, and the forwarder carrying it, if `addr` is
+    /// forwarded.
+    pub(crate) fn forwarded(&self, addr: SocketAddr) -> Option<(WireTrunk, SocketAddr)> {
         let map = self
             .forwarded
             .read()

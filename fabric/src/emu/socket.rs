@@ -216,9 +216,7 @@ impl EmulatedSocket {
             self.out.counters.sent(contents.len());
             return Ok(Fate::SentNow);
         };
-        if let Some(trunk) = self.links.forwarded(dest)
-            && let Some(forwarder) = self.links.forwarder()
-        {
+        if let Some((trunk, forwarder)) = self.links.forwarded(dest) {
             return self.send_forwarded(forwarder, trunk, dest, contents);
         }
         let Some(link) = self.links.get(dest) else {
@@ -289,11 +287,9 @@ impl EmulatedSocket {
         }
     }
 
-    /// Is `from` the forwarder this socket sends shared-trunk traffic through?
+    /// Is `from` a forwarder this socket sends shared-trunk traffic through?
     fn is_forwarder(&self, from: SocketAddr) -> bool {
-        self.links
-            .forwarder()
-            .is_some_and(|f| f == super::link_table::canonical(from))
+        self.links.is_forwarder(from)
     }
 
     /// Receives one datagram (for callers that use the socket without quinn).

@@ -19,6 +19,13 @@
 //! (unknown site, per-pair link, terminal out of range), an unusable destination — is counted
 //! by reason and dropped; nothing a peer sends can make it panic.
 //!
+//! Several forwarders: a cluster may spread its trunks over N forwarder processes, each
+//! started as shard I of N ([`Forwarder::with_shard`], `--shard I/N`). Each shared trunk has
+//! exactly one carrier ([`TrunkCarriers`], from the profile and N alone, the table the nodes
+//! use to pick where to send); a forwarder refuses the datagrams of trunks it does not carry
+//! (reason `other_shard`), so a node or forwarder configured with another N shows up in
+//! metrics and logs instead of silently doubling a trunk's capacity.
+//!
 //! Time is the scenario's [`EmuClock`] (the same epoch as the nodes', dilation included).
 
 use std::io;
@@ -26,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use netem_profiles::{LinkSharing, Profile, TrunkId};
+use netem_profiles::{CarriersError, LinkSharing, Profile, Shard, TrunkCarriers, TrunkId};
 use spacefabric_proto::metrics_catalog::{MetricKind, MetricSpec};
 use tokio_util::sync::CancellationToken;
 
@@ -45,26 +52,31 @@ pub enum Rejection {
     Trunk,
     /// The destination is unspecified or port 0.
     Destination,
+    /// The trunk is carried by another forwarder of the cluster (see [`Forwarder::with_shard`]).
+    OtherShard,
 }
 
 impl Rejection {
-    /// Label for metrics: `short`, `magic`, `version`, `reserved`, `trunk`, `destination`.
+    /// Label for metrics: `short`, `magic`, `version`, `reserved`, `trunk`, `destination`,
+    /// `other_shard`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Malformed(e) => e.as_str(),
             Self::Trunk => "trunk",
             Self::Destination => "destination",
+            Self::OtherShard => "other_shard",
         }
     }
 
     /// Every label, in report order.
-    pub const LABELS: [&'static str; 6] = [
+    pub const LABELS: [&'static str; 7] = [
         "short",
         "magic",
         "version",
         "reserved",
         "trunk",
         "destination",
+        "other_shard",
     ];
 
     fn index(&self) -> usize {
@@ -81,7 +93,11 @@ pub struct ForwarderStats {
     /// Datagrams received from nodes.
     pub received_datagrams: u64,
     /// Refused datagrams per reason, in [`Rejection::LABELS`] order.
-    pub rejected: [u64; 6],
+    pub rejected: [u64; 7],
+    /// Which forwarder of how many this is (`0/1`: the only one, carrying every trunk).
+    pub shard: String,
+    /// The trunks this forwarder carries (labels as in `trunks`), sorted.
+    pub carries: Vec<String>,
     /// Every trunk used so far (datagrams, bytes, drops, held), sorted by label. Bytes are
     /// the nodes' datagrams; the encapsulation header is not charged to the trunk.
     pub trunks: Vec<LinkStats>,
@@ -106,7 +122,7 @@ pub const FORWARDER_METRICS: &[MetricSpec] = &[
     MetricSpec {
         name: "spacefabric_forwarder_datagrams_rejected_total",
         kind: MetricKind::Counter,
-        help: "Datagrams the forwarder refused and dropped, by reason (short, magic, version, reserved, trunk, destination)",
+        help: "Datagrams the forwarder refused and dropped, by reason (short, magic, version, reserved, trunk, destination, other_shard: a trunk another forwarder carries)",
         initial_labels: &[
             &[("reason", "short")],
             &[("reason", "magic")],
@@ -114,6 +130,7 @@ pub const FORWARDER_METRICS: &[MetricSpec] = &[
             &[("reason", "reserved")],
             &[("reason", "trunk")],
             &[("reason", "destination")],
+            &[("reason", "other_shard")],
         ],
     },
 ];
@@ -131,7 +148,11 @@ pub struct Forwarder {
     local: SocketAddr,
     max_udp_payload: usize,
     received: AtomicU64,
-    rejected: [AtomicU64; 6],
+    rejected: [AtomicU64; 7],
+    /// Which forwarder of how many this is.
+    shard: Shard,
+    /// Which forwarder carries each shared trunk.
+    carriers: TrunkCarriers,
 }
 
 impl Forwarder {
@@ -182,6 +203,8 @@ impl Forwarder {
                 counters: Counters::default(),
             }),
             scheduler: Some(scheduler),
+            carriers: TrunkCarriers::new(&profile, 1).map_err(io::Error::other)?,
+            shard: Shard::ONLY,
             trunks: TrunkSet::new(profile),
             clock,
             local,
@@ -191,6 +214,42 @@ impl Forwarder {
             received: AtomicU64::new(0),
             rejected: Default::default(),
         })
+    }
+
+    /// Makes this forwarder `shard.index` of `shard.count`: it carries only the trunks
+    /// [`TrunkCarriers`] gives that index and refuses the others (`other_shard`). The default
+    /// is [`Shard::ONLY`]: every trunk.
+    pub fn with_shard(mut self, shard: Shard) -> Result<Self, CarriersError> {
+        self.carriers = TrunkCarriers::new(self.trunks.profile(), shard.count)?;
+        self.shard = shard;
+        Ok(self)
+    }
+
+    /// Which forwarder of how many this is.
+    pub fn shard(&self) -> Shard {
+        self.shard
+    }
+
+    /// The shared trunks this forwarder carries, sorted.
+    pub fn carried_trunks(&self) -> Vec<TrunkId> {
+        self.carriers.trunks_of(self.shard.index)
+    }
+
+    /// A trunk's label as in the stats and metrics (`earth->moon#0`).
+    pub fn trunk_label(&self, trunk: TrunkId) -> String {
+        let sites = &self.trunks.profile().sites;
+        match trunk {
+            TrunkId::Shared {
+                from_site,
+                to_site,
+                terminal,
+            } => format!(
+                "{}->{}#{terminal}",
+                sites.get(from_site).map_or("?", |s| s.name.as_str()),
+                sites.get(to_site).map_or("?", |s| s.name.as_str())
+            ),
+            TrunkId::Private { from_rank, to_rank } => format!("{from_rank}->{to_rank}"),
+        }
     }
 
     /// The address the forwarder listens on.
@@ -208,28 +267,41 @@ impl Forwarder {
         ForwarderStats {
             received_datagrams: self.received.load(Ordering::Relaxed),
             rejected: std::array::from_fn(|i| self.rejected[i].load(Ordering::Relaxed)),
+            shard: self.shard.to_string(),
+            carries: {
+                let mut c: Vec<String> = self
+                    .carried_trunks()
+                    .into_iter()
+                    .map(|t| self.trunk_label(t))
+                    .collect();
+                c.sort();
+                c
+            },
             trunks: self.trunks.stats(),
         }
     }
 
-    /// The trunk `wire` names, if the profile shares it.
-    fn trunk(&self, wire: WireTrunk) -> Option<Trunk> {
+    /// The trunk `wire` names, if the profile shares it and this forwarder carries it.
+    fn trunk(&self, wire: WireTrunk) -> Result<Trunk, Rejection> {
         let profile = self.trunks.profile();
         let (from, to) = (usize::from(wire.from_site), usize::from(wire.to_site));
         let n = profile.sites.len();
         if from >= n || to >= n {
-            return None;
+            return Err(Rejection::Trunk);
         }
+        let id = TrunkId::Shared {
+            from_site: from,
+            to_site: to,
+            terminal: wire.terminal,
+        };
         match profile.sharing(from, to) {
-            LinkSharing::Shared { terminals } if wire.terminal < terminals => {
-                self.trunks.trunk(TrunkId::Shared {
-                    from_site: from,
-                    to_site: to,
-                    terminal: wire.terminal,
-                })
-            }
-            _ => None,
+            LinkSharing::Shared { terminals } if wire.terminal < terminals => {}
+            _ => return Err(Rejection::Trunk),
         }
+        if self.carriers.carrier(id) != Some(self.shard.index) {
+            return Err(Rejection::OtherShard);
+        }
+        self.trunks.trunk(id).ok_or(Rejection::Trunk)
     }
 
     /// Handles one datagram from `from`: decodes it, rewrites its source to `from`, and
@@ -242,7 +314,20 @@ impl Forwarder {
             self.rejected[r.index()].fetch_add(1, Ordering::Relaxed);
             metrics::counter!("spacefabric_forwarder_datagrams_rejected_total", "reason" => r.as_str())
                 .increment(1);
-            tracing::debug!(%from, reason = r.as_str(), "forwarder: dropping a datagram");
+            if *r == Rejection::OtherShard {
+                // A configuration error (node and forwarder disagree on the forwarder list),
+                // not noise: said once per 1,000 such datagrams.
+                if self.rejected[r.index()].load(Ordering::Relaxed) % 1000 == 1 {
+                    tracing::warn!(
+                        %from,
+                        shard = %self.shard,
+                        "forwarder: refusing datagrams of a trunk another forwarder carries \
+                         (the controller's --forwarder list and this --shard disagree?)"
+                    );
+                }
+            } else {
+                tracing::debug!(%from, reason = r.as_str(), "forwarder: dropping a datagram");
+            }
         }
         result
     }
@@ -252,7 +337,7 @@ impl Forwarder {
         if header.dst.ip().is_unspecified() || header.dst.port() == 0 {
             return Err(Rejection::Destination);
         }
-        let trunk = self.trunk(header.trunk).ok_or(Rejection::Trunk)?;
+        let trunk = self.trunk(header.trunk)?;
         let Some(scheduler) = self.scheduler.as_deref() else {
             return Ok(Fate::Dropped(crate::emu::EmuDropCause::SendError));
         };

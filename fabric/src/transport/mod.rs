@@ -16,5 +16,7 @@ pub mod tls;
 pub use config::CcChoice;
 pub use config::TrunkShare;
 pub use dilated_runtime::DilatedRuntime;
-pub use mesh::{Mesh, MeshConfig, MeshStats, Payload, PeerInfo, SocketKind, TransportError};
+pub use mesh::{
+    Mesh, MeshConfig, MeshConfigError, MeshStats, Payload, PeerInfo, SocketKind, TransportError,
+};
 pub use tls::{DevCa, NodeIdentity};

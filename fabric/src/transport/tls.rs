@@ -65,9 +65,12 @@ pub enum TlsError {
         /// The parser's complaint.
         detail: String,
     },
-    /// A certificate signing request did not name exactly one valid node.
-    #[error("certificate signing request: {0}")]
-    BadCsr(String),
+    /// A certificate signing request did not name exactly one node.
+    #[error("certificate signing request: expected exactly one DNS name, found {found}")]
+    CsrDnsNames {
+        /// DNS names the request holds.
+        found: usize,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -76,9 +79,54 @@ pub enum TlsError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// rustls refused the configuration.
+    /// A PEM text held no certificate.
+    #[error("empty {what}: no certificate in the PEM")]
+    EmptyPem {
+        /// Which certificate (`CA certificate`, `node certificate`).
+        what: &'static str,
+    },
+    /// A certificate is not for the private key loaded with it.
+    #[error("{cert} does not match the {key}")]
+    KeyMismatch {
+        /// The certificate (`CA certificate`, `node certificate for earth-0`).
+        cert: String,
+        /// The key (`CA key`, `node key`).
+        key: &'static str,
+    },
+    /// The CA certificate cannot be a trust anchor.
+    #[error("CA certificate as trust anchor: {0}")]
+    TrustAnchor(#[source] rustls::Error),
+    /// The certificate verifier could not be built from the CA.
+    #[error("certificate verifier over the CA: {0}")]
+    Verifier(#[source] rustls::server::VerifierBuilderError),
+    /// The node certificate does not verify under the CA it was loaded with.
+    #[error("node certificate for {name} is not valid under this CA: {source}")]
+    NotSignedByCa {
+        /// The node name the certificate is for.
+        name: String,
+        /// The verifier's complaint.
+        source: rustls::Error,
+    },
+    /// rustls refused the configuration (protocol versions, certificate chain and key).
     #[error("TLS configuration: {0}")]
-    Config(String),
+    Rustls(#[from] rustls::Error),
+    /// The TLS configuration has no cipher suite QUIC can use.
+    #[error("TLS configuration for QUIC: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    /// A node certificate must name exactly one node (one DNS subject alternative name).
+    #[error("certificate must name exactly one node, found {found} DNS names")]
+    DnsNames {
+        /// DNS names found.
+        found: usize,
+    },
+    /// An identity or CA directory held files that do not go together.
+    #[error("{}: {source}", dir.display())]
+    InDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong with its files.
+        source: Box<Self>,
+    },
 }
 
 fn rcgen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> TlsError {
@@ -249,9 +297,10 @@ impl DevCa {
             .first()
             .is_some_and(|c| leaf_public_key_matches(c, &key))
         {
-            return Err(TlsError::Config(
-                "CA certificate does not match the CA key".to_string(),
-            ));
+            return Err(TlsError::KeyMismatch {
+                cert: "CA certificate".to_string(),
+                key: "CA key",
+            });
         }
         Ok(Self {
             cert,
@@ -317,10 +366,7 @@ impl DevCa {
             })
             .collect();
         let [name] = names.as_slice() else {
-            return Err(TlsError::BadCsr(format!(
-                "expected exactly one DNS name, found {}",
-                names.len()
-            )));
+            return Err(TlsError::CsrDnsNames { found: names.len() });
         };
         let signed = CertificateSigningRequestParams {
             params: node_params(name)?,
@@ -429,18 +475,21 @@ impl NodeIdentity {
         let ca = parse_certs(ca_cert_pem, "CA certificate")?
             .into_iter()
             .next()
-            .ok_or_else(|| TlsError::Config("empty CA certificate".to_string()))?;
+            .ok_or(TlsError::EmptyPem {
+                what: "CA certificate",
+            })?;
         let chain = parse_certs(cert_pem, "node certificate")?;
         let key = parse_key(key_pem, "node key")?;
-        let leaf = chain
-            .first()
-            .ok_or_else(|| TlsError::Config("empty node certificate".to_string()))?;
+        let leaf = chain.first().ok_or(TlsError::EmptyPem {
+            what: "node certificate",
+        })?;
         let name = cert_dns_name(leaf)?;
         // The key must be the certificate's.
         if !leaf_public_key_matches(leaf, &key) {
-            return Err(TlsError::Config(format!(
-                "node certificate for {name} does not match the node key"
-            )));
+            return Err(TlsError::KeyMismatch {
+                cert: format!("node certificate for {name}"),
+                key: "node key",
+            });
         }
         let identity = Self {
             name,
@@ -466,7 +515,14 @@ impl NodeIdentity {
                 what: format!("{} ({what})", dir.display()),
                 detail,
             },
-            TlsError::Config(m) => TlsError::Config(format!("{}: {m}", dir.display())),
+            e @ (TlsError::EmptyPem { .. }
+            | TlsError::KeyMismatch { .. }
+            | TlsError::NotSignedByCa { .. }
+            | TlsError::DnsNames { .. }
+            | TlsError::InvalidName { .. }) => TlsError::InDir {
+                dir: dir.to_path_buf(),
+                source: Box::new(e),
+            },
             other => other,
         })
     }
@@ -503,9 +559,7 @@ impl NodeIdentity {
 
     fn roots(&self) -> Result<Arc<rustls::RootCertStore>, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(self.ca.clone())
-            .map_err(|e| TlsError::Config(format!("CA certificate as trust anchor: {e}")))?;
+        roots.add(self.ca.clone()).map_err(TlsError::TrustAnchor)?;
         Ok(Arc::new(roots))
     }
 
@@ -514,15 +568,14 @@ impl NodeIdentity {
         let verifier =
             rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots()?, provider())
                 .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
+                .map_err(TlsError::Verifier)?;
         let server_name =
             ServerName::try_from(self.name.clone()).map_err(|_| TlsError::InvalidName {
                 name: self.name.clone(),
             })?;
-        let (leaf, rest) = self
-            .chain
-            .split_first()
-            .ok_or_else(|| TlsError::Config("empty node certificate".to_string()))?;
+        let (leaf, rest) = self.chain.split_first().ok_or(TlsError::EmptyPem {
+            what: "node certificate",
+        })?;
         rustls::client::danger::ServerCertVerifier::verify_server_cert(
             verifier.as_ref(),
             leaf,
@@ -531,11 +584,9 @@ impl NodeIdentity {
             &[],
             rustls::pki_types::UnixTime::now(),
         )
-        .map_err(|e| {
-            TlsError::Config(format!(
-                "node certificate for {} is not valid under this CA: {e}",
-                self.name
-            ))
+        .map_err(|source| TlsError::NotSignedByCa {
+            name: self.name.clone(),
+            source,
         })?;
         Ok(())
     }
@@ -545,13 +596,11 @@ impl NodeIdentity {
     pub fn server_crypto(&self) -> Result<rustls::ServerConfig, TlsError> {
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
             .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+            .map_err(TlsError::Verifier)?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.private_key()?)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+            .with_single_cert(self.chain.clone(), self.private_key()?)?;
         config.alpn_protocols = vec![FABRIC_ALPN.to_vec()];
         Ok(config)
     }
@@ -560,26 +609,22 @@ impl NodeIdentity {
     /// certificate the cluster CA signed (the name is checked per connection).
     pub fn client_crypto(&self) -> Result<rustls::ClientConfig, TlsError> {
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(self.roots()?)
-            .with_client_auth_cert(self.chain.clone(), self.private_key()?)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+            .with_client_auth_cert(self.chain.clone(), self.private_key()?)?;
         config.alpn_protocols = vec![FABRIC_ALPN.to_vec()];
         Ok(config)
     }
 
     /// quinn server config (crypto only; the transport config is set per connection).
     pub fn quic_server_config(&self) -> Result<quinn::ServerConfig, TlsError> {
-        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(self.server_crypto()?)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(self.server_crypto()?)?;
         Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
     }
 
     /// quinn client config (crypto only; the transport config is set per connection).
     pub fn quic_client_config(&self) -> Result<quinn::ClientConfig, TlsError> {
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(self.client_crypto()?)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(self.client_crypto()?)?;
         Ok(quinn::ClientConfig::new(Arc::new(crypto)))
     }
 }
@@ -608,10 +653,7 @@ pub fn cert_dns_name(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
             validate_node_name(name)?;
             Ok(name.clone())
         }
-        _ => Err(TlsError::Config(format!(
-            "certificate must name exactly one node, found {} DNS names",
-            names.len()
-        ))),
+        _ => Err(TlsError::DnsNames { found: names.len() }),
     }
 }
 

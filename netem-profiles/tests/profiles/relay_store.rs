@@ -26,6 +26,11 @@ const LEN: usize = 1000 - UDP_IP_OVERHEAD_BYTES;
 /// 1 Mbit/s (1000 wire bytes = 8 ms), 100 ms delay, down over [1 s, 3 s), storing up to
 /// `store` bytes.
 fn store_link(store: u64) -> LinkModel {
+    store_link_with(store, false)
+}
+
+/// [`store_link`], its upstream end following the contact plan or not.
+fn store_link_with(store: u64, contact_plan: bool) -> LinkModel {
     let mut spec = LinkSpec::ideal(ms(100));
     spec.rate_bps = Some(1_000_000);
     spec.queue_limit_bytes = 100_000;
@@ -38,6 +43,7 @@ fn store_link(store: u64) -> LinkModel {
     };
     spec.outage_mode = OutageMode::Store {
         buffer_bytes: store,
+        contact_plan,
     };
     LinkModel::new(spec, 7)
 }
@@ -224,7 +230,8 @@ fn a_route_is_parsed_into_hops_and_summarised() {
     assert_eq!(
         p.link(r, b).outage_mode,
         OutageMode::Store {
-            buffer_bytes: 64 << 20
+            buffer_bytes: 64 << 20,
+            contact_plan: false,
         }
     );
     // The store applies to the direction it was written for; the reverse mirrors the keys.
@@ -290,4 +297,62 @@ fn route_errors_name_the_line_and_key() {
     let e = errors(&per_pair);
     assert_eq!(e[0].1, "routes[0].via");
     assert!(e[0].2.contains("one shared trunk"), "{e:?}");
+}
+
+#[test]
+fn following_the_contact_plan_stores_what_would_arrive_after_the_outage_starts() {
+    let mut link = store_link_with(10_000, true);
+    // Leaves at 0.900 s, arrives at 1.000 s exactly: launched (the outage starts then).
+    assert_eq!(at(link.on_packet(ms(892), LEN)), ms(1000));
+    // Would leave at 0.958 s and arrive at 1.058 s, inside the outage: stored instead of
+    // lost, and the link idles until the return. The next one waits behind it.
+    assert_eq!(at(link.on_packet(ms(950), LEN)), ms(3108));
+    assert_eq!(at(link.on_packet(ms(950), LEN)), ms(3116));
+    // The first counts against the store, the one queued behind it against the queue (as
+    // for a serialisation that would cross the outage).
+    assert_eq!(link.stored_bytes(ms(2000)), 1000);
+    // The same two datagrams on a link that launches until the outage are lost in flight.
+    let mut tiptop = store_link_with(10_000, false);
+    assert_eq!(at(tiptop.on_packet(ms(892), LEN)), ms(1000));
+    for _ in 0..2 {
+        assert_eq!(
+            tiptop.on_packet(ms(950), LEN),
+            Verdict::Drop(DropCause::InFlight)
+        );
+    }
+}
+
+#[test]
+fn store_contact_plan_is_read_and_needs_a_storing_link() {
+    let on = ROUTED.replace(
+        "store_bytes = 67108864",
+        "store_bytes = 67108864\nstore_contact_plan = true",
+    );
+    let p = Profile::parse(&on, "relay.toml").unwrap();
+    let (r, b) = (p.site_id("relay").unwrap(), p.site_id("base").unwrap());
+    assert_eq!(
+        p.link(r, b).outage_mode,
+        OutageMode::Store {
+            buffer_bytes: 64 << 20,
+            contact_plan: true,
+        }
+    );
+    assert_eq!(
+        p.link(r, b).outage_mode.describe(),
+        "store 64 MiB, contact plan"
+    );
+    // On a link that drops in its outages there is no store to follow a plan with.
+    let bad = ROUTED.replace(
+        "rate_mbps = 100",
+        "rate_mbps = 100\nstore_contact_plan = true",
+    );
+    let errs = errors(&bad);
+    assert!(
+        errs.iter().any(
+            |(line, key, msg)| *line == line_of(&bad, "store_contact_plan")
+                && key.ends_with("store_contact_plan")
+                && msg.contains("needs outage = \"store\"")
+        ),
+        "{errs:?}"
+    );
 }

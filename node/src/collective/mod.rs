@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use spacefabric_proto::algorithm::AlgorithmName;
+use spacefabric_proto::wire_enum::{WireEnum, WireEnumError};
 use tokio::time::Instant;
 
 pub use cost::{Bound, CostModel, LinkCost, Prediction, lane_spans};
@@ -49,18 +50,23 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Which algorithm a collective uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which algorithm a collective uses (serde: its short name, `ring` … `auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Algorithm {
     /// Ring: bandwidth-optimal, 2(p−1) latencies.
+    #[serde(rename = "ring")]
     Ring,
     /// Recursive halving-doubling (Rabenseifner): bandwidth-optimal, 2 lg p latencies.
+    #[serde(rename = "hd")]
     HalvingDoubling,
     /// Binary tree reduce then broadcast: 2 lg p latencies, the whole vector per hop.
+    #[serde(rename = "tree")]
     Tree,
     /// Inside each site, then across sites once, then inside each site again.
+    #[serde(rename = "hier")]
     Hierarchical,
     /// The algorithm the cost model predicts fastest for this size and these links.
+    #[serde(rename = "auto")]
     Auto,
 }
 
@@ -79,6 +85,29 @@ impl Algorithm {
     /// Short name (`ring`, `hd`, `tree`, `hier`, `auto`).
     pub fn short_name(self) -> &'static str {
         self.concrete().map_or("auto", |c| c.short_name())
+    }
+
+    /// The algorithm a wire value (`v1::Algorithm`, a plan's or a result's) names: unset
+    /// and unknown numbers are errors.
+    pub fn from_wire(value: i32) -> Result<Self, WireEnumError> {
+        AlgorithmName::from_wire(value).map(Self::from)
+    }
+
+    /// This algorithm as the wire's `v1::Algorithm` number.
+    pub fn to_wire(self) -> i32 {
+        AlgorithmName::from(self).to_wire()
+    }
+}
+
+impl From<Algorithm> for AlgorithmName {
+    fn from(a: Algorithm) -> Self {
+        match a {
+            Algorithm::Ring => Self::Ring,
+            Algorithm::HalvingDoubling => Self::HalvingDoubling,
+            Algorithm::Tree => Self::Tree,
+            Algorithm::Hierarchical => Self::Hierarchical,
+            Algorithm::Auto => Self::Auto,
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub struct SweepSpec {
     /// Sizes in bytes per rank (each rounded down to whole elements of the datatype).
     pub sizes: Vec<u64>,
     /// Algorithms, in order.
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
     /// Timed iterations per size.
     pub iterations: usize,
     /// Untimed warm-up iterations per size.
@@ -63,9 +63,9 @@ pub struct SweepPoint {
     /// The rank that measured it.
     pub rank: usize,
     /// Algorithm asked for (`ring`, ..., `auto`).
-    pub algorithm: String,
-    /// Algorithm run (what `auto` chose).
-    pub used: String,
+    pub algorithm: Algorithm,
+    /// Algorithm run (what `auto` chose; `auto` only when no iteration ran).
+    pub used: Algorithm,
     /// Bytes per rank.
     pub bytes: u64,
     /// Elements per rank.
@@ -173,11 +173,6 @@ async fn measure<E: Exchange, T: Element>(
     })
 }
 
-/// Parses the spec's algorithm names.
-pub fn algorithms(spec: &SweepSpec) -> Result<Vec<Algorithm>, super::UnknownAlgorithm> {
-    spec.algorithms.iter().map(|a| a.parse()).collect()
-}
-
 /// Parses the spec's datatypes (`all` expanded, empty = float).
 pub fn datatypes(spec: &SweepSpec) -> Result<Vec<DataTypeName>, UnknownDataType> {
     DataTypeName::parse_list(&spec.datatypes)
@@ -204,11 +199,8 @@ async fn measure_point<E: Exchange, T: Element>(
     Ok(SweepPoint {
         index,
         rank: comm.rank(),
-        algorithm: algo.short_name().to_string(),
-        used: used.map_or_else(
-            || algo.short_name().to_string(),
-            |c| c.short_name().to_string(),
-        ),
+        algorithm: algo,
+        used: used.map_or(algo, Algorithm::from),
         bytes: (count as u64).saturating_mul(T::BYTES as u64),
         count,
         datatype: T::DATATYPE.name().to_string(),
@@ -227,11 +219,11 @@ pub async fn run_sweep<E: Exchange>(
     spec: &SweepSpec,
     mut on_point: impl FnMut(&SweepPoint),
 ) -> Result<Vec<SweepPoint>, SweepError> {
-    let algos = algorithms(spec)?;
+    let algos = &spec.algorithms;
     let types = datatypes(spec)?;
     let ops = ops(spec)?;
     let mut points = Vec::with_capacity(algos.len() * types.len() * ops.len() * spec.sizes.len());
-    for &algo in &algos {
+    for &algo in algos {
         for &datatype in &types {
             for &op in &ops {
                 for &bytes in &spec.sizes {
@@ -251,9 +243,6 @@ pub async fn run_sweep<E: Exchange>(
 /// Why a sweep failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
-    /// A name in `algorithms` is not an algorithm.
-    #[error("sweep spec: {0}")]
-    Algorithm(#[from] super::UnknownAlgorithm),
     /// A name in `datatypes` is not a datatype.
     #[error("sweep spec: {0}")]
     DataType(#[from] UnknownDataType),

@@ -23,7 +23,7 @@ use spacefabric_proto::v1::{AllReduceJob, job_spec};
 
 use crate::agent::{JobContext, JobError, JobOutput, JobRunner, Progress};
 use crate::collective::sweep::{SweepError, SweepPoint, SweepSpec, run_sweep};
-use crate::collective::{CollectiveError, Communicator, CostModel, cost::CostError};
+use crate::collective::{Algorithm, CollectiveError, Communicator, CostModel, cost::CostError};
 use crate::jobs::job_mesh::{
     FabricSettings, JobMeshError, JobPlacement, connect_mesh, scenario_time,
 };
@@ -42,6 +42,14 @@ pub enum AllReduceError {
         min: u64,
         /// `max_bytes`.
         max: u64,
+    },
+    /// An algorithm of the job is unset or unknown to this node.
+    #[error("all-reduce spec: collective_algorithms[{index}]: {source}")]
+    Algorithm {
+        /// Its index in `collective_algorithms`.
+        index: usize,
+        /// Why.
+        source: spacefabric_proto::wire_enum::WireEnumError,
     },
     /// The sweep's factor cannot step from the smallest size to the largest.
     #[error("all-reduce spec: factor must be at least 2 (got {factor})")]
@@ -140,7 +148,15 @@ pub fn sweep_sizes(min: u64, max: u64, factor: u64) -> Result<Vec<u64>, AllReduc
 pub fn sweep_spec(job: &AllReduceJob, seed: u64) -> Result<SweepSpec, AllReduceError> {
     Ok(SweepSpec {
         sizes: sweep_sizes(job.min_bytes, job.max_bytes, u64::from(job.factor))?,
-        algorithms: job.algorithms.clone(),
+        algorithms: job
+            .collective_algorithms
+            .iter()
+            .enumerate()
+            .map(|(index, &a)| {
+                Algorithm::from_wire(a)
+                    .map_err(|source| AllReduceError::Algorithm { index, source })
+            })
+            .collect::<Result<_, _>>()?,
         iterations: job.iterations as usize,
         warmup: job.warmup as usize,
         check: job.check,

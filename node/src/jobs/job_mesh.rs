@@ -67,17 +67,21 @@ pub enum JobMeshError {
         /// The plan's size.
         world: usize,
     },
-    /// The plan's forwarder address does not resolve.
-    #[error("job plan: forwarder_addr {addr:?}: {source}")]
+    /// A forwarder address of the plan does not resolve.
+    #[error("job plan: forwarder_addrs[{index}] {addr:?}: {source}")]
     ForwarderLookup {
+        /// Its index in the plan's list.
+        index: usize,
         /// The address as the plan gives it.
         addr: String,
         /// Why it does not resolve.
         source: std::io::Error,
     },
-    /// The plan's forwarder address resolves to nothing.
-    #[error("job plan: forwarder_addr {addr:?}: no address")]
+    /// A forwarder address of the plan resolves to nothing.
+    #[error("job plan: forwarder_addrs[{index}] {addr:?}: no address")]
     ForwarderNone {
+        /// Its index in the plan's list.
+        index: usize,
         /// The address as the plan gives it.
         addr: String,
     },
@@ -230,8 +234,21 @@ impl FabricSettings {
 /// moment ago) may still hold the port while its last delayed datagrams leave: a busy port is
 /// retried for a bounded time.
 pub async fn connect_mesh(ctx: &JobContext, mut config: MeshConfig) -> Result<Mesh, JobMeshError> {
-    if config.forwarder.is_none() && config.socket == SocketKind::Emulated {
-        config.forwarder = resolve_forwarder(&ctx.plan.forwarder_addr, config.listen).await?;
+    if config.forwarders.is_empty() && config.socket == SocketKind::Emulated {
+        for (index, addr) in ctx.plan.forwarder_addrs.iter().enumerate() {
+            config
+                .forwarders
+                .push(resolve_forwarder(index, addr, config.listen).await?);
+        }
+        if !config.forwarders.is_empty() {
+            tracing::info!(
+                job_id = %ctx.job_id,
+                rank = config.rank,
+                forwarders = ?config.forwarders,
+                "shared trunks go through the forwarder{}",
+                if config.forwarders.len() > 1 { "s (each trunk through the one that carries it)" } else { "" }
+            );
+        }
     }
     let listen = config.listen;
     tracing::info!(job_id = %ctx.job_id, rank = config.rank, ?listen, "connecting the job's mesh");
@@ -255,20 +272,19 @@ pub async fn connect_mesh(ctx: &JobContext, mut config: MeshConfig) -> Result<Me
     }
 }
 
-/// The forwarder the plan names (`forwarder_addr`, host:port, resolved now: a restarted
-/// forwarder pod may have a new address by the next attempt), preferring the address family
-/// of our `listen` address; `None` when the plan names none.
+/// Forwarder `index` of the plan (`forwarder_addrs[index]`, host:port, resolved now: a
+/// restarted forwarder pod may have a new address by the next attempt), preferring the
+/// address family of our `listen` address.
 async fn resolve_forwarder(
+    index: usize,
     addr: &str,
     listen: Option<SocketAddr>,
-) -> Result<Option<SocketAddr>, JobMeshError> {
+) -> Result<SocketAddr, JobMeshError> {
     let addr = addr.trim();
-    if addr.is_empty() {
-        return Ok(None);
-    }
     let found: Vec<SocketAddr> = tokio::net::lookup_host(addr)
         .await
         .map_err(|source| JobMeshError::ForwarderLookup {
+            index,
             addr: addr.to_string(),
             source,
         })?
@@ -280,10 +296,10 @@ async fn resolve_forwarder(
         .or(found.first())
         .copied()
         .ok_or_else(|| JobMeshError::ForwarderNone {
+            index,
             addr: addr.to_string(),
         })?;
-    tracing::info!(forwarder = %pick, "shared trunks go through the forwarder");
-    Ok(Some(pick))
+    Ok(pick)
 }
 
 /// How long a job waits for its fabric port to be released by the previous attempt.

@@ -14,10 +14,13 @@ use spacefabric_proto::v1::{
     TrainResult, TrainStateSource, TransportSettings, job_result,
 };
 
+use crate::collective::Algorithm;
 use crate::collective::sweep::{SweepPoint, SweepSpec};
 use crate::jobs::allreduce::{LinkSettings, NodeSweepResult, SweepTransportSettings};
 use crate::jobs::train::{CurvePoint, NodeTrainResult};
+use crate::train::StrategyKind;
 use crate::train::recovery::StateSource;
+use spacefabric_proto::wire_enum::WireEnum;
 
 /// A result message a client cannot use: which field of which rank's result, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +52,17 @@ pub enum ResultMessageError {
         rank: u32,
         /// The absent field.
         field: &'static str,
+    },
+    /// An enum field (algorithm, strategy) is unset or holds a number this build does not
+    /// know.
+    #[error("rank {rank}: {field}: {source}")]
+    Enum {
+        /// The rank whose result it is.
+        rank: u32,
+        /// The field, as a path inside the message (e.g. `points[3].used_algorithm`).
+        field: String,
+        /// Why.
+        source: spacefabric_proto::wire_enum::WireEnumError,
     },
     /// A measurement that must be a finite, non-negative number is not.
     #[error("rank {rank}: {field} = {value} is not a finite non-negative number")]
@@ -198,12 +212,21 @@ fn link_settings(rank: u32, i: usize, l: &LinkTuning) -> Result<LinkSettings, Re
     })
 }
 
+/// The algorithm a result's wire field names (unset and unknown numbers are errors).
+fn algorithm_of(rank: u32, field: String, value: i32) -> Result<Algorithm, ResultMessageError> {
+    Algorithm::from_wire(value).map_err(|source| ResultMessageError::Enum {
+        rank,
+        field,
+        source,
+    })
+}
+
 fn point_message(p: &SweepPoint) -> AllReducePoint {
     AllReducePoint {
         index: u32_of(p.index),
         rank: u32_of(p.rank),
-        algorithm: p.algorithm.clone(),
-        used: p.used.clone(),
+        requested_algorithm: p.algorithm.to_wire(),
+        used_algorithm: p.used.to_wire(),
         bytes: p.bytes,
         count: u64_of(p.count),
         datatype: p.datatype.clone(),
@@ -260,8 +283,8 @@ fn sweep_point(rank: u32, i: usize, p: &AllReducePoint) -> Result<SweepPoint, Re
     Ok(SweepPoint {
         index: usize_of(rank, field("index"), u64::from(p.index))?,
         rank: usize_of(rank, field("rank"), u64::from(p.rank))?,
-        algorithm: p.algorithm.clone(),
-        used: p.used.clone(),
+        algorithm: algorithm_of(rank, field("requested_algorithm"), p.requested_algorithm)?,
+        used: algorithm_of(rank, field("used_algorithm"), p.used_algorithm)?,
         bytes: p.bytes,
         count: usize_of(rank, field("count"), p.count)?,
         datatype: p.datatype.clone(),
@@ -289,7 +312,7 @@ impl NodeSweepResult {
             sites_by_rank: self.sites_by_rank.clone(),
             sweep: Some(AllReduceSweep {
                 sizes: s.sizes.clone(),
-                algorithms: s.algorithms.clone(),
+                collective_algorithms: s.algorithms.iter().map(|a| a.to_wire()).collect(),
                 iterations: u32_of(s.iterations),
                 warmup: u32_of(s.warmup),
                 check: s.check,
@@ -329,7 +352,14 @@ impl NodeSweepResult {
             sites_by_rank: m.sites_by_rank.clone(),
             spec: SweepSpec {
                 sizes: sweep.sizes.clone(),
-                algorithms: sweep.algorithms.clone(),
+                algorithms: sweep
+                    .collective_algorithms
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &a)| {
+                        algorithm_of(rank, format!("sweep.collective_algorithms[{i}]"), a)
+                    })
+                    .collect::<Result<_, _>>()?,
                 iterations: usize_of(rank, "sweep.iterations", u64::from(sweep.iterations))?,
                 warmup: usize_of(rank, "sweep.warmup", u64::from(sweep.warmup))?,
                 check: sweep.check,
@@ -441,7 +471,7 @@ impl NodeTrainResult {
             world_size: u32_of(self.world_size),
             site: self.site.clone(),
             sites_by_rank: self.sites_by_rank.clone(),
-            strategy: self.strategy.clone(),
+            train_strategy: self.strategy.to_wire(),
             attempt: self.attempt,
             resumed_from_step: self.resumed_from_step,
             state_source: Some(state_source_message(&self.state_source)),
@@ -485,7 +515,13 @@ impl NodeTrainResult {
             world_size: usize_of(rank, "world_size", u64::from(m.world_size))?,
             site: m.site.clone(),
             sites_by_rank: m.sites_by_rank.clone(),
-            strategy: m.strategy.clone(),
+            strategy: StrategyKind::from_wire(m.train_strategy).map_err(|source| {
+                ResultMessageError::Enum {
+                    rank,
+                    field: "train_strategy".to_string(),
+                    source,
+                }
+            })?,
             attempt: m.attempt,
             resumed_from_step: m.resumed_from_step,
             state_source: state_source(rank, m.state_source.as_ref())?,
@@ -538,7 +574,7 @@ mod tests {
             sites_by_rank: vec!["earth".into(), "moon".into()],
             spec: SweepSpec {
                 sizes: vec![4, 64],
-                algorithms: vec!["ring".into()],
+                algorithms: vec![Algorithm::Ring],
                 iterations: 3,
                 warmup: 1,
                 check: true,
@@ -549,8 +585,8 @@ mod tests {
             points: vec![SweepPoint {
                 index: 1,
                 rank: 1,
-                algorithm: "ring".into(),
-                used: "ring".into(),
+                algorithm: Algorithm::Ring,
+                used: Algorithm::Ring,
                 bytes: 64,
                 count: 32,
                 datatype: "half".into(),
@@ -607,7 +643,7 @@ mod tests {
             world_size: 4,
             site: "south".into(),
             sites_by_rank: vec!["north".into(); 4],
-            strategy: "diloco".into(),
+            strategy: StrategyKind::Diloco,
             attempt: 3,
             resumed_from_step: 200,
             state_source: source,

@@ -35,6 +35,7 @@ use crate::train::{
     TrainConfig, TrainError, TrainProgress, train_node,
 };
 use spacefabric_proto::train_job::defaults;
+use spacefabric_proto::wire_enum::{WireEnum, WireEnumError};
 
 /// Why a train job failed on this node.
 #[derive(Debug, thiserror::Error)]
@@ -42,18 +43,12 @@ pub enum TrainJobError {
     /// The job's spec is not a train job.
     #[error("train spec: not a train job")]
     NotTrain,
-    /// A train job runs exactly one strategy.
-    #[error("train spec: strategies: exactly one expected, got {count}")]
-    StrategyCount {
-        /// Strategies in the spec.
-        count: usize,
-    },
-    /// The strategy name is not in the job vocabulary.
-    #[error("train spec: strategies[0]: {0}")]
-    Strategy(#[from] spacefabric_proto::train_names::UnknownStrategy),
-    /// The activation name is not in the job vocabulary.
-    #[error("train spec: activation: {0}")]
-    Activation(#[from] spacefabric_proto::train_names::UnknownActivation),
+    /// The strategy is unset or unknown to this node.
+    #[error("train spec: strategy: {0}")]
+    Strategy(#[source] WireEnumError),
+    /// The activation is unknown to this node.
+    #[error("train spec: hidden_activation: {0}")]
+    Activation(#[source] WireEnumError),
     /// A size field does not fit this machine's `usize`.
     #[error("train spec: {field} {value} is too large")]
     TooLarge {
@@ -97,9 +92,9 @@ pub enum TrainJobError {
         /// Samples in the job's data set.
         samples: u64,
     },
-    /// The plan's algorithm is not in the vocabulary.
-    #[error("job plan: algorithms[0]: {0}")]
-    Algorithm(spacefabric_proto::algorithm::UnknownAlgorithm),
+    /// The plan's algorithm is unknown to this node.
+    #[error("job plan: collective_algorithms[0]: {0}")]
+    Algorithm(#[source] WireEnumError),
     /// The sharded strategy's plan has no parameter shard for this rank, or one outside the
     /// model's parameters.
     #[error(
@@ -149,8 +144,8 @@ pub struct NodeTrainResult {
     pub site: String,
     /// Every rank's site, by rank.
     pub sites_by_rank: Vec<String>,
-    /// The strategy (sync, sharded, diloco, hier).
-    pub strategy: String,
+    /// The strategy that trained.
+    pub strategy: StrategyKind,
     /// The attempt that finished (1 = no restart).
     pub attempt: u32,
     /// The committed step this attempt resumed from (0 = from scratch).
@@ -188,17 +183,13 @@ pub struct NodeTrainResult {
 /// The training run a job describes, as [`train_node`] takes it.
 pub fn train_config(job: &TrainJob) -> Result<TrainConfig, TrainJobError> {
     let j = job.resolved();
-    let [strategy] = j.strategies.as_slice() else {
-        return Err(TrainJobError::StrategyCount {
-            count: j.strategies.len(),
-        });
-    };
-    let kind = StrategyKind::parse(strategy)?;
+    let kind = StrategyKind::from_wire(j.strategy).map_err(TrainJobError::Strategy)?;
     let usize_of = |field: &'static str, value: u32| {
         usize::try_from(value).map_err(|_| TrainJobError::TooLarge { field, value })
     };
     let model = if j.model == defaults::MODEL {
-        let activation = Activation::parse(&j.activation)?;
+        let activation =
+            Activation::from_wire(j.hidden_activation).map_err(TrainJobError::Activation)?;
         let input = usize_of("input_dim", j.input_dim)?;
         let output = usize_of("output_dim", j.output_dim)?;
         ModelConfig::Mlp {
@@ -319,13 +310,11 @@ impl TrainRunner {
                 samples: cfg.total_samples,
             });
         }
-        let algorithm: Algorithm = ctx
-            .plan
-            .algorithms
-            .first()
-            .map_or("auto", String::as_str)
-            .parse()
-            .map_err(TrainJobError::Algorithm)?;
+        // An empty list (a plan from before the field) means auto, as it always did.
+        let algorithm = match ctx.plan.collective_algorithms.first() {
+            Some(&a) => Algorithm::from_wire(a).map_err(TrainJobError::Algorithm)?,
+            None => Algorithm::Auto,
+        };
 
         let commits = DirCommits::new(&self.state_dir.join("train").join(&ctx.job_id))?;
         if ctx.resume_from_step == 0 {
@@ -441,7 +430,7 @@ impl TrainRunner {
             world_size: world,
             site: ctx.scenario.site.clone(),
             sites_by_rank: placement.sites_by_rank.clone(),
-            strategy: cfg.strategy.kind.name().to_string(),
+            strategy: cfg.strategy.kind,
             attempt: ctx.attempt,
             resumed_from_step: ctx.resume_from_step,
             state_source,
@@ -507,7 +496,7 @@ mod tests {
     #[test]
     fn the_job_becomes_a_config_with_the_shared_defaults() {
         let job = TrainJob {
-            strategies: vec!["diloco".into()],
+            strategy: StrategyKind::Diloco.to_wire(),
             steps: 50,
             outer_momentum: Some(0.0),
             step_time_ms: 10,
@@ -520,20 +509,18 @@ mod tests {
         assert_eq!(cfg.step_time, Duration::from_millis(10));
         let params = cfg.model.param_count().unwrap();
         assert_eq!(params as u64, job.parameter_count());
-        let two = TrainJob {
-            strategies: vec!["sync".into(), "diloco".into()],
+        let unset = TrainJob {
+            strategy: 0,
             ..job.clone()
         };
-        assert!(train_config(&two).is_err());
+        assert!(train_config(&unset).is_err());
         let bad = TrainJob {
-            strategies: vec!["gossip".into()],
+            strategy: 17,
             ..job
         };
-        assert!(
-            train_config(&bad)
-                .unwrap_err()
-                .to_string()
-                .contains("gossip")
+        assert_eq!(
+            train_config(&bad).unwrap_err().to_string(),
+            "train spec: strategy: unknown value 17"
         );
     }
 }

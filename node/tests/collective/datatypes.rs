@@ -41,7 +41,7 @@ async fn every_datatype_and_op_is_exact_with_every_algorithm_through_the_sweep()
     let spec = SweepSpec {
         sizes: vec![8, 1000],
         algorithms: ["ring", "hd", "tree", "hier", "auto"]
-            .map(String::from)
+            .map(|a| a.parse().unwrap())
             .to_vec(),
         iterations: 1,
         warmup: 0,

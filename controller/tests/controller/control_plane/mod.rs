@@ -3,6 +3,7 @@
 //! `cargo test -p spacefabric-controller --test controller control_plane::MODULE`.
 
 mod control_plane_rtt;
+mod enum_fields;
 mod status_bounded;
 mod time_dilation;
 mod watch_bounded;

@@ -48,7 +48,7 @@ fn history(jobs: u64) -> PersistedState {
                         factor: 2,
                         iterations: 20,
                         warmup: 5,
-                        algorithms: vec!["ring".into()],
+                        collective_algorithms: vec![spacefabric_proto::v1::Algorithm::Ring as i32],
                         check: true,
                         ..AllReduceJob::default()
                     })),
@@ -66,7 +66,7 @@ fn history(jobs: u64) -> PersistedState {
                             node_id: format!("n{rank}"),
                         })
                         .collect(),
-                    algorithms: vec!["ring".into()],
+                    collective_algorithms: vec![spacefabric_proto::v1::Algorithm::Ring as i32],
                     ..JobPlan::default()
                 }),
                 submitted_unix_ms: 1_700_000_000_000 + n,

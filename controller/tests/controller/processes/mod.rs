@@ -8,3 +8,4 @@ mod allreduce_job;
 mod bench_reattach;
 mod dilated_cluster;
 mod forwarder_job;
+mod forwarder_shards;

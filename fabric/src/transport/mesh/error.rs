@@ -11,7 +11,7 @@ use crate::transport::tls::TlsError;
 pub enum TransportError {
     /// The configuration is inconsistent.
     #[error("mesh configuration: {0}")]
-    Config(String),
+    Config(#[from] MeshConfigError),
     /// A rank outside the mesh.
     #[error("rank {rank} is not in the mesh (world size {world_size})")]
     NoSuchRank {
@@ -70,4 +70,84 @@ pub enum TransportError {
     /// The mesh was closed.
     #[error("the mesh is closed")]
     Closed,
+}
+
+/// What is inconsistent in a [`MeshConfig`](super::MeshConfig): which peer, rank, site or
+/// setting, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshConfigError {
+    /// Two peers claim the same rank.
+    #[error("rank {rank} listed twice in peers")]
+    DuplicateRank {
+        /// The rank.
+        rank: usize,
+    },
+    /// A peer's rank is not below the number of peers.
+    #[error("peer {name} has rank {rank} but there are only {world_size} peers")]
+    RankOutOfRange {
+        /// The peer's node name.
+        name: String,
+        /// Its rank.
+        rank: usize,
+        /// Peers listed.
+        world_size: usize,
+    },
+    /// No peer holds a rank below the world size.
+    #[error("no peer has rank {rank} (ranks must be 0..{world_size})")]
+    MissingRank {
+        /// The rank nobody has.
+        rank: usize,
+        /// Peers listed.
+        world_size: usize,
+    },
+    /// Our own entry in the peers names another node than our certificate.
+    #[error("rank {rank} is {listed} in peers but our certificate is for {certificate}")]
+    NotOurCertificate {
+        /// Our rank.
+        rank: usize,
+        /// The name the peers list gives it.
+        listed: String,
+        /// The name in our certificate.
+        certificate: String,
+    },
+    /// A peer sits at a site the profile does not have.
+    #[error("peer rank {rank} ({name}) is at site {site:?}, which profile {profile} does not have")]
+    UnknownSite {
+        /// The peer's rank.
+        rank: usize,
+        /// Its node name.
+        name: String,
+        /// The site it claims.
+        site: String,
+        /// The profile's name.
+        profile: String,
+    },
+    /// The profile has more sites than the forwarder header can number.
+    #[error("profile {profile} has {sites} sites: the forwarder header carries at most 65,536")]
+    TooManySites {
+        /// The profile's name.
+        profile: String,
+        /// Its sites.
+        sites: usize,
+    },
+    /// Two peers share one address.
+    #[error("two peers share the address {addr}")]
+    DuplicateAddr {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The UDP payload size is out of range.
+    #[error("udp_payload {udp_payload} is outside 1200..={max}")]
+    UdpPayloadRange {
+        /// The size asked for.
+        udp_payload: u16,
+        /// The largest accepted.
+        max: u16,
+    },
+    /// quinn refused the endpoint's UDP payload size.
+    #[error("udp_payload: {0}")]
+    UdpPayload(#[source] quinn::ConfigError),
+    /// The forwarders cannot carry the profile's trunks (e.g. none listed).
+    #[error("forwarders: {0}")]
+    Forwarders(#[source] netem_profiles::CarriersError),
 }

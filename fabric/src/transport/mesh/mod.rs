@@ -25,8 +25,9 @@
 //!   in one process pass the same set, so their node pairs queue in one FIFO), placed by the
 //!   roster's [`TrunkPlan`]; each connection's link-aware window is the trunk's divided by
 //!   its [`TrunkShare`] (see [`Mesh::set_trunk_share`]). Node *processes* share a trunk
-//!   through the forwarder instead ([`MeshConfig::forwarder`], `crate::forwarder`): datagrams
-//!   to a peer across a shared trunk go encapsulated to it, and it applies the trunk for all.
+//!   through a forwarder instead ([`MeshConfig::forwarders`], `crate::forwarder`): datagrams
+//!   to a peer across a shared trunk go encapsulated to the one forwarder that carries that
+//!   trunk ([`TrunkCarriers`]), and it applies the trunk for all.
 //! * **Bad input.** A malformed header or control message, a wrong rank, a stream that ends
 //!   early close that stream (or that connection) with an error code and a log line; the
 //!   process and the other connections carry on.
@@ -46,7 +47,7 @@
 //! * `send` — driving a transfer to the peer across reconnections, within the contact plan;
 //! * `receive` — reading transfer streams into the ledger and delivering complete transfers;
 //! * `payload` — [`Payload`], a received transfer as the pieces quinn delivered (no copy);
-//! * `error` — [`TransportError`].
+//! * `error` — [`TransportError`], and [`MeshConfigError`] for an inconsistent configuration.
 
 mod connection;
 mod error;
@@ -71,7 +72,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
-use netem_profiles::{TrunkId, TrunkPlan};
+use netem_profiles::{TrunkCarriers, TrunkId, TrunkPlan};
 
 use crate::emu::encap::WireTrunk;
 use crate::emu::{EmuClock, EmulatedSocket, TrunkSet};
@@ -82,7 +83,7 @@ use crate::transport::frame::{FabricControl, TransferHeader};
 use crate::transport::pacing::SendPacer;
 use crate::transport::tls::{self, TlsError};
 
-pub use error::TransportError;
+pub use error::{MeshConfigError, TransportError};
 pub use payload::Payload;
 pub use roster::{MeshConfig, PeerInfo, SocketKind};
 
@@ -233,11 +234,11 @@ struct Inner {
 }
 
 fn too_many_sites(profile: &netem_profiles::Profile) -> TransportError {
-    TransportError::Config(format!(
-        "profile {} has {} sites: the forwarder header carries at most 65,536",
-        profile.name,
-        profile.sites.len()
-    ))
+    MeshConfigError::TooManySites {
+        profile: profile.name.clone(),
+        sites: profile.sites.len(),
+    }
+    .into()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -272,16 +273,15 @@ impl Mesh {
             match by_rank.get_mut(p.rank) {
                 Some(slot @ None) => *slot = Some(p),
                 Some(Some(_)) => {
-                    return Err(TransportError::Config(format!(
-                        "rank {} listed twice in peers",
-                        p.rank
-                    )));
+                    return Err(MeshConfigError::DuplicateRank { rank: p.rank }.into());
                 }
                 None => {
-                    return Err(TransportError::Config(format!(
-                        "peer {} has rank {} but there are only {world_size} peers",
-                        p.name, p.rank
-                    )));
+                    return Err(MeshConfigError::RankOutOfRange {
+                        name: p.name.clone(),
+                        rank: p.rank,
+                        world_size,
+                    }
+                    .into());
                 }
             }
         }
@@ -294,20 +294,22 @@ impl Mesh {
                 world_size,
             })?;
         if me.name != config.identity.name() {
-            return Err(TransportError::Config(format!(
-                "rank {} is {} in peers but our certificate is for {}",
-                config.rank,
-                me.name,
-                config.identity.name()
-            )));
+            return Err(MeshConfigError::NotOurCertificate {
+                rank: config.rank,
+                listed: me.name.clone(),
+                certificate: config.identity.name().to_string(),
+            }
+            .into());
         }
         let profile = &config.profile;
         let site_id = |p: &PeerInfo| {
             profile.site_id(&p.site).ok_or_else(|| {
-                TransportError::Config(format!(
-                    "peer rank {} ({}) is at site {:?}, which profile {} does not have",
-                    p.rank, p.name, p.site, profile.name
-                ))
+                TransportError::from(MeshConfigError::UnknownSite {
+                    rank: p.rank,
+                    name: p.name.clone(),
+                    site: p.site.clone(),
+                    profile: profile.name.clone(),
+                })
             })
         };
         let my_site = site_id(me)?;
@@ -316,24 +318,31 @@ impl Mesh {
             .map(|p| p.map_or(Ok(usize::MAX), site_id))
             .collect::<Result<Vec<_>, _>>()?;
         let trunk_plan = TrunkPlan::new(profile, &site_of_rank);
+        // Which of the forwarders carries each shared trunk (the same table the controller
+        // and every forwarder compute from the profile and the number of forwarders).
+        let carriers = (!config.forwarders.is_empty())
+            .then(|| TrunkCarriers::new(profile, config.forwarders.len()))
+            .transpose()
+            .map_err(MeshConfigError::Forwarders)?;
         let trunks = config
             .trunks
             .clone()
             .unwrap_or_else(|| Arc::new(TrunkSet::new(profile.clone())));
         if !(1200..=MAX_FABRIC_MTU).contains(&config.udp_payload) {
-            return Err(TransportError::Config(format!(
-                "udp_payload {} is outside 1200..={MAX_FABRIC_MTU}",
-                config.udp_payload
-            )));
+            return Err(MeshConfigError::UdpPayloadRange {
+                udp_payload: config.udp_payload,
+                max: MAX_FABRIC_MTU,
+            }
+            .into());
         }
         let longest_outage = profile.longest_outage();
         let client_crypto = Arc::new(
             quinn::crypto::rustls::QuicClientConfig::try_from(config.identity.client_crypto()?)
-                .map_err(|e| TransportError::Tls(TlsError::Config(e.to_string())))?,
+                .map_err(TlsError::from)?,
         );
         let server_crypto = Arc::new(
             quinn::crypto::rustls::QuicServerConfig::try_from(config.identity.server_crypto()?)
-                .map_err(|e| TransportError::Tls(TlsError::Config(e.to_string())))?,
+                .map_err(TlsError::from)?,
         );
         let mut peers = Vec::with_capacity(world_size);
         let mut by_addr = HashMap::new();
@@ -342,9 +351,7 @@ impl Mesh {
         let mut private_trunk_copies = 0usize;
         for (rank, p) in by_rank.iter().enumerate() {
             let Some(p) = p else {
-                return Err(TransportError::Config(format!(
-                    "no peer has rank {rank} (ranks must be 0..{world_size})"
-                )));
+                return Err(MeshConfigError::MissingRank { rank, world_size }.into());
             };
             tls::validate_node_name(&p.name)?;
             if rank == config.rank {
@@ -358,19 +365,26 @@ impl Mesh {
                     from_rank: config.rank,
                     to_rank: rank,
                 });
-            let link = match (trunk, config.forwarder) {
+            let via = carriers
+                .as_ref()
+                .and_then(|c| c.carrier(trunk))
+                .and_then(|i| config.forwarders.get(i).copied());
+            let link = match (trunk, via) {
                 (
                     TrunkId::Shared {
                         from_site,
                         to_site,
                         terminal,
                     },
-                    Some(_),
-                ) => PeerLink::Forwarded(WireTrunk {
-                    from_site: u16::try_from(from_site).map_err(|_| too_many_sites(profile))?,
-                    to_site: u16::try_from(to_site).map_err(|_| too_many_sites(profile))?,
-                    terminal,
-                }),
+                    Some(via),
+                ) => PeerLink::Forwarded(
+                    WireTrunk {
+                        from_site: u16::try_from(from_site).map_err(|_| too_many_sites(profile))?,
+                        to_site: u16::try_from(to_site).map_err(|_| too_many_sites(profile))?,
+                        terminal,
+                    },
+                    via,
+                ),
                 _ => match trunks.trunk(trunk) {
                     Some(t) => {
                         if config.trunks.is_none() {
@@ -409,10 +423,7 @@ impl Mesh {
             let mut server_config = quinn::ServerConfig::with_crypto(server_crypto.clone());
             server_config.transport_config(transport);
             if by_addr.insert(p.addr, rank).is_some() {
-                return Err(TransportError::Config(format!(
-                    "two peers share the address {}",
-                    p.addr
-                )));
+                return Err(MeshConfigError::DuplicateAddr { addr: p.addr }.into());
             }
             peers.push(Some(PeerSlot {
                 info: (*p).clone(),
@@ -449,13 +460,13 @@ impl Mesh {
             config.bound.as_deref(),
             config.clock,
             max_payload,
-            config.forwarder,
+            &config.forwarders,
             emulated_links,
         )?;
         let mut endpoint_config = quinn::EndpointConfig::default();
         endpoint_config
             .max_udp_payload_size(u16::try_from(max_payload).unwrap_or(MAX_FABRIC_MTU))
-            .map_err(|e| TransportError::Config(format!("udp_payload: {e}")))?;
+            .map_err(MeshConfigError::UdpPayload)?;
         // quinn's own random choices (skipped packet numbers, hence ACK sizes) from the
         // scenario seed and the rank, so that a run on a virtual clock repeats exactly.
         endpoint_config.rng_seed(Some(socket::endpoint_rng_seed(profile.seed, config.rank)));

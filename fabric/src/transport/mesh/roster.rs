@@ -80,13 +80,14 @@ pub struct MeshConfig {
     /// connections across one trunk share it). Meshes in one process pass the same set so
     /// that all their node pairs on a trunk queue in one FIFO.
     pub trunks: Option<Arc<TrunkSet>>,
-    /// The forwarder that applies the shared trunks for node processes (default: none). With
-    /// it, datagrams to a peer across a shared trunk go encapsulated to the forwarder, which
-    /// applies the trunk for every node of the cluster (`crate::forwarder`); `trunks` is then
-    /// not used for those peers. Without it, and without `trunks` shared with the other
-    /// nodes, this node applies a private copy of each trunk and warns that its results may
-    /// exceed the link.
-    pub forwarder: Option<SocketAddr>,
+    /// The forwarders that apply the shared trunks for node processes, in shard order
+    /// (default: none). With them, datagrams to a peer across a shared trunk go encapsulated
+    /// to the one forwarder that carries that trunk (`netem_profiles::TrunkCarriers` over the
+    /// profile and `forwarders.len()`), which applies it for every node of the cluster
+    /// (`crate::forwarder`); `trunks` is then not used for those peers. Without them, and
+    /// without `trunks` shared with the other nodes, this node applies a private copy of each
+    /// trunk and warns that its results may exceed the link.
+    pub forwarders: Vec<SocketAddr>,
     /// The mesh's session, said in every hello (default empty): peers in another session
     /// are refused. A controller job sets its id and attempt, so a node's mesh of the
     /// previous job, still closing on the same port, is never taken for this job's.
@@ -118,7 +119,7 @@ impl MeshConfig {
             contact_aware: true,
             udp_payload: FABRIC_MTU,
             trunks: None,
-            forwarder: None,
+            forwarders: Vec::new(),
             session: String::new(),
         }
     }

@@ -80,20 +80,21 @@ pub(super) enum PeerLink {
     Private(Box<netem_profiles::LinkModel>),
     /// A trunk shared with other node pairs.
     Shared(Trunk),
-    /// A trunk shared with node pairs of other processes, applied by the forwarder.
-    Forwarded(WireTrunk),
+    /// A trunk shared with node pairs of other processes, applied by the forwarder at the
+    /// address (the one that carries this trunk).
+    Forwarded(WireTrunk, SocketAddr),
 }
 
 /// The socket seam: builds the socket quinn runs on, on `bound` (a clone of its handle) or
 /// else on a socket bound to `addr`. `links` are (peer address, link from our site to the
-/// peer's, label) for the emulated kinds; `forwarder` carries the [`PeerLink::Forwarded`] ones.
+/// peer's, label) for the emulated kinds; `forwarders` carry the [`PeerLink::Forwarded`] ones.
 pub(super) fn build_socket(
     kind: SocketKind,
     addr: SocketAddr,
     bound: Option<&std::net::UdpSocket>,
     clock: EmuClock,
     max_udp_payload: usize,
-    forwarder: Option<SocketAddr>,
+    forwarders: &[SocketAddr],
     links: Vec<(SocketAddr, PeerLink, String)>,
 ) -> Result<BuiltSocket, TransportError> {
     let addr = match bound {
@@ -119,14 +120,16 @@ pub(super) fn build_socket(
                 LinkTable::new(clock)
             }
             .with_max_udp_payload(max_udp_payload);
-            if let Some(f) = forwarder {
-                table = table.with_forwarder(f);
+            for f in forwarders {
+                table = table.with_forwarder(*f);
             }
             for (peer, link, label) in links {
                 match link {
                     PeerLink::Private(model) => table.set_peer_labelled(peer, *model, label),
                     PeerLink::Shared(trunk) => table.set_peer_trunk(peer, &trunk),
-                    PeerLink::Forwarded(trunk) => table.set_peer_forwarded(peer, trunk),
+                    PeerLink::Forwarded(trunk, via) => {
+                        table.set_peer_forwarded_via(peer, trunk, via);
+                    }
                 }
             }
             let table = Arc::new(table);
