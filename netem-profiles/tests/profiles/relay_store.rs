@@ -324,7 +324,7 @@ fn following_the_contact_plan_stores_what_would_arrive_after_the_outage_starts()
 
 #[test]
 fn store_contact_plan_is_read_and_needs_a_storing_link() {
-    let on = ROUTED.replace(
+    let on = routed().replace(
         "store_bytes = 67108864",
         "store_bytes = 67108864\nstore_contact_plan = true",
     );
@@ -342,7 +342,7 @@ fn store_contact_plan_is_read_and_needs_a_storing_link() {
         "store 64 MiB, contact plan"
     );
     // On a link that drops in its outages there is no store to follow a plan with.
-    let bad = ROUTED.replace(
+    let bad = routed().replace(
         "rate_mbps = 100",
         "rate_mbps = 100\nstore_contact_plan = true",
     );
