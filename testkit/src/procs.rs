@@ -30,12 +30,28 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin args` with a clean environment (RUST_LOG=info), output into `<logs>/<name>.log`.
     pub fn spawn(name: &str, bin: &Path, args: &[String], logs: &Path) -> Self {
+        Self::spawn_with_env(name, bin, args, [("RUST_LOG", "info")], logs)
+    }
+
+    /// [`Self::spawn`] with exactly `env` as the environment (nothing inherited, nothing
+    /// added): a process configured by its environment alone, as a pod is.
+    pub fn spawn_with_env<K, V>(
+        name: &str,
+        bin: &Path,
+        args: &[String],
+        env: impl IntoIterator<Item = (K, V)>,
+        logs: &Path,
+    ) -> Self
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         let log = logs.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin)
             .args(args)
             .env_clear()
-            .env("RUST_LOG", "info")
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -292,8 +308,31 @@ pub fn run_bounded(cmd: Command, limit: Duration) -> Output {
 }
 
 /// Process clusters of one test process run one at a time (a 2-core machine runs one
-/// five-process cluster at a time well, two badly): held by every [`LocalCluster`].
+/// five-process cluster at a time well, two badly): see [`ClusterSlot`].
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The right to run a cluster of processes in this test process, one holder at a time. Every
+/// [`LocalCluster`] holds one; a test that starts its own controller and nodes (train
+/// recovery, the Kubernetes environment, the soak) takes one with [`ClusterSlot::take`] and
+/// keeps it until its processes are gone. Since a crate's integration tests share one test
+/// binary, whose tests run on parallel threads, this is what keeps two such clusters from
+/// running at once. A plain lock, not a timing: a test waits until the slot is free.
+#[derive(Debug)]
+pub struct ClusterSlot {
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+impl ClusterSlot {
+    /// Waits until no other cluster of this test process runs, then holds the slot until
+    /// dropped (a test that panicked while holding it frees it too).
+    pub fn take() -> Self {
+        Self {
+            _guard: ONE_CLUSTER_AT_A_TIME
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        }
+    }
+}
 
 /// A controller and its nodes as processes on 127.0.0.1, in a temporary directory that holds
 /// their state and logs; every process is killed when the cluster is dropped.
@@ -310,16 +349,14 @@ pub struct LocalCluster {
     /// The `spacefabric-node` binary.
     pub node_bin: PathBuf,
     dir: tempfile::TempDir,
-    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+    _slot: ClusterSlot,
 }
 
 impl LocalCluster {
     /// Starts the controller on `profile` with `token` and `extra` flags (e.g.
     /// `--time-dilation 4`), once it says it serves.
     pub fn start(profile: &Path, token: &str, extra: &[String]) -> Self {
-        let one_at_a_time = ONE_CLUSTER_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = ClusterSlot::take();
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).unwrap();
@@ -338,7 +375,7 @@ impl LocalCluster {
             logs,
             node_bin: crate::bins::node(),
             dir,
-            _one_at_a_time: one_at_a_time,
+            _slot: slot,
         }
     }
 

@@ -47,6 +47,24 @@ pub struct ProfileSpec {
     pub sites: Vec<String>,
     /// The links.
     pub links: Vec<LinkSpec>,
+    /// `[[routes]]`: (from, to, the relay sites in order).
+    pub routes: Vec<(String, String, Vec<String>)>,
+}
+
+/// Sites in order, each with its own link at 0.05 ms, unlimited; no link between sites yet
+/// (add them with [`ProfileSpec::link`]).
+pub fn sites(name: &str, sites: &[&str]) -> ProfileSpec {
+    ProfileSpec {
+        name: name.into(),
+        description: None,
+        seed: None,
+        sites: sites.iter().map(|s| (*s).to_string()).collect(),
+        links: sites
+            .iter()
+            .map(|s| LinkSpec::new(s, s, 0.05, None))
+            .collect(),
+        routes: Vec::new(),
+    }
 }
 
 /// The lan every single-site test runs on: site `lan`, 0.05 ms, unlimited.
@@ -56,29 +74,13 @@ pub fn lan(name: &str) -> ProfileSpec {
 
 /// One site `site` whose internal link has `delay_ms` and `rate`.
 pub fn one_site(name: &str, site: &str, delay_ms: f64, rate: Option<Rate>) -> ProfileSpec {
-    ProfileSpec {
-        name: name.into(),
-        description: None,
-        seed: None,
-        sites: vec![site.into()],
-        links: vec![LinkSpec::new(site, site, delay_ms, rate)],
-    }
+    sites(name, &[site]).inside(delay_ms, rate)
 }
 
 /// Two sites `a` and `b`, 0.05 ms inside each, `delay_ms` and `rate` between them (one link
 /// entry, both directions).
 pub fn two_sites(name: &str, a: &str, b: &str, delay_ms: f64, rate: Option<Rate>) -> ProfileSpec {
-    ProfileSpec {
-        name: name.into(),
-        description: None,
-        seed: None,
-        sites: vec![a.into(), b.into()],
-        links: vec![
-            LinkSpec::new(a, a, 0.05, None),
-            LinkSpec::new(b, b, 0.05, None),
-            LinkSpec::new(a, b, delay_ms, rate),
-        ],
-    }
+    sites(name, &[a, b]).link(LinkSpec::new(a, b, delay_ms, rate))
 }
 
 /// Earth and moon, 8 Mbit/s (one byte per µs) and 1.28 s apart: the paused-clock trunk and
@@ -97,6 +99,15 @@ impl LinkSpec {
             rate,
             extra: String::new(),
         }
+    }
+
+    /// With further TOML lines of this link, verbatim (`outage = "store"`...).
+    pub fn with_extra(mut self, extra: &str) -> Self {
+        self.extra.push_str(extra);
+        if !self.extra.ends_with('\n') {
+            self.extra.push('\n');
+        }
+        self
     }
 }
 
@@ -124,12 +135,22 @@ impl ProfileSpec {
 
     /// Appends TOML lines to the last link (the cross-site one of [`two_sites`]).
     pub fn last_link_extra(mut self, extra: &str) -> Self {
-        if let Some(link) = self.links.last_mut() {
-            link.extra.push_str(extra);
-            if !link.extra.ends_with('\n') {
-                link.extra.push('\n');
-            }
+        if let Some(link) = self.links.pop() {
+            self.links.push(link.with_extra(extra));
         }
+        self
+    }
+
+    /// With one more link, after the others.
+    pub fn link(mut self, link: LinkSpec) -> Self {
+        self.links.push(link);
+        self
+    }
+
+    /// With a `[[routes]]` entry: `from` to `to` relayed by `via`, in order.
+    pub fn route(mut self, from: &str, to: &str, via: &[&str]) -> Self {
+        let via = via.iter().map(|s| (*s).to_string()).collect();
+        self.routes.push((from.into(), to.into(), via));
         self
     }
 
@@ -157,6 +178,13 @@ impl ProfileSpec {
                 None => {}
             }
             out.push_str(&link.extra);
+        }
+        for (from, to, via) in &self.routes {
+            writeln!(
+                out,
+                "[[routes]]\nfrom = {from:?}\nto = {to:?}\nvia = {via:?}"
+            )
+            .unwrap();
         }
         out
     }
@@ -195,5 +223,17 @@ mod tests {
             let names: Vec<&str> = profile.sites.iter().map(|s| s.name.as_str()).collect();
             assert_eq!(names, spec.sites, "{}", spec.toml());
         }
+    }
+
+    #[test]
+    fn routes_render_after_the_links_and_parse() {
+        let profile = sites("routed", &["earth", "relay", "base"])
+            .link(LinkSpec::new("earth", "relay", 1200.0, None))
+            .link(LinkSpec::new("relay", "base", 30.0, None).with_extra("outage = \"drop\""))
+            .route("earth", "base", &["relay"])
+            .profile();
+        let id = |name| profile.site_id(name).unwrap();
+        let (earth, relay, base) = (id("earth"), id("relay"), id("base"));
+        assert_eq!(profile.route(earth, base), Some(&[earth, relay, base][..]));
     }
 }

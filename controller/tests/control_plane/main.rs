@@ -1,9 +1,0 @@
-//! The controller's control plane in process, one test binary (one link instead of four): a
-//! real controller on 127.0.0.1 (`spacefabric_testkit::controller`) and real tonic clients.
-//! Run one with `cargo test -p spacefabric-controller --test control_plane MODULE`.
-
-mod control_plane_rtt;
-mod enum_fields;
-mod status_bounded;
-mod time_dilation;
-mod watch_bounded;
