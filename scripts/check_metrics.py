@@ -34,21 +34,39 @@ BIN = os.path.join(ROOT, "target", "debug")
 WAIT_S = 120
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(names):
+    """One distinct free port per name: every socket stays bound until all are chosen, so two
+    names cannot get the same port (which would make one process fail to bind)."""
+    socks = []
+    try:
+        for _ in names:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return {n: s.getsockname()[1] for n, s in zip(names, socks)}
+    finally:
+        for s in socks:
+            s.close()
 
 
-def scrape(port):
+class ScrapeError(Exception):
+    """An endpoint that never served /metrics: which one, and why."""
+
+
+def scrape(name, port, proc):
+    """`proc`'s /metrics on `port`, waiting (bounded) for it to serve; fails at once if the
+    process has exited."""
     deadline = time.monotonic() + WAIT_S
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
                 return r.read().decode()
-        except OSError:
+        except OSError as e:
+            code = proc.poll()
+            if code is not None:
+                raise ScrapeError(f"{name}: exited with status {code} before serving /metrics on port {port}") from e
             if time.monotonic() > deadline:
-                raise
+                raise ScrapeError(f"{name}: no /metrics on port {port} after {WAIT_S} s: {e}") from e
             time.sleep(0.2)
 
 
@@ -242,7 +260,7 @@ def self_test():
 
 
 def main():
-    ports = {k: free_port() for k in ("grpc", "controller", "node", "node_fabric", "forwarder", "fwd")}
+    ports = free_ports(("grpc", "controller", "node", "node_fabric", "forwarder", "fwd"))
     profiles = os.path.join(ROOT, "netem-profiles", "profiles")
     procs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -270,8 +288,12 @@ def main():
             ], stdout=log, stderr=log, env=env))
             problems = []
             promtool = promtool_binary()
-            for name in ("controller", "node", "forwarder"):
-                text = scrape(ports[name])
+            for name, proc in zip(("controller", "node", "forwarder"), procs):
+                try:
+                    text = scrape(name, ports[name], proc)
+                except ScrapeError as e:
+                    problems.append(str(e))
+                    continue
                 problems += check(name, text)
                 lint = promlint(text)
                 problems += [f"{name}: promlint: {p}" for p in lint]

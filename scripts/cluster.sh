@@ -427,7 +427,8 @@ cmd_down() {
     stop "$f" "$(basename "$f" .pid)" &
   done
   wait
-  for f in "$DIR"/forwarder-*.pid; do
+  # forwarder.pid: a cluster started before there could be several forwarders.
+  for f in "$DIR"/forwarder-*.pid "$DIR"/forwarder.pid; do
     stop "$f" "$(basename "$f" .pid)"
   done
   stop "$DIR/controller.pid" controller
