@@ -10,30 +10,11 @@
 //! bench's exit is awaited with a bounded timeout.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::time::Duration;
-
+use super::forwarder_support::{forwarder_args, sample, scrape, sweep_on_two_sites};
 use spacefabric_testkit::procs::{LocalCluster, free_tcp, free_udp};
 use spacefabric_testkit::profiles::{Rate, two_sites};
 
 const TOKEN: &str = "forwarder-shards-token";
-/// Bound for the whole job on a loaded 2-core machine.
-const WAIT: Duration = Duration::from_secs(240);
-
-fn scrape(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
 
 #[test]
 fn two_forwarders_each_carry_only_their_trunks() {
@@ -57,51 +38,17 @@ fn two_forwarders_each_carry_only_their_trunks() {
         cluster.add(
             &format!("forwarder-{i}"),
             &node_bin,
-            &[
-                "forwarder".into(),
-                "--profile".into(),
-                profile.display().to_string(),
-                "--shard".into(),
-                format!("{i}/2"),
-                "--listen".into(),
-                addr.clone(),
-                "--metrics-listen".into(),
-                format!("127.0.0.1:{}", metrics_ports[i]),
-                "--controller".into(),
-                url.clone(),
-                "--join-token".into(),
-                TOKEN.into(),
-            ],
+            &forwarder_args(
+                &profile,
+                Some(&format!("{i}/2")),
+                addr,
+                metrics_ports[i],
+                &url,
+                TOKEN,
+            ),
         );
     }
-    for (i, site) in ["earth", "earth", "moon", "moon"].into_iter().enumerate() {
-        cluster.add_node(&format!("node-{i}"), &["--site", site]);
-    }
-
-    let (stdout, context) = cluster.run_bench(
-        "allreduce",
-        &[
-            "--min-nodes",
-            "4",
-            "--algo",
-            "ring,hier",
-            "-b",
-            "4K",
-            "-e",
-            "256K",
-            "-f",
-            "8",
-            "-n",
-            "1",
-            "-w",
-            "0",
-        ],
-        WAIT,
-    );
-    assert!(
-        stdout.contains("# Out of bounds values : 0 OK"),
-        "missing OK footer: {context}"
-    );
+    let context = sweep_on_two_sites(&mut cluster);
 
     // Four equal trunks, heaviest first to the least loaded, ties in trunk order
     // (TrunkCarriers): earth->moon#0 and moon->earth#0 on forwarder 0, the #1s on 1. Two

@@ -9,3 +9,4 @@ mod bench_reattach;
 mod dilated_cluster;
 mod forwarder_job;
 mod forwarder_shards;
+mod forwarder_support;
